@@ -1,0 +1,204 @@
+"""Command line: ``regulator serve | check-protocols | decide | report | export | token``.
+
+Each sub-command is a small function taking parsed arguments and returning an exit
+code; heavy imports (aiohttp, storage) happen inside the commands that need them so
+``check-protocols`` and ``decide`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from regulator.core.decision import decide
+from regulator.core.models import Call, DecisionContext, Platform, Stage
+from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _default_protocols_dir() -> str:
+    from regulator.settings import Settings
+
+    return str(Settings().protocols_dir)
+
+
+def _load(directory: str) -> ProtocolSet | None:
+    try:
+        return load_protocols(directory)
+    except ProtocolLoadError as exc:
+        for issue in exc.issues:
+            _err(f"erreur : {issue}")
+        return None
+
+
+def cmd_check_protocols(args: argparse.Namespace) -> int:
+    """Validate every protocol of a directory; exit 1 naming file, field and reason."""
+    directory = args.directory or args.protocols or _default_protocols_dir()
+    protocols = _load(directory)
+    if protocols is None:
+        return 1
+    for proto in protocols:
+        numbers = ", ".join(proto.numbers)
+        print(f"ok  {proto.id:<24} {proto.name} ({proto.timezone}; {numbers})")
+    print(f"{len(protocols)} protocole(s) valide(s) dans {directory}")
+    return 0
+
+
+def parse_instant(value: str | None, tz: object) -> datetime:
+    """ISO 8601 instant; without an offset it is the MMG's local time."""
+    from zoneinfo import ZoneInfo
+
+    assert isinstance(tz, ZoneInfo)
+    if value is None:
+        return datetime.now(UTC)
+    text = value.strip().replace(" ", "T", 1) if "T" not in value else value.strip()
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """Dry-run one decision and print it (``--json`` for the stable JSON shape)."""
+    directory = args.protocols or _default_protocols_dir()
+    protocols = _load(directory)
+    if protocols is None:
+        return 1
+    proto = protocols.get(args.mmg)
+    if proto is None:
+        known = ", ".join(p.id for p in protocols) or "aucune"
+        _err(f"erreur : MMG inconnue {args.mmg!r} (connues : {known})")
+        return 2
+    try:
+        now = parse_instant(args.at, proto.tz)
+    except ValueError:
+        _err(f"erreur : --at {args.at!r} n'est pas une date ISO 8601 (ex. 2026-11-24T21:30)")
+        return 2
+    stage = Stage.DIAL_FAILED if args.overflow else Stage.INCOMING
+    call = Call(
+        call_id="cli",
+        caller=args.caller,
+        called=proto.numbers[0],
+        platform=Platform.CLI,
+        stage=stage,
+        digits=args.digits,
+    )
+    ctx = DecisionContext(pending_referral=args.pending_referral)
+    decision = decide(proto, call, now, ctx)
+    if args.json:
+        out = decision.as_json()
+        if args.explain:
+            out["trace"] = list(decision.trace)
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        return 0
+    dest = decision.destination.display() if decision.destination else "—"
+    print(f"route       : {decision.route.value}")
+    print(f"motif       : {decision.ground.value if decision.ground else '—'}")
+    print(f"destination : {dest}")
+    print(f"règle       : {decision.rule}")
+    print(f"ouverte     : {'oui' if decision.open else 'non'}")
+    print(f"type de jour: {decision.day_type.value if decision.day_type else '—'}")
+    if args.explain:
+        print("explication :")
+        for step in decision.trace:
+            print(f"  - {step}")
+        for text in decision.say:
+            print(f"  « {text} »")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from regulator.web.app import serve
+
+    return serve(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from regulator.reporting import run_report
+
+    return run_report(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from regulator.reporting import run_export
+
+    return run_export(args)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from regulator.auth import run_token_new
+
+    return run_token_new(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regulator",
+        description="Routage des appels d'une maison médicale de garde selon son protocole.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--protocols", help="protocols directory (default: settings)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-protocols", help="validate every protocol file")
+    p.add_argument("directory", nargs="?")
+    p.add_argument("--protocols", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_check_protocols)
+
+    p = sub.add_parser("decide", help="dry-run one routing decision")
+    p.add_argument("--protocols", help="protocols directory (default: settings)")
+    p.add_argument("--mmg", required=True, help="MMG id")
+    p.add_argument("--caller", required=True, help="caller number, any notation")
+    p.add_argument("--at", help="ISO instant; without offset, the MMG's local time")
+    p.add_argument("--digits", help="menu choice already typed")
+    p.add_argument("--pending-referral", action="store_true", help="caller has an open referral")
+    p.add_argument("--overflow", action="store_true", help="the regulation line did not answer")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--explain", action="store_true")
+    p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("report", help="monthly indicator report")
+    p.add_argument("--mmg", required=True)
+    p.add_argument("--month", required=True, help="YYYY-MM")
+    p.add_argument("--format", choices=["json", "csv", "md"], default="json")
+    p.add_argument("--protocols")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="annual export for the regional authority (ARS)")
+    p.add_argument("--year", required=True, type=int)
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    p.add_argument("--protocols")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("token", help="API tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    t = tsub.add_parser("new", help="print a fresh token and its tokens-file line")
+    t.add_argument("--name", required=True)
+    t.add_argument("--role", required=True, action="append")
+    t.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The PDS calendar: day types in the MMG's time zone and opening hours.
+
+Public holidays come from the ``holidays`` package (France with its department
+subdivisions); bridge days follow art. R.6315-1 of the Code de la santé publique:
+the Monday before a public holiday, and the Friday and Saturday after one.
+
+All wall-clock reasoning is done on local dates and times obtained from an aware
+instant, so daylight-saving changes never shift a slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from regulator.core.models import DayType
+
+if TYPE_CHECKING:
+    from regulator.core.protocol import CalendarConfig, Opening, Override, Slot
+
+#: Departments a protocol may name, mapped to the ``holidays`` package's France
+#: subdivisions (Alsace's two departments are one subdivision there).
+DEPARTMENTS: dict[str, str] = {
+    "57": "57",
+    "67": "6AE",
+    "68": "6AE",
+    "971": "971",
+    "972": "972",
+    "973": "973",
+    "974": "974",
+    "975": "PM",
+    "976": "976",
+}
+
+
+@lru_cache(maxsize=256)
+def holiday_dates(subdiv: str | None, year: int) -> dict[date, str]:
+    """Public holidays of ``year`` for a department (None = metropolitan France)."""
+    package_subdiv = DEPARTMENTS[subdiv] if subdiv is not None else None
+    days = holidays.country_holidays("FR", subdiv=package_subdiv, years=year, language="fr")
+    return dict(days.items())
+
+
+def holiday_name(day: date, subdiv: str | None) -> str | None:
+    """The French name of the public holiday on ``day``, or None."""
+    return holiday_dates(subdiv, day.year).get(day)
+
+
+def is_holiday(day: date, subdiv: str | None) -> bool:
+    return day in holiday_dates(subdiv, day.year)
+
+
+@lru_cache(maxsize=8192)
+def day_type(day: date, subdiv: str | None, bridges: bool = True) -> DayType:
+    """Kind of ``day`` (a local date) for opening hours and indicators.
+
+    A public holiday wins over everything. With ``bridges``, R.6315-1 bridge days
+    are: the Monday before a holiday (Tuesday), the Friday after a holiday
+    (Thursday), and the Saturday after a holiday (Friday) or closing the same
+    long weekend (after a Thursday holiday, e.g. Ascension).
+    """
+    if is_holiday(day, subdiv):
+        return DayType.HOLIDAY
+    weekday = day.weekday()
+    if bridges:
+        one = timedelta(days=1)
+        if weekday == 0 and is_holiday(day + one, subdiv):
+            return DayType.BRIDGE
+        if weekday == 4 and is_holiday(day - one, subdiv):
+            return DayType.BRIDGE
+        if weekday == 5 and (is_holiday(day - one, subdiv) or is_holiday(day - 2 * one, subdiv)):
+            return DayType.BRIDGE
+    if weekday == 5:
+        return DayType.SATURDAY
+    if weekday == 6:
+        return DayType.SUNDAY
+    return DayType.WEEKDAY
+
+
+def weekly_kind(day: date) -> DayType:
+    """The day's kind ignoring holidays: weekday, saturday or sunday."""
+    weekday = day.weekday()
+    if weekday == 5:
+        return DayType.SATURDAY
+    if weekday == 6:
+        return DayType.SUNDAY
+    return DayType.WEEKDAY
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlan:
+    """The opening slots of one local date and where they come from."""
+
+    day: date
+    day_type: DayType
+    slots: tuple[tuple[int, int], ...]  # (start, end) in minutes since local midnight
+    source: str  # human-readable: which part of the protocol gave these slots
+
+
+@dataclass(frozen=True, slots=True)
+class OpenState:
+    """Whether the MMG is open at an instant, and why."""
+
+    open: bool
+    day_type: DayType
+    local: datetime
+    reason: str
+    override: Override | None = None
+
+    @property
+    def direct_access(self) -> bool:
+        """True when a dated override declares an influx with direct access."""
+        return self.override is not None and self.override.open and self.override.direct_access
+
+
+def _fmt(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def format_slots(slots: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{_fmt(s)}-{_fmt(e)}" for s, e in slots) or "aucun créneau"
+
+
+class Schedule:
+    """Opening hours of one protocol, with a per-date cache of day plans.
+
+    Built once per loaded protocol; answering ``state(instant)`` is a zone
+    conversion, a dictionary look-up and a scan of a handful of slots.
+    """
+
+    __slots__ = ("_calendar", "_opening", "_plans", "tz")
+
+    def __init__(self, timezone: str, calendar: CalendarConfig, opening: Opening) -> None:
+        self.tz = ZoneInfo(timezone)
+        self._calendar = calendar
+        self._opening = opening
+        self._plans: dict[date, DayPlan] = {}
+
+    def day_type(self, day: date) -> DayType:
+        return day_type(day, self._calendar.subdiv, self._calendar.bridges)
+
+    def plan(self, day: date) -> DayPlan:
+        """Slots of a local date: holiday or bridge slots, else a period's, else weekly."""
+        cached = self._plans.get(day)
+        if cached is not None:
+            return cached
+        plan = self._compute_plan(day)
+        if len(self._plans) > 4096:
+            self._plans.clear()
+        self._plans[day] = plan
+        return plan
+
+    def _compute_plan(self, day: date) -> DayPlan:
+        opening = self._opening
+        kind = self.day_type(day)
+        if kind is DayType.HOLIDAY and opening.holiday is not None:
+            name = holiday_name(day, self._calendar.subdiv)
+            return DayPlan(day, kind, _minutes(opening.holiday), f"jour férié ({name})")
+        if kind is DayType.BRIDGE and opening.bridge is not None:
+            return DayPlan(day, kind, _minutes(opening.bridge), "pont (art. R.6315-1)")
+        weekly = weekly_kind(day)
+        for period in opening.periods:
+            if period.from_ <= day <= period.to:
+                slots = period.slots_for(weekly)
+                if slots is not None:
+                    label = f"période « {period.name} » ({weekly.value})"
+                    return DayPlan(day, kind, _minutes(slots), label)
+        slots = opening.slots_for(weekly)
+        return DayPlan(day, kind, _minutes(slots), f"horaires hebdomadaires ({weekly.value})")
+
+    def state(self, instant: datetime) -> OpenState:
+        """Open or closed at an aware instant, with the reason in French."""
+        local = instant.astimezone(self.tz)
+        naive = local.replace(tzinfo=None)
+        plan = self.plan(local.date())
+        for override in reversed(self._opening.overrides):  # last one wins
+            if override.from_ <= naive < override.to:
+                verb = "ouverte" if override.open else "fermée"
+                return OpenState(
+                    override.open,
+                    plan.day_type,
+                    local,
+                    f"dérogation « {override.reason} » : {verb}",
+                    override,
+                )
+        minute = local.hour * 60 + local.minute
+        for start, end in plan.slots:
+            if start <= minute < end:
+                return OpenState(
+                    True, plan.day_type, local, f"{plan.source} : {_fmt(start)}-{_fmt(end)}"
+                )
+        return OpenState(
+            False,
+            plan.day_type,
+            local,
+            f"{plan.source} : hors créneau ({format_slots(plan.slots)})",
+        )
+
+
+def _minutes(slots: tuple[Slot, ...] | list[Slot]) -> tuple[tuple[int, int], ...]:
+    return tuple((s.start, s.end) for s in slots)

@@ -1,0 +1,284 @@
+"""The circular's monthly indicator set, each figure defined once.
+
+Call figures come from pre-aggregated counters (so a month of a million calls
+reports in milliseconds); persons-seen figures come from the month's visits (a
+referral that arrived is a visit with channel ``regulation``). Labels are the
+circular's wording (Partie 3) so a report reads like the convention's annex.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from regulator.core.models import (
+    CallRecord,
+    DayType,
+    Ground,
+    Outcome,
+    Route,
+    Visit,
+    VisitChannel,
+)
+
+# ---------------------------------------------------------------- call counters
+# Counter keys shared by every store: one hash (or table) per MMG and month.
+CALLS = "calls"
+FAILSAFE = "failsafe"
+
+
+def route_key(route: Route | str) -> str:
+    return f"route:{route}"
+
+
+def ground_key(ground: Ground | str) -> str:
+    return f"ground:{ground}"
+
+
+def call_counter_deltas(record: CallRecord) -> dict[str, int]:
+    """Counter increments for one new call record."""
+    deltas = {
+        CALLS: 1,
+        route_key(record.route): 1,
+        f"day_type:{record.day_type}": 1,
+        f"hour:{record.hour}": 1,
+        f"hour:{record.day_type}:{record.hour}": 1,
+        f"platform:{record.platform}": 1,
+    }
+    if record.ground is not None:
+        deltas[ground_key(record.ground)] = 1
+    if record.failsafe:
+        deltas[FAILSAFE] = 1
+    return deltas
+
+
+def reroute_deltas(
+    old_route: Route | str,
+    old_ground: Ground | str | None,
+    new_route: Route | str,
+    new_ground: Ground | str | None,
+) -> dict[str, int]:
+    """Counter moves when a call's route changes (menu choice, overflow)."""
+    deltas: dict[str, int] = {}
+    if old_route != new_route:
+        deltas[route_key(old_route)] = -1
+        deltas[route_key(new_route)] = 1
+    if old_ground != new_ground:
+        if old_ground is not None:
+            deltas[ground_key(old_ground)] = -1
+        if new_ground is not None:
+            deltas[ground_key(new_ground)] = 1
+    return deltas
+
+
+def local_facts(instant: datetime, tz: ZoneInfo) -> tuple[str, int]:
+    """(YYYY-MM, hour of day) of an instant in the MMG's time zone."""
+    local = instant.astimezone(tz)
+    return local.strftime("%Y-%m"), local.hour
+
+
+def valid_month(month: str) -> bool:
+    """True for ``YYYY-MM`` with a real month."""
+    if len(month) != 7 or month[4] != "-":
+        return False
+    year, mon = month[:4], month[5:]
+    return year.isdigit() and mon.isdigit() and 1 <= int(mon) <= 12 and int(year) >= 2000
+
+
+# ------------------------------------------------------------------ definitions
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """One figure of the report: its stable key (JSON/CSV) and its French label."""
+
+    key: str
+    label: str
+
+
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator("calls_received", "Nombre d'appels reçus à la MMG par mois"),
+    Indicator("persons_seen.total", "Nombre total de personnes vues en consultation à la MMG"),
+    Indicator("persons_seen.weekday", "… dont jours de semaine"),
+    Indicator("persons_seen.weekend", "… dont week-end"),
+    Indicator("persons_seen.holiday", "… dont jours fériés (et ponts)"),
+    Indicator(
+        "persons_seen.via_regulation",
+        "Nombre de personnes venues à la MMG via la régulation de la PDS",
+    ),
+    Indicator(
+        "persons_seen.direct_access",
+        "Nombre de personnes venues à la MMG en accès direct (hors régulation préalable)",
+    ),
+    Indicator(
+        "persons_seen.emergency_reorientation",
+        "Nombre de personnes venues à la MMG après réorientation par un service d'urgences",
+    ),
+    Indicator("persons_seen.other", "Autres cas"),
+    Indicator("returned_home", "Nombre de patients retournant à leur domicile après consultation"),
+    Indicator(
+        "reoriented_to_emergency", "Nombre de patients réorientés vers une structure d'urgence"
+    ),
+    Indicator("hospitalised", "Nombre de patients hospitalisés après consultation"),
+    Indicator("acts", "Nombre d'actes réalisés par le médecin"),
+)
+
+ROUTE_LABELS: dict[str, str] = {
+    "regulation": "Appels régulés par le centre 15",
+    "direct_access": "Appels en accès direct exceptionnel",
+    "pharmacy": "Appels orientés vers la pharmacie de garde",
+    "menu": "Appels terminés au menu vocal",
+    "closed": "Appels reçus MMG fermée (message)",
+}
+
+DAY_TYPE_LABELS: dict[str, str] = {
+    "weekday": "jours de semaine",
+    "saturday": "samedis",
+    "sunday": "dimanches",
+    "holiday": "jours fériés",
+    "bridge": "ponts",
+}
+
+_WEEKEND = (DayType.SATURDAY, DayType.SUNDAY)
+_HOLIDAY_LIKE = (DayType.HOLIDAY, DayType.BRIDGE)
+
+
+def _persons_seen(visits: Sequence[Visit]) -> dict[str, int]:
+    seen = {
+        "total": len(visits),
+        "weekday": 0,
+        "weekend": 0,
+        "holiday": 0,
+        "via_regulation": 0,
+        "direct_access": 0,
+        "emergency_reorientation": 0,
+        "other": 0,
+    }
+    channel_key = {
+        VisitChannel.REGULATION: "via_regulation",
+        VisitChannel.DIRECT: "direct_access",
+        VisitChannel.EMERGENCY_REORIENTATION: "emergency_reorientation",
+        VisitChannel.OTHER: "other",
+    }
+    for visit in visits:
+        if visit.day_type in _HOLIDAY_LIKE:
+            seen["holiday"] += 1
+        elif visit.day_type in _WEEKEND:
+            seen["weekend"] += 1
+        else:
+            seen["weekday"] += 1
+        seen[channel_key[visit.channel]] += 1
+    return seen
+
+
+def _count_by(values: Iterable[str | None]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in values:
+        if value:
+            out[value] = out.get(value, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def build_report(
+    mmg: str, month: str, counters: Mapping[str, int], visits: Sequence[Visit]
+) -> dict[str, Any]:
+    """The monthly report (DESIGN.md §5 field names) from call counters and visits."""
+    calls_by_route = {r.value: counters.get(route_key(r), 0) for r in Route}
+    calls_by_ground = {g.value: counters.get(ground_key(g), 0) for g in Ground}
+    calls_by_day_type = {d.value: counters.get(f"day_type:{d}", 0) for d in DayType}
+    calls_by_hour = [counters.get(f"hour:{h}", 0) for h in range(24)]
+    calls_peaks = {d.value: [counters.get(f"hour:{d}:{h}", 0) for h in range(24)] for d in DayType}
+    visits_peaks = {d.value: [0] * 24 for d in DayType}
+    for visit in visits:
+        visits_peaks[visit.day_type.value][visit.hour] += 1
+    outcomes = [v.outcome for v in visits]
+    return {
+        "mmg": mmg,
+        "month": month,
+        "calls_received": counters.get(CALLS, 0),
+        "calls_by_route": calls_by_route,
+        "calls_by_ground": calls_by_ground,
+        "calls_by_day_type": calls_by_day_type,
+        "calls_by_hour": calls_by_hour,
+        "calls_failsafe": counters.get(FAILSAFE, 0),
+        "persons_seen": _persons_seen(visits),
+        "returned_home": outcomes.count(Outcome.HOME),
+        "reoriented_to_emergency": outcomes.count(Outcome.EMERGENCY),
+        "hospitalised": outcomes.count(Outcome.HOSPITALISED),
+        "acts": sum(v.acts for v in visits),
+        "peaks": {"calls": calls_peaks, "visits": visits_peaks},
+        "qualitative": {
+            "age_band": _count_by(v.age_band for v in visits),
+            "reason": _count_by(v.reason for v in visits),
+        },
+    }
+
+
+def _value(report: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = report
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """Flat (key, French label, value) rows: the circular's figures then the breakdowns."""
+    rows = [(i.key, i.label, int(_value(report, i.key))) for i in INDICATORS]
+    for route, count in report["calls_by_route"].items():
+        rows.append((f"calls_by_route.{route}", ROUTE_LABELS[route], count))
+    for ground, count in report["calls_by_ground"].items():
+        rows.append((f"calls_by_ground.{ground}", f"Accès direct, motif {ground}", count))
+    for day_type, count in report["calls_by_day_type"].items():
+        rows.append(
+            (f"calls_by_day_type.{day_type}", f"Appels reçus — {DAY_TYPE_LABELS[day_type]}", count)
+        )
+    for hour, count in enumerate(report["calls_by_hour"]):
+        rows.append(
+            (f"calls_by_hour.{hour:02d}", f"Appels reçus de {hour:02d} h à {hour:02d} h 59", count)
+        )
+    rows.append(
+        ("calls_failsafe", "Appels routés par sécurité vers le centre 15", report["calls_failsafe"])
+    )
+    return rows
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """``indicator,value`` rows (plus the French label) — same figures as the JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["indicator", "value", "label"])
+    writer.writerow(["mmg", report["mmg"], "MMG"])
+    writer.writerow(["month", report["month"], "Mois"])
+    for key, label, value in report_rows(report):
+        writer.writerow([key, value, label])
+    return out.getvalue()
+
+
+def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
+    """A French Markdown summary: the indicator table in the circular's wording."""
+    title = name or report["mmg"]
+    lines = [
+        f"# Indicateurs de suivi — {title} — {report['month']}",
+        "",
+        "| Indicateur | Valeur |",
+        "| --- | ---: |",
+    ]
+    lines += [
+        f"| {label} | {value} |" for _, label, value in report_rows(report)[: len(INDICATORS)]
+    ]
+    lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
+    lines += [f"| {ROUTE_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
+    peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])
+    lines += [
+        "",
+        "## Pics d'activité",
+        "",
+        f"Heure la plus chargée : {peak_hour:02d} h ({report['calls_by_hour'][peak_hour]} appels).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""Domain values shared by the decision engine, the adapters and the stores.
+
+Plain frozen dataclasses and string enums: cheap to build on the hot path, easy to
+serialise, and free of any I/O library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Route(StrEnum):
+    """Where a call goes."""
+
+    REGULATION = "regulation"
+    DIRECT_ACCESS = "direct_access"
+    PHARMACY = "pharmacy"
+    MENU = "menu"
+    CLOSED = "closed"
+
+
+class Ground(StrEnum):
+    """The only reasons a caller may reach the front desk without regulation."""
+
+    PENDING_REFERRAL = "pending_referral"
+    PROFESSIONAL = "professional"
+    REGULATION_OVERFLOW = "regulation_overflow"
+    DECLARED_INFLUX = "declared_influx"
+
+
+class DayType(StrEnum):
+    """Kind of day in the MMG's calendar; drives slots and indicator breakdowns."""
+
+    WEEKDAY = "weekday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+    HOLIDAY = "holiday"
+    BRIDGE = "bridge"
+
+
+class Platform(StrEnum):
+    """Telephony platforms that call our webhooks."""
+
+    TWILIO = "twilio"
+    VONAGE = "vonage"
+    KAMAILIO = "kamailio"
+    GENERIC = "generic"
+    CLI = "cli"
+
+
+class Stage(StrEnum):
+    """Which step of the call flow a webhook is about."""
+
+    INCOMING = "incoming"  # first webhook of a call: welcome / route
+    DIGITS = "digits"  # the caller typed (or did not type) a menu choice
+    DIAL_FAILED = "dial_failed"  # a dial to the regulation line was busy/unanswered
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One inbound call as the platforms describe it, before any decision.
+
+    ``caller`` and ``called`` are the raw strings from the platform; the engine
+    normalises them. ``digits`` is the menu choice already typed, if any.
+    """
+
+    call_id: str
+    caller: str
+    called: str
+    platform: Platform = Platform.GENERIC
+    stage: Stage = Stage.INCOMING
+    digits: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """Facts from outside the protocol that a decision depends on.
+
+    They are looked up by the service (storage) before calling the pure engine.
+    """
+
+    pending_referral: bool = False
+    regulation_failed: bool = False  # dial-status of the regulation line: busy/no-answer
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where to send the caller.
+
+    ``dial`` destinations have a long E.164 number and/or a SIP URI. Short codes
+    (15, 3237, …) can't be dialled by telephony platforms: they are ``announce``
+    destinations, read to the caller ("raccrochez et composez le 3237").
+    """
+
+    number: str | None = None
+    sip: str | None = None
+    announce: str | None = None
+    label: str = ""
+
+    @property
+    def dialable(self) -> bool:
+        return self.announce is None and (self.number is not None or self.sip is not None)
+
+    def display(self) -> str | None:
+        """The single value the CLI and logs show: SIP URI first, then number, then code."""
+        return self.sip or self.number or self.announce
+
+
+@dataclass(frozen=True, slots=True)
+class MenuPrompt:
+    """What a platform needs to collect a menu choice."""
+
+    text: str
+    timeout_s: int
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`regulator.core.decision.decide`: one route, explained."""
+
+    mmg: str | None
+    route: Route
+    rule: str
+    destination: Destination | None
+    ground: Ground | None = None
+    open: bool = False
+    day_type: DayType | None = None
+    failsafe: bool = False
+    failsafe_reason: str | None = None
+    say: tuple[str, ...] = ()
+    menu: MenuPrompt | None = None
+    # Seconds to ring the regulation line before the overflow callback; None = platform default.
+    dial_timeout_s: int | None = None
+    trace: tuple[str, ...] = field(default=(), compare=False)
+
+    def as_json(self) -> dict[str, object]:
+        """The stable JSON shape of ``regulator decide --json`` (DESIGN.md §5)."""
+        return {
+            "mmg": self.mmg,
+            "route": self.route.value,
+            "ground": self.ground.value if self.ground else None,
+            "destination": self.destination.display() if self.destination else None,
+            "rule": self.rule,
+            "open": self.open,
+            "day_type": self.day_type.value if self.day_type else None,
+            "failsafe": self.failsafe,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One row of the call log: what the monthly "calls received" counts."""
+
+    call_id: str
+    mmg: str
+    platform: str
+    caller: str  # E.164 when parseable, else the raw string (never logged unmasked)
+    at: datetime  # aware, UTC
+    month: str  # YYYY-MM in the MMG's time zone
+    day_type: DayType
+    hour: int  # local hour of day 0–23
+    route: Route
+    ground: Ground | None
+    rule: str
+    failsafe: bool = False
+    status: str = "in_progress"  # final platform status once the call ended
+    duration_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    """A later fact about a recorded call: a new route (menu choice, overflow) or its end."""
+
+    call_id: str
+    mmg: str
+    month: str
+    route: Route | None = None
+    ground: Ground | None = None
+    rule: str | None = None
+    status: str | None = None
+    duration_s: int | None = None
+
+
+class ReferralStatus(StrEnum):
+    """Life of a regulated referral (see core/referrals.py for the transitions)."""
+
+    PENDING = "pending"
+    ACKNOWLEDGED = "acknowledged"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+class VisitChannel(StrEnum):
+    """How a person seen at the MMG came (circular, Partie 3)."""
+
+    REGULATION = "regulation"
+    DIRECT = "direct"
+    EMERGENCY_REORIENTATION = "emergency_reorientation"
+    OTHER = "other"
+
+
+class Outcome(StrEnum):
+    HOME = "home"
+    EMERGENCY = "emergency"
+    HOSPITALISED = "hospitalised"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A person seen at the MMG; a referral that arrived is a visit with a referral_id."""
+
+    id: str
+    mmg: str
+    channel: VisitChannel
+    at: datetime  # aware, UTC
+    month: str  # YYYY-MM, MMG time zone
+    day_type: DayType
+    hour: int
+    outcome: Outcome | None = None
+    acts: int = 0
+    age_band: str | None = None
+    reason: str | None = None
+    referral_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralEvent:
+    """One step of a referral's history."""
+
+    status: ReferralStatus
+    at: datetime
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """A patient sent to the MMG by a regulating doctor."""
+
+    id: str
+    mmg: str
+    case_id: str
+    patient_display_name: str
+    status: ReferralStatus
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    version: int = 1
+    patient_age_band: str | None = None
+    callback_number: str | None = None  # E.164
+    reason: str | None = None
+    urgency: str | None = None
+    expected_at: datetime | None = None
+    tiers_payant: bool = False
+    note: str = ""
+    outcome: Outcome | None = None
+    acts: int | None = None
+    visit_id: str | None = None
+    history: tuple[ReferralEvent, ...] = ()

@@ -1,0 +1,102 @@
+"""Phone numbers: French and overseas notations to E.164, short codes, masking.
+
+Numbers arrive as people and platforms write them (``04 66 12 34 56``,
+``+33 4 66…``, ``0033…``, ``262262…`` from Vonage without ``+``). Everything
+the service compares or stores is E.164; the French short codes that platforms
+can't dial (15, 112, 116117, 3237…) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+
+#: Short numbers that are announced to callers, never dialled by a platform.
+SHORT_CODES: frozenset[str] = frozenset(
+    {"15", "17", "18", "112", "114", "115", "119", "116117", "3237", "3624", "3966"}
+)
+
+# Regions tried in turn for national notation (0…): metropolitan France first, then
+# the overseas departments and collectivities that have their own numbering plans.
+_REGIONS = ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF", "NC", "PF", "WF")
+_STRIP = re.compile(r"[\s.\-()/\u00a0]")
+
+
+class InvalidNumber(ValueError):
+    """The string is not a phone number we can route or compare."""
+
+
+def is_short_code(value: str) -> bool:
+    """True for a French short code such as 15 or 3237 (after removing spaces)."""
+    return _STRIP.sub("", value) in SHORT_CODES
+
+
+@lru_cache(maxsize=65536)
+def normalize(raw: str, region: str = "FR") -> str:
+    """Return ``raw`` as E.164 (``+33466123456``) or as a bare short code (``3237``).
+
+    ``region`` is the default region for national notation; other French regions
+    are tried when the number is not valid there. Raises :class:`InvalidNumber`.
+    Cached: callers, professionals and destination numbers repeat a lot.
+    """
+    if not isinstance(raw, str):
+        raise InvalidNumber(f"not a string: {raw!r}")
+    value = _STRIP.sub("", raw.strip())
+    if value in SHORT_CODES:
+        return value
+    if not value or len(value) > 32:
+        raise InvalidNumber(f"not a phone number: {raw!r}")
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    elif value[0].isdigit() and not value.startswith("0") and len(value) >= 10:
+        # Vonage and some PBXs send international numbers without the leading +.
+        value = "+" + value
+    if not re.fullmatch(r"\+?\d{2,20}", value):
+        raise InvalidNumber(f"not a phone number: {raw!r}")
+    regions = (region, *(r for r in _REGIONS if r != region))
+    for reg in regions:
+        try:
+            parsed = phonenumbers.parse(value, reg)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if value.startswith("+"):
+            break  # an explicit country code is not re-read in another region
+    raise InvalidNumber(f"not a valid phone number: {raw!r}")
+
+
+def try_normalize(raw: str | None, region: str = "FR") -> str | None:
+    """Like :func:`normalize` but returns None for anything unparseable (anonymous callers)."""
+    if not raw:
+        return None
+    try:
+        return normalize(raw, region)
+    except InvalidNumber:
+        return None
+
+
+def mask(value: str | None) -> str:
+    """Mask a number for logs: ``+33612345642`` → ``+33 6 •• •• •• 42``.
+
+    Keeps the country code, the first national digit and the last two digits —
+    enough to tell calls apart in a log, not enough to call anyone back.
+    """
+    if not value:
+        return "anonyme"
+    digits = _STRIP.sub("", value)
+    if digits in SHORT_CODES:
+        return digits
+    e164 = try_normalize(digits)
+    if e164 is None:
+        return "•" * min(len(digits), 8)
+    parsed = phonenumbers.parse(e164)
+    cc = f"+{parsed.country_code}"
+    national = str(parsed.national_number)
+    if len(national) < 5:
+        return f"{cc} ••"
+    middle = len(national) - 3
+    groups = " ".join("••" for _ in range((middle + 1) // 2))
+    return f"{cc} {national[0]} {groups} {national[-2:]}"

@@ -1,0 +1,521 @@
+"""The usage protocol of an MMG: pydantic models of the YAML file and its loader.
+
+One YAML file per MMG (DESIGN.md §5). Models are frozen and strict about unknown
+keys so a typo is an error, not a silently ignored setting. Loading a directory
+returns a :class:`ProtocolSet` or raises :class:`ProtocolLoadError` listing every
+problem with its file, field path, value and reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from regulator.core import phone
+from regulator.core.calendar import DEPARTMENTS, Schedule
+from regulator.core.models import DayType
+
+_SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+_SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Slot(_Frozen):
+    """An opening slot within one local day, ``"20:00-24:00"``; never spans midnight."""
+
+    start: int  # minutes since midnight
+    end: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _SLOT.match(value.strip())
+            if not match:
+                raise ValueError(f"expected a slot like '20:00-24:00', got {value!r}")
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            if h1 > 23 or m1 > 59:
+                raise ValueError(f"invalid start time {value.split('-')[0]!r} in {value!r}")
+            if (h2, m2) != (24, 0) and (h2 > 23 or m2 > 59):
+                raise ValueError(
+                    f"invalid end time {value.split('-')[1]!r} in {value!r} "
+                    "(hours 00–23, or 24:00 for the end of the day)"
+                )
+            start, end = h1 * 60 + m1, h2 * 60 + m2
+            if end <= start:
+                raise ValueError(
+                    f"slot {value!r} ends before it starts; a slot never spans midnight: "
+                    "split it into '…-24:00' and the next day's '00:00-…'"
+                )
+            return {"start": start, "end": end}
+        return value
+
+    def __str__(self) -> str:
+        return (
+            f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
+        )
+
+
+def _normalize_number(value: Any) -> str:
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a phone number as text, got {value!r}")
+    try:
+        return phone.normalize(value)
+    except phone.InvalidNumber:
+        raise ValueError(f"{value!r} is not a phone number") from None
+
+
+PhoneNumber = Annotated[str, BeforeValidator(_normalize_number)]
+
+
+def _long_number(value: Any) -> str:
+    number = _normalize_number(value)
+    if phone.is_short_code(number):
+        raise ValueError(
+            f"{value!r} is a short code: telephony platforms cannot dial it; "
+            "use the long number agreed with the SAMU"
+        )
+    return number
+
+
+LongNumber = Annotated[str, BeforeValidator(_long_number)]
+
+
+class CalendarConfig(_Frozen):
+    country: Literal["FR"] = "FR"
+    subdiv: str | None = None
+    bridges: bool = True
+
+    @field_validator("subdiv", mode="before")
+    @classmethod
+    def _subdiv(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value)
+        if text not in DEPARTMENTS:
+            known = ", ".join(DEPARTMENTS)
+            raise ValueError(f"unknown department {value!r}; known: {known} or null")
+        return text
+
+
+def _no_overlap(slots: list[Slot], where: str) -> list[Slot]:
+    ordered = sorted(slots, key=lambda s: s.start)
+    for before, after in itertools.pairwise(ordered):
+        if after.start < before.end:
+            raise ValueError(f"{where}: slots {before} and {after} overlap")
+    return ordered
+
+
+class Period(_Frozen):
+    """Dated replacement of some weekly slots (summer influx, winter epidemic)."""
+
+    name: str
+    from_: date = Field(alias="from")
+    to: date
+    weekdays: list[Slot] | None = None
+    saturday: list[Slot] | None = None
+    sunday: list[Slot] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Period:
+        if self.to < self.from_:
+            raise ValueError(
+                f"period {self.name!r} ends ({self.to}) before it starts ({self.from_})"
+            )
+        return self
+
+    def slots_for(self, kind: DayType) -> list[Slot] | None:
+        if kind is DayType.SATURDAY:
+            return self.saturday
+        if kind is DayType.SUNDAY:
+            return self.sunday
+        return self.weekdays
+
+
+class Override(_Frozen):
+    """An absolute window (local time) that forces the MMG open or closed."""
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    open: bool
+    direct_access: bool = False
+    reason: str = Field(min_length=1)
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _local(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            raise ValueError("override times are local wall-clock times: remove the UTC offset")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Override:
+        if self.to <= self.from_:
+            raise ValueError(f"override {self.reason!r} ends before it starts")
+        if self.direct_access and not self.open:
+            raise ValueError("an override with direct_access must also be open: true")
+        return self
+
+
+class Opening(_Frozen):
+    weekdays: list[Slot] = Field(default_factory=list)
+    saturday: list[Slot] = Field(default_factory=list)
+    sunday: list[Slot] = Field(default_factory=list)
+    holiday: list[Slot] | None = None
+    bridge: list[Slot] | None = None
+    periods: list[Period] = Field(default_factory=list)
+    overrides: list[Override] = Field(default_factory=list)
+
+    @field_validator("weekdays", "saturday", "sunday", "holiday", "bridge")
+    @classmethod
+    def _sorted(cls, value: list[Slot] | None) -> list[Slot] | None:
+        return None if value is None else _no_overlap(value, "opening")
+
+    def slots_for(self, kind: DayType) -> list[Slot]:
+        if kind is DayType.SATURDAY:
+            return self.saturday
+        if kind is DayType.SUNDAY:
+            return self.sunday
+        return self.weekdays
+
+
+class Destination(_Frozen):
+    """A phone number and/or a SIP URI."""
+
+    number: PhoneNumber | None = None
+    sip: str | None = Field(default=None, pattern=r"^sips?:[^\s@]+@[^\s]+$")
+
+    @model_validator(mode="after")
+    def _one(self) -> Destination:
+        if self.number is None and self.sip is None:
+            raise ValueError("a destination needs a number or a sip URI")
+        return self
+
+
+class RegulationLine(Destination):
+    """Centre 15 / SAS: must be dialable, so never a short code."""
+
+    number: LongNumber | None = None
+
+
+class RosterEntry(_Frozen):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    name: str = Field(min_length=1)
+    number: PhoneNumber
+
+    @model_validator(mode="after")
+    def _check(self) -> RosterEntry:
+        if self.to <= self.from_:
+            raise ValueError(f"roster entry {self.name!r} ends before it starts")
+        return self
+
+
+class Pharmacy(_Frozen):
+    fallback: PhoneNumber = "3237"
+    roster: list[RosterEntry] = Field(default_factory=list)
+
+    @field_validator("roster")
+    @classmethod
+    def _no_overlap(cls, value: list[RosterEntry]) -> list[RosterEntry]:
+        ordered = sorted(value, key=lambda r: r.from_)
+        for before, after in itertools.pairwise(ordered):
+            if after.from_ < before.to:
+                raise ValueError(
+                    f"roster entries {before.name!r} (until {before.to:%Y-%m-%dT%H:%M}) and "
+                    f"{after.name!r} (from {after.from_:%Y-%m-%dT%H:%M}) overlap"
+                )
+        return ordered
+
+    def on_duty(self, local: datetime) -> RosterEntry | None:
+        """The roster entry covering a local naive time ([from, to)), or None."""
+        for entry in self.roster:
+            if entry.from_ <= local < entry.to:
+                return entry
+        return None
+
+
+class Destinations(_Frozen):
+    regulation: RegulationLine
+    front_desk: Destination
+    pharmacy: Pharmacy = Field(default_factory=Pharmacy)
+
+
+MenuChoice = Literal["regulation", "pharmacy"]
+
+
+class Menu(_Frozen):
+    timeout_s: int = Field(default=6, ge=1, le=60)
+    options: dict[str, MenuChoice]
+    default: MenuChoice = "regulation"
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {str(k): v for k, v in value.items()}
+            for key in out:
+                if not re.fullmatch(r"[0-9*#]", key):
+                    raise ValueError(f"menu key {key!r} must be one phone key (0-9, * or #)")
+            return out
+        return value
+
+
+class Overflow(_Frozen):
+    after_s: int = Field(ge=5, le=600)
+
+
+class DirectAccess(_Frozen):
+    pending_referral: bool = True
+    professionals: list[PhoneNumber] = Field(default_factory=list)
+    regulation_overflow: Overflow | None = None
+
+
+class Routing(_Frozen):
+    when_open: Literal["menu", "regulation"] = "regulation"
+    when_closed: Literal["regulation", "closed_message"] = "regulation"
+    menu: Menu | None = None
+    direct_access: DirectAccess = Field(default_factory=DirectAccess)
+
+    @model_validator(mode="after")
+    def _menu(self) -> Routing:
+        if self.when_open == "menu" and self.menu is None:
+            raise ValueError("when_open is 'menu' but no menu is defined")
+        return self
+
+
+class Messages(_Frozen):
+    """French text read to callers. Placeholders: {name}, {number}."""
+
+    welcome: str = "Vous êtes en relation avec la maison médicale de garde."
+    menu: str = "Pour un médecin, tapez 1. Pour la pharmacie de garde, tapez 2."
+    closed: str = "La maison médicale de garde est fermée. En cas d'urgence vitale, composez le 15."
+    regulation: str = "Nous vous mettons en relation avec le médecin régulateur."
+    direct_access: str = "Nous vous mettons en relation avec l'accueil de la maison médicale."
+    pharmacy: str = "La pharmacie de garde est la {name}. Nous vous mettons en relation."
+    pharmacy_fallback: str = (
+        "Pour connaître la pharmacie de garde, raccrochez et composez le {number}."
+    )
+    overflow_retry: str = (
+        "Toutes les lignes de régulation sont occupées. Merci de patienter, "
+        "nous renouvelons votre appel."
+    )
+    failsafe: str = "Nous vous mettons en relation avec le centre 15."
+
+
+class Protocol(_Frozen):
+    """The usage protocol of one MMG (one YAML file)."""
+
+    id: str = Field(pattern=_SLUG)
+    name: str = Field(min_length=1)
+    timezone: str
+    calendar: CalendarConfig = Field(default_factory=CalendarConfig)
+    numbers: list[PhoneNumber] = Field(min_length=1)
+    opening: Opening
+    destinations: Destinations
+    routing: Routing = Field(default_factory=Routing)
+    messages: Messages = Field(default_factory=Messages)
+
+    _schedule: Schedule | None = PrivateAttr(default=None)
+    _professionals: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (IANA name such as Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("numbers")
+    @classmethod
+    def _long_numbers(cls, value: list[str]) -> list[str]:
+        for number in value:
+            if phone.is_short_code(number):
+                raise ValueError(f"{number!r} is a short code, not an MMG number")
+        if len(set(value)) != len(value):
+            raise ValueError("the same number is listed twice")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._schedule = Schedule(self.timezone, self.calendar, self.opening)
+        self._professionals = frozenset(self.routing.direct_access.professionals)
+
+    @property
+    def schedule(self) -> Schedule:
+        assert self._schedule is not None  # set in model_post_init
+        return self._schedule
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.schedule.tz
+
+    def is_professional(self, e164: str | None) -> bool:
+        return e164 is not None and e164 in self._professionals
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolIssue:
+    """One problem in one protocol file."""
+
+    file: str
+    field: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        value = f" = {self.value}" if self.value else ""
+        return f"{where}{value}: {self.reason}"
+
+
+class ProtocolLoadError(Exception):
+    """Raised when a protocol directory or file does not validate."""
+
+    def __init__(self, issues: list[ProtocolIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            name = "from" if item == "from_" else item
+            parts.append(("." if parts else "") + name)
+    return "".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def parse_protocol(data: Any, file: str) -> Protocol:
+    """Validate one parsed YAML document; raise :class:`ProtocolLoadError` on error."""
+    if not isinstance(data, dict):
+        raise ProtocolLoadError([ProtocolIssue(file, "", "", "expected a YAML mapping")])
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors(include_url=False):
+            reason = err["msg"].removeprefix("Value error, ")
+            issues.append(ProtocolIssue(file, _loc(err["loc"]), _short(err.get("input")), reason))
+        raise ProtocolLoadError(issues) from None
+
+
+def load_protocol_file(path: Path) -> Protocol:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolLoadError([ProtocolIssue(str(path), "", "", f"cannot read: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ProtocolLoadError(
+            [ProtocolIssue(str(path), "", "", f"invalid YAML: {exc}".replace("\n", " "))]
+        ) from None
+    return parse_protocol(data, str(path))
+
+
+class ProtocolSet:
+    """All loaded protocols, indexed by MMG id and by called number (E.164)."""
+
+    def __init__(self, protocols: Iterable[Protocol]) -> None:
+        self.by_id: dict[str, Protocol] = {}
+        self.by_number: dict[str, Protocol] = {}
+        for proto in protocols:
+            self.by_id[proto.id] = proto
+            for number in proto.numbers:
+                self.by_number[number] = proto
+
+    def __iter__(self) -> Iterator[Protocol]:
+        return iter(self.by_id.values())
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def get(self, mmg_id: str) -> Protocol | None:
+        return self.by_id.get(mmg_id)
+
+    def for_called(self, called: str | None) -> Protocol | None:
+        """The protocol whose MMG number was called (any notation), or None."""
+        number = phone.try_normalize(called)
+        return self.by_number.get(number) if number else None
+
+
+def protocol_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_protocols(directory: Path | str) -> ProtocolSet:
+    """Load and cross-check every ``*.yaml``/``*.yml`` file of a directory.
+
+    Reports every problem at once; duplicate MMG ids or numbers across files are
+    errors because a called number must name exactly one MMG.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ProtocolLoadError([ProtocolIssue(str(root), "", "", "not a directory")])
+    issues: list[ProtocolIssue] = []
+    loaded: list[tuple[Path, Protocol]] = []
+    files = protocol_files(root)
+    if not files:
+        issues.append(ProtocolIssue(str(root), "", "", "no protocol file (*.yaml) found"))
+    for path in files:
+        try:
+            loaded.append((path, load_protocol_file(path)))
+        except ProtocolLoadError as exc:
+            issues.extend(exc.issues)
+    ids: dict[str, Path] = {}
+    numbers: dict[str, Path] = {}
+    for path, proto in loaded:
+        if proto.id in ids:
+            issues.append(
+                ProtocolIssue(str(path), "id", repr(proto.id), f"already used by {ids[proto.id]}")
+            )
+        ids.setdefault(proto.id, path)
+        for i, number in enumerate(proto.numbers):
+            if number in numbers:
+                issues.append(
+                    ProtocolIssue(
+                        str(path),
+                        f"numbers[{i}]",
+                        repr(number),
+                        f"already used by {numbers[number]}",
+                    )
+                )
+            numbers.setdefault(number, path)
+    if issues:
+        raise ProtocolLoadError(issues)
+    return ProtocolSet(proto for _, proto in loaded)

@@ -1,0 +1,106 @@
+"""What every telephony adapter shares: the request it reads and the answer it writes.
+
+An adapter module (``twilio``, ``vonage``, ``kamailio``, ``generic``) is a set of
+pure functions, no aiohttp:
+
+* ``verify(req, secret)`` — raise :class:`SignatureError` unless the request is
+  authentic (constant-time comparisons, replay windows). Called first.
+* ``parse_call(req, stage)`` — the request as a :class:`~regulator.core.models.Call`
+  (raise :class:`BadHookRequest` naming the field).
+* ``parse_event(req)`` — a status/dial callback as a :class:`CallEvent`.
+* ``render(decision, urls)`` — the platform's answer (:class:`Answer`).
+* ``render_hangup()`` — the answer that ends the call politely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from regulator.core.models import Route
+
+
+class SignatureError(Exception):
+    """The request is not authentic (missing, forged or replayed signature)."""
+
+
+class BadHookRequest(Exception):
+    """The request is authentic but unusable; names the field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    """A webhook as adapters see it.
+
+    ``url`` is the full URL the platform called (scheme, host, port as sent, path
+    and query), rebuilt from ``REGULATOR_PUBLIC_URL`` when behind a proxy.
+    ``headers`` keys are lower-case. ``form`` holds the parsed
+    ``application/x-www-form-urlencoded`` body (empty for JSON bodies).
+    ``now`` is the current Unix time, for replay windows.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, str]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A status or dial-status callback, normalised across platforms.
+
+    ``status`` uses Twilio's vocabulary spelled the Vonage-neutral way:
+    ``ringing``, ``answered``, ``completed``, ``busy``, ``no-answer``, ``failed``,
+    ``canceled`` (Vonage's ``cancelled`` is mapped to ``canceled``; its
+    ``timeout``/``unanswered``/``rejected`` to ``no-answer``/``busy``).
+    ``target`` is the route of the dial this event is about (from our own
+    callback URL), None for whole-call status events.
+    """
+
+    call_id: str
+    status: str
+    duration_s: int | None = None
+    target: Route | None = None
+    caller: str | None = None
+    called: str | None = None
+
+    @property
+    def dial_failed(self) -> bool:
+        return self.status in ("busy", "no-answer", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The body and media type returned to the platform (always HTTP 200)."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookUrls:
+    """Absolute public URLs of our own callbacks for one platform."""
+
+    gather: str = ""
+    dial_status: str = ""
+    status: str = ""
+    event: str = ""
+    input: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def with_query(url: str, **params: str) -> str:
+        """Append query parameters (e.g. ``target=regulation``) to a callback URL."""
+        if not params:
+            return url
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}{urlencode(params)}"

@@ -1,0 +1,143 @@
+"""Interfaces between the service and the outside world (typing.Protocol).
+
+``Store`` is implemented by :mod:`regulator.storage.sqlite` and
+:mod:`regulator.storage.redis`; both pass the same contract suite in
+``tests/contract``. Every method is idempotent where the docstring says so,
+because platforms retry and replicas race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from regulator.core.models import (
+    CallRecord,
+    CallUpdate,
+    Referral,
+    ReferralStatus,
+    Visit,
+)
+
+
+class Clock(Protocol):
+    """Where time comes from; injected so tests can pin it."""
+
+    def now(self) -> datetime:
+        """An aware UTC instant."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that only moves when told to (tests, CLI dry runs)."""
+
+    def __init__(self, instant: datetime) -> None:
+        if instant.tzinfo is None:
+            raise ValueError("FixedClock needs an aware datetime")
+        self.instant = instant
+
+    def now(self) -> datetime:
+        return self.instant
+
+    def set(self, instant: datetime) -> None:
+        self.instant = instant
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, full, read-only…)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence of calls, referrals and visits."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` if the store cannot serve requests now."""
+        ...
+
+    # ---- calls ----------------------------------------------------------
+    async def record_calls(self, records: Sequence[CallRecord]) -> list[bool]:
+        """Insert call records in one transaction, idempotent by ``call_id``.
+
+        Returns, per record, True if it was new. Counters (see
+        :func:`regulator.core.indicators.call_counter_deltas`) move only for new records.
+        """
+        ...
+
+    async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
+        """Apply later facts to recorded calls; a route change moves the route counters.
+
+        Idempotent: applying the same update twice changes nothing the second time.
+        Updates for unknown call ids are ignored.
+        """
+        ...
+
+    async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+    async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
+        """Pre-aggregated call counters of one MMG and month (no scan of the log)."""
+        ...
+
+    async def purge_calls(self, before: datetime) -> int:
+        """Delete call records older than ``before``; counters are kept. Returns count."""
+        ...
+
+    # ---- referrals --------------------------------------------------------
+    async def create_referral(
+        self, referral: Referral, idempotency_key: str | None
+    ) -> tuple[Referral, bool]:
+        """Store a new referral. With an idempotency key already used, return the
+        referral created then and False."""
+        ...
+
+    async def get_referral(self, referral_id: str) -> Referral | None: ...
+
+    async def list_referrals(
+        self,
+        *,
+        mmg: str | None = None,
+        statuses: frozenset[ReferralStatus] | None = None,
+        limit: int = 200,
+    ) -> list[Referral]:
+        """Newest first."""
+        ...
+
+    async def save_referral(
+        self, referral: Referral, expected_version: int, visit: Visit | None = None
+    ) -> bool:
+        """Compare-and-set: replace the referral if its stored version is
+        ``expected_version`` and, in the same transaction, upsert ``visit``.
+        Returns False (writing nothing) if someone else changed it first."""
+        ...
+
+    async def has_pending_referral(self, mmg: str, caller: str) -> bool:
+        """True if ``caller`` (E.164) has a pending or acknowledged referral to ``mmg``."""
+        ...
+
+    # ---- visits --------------------------------------------------------------
+    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+        """Store a walk-in visit; idempotent by key like :meth:`create_referral`."""
+        ...
+
+    async def visits(self, mmg: str, month: str) -> list[Visit]:
+        """All visits of one MMG and month (a month holds at most a few thousand)."""
+        ...
+
+
+__all__ = ["Clock", "FixedClock", "Store", "StoreError", "SystemClock"]

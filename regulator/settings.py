@@ -1,0 +1,84 @@
+"""Service settings: ``REGULATOR_*`` environment variables and/or a TOML file.
+
+Read once at start-up and passed down; secrets are ``SecretStr`` so they never
+appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from regulator.core import phone
+
+
+class Settings(BaseSettings):
+    """All settings of the service (DESIGN.md §5). Environment wins over the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="REGULATOR_", extra="ignore", frozen=True)
+
+    protocols_dir: Path = Path("./protocols")
+    data_dir: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    redis_url: SecretStr | None = None
+    redis_prefix: str = "regulator"
+    public_url: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    vonage_signature_secret: SecretStr | None = None
+    kamailio_secret: SecretStr | None = None
+    generic_secret: SecretStr | None = None
+    failsafe_number: str | None = None
+    sip_gateway: str = "gateway.invalid"
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tokens_file: Path | None = None
+    targets_file: Path | None = None
+    insecure_dev: bool = False
+    decision_budget_ms: float = Field(default=50.0, gt=0)
+    store_budget_ms: float = Field(default=150.0, gt=0)
+    retention_months: int = Field(default=13, ge=1)
+    referral_no_show_minutes: int = Field(default=180, ge=1)
+    watch_protocols: bool = True
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("failsafe_number")
+    @classmethod
+    def _failsafe(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        number = phone.normalize(value)
+        if phone.is_short_code(number):
+            raise ValueError(
+                "REGULATOR_FAILSAFE_NUMBER must be the long number of the regulation centre: "
+                "platforms cannot dial the short code 15"
+            )
+        return number
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("REGULATOR_CONFIG")
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+    def secret(self, name: str) -> str | None:
+        value: Any = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
