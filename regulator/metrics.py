@@ -1,0 +1,81 @@
+"""Prometheus metrics: one object holding every metric, built on an injected registry.
+
+Names and labels are a contract (DESIGN.md §3). Labels are bounded: MMG id,
+platform, route, ground, status, reason, target — never a phone number.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+#: Fail-safe reasons (bounded label values of ``regulator_failsafe_total``).
+FAILSAFE_REASONS = (
+    "unknown_number",
+    "bad_request",
+    "storage_error",
+    "decision_timeout",
+    "internal_error",
+    "signature_misconfigured",
+    "no_protocol",
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_DECISION_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05)
+
+
+class Metrics:
+    """Every metric of the service, registered on ``registry`` (not the global one)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "regulator_calls", "Calls routed", ["mmg", "platform", "route", "ground"], registry=r
+        )
+        self.decision_seconds = Histogram(
+            "regulator_decision_seconds",
+            "Time spent deciding a route",
+            buckets=_DECISION_BUCKETS,
+            registry=r,
+        )
+        self.webhook_seconds = Histogram(
+            "regulator_webhook_seconds",
+            "Webhook handling time",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.failsafe = Counter(
+            "regulator_failsafe", "Calls routed to centre 15 by the fail-safe", ["reason"], registry=r
+        )
+        self.referrals = Counter(
+            "regulator_referrals", "Referral events", ["mmg", "event"], registry=r
+        )
+        self.outbox_pending = Gauge(
+            "regulator_outbox_pending", "Outbox events not yet delivered", registry=r
+        )
+        self.outbox_deliveries = Counter(
+            "regulator_outbox_deliveries",
+            "Outbox delivery attempts",
+            ["target", "result"],
+            registry=r,
+        )
+        self.storage_errors = Counter(
+            "regulator_storage_errors", "Store operations that failed", ["op"], registry=r
+        )
+        self.spool_pending = Gauge(
+            "regulator_spool_pending", "Call records waiting in the local spool", registry=r
+        )
+        self.protocol_reloads = Counter(
+            "regulator_protocol_reloads", "Protocol reloads", ["result"], registry=r
+        )
+        self.mmg_open = Gauge(
+            "regulator_mmg_open", "1 if the MMG is open now, else 0", ["mmg"], registry=r
+        )
+        for reason in FAILSAFE_REASONS:
+            self.failsafe.labels(reason=reason)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition and its content type, for ``GET /metrics``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
