@@ -47,7 +47,10 @@ class Metrics:
             registry=r,
         )
         self.failsafe = Counter(
-            "regulator_failsafe", "Calls routed to centre 15 by the fail-safe", ["reason"], registry=r
+            "regulator_failsafe",
+            "Calls routed to centre 15 by the fail-safe",
+            ["reason"],
+            registry=r,
         )
         self.referrals = Counter(
             "regulator_referrals", "Referral events", ["mmg", "event"], registry=r

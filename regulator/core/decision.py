@@ -180,7 +180,17 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
     access = protocol.routing.direct_access
     msgs = protocol.messages
 
-    # 1. Overflow callback: the regulation line did not answer.
+    # 1a. Another destination (front desk, pharmacy) did not answer: regulation takes it.
+    failed = ctx.failed_route
+    if call.stage is Stage.DIAL_FAILED and failed not in (None, Route.REGULATION):
+        assert failed is not None
+        return _regulation(
+            protocol,
+            state,
+            f"destination {failed.value} sans réponse : renvoi vers la régulation",
+            trace,
+        )
+    # 1b. Overflow callback: the regulation line did not answer.
     if call.stage is Stage.DIAL_FAILED or ctx.regulation_failed:
         overflow = access.regulation_overflow
         if state.open and overflow is not None:

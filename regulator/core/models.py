@@ -83,6 +83,8 @@ class DecisionContext:
 
     pending_referral: bool = False
     regulation_failed: bool = False  # dial-status of the regulation line: busy/no-answer
+    # With Stage.DIAL_FAILED: which route's dial failed (None = the regulation line).
+    failed_route: Route | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,15 @@ SHORT_CODES: frozenset[str] = frozenset(
 # Regions tried in turn for national notation (0…): metropolitan France first, then
 # the overseas departments and collectivities that have their own numbering plans.
 _REGIONS = ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF", "NC", "PF", "WF")
+# National (0…) prefixes of the overseas departments and collectivities.
+_OVERSEAS_PREFIXES = {
+    **dict.fromkeys(("0262", "0263", "0692", "0693"), "RE"),
+    **dict.fromkeys(("0269", "0639"), "YT"),
+    **dict.fromkeys(("0590", "0690", "0691"), "GP"),
+    **dict.fromkeys(("0594", "0694"), "GF"),
+    **dict.fromkeys(("0596", "0696", "0697"), "MQ"),
+    "0508": "PM",
+}
 _STRIP = re.compile(r"[\s.\-()/\u00a0]")
 
 
@@ -55,6 +64,10 @@ def normalize(raw: str, region: str = "FR") -> str:
         value = "+" + value
     if not re.fullmatch(r"\+?\d{2,20}", value):
         raise InvalidNumber(f"not a phone number: {raw!r}")
+    if value.startswith("0") and value[:4] in _OVERSEAS_PREFIXES:
+        # National notation of an overseas line: phonenumbers would read some of
+        # these (0269…, 0596…) as metropolitan +33 numbers that match no caller id.
+        region = _OVERSEAS_PREFIXES[value[:4]]
     regions = (region, *(r for r in _REGIONS if r != region))
     for reg in regions:
         try:

@@ -227,6 +227,15 @@ class RosterEntry(_Frozen):
     name: str = Field(min_length=1)
     number: PhoneNumber
 
+    @field_validator("from_", "to")
+    @classmethod
+    def _local(cls, value: datetime) -> datetime:
+        # Compared with the naive local time of the call: an offset would make every
+        # look-up raise (and mixed entries would crash the overlap check at load).
+        if value.tzinfo is not None:
+            raise ValueError("roster times are local wall-clock times: remove the UTC offset")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> RosterEntry:
         if self.to <= self.from_:

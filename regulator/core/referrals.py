@@ -1,0 +1,235 @@
+"""Regulated referrals: the explicit state machine, and visits for persons seen.
+
+::
+
+    pending ──ack──▶ acknowledged ──arrived──▶ arrived ──outcome──▶ completed
+       │                 │
+       ├──cancel─────────┴──▶ cancelled
+       └──no_show (expected_at + delay passed)──▶ no_show
+
+``arrived`` creates the visit (channel ``regulation``) that the persons-seen
+indicators count; ``outcome`` records its outcome and acts on that same visit.
+Every other move is refused with a French explanation (HTTP 409).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from regulator.core.indicators import local_facts
+from regulator.core.models import (
+    Outcome,
+    Referral,
+    ReferralEvent,
+    ReferralStatus,
+    Visit,
+    VisitChannel,
+)
+from regulator.core.protocol import Protocol
+
+S = ReferralStatus
+
+
+class Action(StrEnum):
+    ACK = "ack"
+    ARRIVED = "arrived"
+    OUTCOME = "outcome"
+    CANCEL = "cancel"
+    NO_SHOW = "no_show"
+
+
+#: action → (statuses it may start from, status it leads to)
+TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
+    Action.ACK: (frozenset({S.PENDING}), S.ACKNOWLEDGED),
+    Action.ARRIVED: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.ARRIVED),
+    Action.OUTCOME: (frozenset({S.ARRIVED}), S.COMPLETED),
+    Action.CANCEL: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.CANCELLED),
+    Action.NO_SHOW: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.NO_SHOW),
+}
+
+#: Statuses in which the patient is still expected (direct-access ground on the phone).
+OPEN_STATUSES = frozenset({S.PENDING, S.ACKNOWLEDGED})
+
+STATUS_LABELS: dict[ReferralStatus, str] = {
+    S.PENDING: "en attente",
+    S.ACKNOWLEDGED: "vue par l'accueil",
+    S.ARRIVED: "patient arrivé",
+    S.COMPLETED: "consultation terminée",
+    S.CANCELLED: "annulée",
+    S.NO_SHOW: "patient non venu",
+}
+
+ACTION_LABELS: dict[Action, str] = {
+    Action.ACK: "accuser réception",
+    Action.ARRIVED: "marquer le patient arrivé",
+    Action.OUTCOME: "enregistrer l'issue",
+    Action.CANCEL: "annuler",
+    Action.NO_SHOW: "déclarer le patient non venu",
+}
+
+
+class TransitionError(Exception):
+    """An impossible move; ``message`` is French, for the person who tried it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def new_referral(
+    *,
+    mmg: str,
+    case_id: str,
+    patient_display_name: str,
+    created_by: str,
+    now: datetime,
+    patient_age_band: str | None = None,
+    callback_number: str | None = None,
+    reason: str | None = None,
+    urgency: str | None = None,
+    expected_at: datetime | None = None,
+    tiers_payant: bool = False,
+    note: str = "",
+) -> Referral:
+    """A fresh referral in ``pending``."""
+    return Referral(
+        id=new_id("ref"),
+        mmg=mmg,
+        case_id=case_id,
+        patient_display_name=patient_display_name,
+        status=S.PENDING,
+        created_at=now,
+        updated_at=now,
+        created_by=created_by,
+        patient_age_band=patient_age_band,
+        callback_number=callback_number,
+        reason=reason,
+        urgency=urgency,
+        expected_at=expected_at,
+        tiers_payant=tiers_payant,
+        note=note,
+        history=(ReferralEvent(S.PENDING, now, created_by),),
+    )
+
+
+def make_visit(
+    protocol: Protocol,
+    *,
+    channel: VisitChannel,
+    at: datetime,
+    outcome: Outcome | None = None,
+    acts: int = 0,
+    age_band: str | None = None,
+    reason: str | None = None,
+    referral_id: str | None = None,
+    visit_id: str | None = None,
+) -> Visit:
+    """A visit with month, hour and day type computed in the MMG's calendar."""
+    month, hour = local_facts(at, protocol.tz)
+    day = at.astimezone(protocol.tz).date()
+    return Visit(
+        id=visit_id or new_id("vis"),
+        mmg=protocol.id,
+        channel=channel,
+        at=at,
+        month=month,
+        day_type=protocol.schedule.day_type(day),
+        hour=hour,
+        outcome=outcome,
+        acts=acts,
+        age_band=age_band,
+        reason=reason,
+        referral_id=referral_id,
+    )
+
+
+def apply(
+    referral: Referral,
+    action: Action,
+    *,
+    protocol: Protocol,
+    now: datetime,
+    by: str,
+    outcome: Outcome | None = None,
+    acts: int | None = None,
+    no_show_after: timedelta = timedelta(hours=3),
+    existing_visit: Visit | None = None,
+) -> tuple[Referral, Visit | None]:
+    """Apply ``action``; return the new referral and the visit to write (if any).
+
+    Raises :class:`TransitionError` for impossible moves.
+    """
+    allowed, target = TRANSITIONS[action]
+    if referral.status not in allowed:
+        raise TransitionError(
+            f"Impossible de {ACTION_LABELS[action]} : l'orientation est "
+            f"« {STATUS_LABELS[referral.status]} »."
+        )
+    visit: Visit | None = None
+    changes: dict[str, object] = {}
+    if action is Action.NO_SHOW:
+        reference = referral.expected_at or referral.created_at
+        if now < reference + no_show_after:
+            due = reference + no_show_after
+            raise TransitionError(
+                "Trop tôt pour déclarer le patient non venu : possible à partir de "
+                f"{due.astimezone(protocol.tz):%d/%m/%Y %H:%M}."
+            )
+    if action is Action.ARRIVED:
+        visit = make_visit(
+            protocol,
+            channel=VisitChannel.REGULATION,
+            at=now,
+            age_band=referral.patient_age_band,
+            reason=referral.reason,
+            referral_id=referral.id,
+        )
+        changes["visit_id"] = visit.id
+    if action is Action.OUTCOME:
+        if outcome is None:
+            raise TransitionError("L'issue de la consultation est obligatoire.")
+        acts = 1 if acts is None else acts
+        changes["outcome"] = outcome
+        changes["acts"] = acts
+        if existing_visit is not None:
+            visit = dataclasses.replace(existing_visit, outcome=outcome, acts=acts)
+        else:  # arrived before visits were linked: rebuild it from the arrival time
+            arrived_at = next(
+                (e.at for e in reversed(referral.history) if e.status is S.ARRIVED), now
+            )
+            visit = make_visit(
+                protocol,
+                channel=VisitChannel.REGULATION,
+                at=arrived_at,
+                outcome=outcome,
+                acts=acts,
+                age_band=referral.patient_age_band,
+                reason=referral.reason,
+                referral_id=referral.id,
+                visit_id=referral.visit_id,
+            )
+            changes["visit_id"] = visit.id
+    updated = dataclasses.replace(
+        referral,
+        status=target,
+        updated_at=now,
+        version=referral.version + 1,
+        history=(*referral.history, ReferralEvent(target, now, by)),
+        **changes,  # type: ignore[arg-type]
+    )
+    return updated, visit
+
+
+def overdue(referral: Referral, now: datetime, no_show_after: timedelta) -> bool:
+    """True if the patient is still expected but well past the expected time."""
+    if referral.status not in OPEN_STATUSES:
+        return False
+    reference = referral.expected_at or referral.created_at
+    return now >= reference + no_show_after

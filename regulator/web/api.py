@@ -1,0 +1,110 @@
+"""JSON API (``/api/v1``), health, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
+from regulator.core.indicators import build_report, report_csv, report_markdown, valid_month
+from regulator.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from regulator.ports import StoreError
+from regulator.web import keys
+from regulator.web.middlewares import json_response
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (Bearer token or console cookie), or 401."""
+    tokens = request.app[keys.TOKENS]
+    settings = request.app[keys.SETTINGS]
+    if tokens is None:
+        if settings.insecure_dev:
+            return DEV_PRINCIPAL
+        raise Unauthorized(
+            "API désactivée : aucun fichier de jetons configuré (REGULATOR_TOKENS_FILE)."
+        )
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(COOKIE)
+    who = tokens.authenticate(token)
+    if who is None:
+        raise Unauthorized("Jeton d'accès manquant ou invalide.")
+    return who
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: store reachable, protocols loaded, not shutting down."""
+    app = request.app
+    lifecycle = app[keys.LIFECYCLE]
+    protocols = app[keys.PROTOCOLS]
+    checks: dict[str, object] = {
+        "store": "ok",
+        "protocols": len(protocols.current),
+        "shutting_down": lifecycle.shutting_down,
+    }
+    ready = lifecycle.ready and len(protocols.current) > 0
+    try:
+        await app[keys.STORE].ping()
+    except (StoreError, OSError) as exc:
+        checks["store"] = f"erreur : {exc}"
+        ready = False
+    if protocols.last_error:
+        checks["protocols_error"] = "dernier rechargement refusé (voir les journaux)"
+    checks["status"] = "ready" if ready else "not_ready"
+    return json_response(checks, status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus exposition; refreshes ``regulator_mmg_open`` at scrape time."""
+    app = request.app
+    metrics = app[keys.METRICS]
+    now = app[keys.CLOCK].now()
+    for proto in app[keys.PROTOCOLS].current:
+        metrics.mmg_open.labels(mmg=proto.id).set(1 if proto.schedule.state(now).open else 0)
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def monthly_report(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md``)."""
+    who = principal(request)
+    mmg = request.match_info["mmg"]
+    month = request.match_info["month"]
+    proto = request.app[keys.PROTOCOLS].current.get(mmg)
+    if proto is None:
+        raise NotFound(f"MMG inconnue : {mmg!r}.", field="mmg", value=mmg)
+    if not who.can_report(mmg):
+        raise Forbidden(f"Le jeton « {who.name} » ne donne pas accès aux indicateurs de {mmg}.")
+    if not valid_month(month):
+        raise BadRequest(
+            f"Mois invalide {month!r} : format attendu AAAA-MM.", field="month", value=month
+        )
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv", "md"):
+        raise BadRequest(f"Format inconnu {fmt!r} : json, csv ou md.", field="format", value=fmt)
+    store = request.app[keys.STORE]
+    counters = await store.call_counters(mmg, month)
+    visits = await store.visits(mmg, month)
+    report = build_report(mmg, month, counters, visits)
+    if fmt == "csv":
+        return web.Response(
+            text=report_csv(report),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{mmg}-{month}.csv"'},
+        )
+    if fmt == "md":
+        return web.Response(
+            text=report_markdown(report, proto.name), content_type="text/markdown", charset="utf-8"
+        )
+    return json_response(report)
+
+
+def setup_api(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/api/v1/reports/{mmg}/{month}", monthly_report)

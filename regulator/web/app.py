@@ -1,0 +1,194 @@
+"""The application factory and ``regulator serve``.
+
+``create_app(settings, store, clock)`` builds everything from its arguments (no
+module-level state); resources are opened and closed in ``cleanup_ctx`` in a
+fixed order: store → call writer → protocol watcher → (outbox) → SSE bus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from regulator.auth import TokenBook, TokenError
+from regulator.bus import EventBus
+from regulator.calls import CallRouter
+from regulator.core.protocol import ProtocolSet
+from regulator.logs import configure_logging, get_logger
+from regulator.metrics import Metrics
+from regulator.ports import Clock, Store, SystemClock
+from regulator.reload import ProtocolRegistry
+from regulator.settings import Settings
+from regulator.storage.batch import CallWriter
+from regulator.storage.spool import Spool
+from regulator.web import keys
+from regulator.web.api import setup_api
+from regulator.web.hooks import setup_hooks
+from regulator.web.lifecycle import Lifecycle
+from regulator.web.middlewares import errors, request_context, security_headers
+from regulator.web.openapi import setup_openapi
+from regulator.web.referrals import setup_referrals
+from regulator.web.sse import setup_sse
+
+log = get_logger("regulator.app")
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store and start the group-commit writer; flush and close on shutdown."""
+    store = app[keys.STORE]
+    writer = app[keys.WRITER]
+    lifecycle = app[keys.LIFECYCLE]
+    try:
+        await store.open()
+        lifecycle.store_open = True
+    except Exception as exc:  # serve anyway: calls are spooled and routed fail-safe
+        app[keys.METRICS].storage_errors.labels(op="open").inc()
+        log.error("store_open_failed", store=store.name, error=str(exc))
+    await writer.start()
+    yield
+    lifecycle.shutting_down = True
+    await writer.stop()
+    with contextlib.suppress(Exception):
+        await store.close()
+
+
+async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Reload protocols on SIGHUP and when a file changes."""
+    registry = app[keys.PROTOCOLS]
+    settings = app[keys.SETTINGS]
+    loop = asyncio.get_running_loop()
+    hup = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, registry.reload)
+        hup = True
+    task = asyncio.create_task(registry.watch()) if settings.watch_protocols else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if hup:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Readiness turns false first so load balancers stop sending new work.
+    app[keys.LIFECYCLE].shutting_down = True
+    app[keys.BUS].close_all()
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    clock: Clock | None = None,
+    *,
+    metrics: Metrics | None = None,
+    protocols: ProtocolSet | None = None,
+) -> web.Application:
+    """Build the aiohttp application. ``protocols`` overrides loading from settings."""
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics()
+    app = web.Application(
+        middlewares=[request_context, security_headers, errors],
+        client_max_size=settings.max_body_bytes,
+    )
+    registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
+    if protocols is None:
+        registry.reload()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    spool = Spool(settings.data_dir / "spool.jsonl")
+    writer = CallWriter(
+        store,
+        spool,
+        on_error=lambda op: metrics.storage_errors.labels(op=op).inc(),
+        on_spool_change=metrics.spool_pending.set,
+    )
+    tokens: TokenBook | None = None
+    if settings.tokens_file is not None:
+        try:
+            tokens = TokenBook.load(settings.tokens_file)
+        except TokenError as exc:
+            raise SystemExit(f"erreur : fichier des jetons invalide : {exc}") from None
+    router = CallRouter(
+        protocols=registry,
+        store=store,
+        writer=writer,
+        clock=clock,
+        metrics=metrics,
+        settings=settings,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store
+    app[keys.CLOCK] = clock
+    app[keys.METRICS] = metrics
+    app[keys.PROTOCOLS] = registry
+    app[keys.WRITER] = writer
+    app[keys.ROUTER] = router
+    app[keys.TOKENS] = tokens
+    app[keys.LIFECYCLE] = Lifecycle()
+    app[keys.BUS] = EventBus()
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_protocols_ctx)
+    app.on_shutdown.append(_on_shutdown)
+    setup_hooks(app)
+    setup_api(app)
+    setup_referrals(app)
+    setup_sse(app)
+    setup_openapi(app)
+    return app
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``regulator serve``: settings from env/TOML, overridden by command-line options."""
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "protocols", None):
+        overrides["protocols_dir"] = args.protocols
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_format, settings.log_level)
+    from regulator.storage import open_store
+
+    store = open_store(settings)
+    app = create_app(settings, store, SystemClock())
+    log.info(
+        "serving",
+        host=settings.host,
+        port=settings.port,
+        store=store.name,
+        mmgs=sorted(app[keys.PROTOCOLS].current.by_id),
+        insecure_dev=settings.insecure_dev,
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        asyncio.run(_run(app, settings))
+    else:
+        uvloop.run(_run(app, settings))
+    return 0
+
+
+async def _run(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=True, shutdown_timeout=10.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting_down")
+        app[keys.LIFECYCLE].shutting_down = True
+        await runner.cleanup()

@@ -1,0 +1,384 @@
+"""Telephony webhooks: Twilio, Vonage, Kamailio and generic PBX.
+
+Every handler follows the same steps: authenticate (404 if the platform has no
+secret configured, 403 for a bad signature — no call record), parse, route
+through :class:`~regulator.calls.CallRouter`, render the platform's answer. After
+authentication nothing reaches the platform but a valid answer: any failure
+becomes the fail-safe route to centre 15 (never a 5xx, never a stack trace).
+Retried webhooks get the answer given the first time (answer cache).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+
+from regulator.calls import CallRouter
+from regulator.core.decision import regulation_destination
+from regulator.core.models import Call, Decision, Platform, Route, Stage
+from regulator.core.phone import mask
+from regulator.logs import get_logger
+from regulator.metrics import Metrics
+from regulator.platforms import generic, kamailio, twilio, vonage
+from regulator.platforms.base import (
+    Answer,
+    BadHookRequest,
+    CallEvent,
+    HookRequest,
+    HookUrls,
+    SignatureError,
+)
+from regulator.settings import Settings
+from regulator.web import keys
+
+log = get_logger("regulator.hooks")
+
+_SECRETS = {
+    Platform.TWILIO: "twilio_auth_token",
+    Platform.VONAGE: "vonage_signature_secret",
+    Platform.KAMAILIO: "kamailio_secret",
+    Platform.GENERIC: "generic_secret",
+}
+_ADAPTERS: dict[Platform, ModuleType] = {
+    Platform.TWILIO: twilio,
+    Platform.VONAGE: vonage,
+    Platform.KAMAILIO: kamailio,
+    Platform.GENERIC: generic,
+}
+
+
+class AnswerCache:
+    """Answers already given, so a retried webhook gets the same one (bounded LRU + TTL)."""
+
+    def __init__(self, size: int = 50_000, ttl_s: float = 600.0) -> None:
+        self._items: OrderedDict[tuple[str, ...], tuple[float, Answer]] = OrderedDict()
+        self.size = size
+        self.ttl_s = ttl_s
+
+    def get(self, key: tuple[str, ...]) -> Answer | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        stamp, answer = item
+        if time.monotonic() - stamp > self.ttl_s:
+            del self._items[key]
+            return None
+        return answer
+
+    def put(self, key: tuple[str, ...], answer: Answer) -> None:
+        self._items[key] = (time.monotonic(), answer)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a handler did, for the canonical log line."""
+
+    call_id: str = ""
+    mmg: str | None = None
+    route: str | None = None
+    ground: str | None = None
+    rule: str | None = None
+    caller: str | None = None
+    failsafe: bool = False
+    cached: bool = False
+
+    def from_decision(self, decision: Decision) -> None:
+        self.mmg = decision.mmg
+        self.route = decision.route.value
+        self.ground = decision.ground.value if decision.ground else None
+        self.rule = decision.rule
+        self.failsafe = decision.failsafe
+
+
+def _public_base(request: web.Request, settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"{request.scheme}://{request.host}"
+
+
+def _urls(base: str, platform: Platform) -> HookUrls:
+    root = f"{base}/hooks/{platform.value}"
+    return HookUrls(
+        gather=f"{root}/gather",
+        dial_status=f"{root}/dial-status",
+        status=f"{root}/status",
+        event=f"{root}/event",
+        input=f"{root}/input",
+    )
+
+
+async def _read(request: web.Request, settings: Settings) -> HookRequest:
+    body = await request.read()
+    form: dict[str, str] = {}
+    if request.content_type == "application/x-www-form-urlencoded" and body:
+        try:
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            form = {}
+    url = _public_base(request, settings) + request.raw_path
+    return HookRequest(
+        method=request.method,
+        url=url,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query),
+        body=body,
+        form=form,
+        now=time.time(),
+    )
+
+
+class Hooks:
+    """The webhook handlers of one application."""
+
+    def __init__(self, router: CallRouter, settings: Settings, metrics: Metrics) -> None:
+        self.router = router
+        self.settings = settings
+        self.metrics = metrics
+        self.answers = AnswerCache()
+
+    # ------------------------------------------------------------------ plumbing
+    async def _authentic(self, request: web.Request, platform: Platform) -> HookRequest:
+        secret = self.settings.secret(_SECRETS[platform])
+        if secret is None and not self.settings.insecure_dev:
+            raise web.HTTPNotFound()  # platform not configured: don't even admit the hook exists
+        req = await _read(request, self.settings)
+        if secret is not None:
+            try:
+                _ADAPTERS[platform].verify(req, secret)
+            except SignatureError as exc:
+                log.warning("webhook_signature_rejected", platform=platform.value, reason=str(exc))
+                raise web.HTTPForbidden(text="signature invalide") from None
+        return req
+
+    def _render(self, platform: Platform, decision: Decision, base: str) -> Answer:
+        urls = _urls(base, platform)
+        if platform is Platform.KAMAILIO:
+            protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
+            regulation = regulation_destination(protocol) if protocol else decision.destination
+            answer: Answer = kamailio.render(
+                decision, urls, sip_gateway=self.settings.sip_gateway, regulation=regulation
+            )
+            return answer
+        rendered: Answer = _ADAPTERS[platform].render(decision, urls)
+        return rendered
+
+    def _failsafe_answer(self, platform: Platform, reason: str, base: str, out: Outcome) -> Answer:
+        decision = self.router.failsafe(reason)
+        out.from_decision(decision)
+        return self._render(platform, decision, base)
+
+    @staticmethod
+    def _respond(answer: Answer) -> web.Response:
+        return web.Response(body=answer.body, content_type=answer.content_type.split(";")[0])
+
+    async def _run(
+        self,
+        request: web.Request,
+        platform: Platform,
+        work: Callable[[HookRequest, str, Outcome], Awaitable[Answer | None]],
+    ) -> web.StreamResponse:
+        """Authenticate, run ``work`` with fail-safe on any error, log one canonical line."""
+        started = time.perf_counter()
+        out = Outcome()
+        status = 200
+        try:
+            req = await self._authentic(request, platform)
+            base = _public_base(request, self.settings)
+            try:
+                answer = await work(req, base, out)
+            except BadHookRequest as exc:
+                log.warning(
+                    "webhook_bad_request",
+                    platform=platform.value,
+                    field=exc.field,
+                    reason=exc.reason,
+                )
+                answer = self._failsafe_answer(platform, "bad_request", base, out)
+            except Exception:
+                log.exception("webhook_failed", platform=platform.value)
+                answer = self._failsafe_answer(platform, "internal_error", base, out)
+            if answer is None:
+                return web.Response(status=204)
+            return self._respond(answer)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            self.metrics.webhook_seconds.labels(platform=platform.value).observe(duration)
+            structlog.contextvars.bind_contextvars(call_id=out.call_id)
+            log.info(
+                "webhook",
+                platform=platform.value,
+                path=request.path,
+                status=status,
+                mmg=out.mmg,
+                route=out.route,
+                ground=out.ground,
+                rule=out.rule,
+                caller=mask(out.caller) if out.caller else None,
+                failsafe=out.failsafe,
+                retried=out.cached,
+                duration_ms=round(duration * 1000, 2),
+            )
+
+    async def _decide(
+        self,
+        platform: Platform,
+        call: Call,
+        base: str,
+        out: Outcome,
+        *,
+        extra_key: str = "",
+        failed_route: Route | None = None,
+    ) -> Answer:
+        out.call_id = call.call_id
+        out.caller = call.caller
+        key = (platform.value, call.call_id, call.stage.value, call.digits or "", extra_key)
+        cached = self.answers.get(key)
+        if cached is not None:
+            out.cached = True
+            return cached
+        decision = await self.router.route(
+            call, menu_capable=platform is not Platform.KAMAILIO, failed_route=failed_route
+        )
+        out.from_decision(decision)
+        answer = self._render(platform, decision, base)
+        self.answers.put(key, answer)
+        return answer
+
+    async def _dial_event(
+        self, platform: Platform, ev: CallEvent, base: str, out: Outcome
+    ) -> Answer | None:
+        """A dial outcome: on failure, decide again (overflow); on success, end quietly."""
+        out.call_id = ev.call_id
+        if not ev.dial_failed:
+            self.router.event(ev)
+            return None
+        call = Call(
+            call_id=ev.call_id,
+            caller=ev.caller or "",
+            called=ev.called or "",
+            platform=platform,
+            stage=Stage.DIAL_FAILED,
+        )
+        target = ev.target.value if ev.target else ""
+        return await self._decide(
+            platform, call, base, out, extra_key=target, failed_route=ev.target
+        )
+
+    # ------------------------------------------------------------------ Twilio
+    async def twilio_voice(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            return await self._decide(
+                Platform.TWILIO, twilio.parse_call(req, Stage.INCOMING), base, out
+            )
+
+        return await self._run(request, Platform.TWILIO, work)
+
+    async def twilio_gather(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            return await self._decide(
+                Platform.TWILIO, twilio.parse_call(req, Stage.DIGITS), base, out
+            )
+
+        return await self._run(request, Platform.TWILIO, work)
+
+    async def twilio_dial_status(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            answer = await self._dial_event(Platform.TWILIO, twilio.parse_event(req), base, out)
+            return answer if answer is not None else twilio.render_hangup()
+
+        return await self._run(request, Platform.TWILIO, work)
+
+    async def twilio_status(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            ev = twilio.parse_event(req)
+            out.call_id = ev.call_id
+            self.router.event(ev)
+            return None
+
+        return await self._run(request, Platform.TWILIO, work)
+
+    # ------------------------------------------------------------------ Vonage
+    async def vonage_answer(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            return await self._decide(
+                Platform.VONAGE, vonage.parse_call(req, Stage.INCOMING), base, out
+            )
+
+        return await self._run(request, Platform.VONAGE, work)
+
+    async def vonage_input(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            return await self._decide(
+                Platform.VONAGE, vonage.parse_call(req, Stage.DIGITS), base, out
+            )
+
+        return await self._run(request, Platform.VONAGE, work)
+
+    async def vonage_event(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            ev = vonage.parse_event(req)
+            if ev.target is None:
+                out.call_id = ev.call_id
+                self.router.event(ev)
+                return None
+            return await self._dial_event(Platform.VONAGE, ev, base, out)
+
+        return await self._run(request, Platform.VONAGE, work)
+
+    # ------------------------------------------------------------------ Kamailio
+    async def kamailio_route(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            return await self._decide(
+                Platform.KAMAILIO, kamailio.parse_call(req, Stage.INCOMING), base, out
+            )
+
+        return await self._run(request, Platform.KAMAILIO, work)
+
+    # ------------------------------------------------------------------ generic
+    async def generic_call(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            call = generic.parse_call(req, Stage.INCOMING)
+            return await self._decide(Platform.GENERIC, call, base, out)
+
+        return await self._run(request, Platform.GENERIC, work)
+
+    async def generic_event(self, request: web.Request) -> web.StreamResponse:
+        async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
+            ev = generic.parse_event(req)
+            if ev.target is not None and ev.dial_failed:
+                return await self._dial_event(Platform.GENERIC, ev, base, out)
+            out.call_id = ev.call_id
+            self.router.event(ev)
+            return Answer(b'{"ok":true}', "application/json")
+
+        return await self._run(request, Platform.GENERIC, work)
+
+
+def setup_hooks(app: web.Application) -> None:
+    """Register the webhook routes (paths are a contract: DESIGN.md §3)."""
+    hooks = Hooks(app[keys.ROUTER], app[keys.SETTINGS], app[keys.METRICS])
+    app[keys.HOOKS] = hooks
+    app.router.add_post("/hooks/twilio/voice", hooks.twilio_voice)
+    app.router.add_post("/hooks/twilio/gather", hooks.twilio_gather)
+    app.router.add_post("/hooks/twilio/dial-status", hooks.twilio_dial_status)
+    app.router.add_post("/hooks/twilio/status", hooks.twilio_status)
+    app.router.add_route("GET", "/hooks/vonage/answer", hooks.vonage_answer)
+    app.router.add_post("/hooks/vonage/answer", hooks.vonage_answer)
+    app.router.add_post("/hooks/vonage/event", hooks.vonage_event)
+    app.router.add_post("/hooks/vonage/input", hooks.vonage_input)
+    app.router.add_post("/hooks/kamailio/route", hooks.kamailio_route)
+    app.router.add_post("/hooks/generic/call", hooks.generic_call)
+    app.router.add_post("/hooks/generic/event", hooks.generic_event)

@@ -1,0 +1,322 @@
+"""Referrals and visits API: regulators send patients, front desks record who was seen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from aiohttp import web
+
+from regulator.auth import Principal
+from regulator.core.indicators import local_facts, valid_month
+from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
+from regulator.core.protocol import Protocol
+from regulator.core.referrals import (
+    TRANSITIONS,
+    Action,
+    TransitionError,
+    apply,
+    make_visit,
+    new_referral,
+    overdue,
+)
+from regulator.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from regulator.logs import get_logger
+from regulator.web import keys
+from regulator.web.api import principal
+from regulator.web.middlewares import json_response
+from regulator.web.schemas import (
+    OutcomeIn,
+    ReferralIn,
+    VisitIn,
+    parse_body,
+    referral_json,
+    visit_json,
+)
+
+log = get_logger("regulator.referrals")
+
+#: Called with every referral change (outbox, …): (referral, event name).
+ReferralListener = Callable[[Referral, str], None]
+REFERRAL_LISTENERS: web.AppKey[list[ReferralListener]] = web.AppKey("referral_listeners")
+
+_EVENT_NAMES = {
+    ReferralStatus.PENDING: "created",
+    ReferralStatus.ACKNOWLEDGED: "acknowledged",
+    ReferralStatus.ARRIVED: "arrived",
+    ReferralStatus.COMPLETED: "completed",
+    ReferralStatus.CANCELLED: "cancelled",
+    ReferralStatus.NO_SHOW: "no_show",
+}
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not 1 <= len(key) <= 128 or not key.isprintable():
+        raise BadRequest(
+            "En-tête Idempotency-Key invalide (1 à 128 caractères imprimables).",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
+    proto = request.app[keys.PROTOCOLS].current.get(mmg)
+    if proto is None:
+        if in_body:
+            raise Unprocessable(
+                f"MMG inconnue : {mmg!r}.",
+                errors=[{"field": "mmg", "value": mmg, "message": "MMG inconnue"}],
+            )
+        raise NotFound(f"MMG inconnue : {mmg!r}.")
+    return proto
+
+
+def _notify(app: web.Application, ref: Referral) -> None:
+    event = _EVENT_NAMES[ref.status]
+    app[keys.METRICS].referrals.labels(mmg=ref.mmg, event=event).inc()
+    app[keys.BUS].publish("referral", ref.mmg, {"event": event, "referral": referral_json(ref)})
+    for listener in app[REFERRAL_LISTENERS]:
+        try:
+            listener(ref, event)
+        except Exception:  # interconnection problems never fail the request
+            log.exception("referral_listener_failed")
+
+
+async def create_referral(request: web.Request) -> web.Response:
+    who = principal(request)
+    key = _idempotency_key(request)
+    body = parse_body(ReferralIn, await request.read())
+    proto = _protocol(request, body.mmg, in_body=True)
+    if not who.can_regulate(proto.id):
+        raise Forbidden(f"Le jeton « {who.name} » ne peut pas orienter vers {proto.id}.")
+    now = request.app[keys.CLOCK].now()
+    ref = new_referral(
+        mmg=proto.id,
+        case_id=body.case_id,
+        patient_display_name=body.patient.display_name,
+        patient_age_band=body.patient.age_band,
+        callback_number=body.callback_number,
+        reason=body.reason,
+        urgency=body.urgency,
+        expected_at=body.expected_at,
+        tiers_payant=body.tiers_payant,
+        note=body.note,
+        created_by=who.name,
+        now=now,
+    )
+    scoped = f"{who.name}:{key}" if key else None
+    stored, created = await request.app[keys.STORE].create_referral(ref, scoped)
+    if created:
+        _notify(request.app, stored)
+    return json_response(referral_json(stored), status=201 if created else 200)
+
+
+async def _load(request: web.Request) -> Referral:
+    ref = await request.app[keys.STORE].get_referral(request.match_info["id"])
+    if ref is None:
+        raise NotFound("Orientation introuvable.", id=request.match_info["id"])
+    return ref
+
+
+def _may(who: Principal, action: Action, mmg: str) -> bool:
+    if action is Action.CANCEL:
+        return who.can_regulate(mmg) or who.can_desk(mmg)
+    return who.can_desk(mmg)
+
+
+async def get_referral(request: web.Request) -> web.Response:
+    who = principal(request)
+    ref = await _load(request)
+    if not who.can_see(ref.mmg):
+        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {ref.mmg}.")
+    return json_response(referral_json(ref))
+
+
+async def _arrival_visit(request: web.Request, ref: Referral, proto: Protocol) -> Visit | None:
+    if ref.visit_id is None:
+        return None
+    arrived = next((e.at for e in ref.history if e.status is ReferralStatus.ARRIVED), None)
+    if arrived is None:
+        return None
+    month = local_facts(arrived, proto.tz)[0]
+    for visit in await request.app[keys.STORE].visits(ref.mmg, month):
+        if visit.id == ref.visit_id:
+            return visit
+    return None
+
+
+async def transition(request: web.Request) -> web.Response:
+    who = principal(request)
+    try:
+        action = Action(request.match_info["action"])
+    except ValueError:
+        raise NotFound(f"Action inconnue : {request.match_info['action']!r}.") from None
+    key = _idempotency_key(request)
+    raw = await request.read()
+    outcome_in = parse_body(OutcomeIn, raw) if action is Action.OUTCOME else None
+    store = request.app[keys.STORE]
+    settings = request.app[keys.SETTINGS]
+    for _attempt in range(3):
+        ref = await _load(request)
+        if not _may(who, action, ref.mmg):
+            raise Forbidden(
+                f"Le jeton « {who.name} » ne peut pas faire cette action pour {ref.mmg}."
+            )
+        proto = _protocol(request, ref.mmg, in_body=False)
+        if key is not None and ref.status is TRANSITIONS[action][1]:
+            return json_response(referral_json(ref))  # a retried request: same answer
+        existing = await _arrival_visit(request, ref, proto) if action is Action.OUTCOME else None
+        try:
+            updated, visit = apply(
+                ref,
+                action,
+                protocol=proto,
+                now=request.app[keys.CLOCK].now(),
+                by=who.name,
+                outcome=outcome_in.outcome if outcome_in else None,
+                acts=outcome_in.acts if outcome_in else None,
+                no_show_after=timedelta(minutes=settings.referral_no_show_minutes),
+                existing_visit=existing,
+            )
+        except TransitionError as exc:
+            raise Conflict(exc.message, status=ref.status.value) from None
+        if await store.save_referral(updated, ref.version, visit):
+            _notify(request.app, updated)
+            return json_response(referral_json(updated))
+    raise Conflict("L'orientation a été modifiée entre-temps ; rechargez-la et réessayez.")
+
+
+def _statuses(raw: str | None) -> frozenset[ReferralStatus] | None:
+    if not raw:
+        return None
+    out = set()
+    for item in raw.split(","):
+        try:
+            out.add(ReferralStatus(item.strip()))
+        except ValueError:
+            known = ", ".join(s.value for s in ReferralStatus)
+            raise BadRequest(
+                f"Statut inconnu {item!r} (connus : {known}).", field="status"
+            ) from None
+    return frozenset(out)
+
+
+def _limit(raw: str | None, default: int = 200) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise BadRequest("limit doit être un entier entre 1 et 1000.", field="limit", value=raw)
+    return int(raw)
+
+
+async def list_referrals(request: web.Request) -> web.Response:
+    who = principal(request)
+    mmg = request.query.get("mmg") or None
+    statuses = _statuses(request.query.get("status"))
+    limit = _limit(request.query.get("limit"))
+    if mmg is not None and not who.can_see(mmg):
+        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {mmg}.")
+    refs = await request.app[keys.STORE].list_referrals(mmg=mmg, statuses=statuses, limit=limit)
+    visible = [referral_json(r) for r in refs if who.can_see(r.mmg)]
+    return json_response({"referrals": visible, "count": len(visible)})
+
+
+async def create_visit(request: web.Request) -> web.Response:
+    who = principal(request)
+    key = _idempotency_key(request)
+    body = parse_body(VisitIn, await request.read())
+    proto = _protocol(request, body.mmg, in_body=True)
+    if not who.can_desk(proto.id):
+        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
+    now = request.app[keys.CLOCK].now()
+    at = body.at or now
+    if at > now + timedelta(minutes=5):
+        raise Unprocessable(
+            "La date de passage est dans le futur.",
+            errors=[{"field": "at", "value": at.isoformat(), "message": "date future"}],
+        )
+    visit = make_visit(
+        proto,
+        channel=VisitChannel(body.channel),
+        at=at,
+        outcome=body.outcome,
+        acts=body.acts,
+        age_band=body.age_band,
+        reason=body.reason,
+    )
+    scoped = f"{who.name}:{key}" if key else None
+    stored, created = await request.app[keys.STORE].add_visit(visit, scoped)
+    if created:
+        request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
+    return json_response(visit_json(stored), status=201 if created else 200)
+
+
+async def list_visits(request: web.Request) -> web.Response:
+    who = principal(request)
+    mmg = request.query.get("mmg", "")
+    month = request.query.get("month") or request.app[keys.CLOCK].now().strftime("%Y-%m")
+    proto = _protocol(request, mmg, in_body=False) if mmg else None
+    if proto is None:
+        raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
+    if not valid_month(month):
+        raise BadRequest(f"Mois invalide {month!r} : format AAAA-MM.", field="month", value=month)
+    if not (who.can_desk(proto.id) or who.can_report(proto.id)):
+        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les passages de {proto.id}.")
+    visits = await request.app[keys.STORE].visits(proto.id, month)
+    return json_response({"visits": [visit_json(v) for v in visits], "count": len(visits)})
+
+
+async def _no_show_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Marks referrals whose patient never came, ``referral_no_show_minutes`` after expected."""
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(60)
+            with contextlib.suppress(Exception):
+                await sweep_no_shows(app)
+
+    task = asyncio.create_task(sweep_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def sweep_no_shows(app: web.Application) -> int:
+    """One pass of the no-show sweeper; returns how many referrals it closed."""
+    store = app[keys.STORE]
+    now = app[keys.CLOCK].now()
+    delay = timedelta(minutes=app[keys.SETTINGS].referral_no_show_minutes)
+    open_statuses = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})
+    closed = 0
+    for ref in await store.list_referrals(statuses=open_statuses, limit=1000):
+        proto = app[keys.PROTOCOLS].current.get(ref.mmg)
+        if proto is None or not overdue(ref, now, delay):
+            continue
+        try:
+            updated, _ = apply(
+                ref, Action.NO_SHOW, protocol=proto, now=now, by="système", no_show_after=delay
+            )
+        except TransitionError:
+            continue
+        if await store.save_referral(updated, ref.version, None):
+            _notify(app, updated)
+            closed += 1
+    return closed
+
+
+def setup_referrals(app: web.Application) -> None:
+    app[REFERRAL_LISTENERS] = []
+    app.router.add_post("/api/v1/referrals", create_referral)
+    app.router.add_get("/api/v1/referrals", list_referrals)
+    app.router.add_get("/api/v1/referrals/{id}", get_referral)
+    app.router.add_post("/api/v1/referrals/{id}/{action}", transition)
+    app.router.add_post("/api/v1/visits", create_visit)
+    app.router.add_get("/api/v1/visits", list_visits)
+    app.cleanup_ctx.append(_no_show_sweeper)

@@ -1,0 +1,103 @@
+"""``GET /api/v1/events``: live calls, referrals and visits as Server-Sent Events.
+
+Each client sees only the MMGs its role allows; it resumes after a reconnection
+with ``Last-Event-ID``. A slow client only loses its own oldest events (bounded
+queue in :mod:`regulator.bus`); shutdown ends every stream cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import orjson
+from aiohttp import web
+
+from regulator.bus import BusEvent, EventBus
+from regulator.core.models import Call, CallRecord, Decision
+from regulator.core.phone import mask
+from regulator.web import keys
+from regulator.web.api import principal
+
+HEARTBEAT_S = 15.0
+SSE_CLIENTS: web.AppKey[set[web.StreamResponse]] = web.AppKey("sse_clients")
+
+
+def _frame(event: BusEvent) -> bytes:
+    data = orjson.dumps({"kind": event.kind, "mmg": event.mmg, **event.data})
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.kind.encode(), data)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    who = principal(request)
+    only = request.query.get("mmg")
+    if only is not None and not who.can_see(only):
+        from regulator.errors import Forbidden
+
+        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les événements de {only}.")
+
+    def accept(event: BusEvent) -> bool:
+        return who.can_see(event.mmg) and (only is None or event.mmg == only)
+
+    raw_last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    last_id = int(raw_last) if raw_last and raw_last.isdigit() else None
+    bus = request.app[keys.BUS]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    clients = request.app[SSE_CLIENTS]
+    clients.add(response)
+    sub = bus.subscribe(accept, last_id)
+    try:
+        await response.write("retry: 2000\n: connecté\n\n".encode())
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            if event is None:  # shutdown
+                break
+            await response.write(_frame(event))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        bus.unsubscribe(sub)
+        clients.discard(response)
+    return response
+
+
+def call_publisher(bus: EventBus) -> object:
+    """A CallRouter listener that publishes each routed call (numbers masked)."""
+
+    def publish(call: Call, decision: Decision, now: datetime, record: CallRecord | None) -> None:
+        if decision.mmg is None:
+            return
+        bus.publish(
+            "call",
+            decision.mmg,
+            {
+                "call_id": call.call_id,
+                "caller": mask(record.caller if record else call.caller),
+                "stage": call.stage.value,
+                "route": decision.route.value,
+                "ground": decision.ground.value if decision.ground else None,
+                "rule": decision.rule,
+                "failsafe": decision.failsafe,
+                "at": now.isoformat(),
+            },
+        )
+
+    return publish
+
+
+def setup_sse(app: web.Application) -> None:
+    app[SSE_CLIENTS] = set()
+    app.router.add_get("/api/v1/events", events)
+    listener = call_publisher(app[keys.BUS])
+    app[keys.ROUTER].listeners.append(listener)  # type: ignore[arg-type]

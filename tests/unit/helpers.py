@@ -1,0 +1,79 @@
+"""Shared helpers for the unit tests: the example protocols and local instants."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from regulator.core.models import Call, Platform, Stage
+from regulator.core.protocol import Protocol, load_protocol_file, parse_protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOLS_DIR = ROOT / "protocols"
+PARIS = ZoneInfo("Europe/Paris")
+REUNION = ZoneInfo("Indian/Reunion")
+
+#: A caller with no special standing (not a professional of any example protocol).
+ORDINARY_CALLER = "+33612000001"
+
+
+def protocol(mmg: str) -> Protocol:
+    """One of the example protocols, loaded from ``protocols/``."""
+    return load_protocol_file(PROTOCOLS_DIR / f"{mmg}.yaml")
+
+
+def raw_protocol(mmg: str) -> dict[str, Any]:
+    """The parsed YAML of an example protocol, to alter one thing in a test."""
+    data = yaml.safe_load((PROTOCOLS_DIR / f"{mmg}.yaml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return copy.deepcopy(data)
+
+
+def variant(mmg: str, **changes: Any) -> Protocol:
+    """An example protocol with some top-level or dotted keys replaced.
+
+    ``variant("nimes", **{"opening.weekdays": ["00:00-24:00"]})``
+    """
+    data = raw_protocol(mmg)
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return parse_protocol(data, f"{mmg}-variant.yaml")
+
+
+def local(tz: ZoneInfo, text: str, fold: int = 0) -> datetime:
+    """An aware instant from a local wall-clock ISO text such as ``2026-05-14T10:00``."""
+    return datetime.fromisoformat(text).replace(tzinfo=tz, fold=fold)
+
+
+def paris(text: str) -> datetime:
+    return local(PARIS, text)
+
+
+def reunion(text: str) -> datetime:
+    return local(REUNION, text)
+
+
+def call(
+    caller: str = ORDINARY_CALLER,
+    *,
+    called: str = "+33466123456",
+    stage: Stage = Stage.INCOMING,
+    digits: str | None = None,
+) -> Call:
+    return Call(
+        call_id="test-call",
+        caller=caller,
+        called=called,
+        platform=Platform.GENERIC,
+        stage=stage,
+        digits=digits,
+    )
