@@ -85,11 +85,14 @@ class CallRouter:
         *,
         menu_capable: bool = True,
         failed_route: Route | None = None,
+        mmg_hint: str | None = None,
     ) -> Decision:
         """Decide where ``call`` goes and queue its record; never raises."""
         protocol: Protocol | None = None
         try:
             protocol = self.protocol_for(call.called)
+            if protocol is None and mmg_hint:
+                protocol = self.protocols.current.get(mmg_hint)
             if protocol is None:
                 return self.failsafe("unknown_number")
             now = self.clock.now()

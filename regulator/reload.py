@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from regulator.core.decision import decide
+from regulator.core.models import Call
 from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols, protocol_files
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
 
 log = get_logger("regulator.protocols")
+
+
+def warm_up(protocols: ProtocolSet) -> None:
+    """Compute this year's holidays and this week's day plans before serving, so the
+    first call after a (re)load doesn't pay for them inside its decision budget."""
+    now = datetime.now(UTC)
+    for proto in protocols:
+        today = now.astimezone(proto.tz).date()
+        for offset in range(-1, 8):
+            proto.schedule.plan(today + timedelta(days=offset))
+        decide(proto, Call("warm-up", "", proto.numbers[0]), now)
 
 
 class ProtocolRegistry:
@@ -58,6 +72,7 @@ class ProtocolRegistry:
             )
             return False
         self._fingerprint = fingerprint
+        warm_up(loaded)
         self.current = loaded
         self.last_error = None
         self.metrics.protocol_reloads.labels(result="ok").inc()

@@ -22,7 +22,7 @@ from regulator.core.protocol import ProtocolSet
 from regulator.logs import configure_logging, get_logger
 from regulator.metrics import Metrics
 from regulator.ports import Clock, Store, SystemClock
-from regulator.reload import ProtocolRegistry
+from regulator.reload import ProtocolRegistry, warm_up
 from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool
@@ -101,6 +101,8 @@ def create_app(
     registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
     if protocols is None:
         registry.reload()
+    else:
+        warm_up(protocols)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     spool = Spool(settings.data_dir / "spool.jsonl")
     writer = CallWriter(

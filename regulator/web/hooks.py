@@ -106,13 +106,16 @@ def _public_base(request: web.Request, settings: Settings) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def _urls(base: str, platform: Platform) -> HookUrls:
+def _urls(base: str, platform: Platform, mmg: str | None) -> HookUrls:
     root = f"{base}/hooks/{platform.value}"
+    # Dial callbacks name the MMG: Vonage reports a failed leg with the dialled
+    # number as ``to``, not the MMG's, so the called number can't identify it there.
+    suffix = f"?mmg={mmg}" if mmg else ""
     return HookUrls(
         gather=f"{root}/gather",
-        dial_status=f"{root}/dial-status",
+        dial_status=f"{root}/dial-status{suffix}",
         status=f"{root}/status",
-        event=f"{root}/event",
+        event=f"{root}/event{suffix}",
         input=f"{root}/input",
     )
 
@@ -161,7 +164,7 @@ class Hooks:
         return req
 
     def _render(self, platform: Platform, decision: Decision, base: str) -> Answer:
-        urls = _urls(base, platform)
+        urls = _urls(base, platform, decision.mmg)
         if platform is Platform.KAMAILIO:
             protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
             regulation = regulation_destination(protocol) if protocol else decision.destination
@@ -241,6 +244,7 @@ class Hooks:
         *,
         extra_key: str = "",
         failed_route: Route | None = None,
+        mmg: str | None = None,
     ) -> Answer:
         out.call_id = call.call_id
         out.caller = call.caller
@@ -250,7 +254,10 @@ class Hooks:
             out.cached = True
             return cached
         decision = await self.router.route(
-            call, menu_capable=platform is not Platform.KAMAILIO, failed_route=failed_route
+            call,
+            menu_capable=platform is not Platform.KAMAILIO,
+            failed_route=failed_route,
+            mmg_hint=mmg,
         )
         out.from_decision(decision)
         answer = self._render(platform, decision, base)
@@ -258,7 +265,7 @@ class Hooks:
         return answer
 
     async def _dial_event(
-        self, platform: Platform, ev: CallEvent, base: str, out: Outcome
+        self, platform: Platform, ev: CallEvent, base: str, out: Outcome, mmg: str | None = None
     ) -> Answer | None:
         """A dial outcome: on failure, decide again (overflow); on success, end quietly."""
         out.call_id = ev.call_id
@@ -274,7 +281,7 @@ class Hooks:
         )
         target = ev.target.value if ev.target else ""
         return await self._decide(
-            platform, call, base, out, extra_key=target, failed_route=ev.target
+            platform, call, base, out, extra_key=target, failed_route=ev.target, mmg=mmg
         )
 
     # ------------------------------------------------------------------ Twilio
@@ -296,7 +303,9 @@ class Hooks:
 
     async def twilio_dial_status(self, request: web.Request) -> web.StreamResponse:
         async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
-            answer = await self._dial_event(Platform.TWILIO, twilio.parse_event(req), base, out)
+            answer = await self._dial_event(
+                Platform.TWILIO, twilio.parse_event(req), base, out, req.query.get("mmg")
+            )
             return answer if answer is not None else twilio.render_hangup()
 
         return await self._run(request, Platform.TWILIO, work)
@@ -334,7 +343,7 @@ class Hooks:
                 out.call_id = ev.call_id
                 self.router.event(ev)
                 return None
-            return await self._dial_event(Platform.VONAGE, ev, base, out)
+            return await self._dial_event(Platform.VONAGE, ev, base, out, req.query.get("mmg"))
 
         return await self._run(request, Platform.VONAGE, work)
 
@@ -359,7 +368,7 @@ class Hooks:
         async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
             ev = generic.parse_event(req)
             if ev.target is not None and ev.dial_failed:
-                return await self._dial_event(Platform.GENERIC, ev, base, out)
+                return await self._dial_event(Platform.GENERIC, ev, base, out, req.query.get("mmg"))
             out.call_id = ev.call_id
             self.router.event(ev)
             return Answer(b'{"ok":true}', "application/json")
