@@ -62,7 +62,8 @@ def write_tokens(path: Path) -> Path:
     lines = [
         f'- {{name: samu30, sha256: "{hash_token(TOKENS["regulator"])}", roles: [regulator]}}',
         f'- {{name: accueil-nimes, sha256: "{hash_token(TOKENS["desk"])}", roles: ["desk:nimes"]}}',
-        f'- {{name: accueil-metz, sha256: "{hash_token(TOKENS["desk_metz"])}", roles: ["desk:metz"]}}',
+        f'- {{name: accueil-metz, sha256: "{hash_token(TOKENS["desk_metz"])}", '
+        'roles: ["desk:metz"]}',
         f'- {{name: ars, sha256: "{hash_token(TOKENS["coordinator"])}", roles: [coordinator]}}',
         f'- {{name: admin, sha256: "{hash_token(TOKENS["admin"])}", roles: [admin]}}',
     ]
