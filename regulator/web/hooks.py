@@ -15,12 +15,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from aiohttp import web
 
 from regulator.calls import CallRouter
+from regulator.core import phone
 from regulator.core.decision import regulation_destination
 from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.core.phone import mask
@@ -106,11 +107,12 @@ def _public_base(request: web.Request, settings: Settings) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def _urls(base: str, platform: Platform, mmg: str | None) -> HookUrls:
+def _urls(base: str, platform: Platform, mmg: str | None, call_id: str | None) -> HookUrls:
     root = f"{base}/hooks/{platform.value}"
-    # Dial callbacks name the MMG: Vonage reports a failed leg with the dialled
-    # number as ``to``, not the MMG's, so the called number can't identify it there.
-    suffix = f"?mmg={mmg}" if mmg else ""
+    # Dial callbacks name the MMG and the call: Vonage reports a failed leg with the
+    # dialled number as ``to`` and the leg's own uuid, not the MMG's number and call.
+    params = {k: v for k, v in (("mmg", mmg), ("call_id", call_id)) if v}
+    suffix = f"?{urlencode(params)}" if params else ""
     return HookUrls(
         gather=f"{root}/gather",
         dial_status=f"{root}/dial-status{suffix}",
@@ -163,8 +165,10 @@ class Hooks:
                 raise web.HTTPForbidden(text="signature invalide") from None
         return req
 
-    def _render(self, platform: Platform, decision: Decision, base: str) -> Answer:
-        urls = _urls(base, platform, decision.mmg)
+    def _render(
+        self, platform: Platform, decision: Decision, base: str, call: Call | None = None
+    ) -> Answer:
+        urls = _urls(base, platform, decision.mmg, call.call_id if call else None)
         if platform is Platform.KAMAILIO:
             protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
             regulation = regulation_destination(protocol) if protocol else decision.destination
@@ -172,6 +176,10 @@ class Hooks:
                 decision, urls, sip_gateway=self.settings.sip_gateway, regulation=regulation
             )
             return answer
+        if platform is Platform.VONAGE:
+            # Present the patient's number to the regulator (Vonage allows it on connect).
+            caller = phone.try_normalize(call.caller) if call else None
+            return vonage.render(decision, urls, caller_id=caller)
         rendered: Answer = _ADAPTERS[platform].render(decision, urls)
         return rendered
 
@@ -260,7 +268,7 @@ class Hooks:
             mmg_hint=mmg,
         )
         out.from_decision(decision)
-        answer = self._render(platform, decision, base)
+        answer = self._render(platform, decision, base, call)
         self.answers.put(key, answer)
         return answer
 

@@ -70,7 +70,7 @@ def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
     if proto is None:
         if in_body:
             raise Unprocessable(
-                f"MMG inconnue : {mmg!r}.",
+                f"Champ(s) invalide(s) : mmg (MMG inconnue : {mmg!r}).",
                 errors=[{"field": "mmg", "value": mmg, "message": "MMG inconnue"}],
             )
         raise NotFound(f"MMG inconnue : {mmg!r}.")

@@ -1,0 +1,192 @@
+"""Any PBX: HMAC-SHA256 signed JSON in, the plain decision as JSON out.
+
+Signature header (the Stripe / jambonz scheme)::
+
+    X-Regulator-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>
+
+Several ``v1`` values may be sent (secret rotation); one matching is enough. A
+timestamp more than :data:`TOLERANCE_S` away from now is refused (replay window).
+:func:`sign` produces the header, for PBX integrators' tests and our outbound webhooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+import orjson
+
+from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.platforms import _common as f
+from regulator.platforms.base import (
+    Answer,
+    BadHookRequest,
+    CallEvent,
+    HookRequest,
+    HookUrls,
+    SignatureError,
+)
+
+CONTENT_TYPE = "application/json"
+
+SIGNATURE_HEADER = "x-regulator-signature"
+#: Seconds a signature stays acceptable either side of its timestamp.
+TOLERANCE_S = 300
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_HEADER_PARTS = 16
+
+_HANGUP = orjson.dumps(
+    {
+        "action": "hangup",
+        "mmg": None,
+        "route": None,
+        "ground": None,
+        "destination": None,
+        "say": [],
+        "menu": None,
+        "dial_timeout_s": None,
+        "rule": None,
+        "failsafe": False,
+    }
+)
+
+
+def _mac(secret: str, body: bytes, t: int) -> str:
+    signed = str(t).encode("ascii") + b"." + body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, t: int) -> str:
+    """The ``X-Regulator-Signature`` value for ``body`` sent at Unix time ``t``."""
+    return f"t={t},v1={_mac(secret, body, t)}"
+
+
+def verify(req: HookRequest, secret: str) -> None:
+    """Raise :class:`SignatureError` unless ``X-Regulator-Signature`` signs ``req.body``
+    with ``secret`` at a timestamp within :data:`TOLERANCE_S` of ``req.now``."""
+    if not secret:
+        raise SignatureError("generic secret not configured")
+    header = req.headers.get(SIGNATURE_HEADER)
+    if not header:
+        raise SignatureError("missing X-Regulator-Signature")
+    parts = header.split(",")
+    if len(parts) > _MAX_HEADER_PARTS:
+        raise SignatureError("malformed X-Regulator-Signature")
+    timestamps: list[str] = []
+    signatures: list[bytes] = []
+    for part in parts:
+        key, _, value = part.strip().partition("=")
+        value = value.strip()
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1" and _HEX_SHA256.fullmatch(value):
+            signatures.append(value.lower().encode("ascii"))
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
+        raise SignatureError("X-Regulator-Signature needs one t=<unix seconds>")
+    if not signatures:
+        raise SignatureError("X-Regulator-Signature has no v1 signature")
+    t = int(timestamps[0])
+    if abs(req.now - t) > TOLERANCE_S:
+        raise SignatureError("signature timestamp outside the replay window")
+    expected = _mac(secret, req.body, t).encode("ascii")
+    valid = False
+    for candidate in signatures:  # no early exit: same work whichever one matches
+        valid |= hmac.compare_digest(expected, candidate)
+    if not valid:
+        raise SignatureError("X-Regulator-Signature does not match")
+
+
+def _stage(value: object, default: Stage) -> Stage:
+    raw = f.text(value, "stage")
+    if raw is None:
+        return default
+    try:
+        return Stage(raw)
+    except ValueError:
+        raise BadHookRequest("stage", "expected incoming, digits or dial_failed") from None
+
+
+def parse_call(req: HookRequest, stage: Stage) -> Call:
+    """``{"call_id", "from", "to", "digits"?, "stage"?}``; the body's stage wins."""
+    data = f.json_object(req.body)
+    return Call(
+        call_id=f.required(data.get("call_id"), "call_id"),
+        caller=f.text(data.get("from"), "from") or "",
+        called=f.required(data.get("to"), "to"),
+        platform=Platform.GENERIC,
+        stage=_stage(data.get("stage"), stage),
+        digits=f.digits(data.get("digits"), "digits"),
+    )
+
+
+def parse_event(req: HookRequest) -> CallEvent:
+    """``{"call_id", "status", "duration_s"?, "target"?, "from"?, "to"?}``."""
+    data = f.json_object(req.body)
+    return CallEvent(
+        call_id=f.required(data.get("call_id"), "call_id"),
+        status=f.status(data.get("status"), "status"),
+        duration_s=f.duration(data.get("duration_s"), "duration_s"),
+        target=f.target(data.get("target")),
+        caller=f.text(data.get("from"), "from"),
+        called=f.text(data.get("to"), "to"),
+    )
+
+
+def _action(decision: Decision) -> str:
+    if decision.menu is not None:
+        return "menu"
+    if decision.destination is not None and decision.destination.dialable:
+        return "dial"
+    return "announce"
+
+
+def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) -> Answer:
+    """The decision as one JSON object.
+
+    ``action`` tells the PBX what to do: ``menu`` (play ``say`` then ``menu.text``,
+    collect one key, post it back with ``"stage": "digits"``), ``dial`` (play ``say``,
+    then dial ``destination``; on failure post ``"stage": "dial_failed"``) or
+    ``announce`` (play ``say`` and hang up). ``urls`` is unused.
+    """
+    del urls
+    destination = decision.destination
+    menu = decision.menu
+    document: dict[str, object] = {}
+    if call_id is not None:
+        document["call_id"] = call_id
+    document.update(
+        {
+            "action": _action(decision),
+            "mmg": decision.mmg,
+            "route": decision.route.value,
+            "ground": decision.ground.value if decision.ground else None,
+            "destination": (
+                {
+                    "number": destination.number,
+                    "sip": destination.sip,
+                    "announce": destination.announce,
+                    "label": destination.label,
+                }
+                if destination is not None
+                else None
+            ),
+            "say": list(decision.say),
+            "menu": (
+                {"text": menu.text, "timeout_s": menu.timeout_s, "options": list(menu.options)}
+                if menu is not None
+                else None
+            ),
+            "dial_timeout_s": decision.dial_timeout_s,
+            "rule": decision.rule,
+            "failsafe": decision.failsafe,
+        }
+    )
+    return Answer(orjson.dumps(document), CONTENT_TYPE)
+
+
+def render_hangup() -> Answer:
+    """The same shape with ``"action": "hangup"`` and nothing to dial or say."""
+    return Answer(_HANGUP, CONTENT_TYPE)

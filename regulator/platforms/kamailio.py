@@ -1,0 +1,141 @@
+"""Kamailio (``http_client`` + ``rtjson``): shared-secret header, JSON request, routing document.
+
+Kamailio posts ``{"call_id": "$ci", "from": "$fU", "to": "$rU", "source_ip": "$si"}``
+with ``X-Regulator-Secret`` and routes the INVITE with the ``rtjson`` document we
+return: serial forking over ``routes`` (``rtjson_init_routes`` / ``rtjson_push_routes``,
+``rtjson_next_route`` in the failure route, ``rtjson_update_branch`` in the branch route
+to apply ``headers.extra`` and ``fr_inv_timer``).
+
+Kamailio has no voice menu and cannot play our messages: the web layer decides with
+``Stage.DIGITS`` and no digits (the menu default), and a destination that can only be
+announced (short codes) is replaced by the regulation line. The regulation line always
+closes the list, as the failover of whatever comes first.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+
+from regulator.core.models import Call, Decision, Destination, Platform, Route, Stage
+from regulator.platforms import _common as f
+from regulator.platforms.base import (
+    Answer,
+    CallEvent,
+    HookRequest,
+    HookUrls,
+    SignatureError,
+)
+
+CONTENT_TYPE = "application/json"
+
+SECRET_HEADER = "x-regulator-secret"  # noqa: S105 (a header name, not a secret)
+ROUTE_HEADER = "X-Regulator-Route"
+
+_EMPTY = orjson.dumps({"version": "1.0", "routing": "serial", "routes": []})
+
+
+def verify(req: HookRequest, secret: str) -> None:
+    """Raise :class:`SignatureError` unless ``X-Regulator-Secret`` is the shared secret."""
+    if not secret:
+        raise SignatureError("Kamailio secret not configured")
+    given = req.headers.get(SECRET_HEADER)
+    if not given:
+        raise SignatureError("missing X-Regulator-Secret")
+    try:
+        given_bytes = given.strip().encode("utf-8")
+    except UnicodeEncodeError:
+        raise SignatureError("malformed X-Regulator-Secret") from None
+    if not hmac.compare_digest(given_bytes, secret.encode("utf-8")):
+        raise SignatureError("X-Regulator-Secret does not match")
+
+
+def parse_call(req: HookRequest, stage: Stage) -> Call:
+    """The routing request as a Call (``from``/``to`` are SIP user parts)."""
+    data = f.json_object(req.body)
+    return Call(
+        call_id=f.required(data.get("call_id"), "call_id"),
+        caller=f.text(data.get("from"), "from") or "",
+        called=f.required(data.get("to"), "to"),
+        platform=Platform.KAMAILIO,
+        stage=stage,
+        digits=f.digits(data.get("digits"), "digits"),
+    )
+
+
+def parse_event(req: HookRequest) -> CallEvent:
+    """A call event posted by the Kamailio script (same shape as the generic one):
+    ``{"call_id", "status", "duration_s"?, "target"?}``."""
+    data = f.json_object(req.body)
+    return CallEvent(
+        call_id=f.required(data.get("call_id"), "call_id"),
+        status=f.status(data.get("status"), "status"),
+        duration_s=f.duration(data.get("duration_s"), "duration_s"),
+        target=f.target(data.get("target")),
+        caller=f.text(data.get("from"), "from"),
+        called=f.text(data.get("to"), "to"),
+    )
+
+
+def _uris(destination: Destination | None, sip_gateway: str | None) -> list[str]:
+    """SIP URIs for a destination: its own SIP URI first, then its number via the gateway."""
+    if destination is None or not destination.dialable:
+        return []
+    uris: list[str] = []
+    if destination.sip and destination.sip.lower().startswith(("sip:", "sips:")):
+        uris.append(destination.sip)
+    if destination.number and sip_gateway:
+        uris.append(f"sip:{destination.number}@{sip_gateway}")
+    return uris
+
+
+def render(
+    decision: Decision,
+    urls: HookUrls,
+    sip_gateway: str | None,
+    regulation: Destination | None = None,
+) -> Answer:
+    """The decision as an ``rtjson`` document.
+
+    ``regulation`` is the MMG's regulation line (centre 15 / SAS): it ends the route
+    list as failover, and replaces destinations Kamailio cannot reach. Numbers are
+    sent as ``sip:<E.164>@<sip_gateway>``. ``urls`` is unused (no callbacks in rtjson).
+    """
+    del urls
+    first_route = decision.route
+    first = _uris(decision.destination, sip_gateway)
+    if not first:
+        # Menu, announcement or nothing dialable: Kamailio can only send the call on.
+        first_route = Route.REGULATION
+        first = _uris(regulation, sip_gateway)
+    failover = _uris(regulation, sip_gateway)
+
+    routes: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for uris, route, timed in ((first, first_route, True), (failover, Route.REGULATION, False)):
+        for uri in uris:
+            if uri in seen:
+                continue
+            seen.add(uri)
+            entry: dict[str, object] = {
+                "uri": uri,
+                "headers": {"extra": f"{ROUTE_HEADER}: {route.value}\r\n"},
+            }
+            if timed and decision.dial_timeout_s:
+                # Ring time before failing over, in ms (tm's fr_inv_timer for this branch).
+                entry["fr_inv_timer"] = decision.dial_timeout_s * 1000
+            routes.append(entry)
+
+    document: dict[str, object] = {"version": "1.0", "routing": "serial", "routes": routes}
+    if not routes:
+        # Nothing routable (e.g. no SIP URI, no gateway): the script should reject the
+        # call; tell it what the caller should dial instead. rtjson ignores this field.
+        announce = (decision.destination.announce if decision.destination else None) or "15"
+        document["announce"] = announce
+    return Answer(orjson.dumps(document), CONTENT_TYPE)
+
+
+def render_hangup() -> Answer:
+    """An ``rtjson`` document with no routes: the Kamailio script rejects the call."""
+    return Answer(_EMPTY, CONTENT_TYPE)

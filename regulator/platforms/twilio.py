@@ -1,0 +1,237 @@
+"""Twilio Programmable Voice: ``X-Twilio-Signature`` check, form webhooks, TwiML answers.
+
+Signature (Twilio's published algorithm, the one its ``RequestValidator`` implements):
+``base64(HMAC-SHA1(auth_token, url + key1 + value1 + key2 + value2 …))`` over the POST
+parameters sorted by name. JSON bodies are not signed parameter by parameter: Twilio
+adds ``bodySHA256=<hex sha256 of the body>`` to the URL and signs the URL alone.
+Twilio is inconsistent about explicit ports, so, like its validator, we accept the URL
+with the scheme's default port added and with the port removed.
+
+Twilio waits 15 s for TwiML, then plays an error: answers are built from pre-formatted
+string templates, with no XML parser on the hot path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.platforms import _common as f
+from regulator.platforms.base import (
+    Answer,
+    BadHookRequest,
+    CallEvent,
+    HookRequest,
+    HookUrls,
+    SignatureError,
+)
+
+CONTENT_TYPE = "application/xml"
+
+SIGNATURE_HEADER = "x-twilio-signature"
+# Present when the webhook is signed with a Twilio "SharedKey" instead of the auth
+# token: ``key=<id>,algorithm=HMAC_SHA256``. Absent means HMAC-SHA1.
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
+#: Seconds Twilio rings a <Dial> target when the decision sets no timeout.
+DEFAULT_DIAL_TIMEOUT_S = 30
+
+# Characters XML 1.0 forbids even when escaped; protocol texts should never hold them.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_ATTR_ENTITIES = {'"': "&quot;"}
+
+_DOCUMENT = '<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>'
+_SAY = '<Say language="fr-FR">{}</Say>'
+_GATHER = (
+    '<Gather input="dtmf" numDigits="1" timeout="{timeout}" action="{action}" method="POST">'
+    "{prompts}</Gather>"
+    '<Redirect method="POST">{action}</Redirect>'
+)
+_DIAL = (
+    '<Dial action="{action}" method="POST" timeout="{timeout}" answerOnBridge="true">'
+    "{target}</Dial>"
+)
+_NUMBER = "<Number>{}</Number>"
+_SIP = "<Sip>{}</Sip>"
+_HANGUP = "<Hangup/>"
+_HANGUP_DOCUMENT = _DOCUMENT.format(_HANGUP).encode()
+
+
+# ---------------------------------------------------------------------- signature
+
+
+def _port_variants(url: str) -> tuple[str, str]:
+    """The URL with the default port made explicit, and with any port removed."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):  # IPv6 literal: [::1]:8443
+        end = hostport.find("]") + 1
+        host, rest = hostport[:end], hostport[end:]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = hostport.partition(":")
+    prefix = f"{userinfo}{at}"
+    without = urlunsplit(parts._replace(netloc=f"{prefix}{host}"))
+    if port:
+        with_port = urlunsplit(parts)
+    else:
+        default = _DEFAULT_PORTS.get(parts.scheme.lower(), "80")
+        with_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}:{default}"))
+    return with_port, without
+
+
+def compute_signature(
+    auth_token: str, url: str, params: dict[str, str], algorithm: str = "HMAC_SHA1"
+) -> str:
+    """Twilio's signature of ``url`` and POST ``params`` (base64 of the HMAC)."""
+    digest = _ALGORITHMS[algorithm]
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    mac = hmac.new(auth_token.encode("utf-8"), payload.encode("utf-8"), digest)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _algorithm(settings: str | None) -> str:
+    for part in (settings or "").split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            algorithm = value.strip().upper()
+            if algorithm not in _ALGORITHMS:
+                raise SignatureError(f"unsupported signature algorithm {value.strip()!r}")
+            return algorithm
+    return "HMAC_SHA1"
+
+
+def verify(req: HookRequest, auth_token: str) -> None:
+    """Raise :class:`SignatureError` unless ``X-Twilio-Signature`` matches ``req``."""
+    if not auth_token:
+        raise SignatureError("Twilio auth token not configured")
+    header = req.headers.get(SIGNATURE_HEADER)
+    if not header:
+        raise SignatureError("missing X-Twilio-Signature")
+    try:
+        signature = header.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise SignatureError("malformed X-Twilio-Signature") from None
+    algorithm = _algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER))
+
+    params: dict[str, str] = dict(req.form)
+    body_hash = parse_qs(urlsplit(req.url).query).get("bodySHA256")
+    if body_hash:
+        # JSON body: the URL (with its bodySHA256) is signed alone; the hash binds the body.
+        actual = hashlib.sha256(req.body).hexdigest().encode("ascii")
+        try:
+            claimed = body_hash[0].strip().lower().encode("ascii")
+        except UnicodeEncodeError:
+            raise SignatureError("malformed bodySHA256") from None
+        if not hmac.compare_digest(actual, claimed):
+            raise SignatureError("body does not match bodySHA256")
+        params = {}
+
+    valid = False
+    for candidate in (req.url, *_port_variants(req.url)):
+        expected = compute_signature(auth_token, candidate, params, algorithm).encode("ascii")
+        valid |= hmac.compare_digest(expected, signature)
+    if not valid:
+        raise SignatureError("X-Twilio-Signature does not match")
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def _param(req: HookRequest, name: str) -> str | None:
+    """A webhook parameter: the form body first, then the query (GET webhooks)."""
+    value = req.form.get(name)
+    if value is None:
+        value = req.query.get(name)
+    return value
+
+
+def parse_call(req: HookRequest, stage: Stage) -> Call:
+    """The voice (``Stage.INCOMING``) or gather (``Stage.DIGITS``) webhook as a Call."""
+    return Call(
+        call_id=f.required(_param(req, "CallSid"), "CallSid"),
+        caller=f.text(_param(req, "From"), "From") or "",
+        called=f.required(_param(req, "To"), "To"),
+        platform=Platform.TWILIO,
+        stage=stage,
+        digits=f.digits(_param(req, "Digits"), "Digits"),
+    )
+
+
+def parse_event(req: HookRequest) -> CallEvent:
+    """A ``<Dial action>`` callback (DialCallStatus, ``?target=`` in our URL) or a
+    status callback (CallStatus)."""
+    call_id = f.required(_param(req, "CallSid"), "CallSid")
+    dial_status = req.form.get("DialCallStatus")
+    if dial_status is not None:
+        status = f.status(dial_status, "DialCallStatus")
+        duration = f.duration(req.form.get("DialCallDuration"), "DialCallDuration")
+    else:
+        call_status = _param(req, "CallStatus")
+        if call_status is None:
+            raise BadHookRequest("CallStatus", "missing (nor DialCallStatus)")
+        status = f.status(call_status, "CallStatus")
+        duration = f.duration(req.form.get("CallDuration"), "CallDuration")
+    return CallEvent(
+        call_id=call_id,
+        status=status,
+        duration_s=duration,
+        target=f.target(req.query.get("target")),
+        caller=f.text(_param(req, "From"), "From"),
+        called=f.text(_param(req, "To"), "To"),
+    )
+
+
+# ---------------------------------------------------------------------- rendering
+
+
+def _text(value: str) -> str:
+    return escape(_XML_ILLEGAL.sub("", value))
+
+
+def _attr(value: str) -> str:
+    return escape(_XML_ILLEGAL.sub("", value), _ATTR_ENTITIES)
+
+
+def _says(texts: tuple[str, ...]) -> str:
+    return "".join(_SAY.format(_text(t)) for t in texts if t and t.strip())
+
+
+def render(decision: Decision, urls: HookUrls) -> Answer:
+    """The decision as TwiML: Say each message, then gather, dial or hang up."""
+    says = _says(decision.say)
+    destination = decision.destination
+    if decision.menu is not None:
+        menu = decision.menu
+        verbs = _GATHER.format(
+            timeout=f.clamp(menu.timeout_s, 1, 60),
+            action=_attr(urls.gather),
+            prompts=says + _says((menu.text,)),
+        )
+    elif destination is not None and destination.dialable:
+        if destination.number:
+            target = _NUMBER.format(_text(destination.number))
+        else:
+            target = _SIP.format(_text(destination.sip or ""))
+        action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
+        timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
+        verbs = says + _DIAL.format(
+            action=_attr(action), timeout=f.clamp(timeout, 5, 600), target=target
+        )
+    else:
+        # Nothing a platform can dial (short code such as 15 or 3237): the messages
+        # tell the caller what to do, then the call ends.
+        verbs = says + _HANGUP
+    return Answer(_DOCUMENT.format(verbs).encode("utf-8"), CONTENT_TYPE)
+
+
+def render_hangup() -> Answer:
+    """TwiML that ends the call."""
+    return Answer(_HANGUP_DOCUMENT, CONTENT_TYPE)

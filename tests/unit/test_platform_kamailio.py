@@ -1,0 +1,236 @@
+"""Kamailio adapter: shared-secret header, routing request, rtjson document."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from regulator.core.models import Decision, Destination, Ground, MenuPrompt, Platform, Route, Stage
+from regulator.platforms import kamailio
+from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+
+
+def _json_bytes(value: object) -> bytes:
+    """Any JSON document, including integers too large for 64 bits."""
+    return json.dumps(value).encode()
+
+
+SECRET = "kamailio-shared-secret"
+NOW = 1_800_000_000.0
+URL = "https://regulator.example/hooks/kamailio/route"
+GATEWAY = "trunk.operator.example"
+REGULATION = Destination(
+    number="+33466000015", sip="sip:sas30@regulation.example", label="centre 15"
+)
+
+
+def request(body: bytes, secret: str | None = SECRET) -> HookRequest:
+    headers = {"x-regulator-secret": secret} if secret is not None else {}
+    return HookRequest("POST", URL, headers, {}, body, {}, NOW)
+
+
+ROUTE_REQUEST = orjson.dumps(
+    {
+        "call_id": "a84b4c76e66710@pc33.example",
+        "from": "0612345678",
+        "to": "0466123456",
+        "source_ip": "192.0.2.10",
+    }
+)
+
+
+def decision(
+    route: Route,
+    destination: Destination | None,
+    *,
+    dial_timeout_s: int | None = None,
+    ground: Ground | None = None,
+    menu: MenuPrompt | None = None,
+) -> Decision:
+    return Decision(
+        mmg="nimes",
+        route=route,
+        rule="test",
+        destination=destination,
+        ground=ground,
+        menu=menu,
+        say=("message",),
+        dial_timeout_s=dial_timeout_s,
+    )
+
+
+def rtjson(
+    decision_: Decision, gateway: str | None = GATEWAY, regulation: Destination | None = REGULATION
+) -> Any:
+    answer = kamailio.render(decision_, HookUrls(), sip_gateway=gateway, regulation=regulation)
+    assert answer.content_type == kamailio.CONTENT_TYPE
+    document = orjson.loads(answer.body)
+    assert document["version"] == "1.0"
+    assert document["routing"] == "serial"
+    return document
+
+
+def uris(document: Any) -> list[str]:
+    return [route["uri"] for route in document["routes"]]
+
+
+# --------------------------------------------------------------- secret
+
+
+def test_matching_secret_is_accepted() -> None:
+    kamailio.verify(request(ROUTE_REQUEST), SECRET)
+
+
+@pytest.mark.parametrize(
+    "given_secret", [None, "", "kamailio-shared-secreT", "kamailio-shared-secret-2", "é"]
+)
+def test_missing_or_wrong_secret_is_refused(given_secret: str | None) -> None:
+    with pytest.raises(SignatureError):
+        kamailio.verify(request(ROUTE_REQUEST, given_secret), SECRET)
+
+
+def test_unconfigured_secret_refuses_everything() -> None:
+    with pytest.raises(SignatureError):
+        kamailio.verify(request(ROUTE_REQUEST, ""), "")
+
+
+# --------------------------------------------------------------- parsing
+
+
+def test_routing_request_becomes_a_call() -> None:
+    call = kamailio.parse_call(request(ROUTE_REQUEST), Stage.DIGITS)
+    assert call.call_id == "a84b4c76e66710@pc33.example"
+    assert call.caller == "0612345678"
+    assert call.called == "0466123456"
+    assert call.platform is Platform.KAMAILIO
+    assert call.stage is Stage.DIGITS
+    assert call.digits is None
+
+
+def test_null_pseudo_variable_caller_is_an_empty_caller() -> None:
+    body = orjson.dumps({"call_id": "c1", "from": "<null>", "to": "0466123456"})
+    assert kamailio.parse_call(request(body), Stage.INCOMING).caller == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"", "body"),
+        (b"call_id=c1", "body"),
+        (b"\xff\xfe", "body"),
+        (b"[1, 2]", "body"),
+        (orjson.dumps({"from": "0612345678", "to": "0466123456"}), "call_id"),
+        (orjson.dumps({"call_id": "c1", "from": "0612345678", "to": "<null>"}), "to"),
+        (orjson.dumps({"call_id": 12, "to": "0466123456"}), "call_id"),
+        (orjson.dumps({"call_id": "c1\r\nX-Injected: 1", "to": "0466123456"}), "call_id"),
+    ],
+)
+def test_bad_routing_request_names_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        kamailio.parse_call(request(body), Stage.INCOMING)
+    assert err.value.field == field
+
+
+def test_event_from_the_script_is_parsed() -> None:
+    body = orjson.dumps(
+        {"call_id": "c1", "status": "no-answer", "target": "regulation", "duration_s": 0}
+    )
+    event = kamailio.parse_event(request(body))
+    assert event.dial_failed
+    assert event.target is Route.REGULATION
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=80)
+    | st.dictionaries(
+        st.sampled_from(
+            ["call_id", "from", "to", "source_ip", "status", "target", "duration_s", "digits"]
+        ),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text(max_size=30)
+        | st.lists(st.integers(), max_size=2),
+        max_size=8,
+    ).map(_json_bytes)
+)
+def test_parsing_garbage_raises_only_bad_hook_request(body: bytes) -> None:
+    req = request(body)
+    for parse in (
+        lambda: kamailio.parse_call(req, Stage.DIGITS),
+        lambda: kamailio.parse_event(req),
+    ):
+        with contextlib.suppress(BadHookRequest):
+            parse()
+
+
+# --------------------------------------------------------------- rtjson
+
+
+def test_regulation_decision_routes_to_its_sip_uri_then_number_without_duplicates() -> None:
+    document = rtjson(decision(Route.REGULATION, REGULATION, dial_timeout_s=90))
+    assert uris(document) == ["sip:sas30@regulation.example", f"sip:+33466000015@{GATEWAY}"]
+    for route in document["routes"]:
+        assert route["headers"] == {"extra": "X-Regulator-Route: regulation\r\n"}
+        assert route["fr_inv_timer"] == 90_000
+
+
+def test_direct_access_goes_first_and_regulation_is_the_failover() -> None:
+    front_desk = Destination(number="+33466123400", label="accueil MMG")
+    document = rtjson(
+        decision(Route.DIRECT_ACCESS, front_desk, ground=Ground.PROFESSIONAL, dial_timeout_s=20)
+    )
+    assert uris(document) == [
+        f"sip:+33466123400@{GATEWAY}",
+        "sip:sas30@regulation.example",
+        f"sip:+33466000015@{GATEWAY}",
+    ]
+    first, *failover = document["routes"]
+    assert first["headers"]["extra"] == "X-Regulator-Route: direct_access\r\n"
+    assert first["fr_inv_timer"] == 20_000
+    for route in failover:
+        assert route["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+        assert "fr_inv_timer" not in route
+
+
+def test_announce_only_destination_is_replaced_by_the_regulation_line() -> None:
+    document = rtjson(decision(Route.PHARMACY, Destination(announce="3237")))
+    assert uris(document) == ["sip:sas30@regulation.example", f"sip:+33466000015@{GATEWAY}"]
+    assert all(
+        r["headers"]["extra"] == "X-Regulator-Route: regulation\r\n" for r in document["routes"]
+    )
+    assert "announce" not in document
+
+
+def test_menu_decision_without_ivr_goes_to_regulation() -> None:
+    menu = decision(Route.MENU, None, menu=MenuPrompt("Tapez 1.", 6, ("1", "2")))
+    assert uris(rtjson(menu)) == ["sip:sas30@regulation.example", f"sip:+33466000015@{GATEWAY}"]
+
+
+def test_numbers_need_a_gateway() -> None:
+    document = rtjson(
+        decision(Route.DIRECT_ACCESS, Destination(number="+33466123400")), gateway=None
+    )
+    assert uris(document) == ["sip:sas30@regulation.example"]
+
+
+def test_nothing_routable_gives_no_routes_and_the_code_to_announce() -> None:
+    failsafe = decision(Route.REGULATION, Destination(announce="15"))
+    document = rtjson(failsafe, regulation=Destination(announce="15"))
+    assert document["routes"] == []
+    assert document["announce"] == "15"
+
+
+def test_render_hangup_has_no_routes() -> None:
+    assert orjson.loads(kamailio.render_hangup().body) == {
+        "version": "1.0",
+        "routing": "serial",
+        "routes": [],
+    }
