@@ -1,0 +1,314 @@
+"""A month of activity end to end → the report matches figures computed from raw events.
+
+300 calls over May 2026 (holidays 1, 8, 14 and 25 May; bridges 2, 9, 15 and 16 May),
+120 referrals through their lifecycle and 40 walk-in visits, on SQLite and on
+Redis. Expected figures are computed here from what the test sent and what the
+service answered, with the ``holidays`` package directly — not with the code
+under test.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import holidays
+import pytest
+import pytest_asyncio
+
+from regulator.ports import FixedClock, Store
+from regulator.reporting import annual_export
+from regulator.web import keys
+from regulator.web.app import create_app
+from tests.integration.conftest import (
+    FRONT_DESK_NIMES,
+    NIMES,
+    PARIS,
+    PROFESSIONAL_NIMES,
+    REGULATION_NIMES,
+    AppClient,
+    ClientFactory,
+    bearer,
+    make_settings,
+    post_twilio,
+    report,
+)
+from tests.integration.test_call_path import dialled
+
+FR_HOLIDAYS = holidays.country_holidays("FR", years=2026)
+PHARMACY_FALLBACK = None  # no roster in May: the 3237 announcement (nothing dialled)
+
+
+def expected_day_type(day: date) -> str:
+    """Independent day type: FR holidays; R.6315-1 bridges (Mon before, Fri/Sat after)."""
+    if day in FR_HOLIDAYS:
+        return "holiday"
+    wd = day.weekday()
+    one = timedelta(days=1)
+    if wd == 0 and day + one in FR_HOLIDAYS:
+        return "bridge"
+    if wd == 4 and day - one in FR_HOLIDAYS:
+        return "bridge"
+    if wd == 5 and (day - one in FR_HOLIDAYS or day - 2 * one in FR_HOLIDAYS):
+        return "bridge"
+    return {5: "saturday", 6: "sunday"}.get(wd, "weekday")
+
+
+def is_open_nimes(local: datetime) -> bool:
+    """Nîmes opening hours of protocols/nimes.yaml, restated independently."""
+    kind = expected_day_type(local.date())
+    minute = local.hour * 60 + local.minute
+    if kind in ("holiday", "bridge", "sunday"):
+        return minute >= 8 * 60
+    if kind == "saturday":
+        return minute >= 12 * 60
+    return minute >= 20 * 60
+
+
+@pytest_asyncio.fixture(params=["sqlite", "redis"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        from regulator.storage.sqlite import SqliteStore
+
+        yield SqliteStore(tmp_path / "regulator.sqlite3")
+        return
+    from regulator.storage.redis import RedisStore
+
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    yield RedisStore(url, prefix=prefix)
+
+
+@pytest_asyncio.fixture
+async def app_client(
+    aiohttp_client: ClientFactory, any_store: Store, tmp_path: Path
+) -> tuple[AppClient, FixedClock]:
+    clock = FixedClock(datetime(2026, 5, 1, 12, tzinfo=PARIS))
+    app = create_app(make_settings(tmp_path), any_store, clock)
+    return await aiohttp_client(app), clock
+
+
+async def test_month_report_matches_raw_events(app_client: tuple[AppClient, FixedClock]) -> None:
+    client, clock = app_client
+    rng = random.Random(20260501)
+    calls_by_day_type: Counter[str] = Counter()
+    calls_by_hour: Counter[int] = Counter()
+    calls_by_route: Counter[str] = Counter()
+    seen_day_types: set[str] = set()
+
+    # ---- 300 calls
+    for i in range(300):
+        day = date(2026, 5, rng.randint(1, 31))
+        local = datetime(
+            day.year, day.month, day.day, rng.randint(0, 23), rng.randint(0, 59), tzinfo=PARIS
+        )
+        clock.set(local)
+        sid = f"CAe2e{i:03d}"
+        professional = rng.random() < 0.1
+        caller = PROFESSIONAL_NIMES if professional else f"+33611{rng.randint(0, 999_999):06d}"
+        params = {"CallSid": sid, "From": caller, "To": NIMES}
+        status, body = await post_twilio(client, "/hooks/twilio/voice", params)
+        assert status == 200
+        route: str
+        if not is_open_nimes(local):
+            assert dialled(body) == REGULATION_NIMES
+            route = "regulation"
+        elif professional:
+            assert dialled(body) == FRONT_DESK_NIMES
+            route = "direct_access"
+        else:
+            choice = rng.choice(["1", "2", "hangup"])
+            if choice == "hangup":
+                route = "menu"  # caller hung up in the menu
+            else:
+                status, body = await post_twilio(
+                    client, "/hooks/twilio/gather", params | {"Digits": choice}
+                )
+                assert status == 200
+                if choice == "1":
+                    assert dialled(body) == REGULATION_NIMES
+                    route = "regulation"
+                    if rng.random() < 0.2:  # regulation did not answer: overflow
+                        status, body = await post_twilio(
+                            client,
+                            "/hooks/twilio/dial-status?mmg=nimes&target=regulation",
+                            params | {"DialCallStatus": "no-answer"},
+                        )
+                        assert dialled(body) == FRONT_DESK_NIMES
+                        route = "direct_access"
+                else:
+                    route = "pharmacy"
+        kind = expected_day_type(day)
+        seen_day_types.add(kind)
+        calls_by_day_type[kind] += 1
+        calls_by_hour[local.hour] += 1
+        calls_by_route[route] += 1
+    assert {"holiday", "bridge", "weekday", "saturday", "sunday"} <= seen_day_types
+
+    # ---- 120 referrals through their lifecycle, 40 walk-in visits
+    persons: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    acts = 0
+    for i in range(120):
+        day = date(2026, 5, rng.randint(1, 30))
+        created = datetime(day.year, day.month, day.day, 20, rng.randint(0, 59), tzinfo=PARIS)
+        clock.set(created)
+        resp = await client.post(
+            "/api/v1/referrals",
+            json={
+                "mmg": "nimes",
+                "case_id": f"DRFR{i:06d}",
+                "patient": {"display_name": f"P{i}", "age_band": "18-64"},
+                "callback_number": f"+33611{rng.randint(0, 999_999):06d}",
+                "reason": "fièvre",
+                "expected_at": (created + timedelta(minutes=30)).isoformat(),
+            },
+            headers=bearer("regulator") | {"Idempotency-Key": f"ref-{i}"},
+        )
+        assert resp.status == 201
+        ref_id = (await resp.json())["id"]
+        fate = rng.choice(
+            ["completed", "completed", "completed", "arrived", "cancelled", "pending"]
+        )
+        if fate in ("completed", "arrived"):
+            arrival = created + timedelta(minutes=rng.randint(10, 200))
+            clock.set(arrival)
+            assert (
+                await client.post(f"/api/v1/referrals/{ref_id}/ack", headers=bearer("desk"))
+            ).status == 200
+            assert (
+                await client.post(f"/api/v1/referrals/{ref_id}/arrived", headers=bearer("desk"))
+            ).status == 200
+            local_arrival = arrival.astimezone(PARIS)
+            if local_arrival.month == 5:
+                kind = expected_day_type(local_arrival.date())
+                persons["total"] += 1
+                persons["via_regulation"] += 1
+                persons[
+                    {
+                        "holiday": "holiday",
+                        "bridge": "holiday",
+                        "saturday": "weekend",
+                        "sunday": "weekend",
+                    }.get(kind, "weekday")
+                ] += 1
+            if fate == "completed":
+                outcome = rng.choice(["home", "home", "emergency", "hospitalised", "other"])
+                n = rng.randint(0, 3)
+                resp = await client.post(
+                    f"/api/v1/referrals/{ref_id}/outcome",
+                    json={"outcome": outcome, "acts": n},
+                    headers=bearer("desk"),
+                )
+                assert resp.status == 200
+                if local_arrival.month == 5:
+                    outcomes[outcome] += 1
+                    acts += n
+        elif fate == "cancelled":
+            resp = await client.post(
+                f"/api/v1/referrals/{ref_id}/cancel", headers=bearer("regulator")
+            )
+            assert resp.status == 200
+    for i in range(40):
+        day = date(2026, 5, rng.randint(1, 31))
+        at = datetime(day.year, day.month, day.day, rng.randint(8, 23), 0, tzinfo=PARIS)
+        clock.set(at + timedelta(hours=1))
+        channel = rng.choice(["direct", "emergency_reorientation", "other"])
+        outcome = rng.choice(["home", "emergency", "hospitalised", "other"])
+        n = rng.randint(1, 2)
+        resp = await client.post(
+            "/api/v1/visits",
+            json={
+                "mmg": "nimes",
+                "channel": channel,
+                "outcome": outcome,
+                "acts": n,
+                "at": at.isoformat(),
+            },
+            headers=bearer("desk") | {"Idempotency-Key": f"visit-{i}"},
+        )
+        assert resp.status == 201, await resp.text()
+        kind = expected_day_type(day)
+        persons["total"] += 1
+        persons[{"direct": "direct_access"}.get(channel, channel)] += 1
+        persons[
+            {
+                "holiday": "holiday",
+                "bridge": "holiday",
+                "saturday": "weekend",
+                "sunday": "weekend",
+            }.get(kind, "weekday")
+        ] += 1
+        outcomes[outcome] += 1
+        acts += n
+
+    # ---- the report
+    data = await report(client, "nimes", "2026-05")
+    assert data["calls_received"] == 300
+    assert data["calls_by_route"] == {r: calls_by_route[r] for r in data["calls_by_route"]}
+    assert data["calls_by_day_type"] == {d: calls_by_day_type[d] for d in data["calls_by_day_type"]}
+    assert data["calls_by_hour"] == [calls_by_hour[h] for h in range(24)]
+    for key in (
+        "total",
+        "weekday",
+        "weekend",
+        "holiday",
+        "via_regulation",
+        "direct_access",
+        "emergency_reorientation",
+        "other",
+    ):
+        assert data["persons_seen"][key] == persons[key], key
+    assert data["returned_home"] == outcomes["home"]
+    assert data["reoriented_to_emergency"] == outcomes["emergency"]
+    assert data["acts"] == acts
+    # CSV has the same figures.
+    resp = await client.get(
+        "/api/v1/reports/nimes/2026-05?format=csv", headers=bearer("coordinator")
+    )
+    rows = dict(line.split(",", 2)[:2] for line in (await resp.text()).splitlines()[1:])
+    assert rows["calls_received"] == "300"
+    assert rows["persons_seen.total"] == str(persons["total"])
+
+
+async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
+    app_client: tuple[AppClient, FixedClock],
+) -> None:
+    client, clock = app_client
+    rng = random.Random(2026)
+    for month in range(1, 13):
+        for i in range(rng.randint(1, 5)):
+            clock.set(datetime(2026, month, 10, 21, i, tzinfo=PARIS))
+            status, _ = await post_twilio(
+                client,
+                "/hooks/twilio/voice",
+                {"CallSid": f"CA{month}-{i}", "From": "+33600000001", "To": NIMES},
+            )
+            assert status == 200
+        resp = await client.post(
+            "/api/v1/visits",
+            json={"mmg": "nimes", "channel": "direct", "outcome": "home", "acts": 1},
+            headers=bearer("desk"),
+        )
+        assert resp.status == 201
+    await client.app[keys.WRITER].flush()
+    store = client.app[keys.STORE]
+    export = await annual_export(store, client.app[keys.PROTOCOLS].current, 2026)
+    nimes: dict[str, Any] = export["mmgs"]["nimes"]
+    assert len(nimes["months"]) == 12
+    monthly = [await report(client, "nimes", f"2026-{m:02d}") for m in range(1, 13)]
+    assert nimes["totals"]["calls_received"] == sum(r["calls_received"] for r in monthly)
+    assert (
+        nimes["totals"]["persons_seen.total"]
+        == sum(r["persons_seen"]["total"] for r in monthly)
+        == 12
+    )
+    from regulator.reporting import export_csv
+
+    lines = export_csv(export).splitlines()
+    assert sum(1 for line in lines if line.startswith("nimes,")) == 12
+    assert len(lines) == 1 + 12 * len(export["mmgs"])
