@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiohttp import web
 
@@ -77,6 +78,34 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
             loop.remove_signal_handler(signal.SIGHUP)
 
 
+def retention_cutoff(now: datetime, months: int) -> datetime:
+    """The instant before which call records are purged: ``months`` calendar months ago."""
+    year, month = divmod(now.year * 12 + now.month - 1 - months, 12)
+    return now.replace(year=year, month=month + 1, day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Purge call records (they hold phone numbers) past the retention period, daily."""
+    settings = app[keys.SETTINGS]
+
+    async def purge_daily() -> None:
+        while True:
+            try:
+                before = retention_cutoff(app[keys.CLOCK].now(), settings.retention_months)
+                purged = await app[keys.STORE].purge_calls(before)
+                log.info("retention_purge", before=before.isoformat(), purged=purged)
+            except Exception as exc:  # retried tomorrow; never stops the service
+                app[keys.METRICS].storage_errors.labels(op="purge").inc()
+                log.warning("retention_purge_failed", error=str(exc))
+            await asyncio.sleep(24 * 3600)
+
+    task = asyncio.create_task(purge_daily())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _on_shutdown(app: web.Application) -> None:
     # Readiness turns false first so load balancers stop sending new work.
     app[keys.LIFECYCLE].shutting_down = True
@@ -137,6 +166,7 @@ def create_app(
     app[keys.BUS] = EventBus()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_protocols_ctx)
+    app.cleanup_ctx.append(_retention_ctx)
     app.on_shutdown.append(_on_shutdown)
     setup_hooks(app)
     setup_api(app)
