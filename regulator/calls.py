@@ -37,9 +37,9 @@ from regulator.storage.batch import CallWriter
 
 log = get_logger("regulator.calls")
 
-#: Called with every decision taken for a call (SSE consoles, outbox): the call,
-#: the decision, the instant and the new call record (None for later webhooks).
-CallListener = Callable[[Call, Decision, datetime, CallRecord | None], None]
+#: Called with every decision taken for a call (SSE consoles, outbox): the call as
+#: recorded with its current route, the decision, and True for the call's first webhook.
+CallListener = Callable[[CallRecord, Decision, bool], None]
 
 
 class CallRouter:
@@ -130,24 +130,25 @@ class CallRouter:
     def _record(self, call: Call, protocol: Protocol, decision: Decision, now: datetime) -> None:
         """Queue the call record (first webhook) or the route change (later ones)."""
         month, hour = local_facts(now, protocol.tz)
-        if call.stage is Stage.INCOMING:
-            day_type = decision.day_type or protocol.schedule.day_type(
-                now.astimezone(protocol.tz).date()
-            )
-            record = CallRecord(
-                call_id=call.call_id,
-                mmg=protocol.id,
-                platform=call.platform.value,
-                caller=phone.try_normalize(call.caller) or (call.caller or "")[:32],
-                at=now,
-                month=month,
-                day_type=day_type,
-                hour=hour,
-                route=decision.route,
-                ground=decision.ground,
-                rule=decision.rule,
-                failsafe=decision.failsafe,
-            )
+        day_type = decision.day_type or protocol.schedule.day_type(
+            now.astimezone(protocol.tz).date()
+        )
+        record = CallRecord(
+            call_id=call.call_id,
+            mmg=protocol.id,
+            platform=call.platform.value,
+            caller=phone.try_normalize(call.caller) or (call.caller or "")[:32],
+            at=now,
+            month=month,
+            day_type=day_type,
+            hour=hour,
+            route=decision.route,
+            ground=decision.ground,
+            rule=decision.rule,
+            failsafe=decision.failsafe,
+        )
+        first = call.stage is Stage.INCOMING
+        if first:
             self.writer.submit_record(record)
             self.metrics.calls.labels(
                 mmg=protocol.id,
@@ -156,7 +157,6 @@ class CallRouter:
                 ground=decision.ground.value if decision.ground else "",
             ).inc()
         else:
-            record = None
             self.writer.submit_update(
                 CallUpdate(
                     call_id=call.call_id,
@@ -169,7 +169,7 @@ class CallRouter:
             )
         for listener in self.listeners:
             try:
-                listener(call, decision, now, record)
+                listener(record, decision, first)
             except Exception:  # a console or outbox problem never affects the call
                 log.exception("call_listener_failed")
 

@@ -30,6 +30,7 @@ from regulator.storage.spool import Spool
 from regulator.web import keys
 from regulator.web.api import setup_api
 from regulator.web.hooks import setup_hooks
+from regulator.web.interconnect import setup_interconnect
 from regulator.web.lifecycle import Lifecycle
 from regulator.web.middlewares import errors, request_context, security_headers
 from regulator.web.openapi import setup_openapi
@@ -172,6 +173,7 @@ def create_app(
     setup_api(app)
     setup_referrals(app)
     setup_sse(app)
+    setup_interconnect(app)
     setup_openapi(app)
     return app
 

@@ -8,13 +8,13 @@ queue in :mod:`regulator.bus`); shutdown ends every stream cleanly.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 import orjson
 from aiohttp import web
 
 from regulator.bus import BusEvent, EventBus
-from regulator.core.models import Call, CallRecord, Decision
+from regulator.calls import CallListener
+from regulator.core.models import CallRecord, Decision
 from regulator.core.phone import mask
 from regulator.web import keys
 from regulator.web.api import principal
@@ -72,24 +72,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def call_publisher(bus: EventBus) -> object:
+def call_publisher(bus: EventBus) -> CallListener:
     """A CallRouter listener that publishes each routed call (numbers masked)."""
 
-    def publish(call: Call, decision: Decision, now: datetime, record: CallRecord | None) -> None:
-        if decision.mmg is None:
-            return
+    def publish(record: CallRecord, decision: Decision, first: bool) -> None:
         bus.publish(
             "call",
-            decision.mmg,
+            record.mmg,
             {
-                "call_id": call.call_id,
-                "caller": mask(record.caller if record else call.caller),
-                "stage": call.stage.value,
+                "call_id": record.call_id,
+                "caller": mask(record.caller),
+                "first": first,
                 "route": decision.route.value,
                 "ground": decision.ground.value if decision.ground else None,
                 "rule": decision.rule,
                 "failsafe": decision.failsafe,
-                "at": now.isoformat(),
+                "at": record.at.isoformat(),
             },
         )
 
@@ -100,4 +98,4 @@ def setup_sse(app: web.Application) -> None:
     app[SSE_CLIENTS] = set()
     app.router.add_get("/api/v1/events", events)
     listener = call_publisher(app[keys.BUS])
-    app[keys.ROUTER].listeners.append(listener)  # type: ignore[arg-type]
+    app[keys.ROUTER].listeners.append(listener)
