@@ -77,12 +77,17 @@ class Store(Protocol):
 
         Returns, per record, True if it was new. Counters (see
         :func:`regulator.core.indicators.call_counter_deltas`) move only for new records.
+        The first record of a call id wins: a repeat (in the same batch or later) is
+        ignored and reported False.
         """
         ...
 
     async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
         """Apply later facts to recorded calls; a route change moves the route counters.
 
+        A new ``route`` replaces the ground too (``update.ground``, possibly None); the
+        counter moves are :func:`regulator.core.indicators.reroute_deltas`, booked on the
+        call's stored MMG and month. Updates in one batch apply in order.
         Idempotent: applying the same update twice changes nothing the second time.
         Updates for unknown call ids are ignored.
         """
@@ -91,11 +96,14 @@ class Store(Protocol):
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
-        """Pre-aggregated call counters of one MMG and month (no scan of the log)."""
+        """Pre-aggregated call counters of one MMG and month (no scan of the log).
+
+        Keys whose value is 0 (a route every call left) are omitted."""
         ...
 
     async def purge_calls(self, before: datetime) -> int:
-        """Delete call records older than ``before``; counters are kept. Returns count."""
+        """Delete call records with ``at < before`` (they hold phone numbers); counters
+        are kept. Returns how many were deleted."""
         ...
 
     # ---- referrals --------------------------------------------------------
@@ -103,7 +111,7 @@ class Store(Protocol):
         self, referral: Referral, idempotency_key: str | None
     ) -> tuple[Referral, bool]:
         """Store a new referral. With an idempotency key already used, return the
-        referral created then and False."""
+        referral created then and False; likewise if ``referral.id`` already exists."""
         ...
 
     async def get_referral(self, referral_id: str) -> Referral | None: ...
@@ -115,7 +123,7 @@ class Store(Protocol):
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
     ) -> list[Referral]:
-        """Newest first."""
+        """Newest first (``created_at``, then id, descending)."""
         ...
 
     async def save_referral(
@@ -136,7 +144,7 @@ class Store(Protocol):
         ...
 
     async def visits(self, mmg: str, month: str) -> list[Visit]:
-        """All visits of one MMG and month (a month holds at most a few thousand)."""
+        """All visits of one MMG and month, oldest first (a month holds a few thousand)."""
         ...
 
 

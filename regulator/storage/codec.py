@@ -1,0 +1,297 @@
+"""Plain-dict and JSON forms of the stored domain values, shared by every store and the spool.
+
+One codec so a record spooled by one version of the service and replayed by another,
+or written to SQLite and to Redis, reads back the same. Instants are stored as
+integer microseconds since the Unix epoch (exact, sortable) in indexes and as
+RFC 3339 strings in JSON documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from regulator.core.indicators import reroute_deltas
+from regulator.core.models import (
+    CallRecord,
+    CallUpdate,
+    DayType,
+    Ground,
+    Outcome,
+    Referral,
+    ReferralEvent,
+    ReferralStatus,
+    Route,
+    Visit,
+    VisitChannel,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_us(instant: datetime) -> int:
+    """Exact integer microseconds since the epoch of an aware instant."""
+    if instant.tzinfo is None:
+        raise ValueError("naive datetime where an aware instant is required")
+    return (instant - _EPOCH) // _MICRO
+
+
+def from_us(us: int) -> datetime:
+    """The aware UTC instant of :func:`to_us`."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _dt(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _opt_dt(value: Any) -> datetime | None:
+    return None if value is None else _dt(value)
+
+
+def dumps(value: Any) -> bytes:
+    """orjson with the options every stored document uses (dataclasses, enums, instants)."""
+    return orjson.dumps(value)
+
+
+loads = orjson.loads
+
+
+# ------------------------------------------------------------------- call records
+
+
+def record_to_dict(record: CallRecord) -> dict[str, Any]:
+    return {
+        "call_id": record.call_id,
+        "mmg": record.mmg,
+        "platform": record.platform,
+        "caller": record.caller,
+        "at": record.at.isoformat(),
+        "month": record.month,
+        "day_type": record.day_type.value,
+        "hour": record.hour,
+        "route": record.route.value,
+        "ground": record.ground.value if record.ground is not None else None,
+        "rule": record.rule,
+        "failsafe": record.failsafe,
+        "status": record.status,
+        "duration_s": record.duration_s,
+    }
+
+
+def record_from_dict(data: dict[str, Any]) -> CallRecord:
+    ground = data.get("ground")
+    duration = data.get("duration_s")
+    return CallRecord(
+        call_id=str(data["call_id"]),
+        mmg=str(data["mmg"]),
+        platform=str(data["platform"]),
+        caller=str(data["caller"]),
+        at=_dt(data["at"]),
+        month=str(data["month"]),
+        day_type=DayType(data["day_type"]),
+        hour=int(data["hour"]),
+        route=Route(data["route"]),
+        ground=Ground(ground) if ground else None,
+        rule=str(data["rule"]),
+        failsafe=bool(data.get("failsafe", False)),
+        status=str(data.get("status", "in_progress")),
+        duration_s=int(duration) if duration is not None else None,
+    )
+
+
+def update_to_dict(update: CallUpdate) -> dict[str, Any]:
+    return {
+        "call_id": update.call_id,
+        "mmg": update.mmg,
+        "month": update.month,
+        "route": update.route.value if update.route is not None else None,
+        "ground": update.ground.value if update.ground is not None else None,
+        "rule": update.rule,
+        "status": update.status,
+        "duration_s": update.duration_s,
+    }
+
+
+def update_from_dict(data: dict[str, Any]) -> CallUpdate:
+    route = data.get("route")
+    ground = data.get("ground")
+    duration = data.get("duration_s")
+    return CallUpdate(
+        call_id=str(data["call_id"]),
+        mmg=str(data["mmg"]),
+        month=str(data["month"]),
+        route=Route(route) if route else None,
+        ground=Ground(ground) if ground else None,
+        rule=data.get("rule"),
+        status=data.get("status"),
+        duration_s=int(duration) if duration is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------- referrals
+
+
+def referral_to_dict(referral: Referral) -> dict[str, Any]:
+    return {
+        "id": referral.id,
+        "mmg": referral.mmg,
+        "case_id": referral.case_id,
+        "patient_display_name": referral.patient_display_name,
+        "status": referral.status.value,
+        "created_at": referral.created_at.isoformat(),
+        "updated_at": referral.updated_at.isoformat(),
+        "created_by": referral.created_by,
+        "version": referral.version,
+        "patient_age_band": referral.patient_age_band,
+        "callback_number": referral.callback_number,
+        "reason": referral.reason,
+        "urgency": referral.urgency,
+        "expected_at": referral.expected_at.isoformat() if referral.expected_at else None,
+        "tiers_payant": referral.tiers_payant,
+        "note": referral.note,
+        "outcome": referral.outcome.value if referral.outcome is not None else None,
+        "acts": referral.acts,
+        "visit_id": referral.visit_id,
+        "history": [
+            {"status": e.status.value, "at": e.at.isoformat(), "by": e.by} for e in referral.history
+        ],
+    }
+
+
+def referral_from_dict(data: dict[str, Any]) -> Referral:
+    outcome = data.get("outcome")
+    acts = data.get("acts")
+    return Referral(
+        id=str(data["id"]),
+        mmg=str(data["mmg"]),
+        case_id=str(data["case_id"]),
+        patient_display_name=str(data["patient_display_name"]),
+        status=ReferralStatus(data["status"]),
+        created_at=_dt(data["created_at"]),
+        updated_at=_dt(data["updated_at"]),
+        created_by=str(data["created_by"]),
+        version=int(data.get("version", 1)),
+        patient_age_band=data.get("patient_age_band"),
+        callback_number=data.get("callback_number"),
+        reason=data.get("reason"),
+        urgency=data.get("urgency"),
+        expected_at=_opt_dt(data.get("expected_at")),
+        tiers_payant=bool(data.get("tiers_payant", False)),
+        note=str(data.get("note", "")),
+        outcome=Outcome(outcome) if outcome else None,
+        acts=int(acts) if acts is not None else None,
+        visit_id=data.get("visit_id"),
+        history=tuple(
+            ReferralEvent(status=ReferralStatus(e["status"]), at=_dt(e["at"]), by=str(e["by"]))
+            for e in data.get("history", ())
+        ),
+    )
+
+
+def referral_to_json(referral: Referral) -> bytes:
+    return dumps(referral_to_dict(referral))
+
+
+def referral_from_json(raw: bytes | str) -> Referral:
+    return referral_from_dict(loads(raw))
+
+
+# ------------------------------------------------------------------------- visits
+
+
+def visit_to_dict(visit: Visit) -> dict[str, Any]:
+    return {
+        "id": visit.id,
+        "mmg": visit.mmg,
+        "channel": visit.channel.value,
+        "at": visit.at.isoformat(),
+        "month": visit.month,
+        "day_type": visit.day_type.value,
+        "hour": visit.hour,
+        "outcome": visit.outcome.value if visit.outcome is not None else None,
+        "acts": visit.acts,
+        "age_band": visit.age_band,
+        "reason": visit.reason,
+        "referral_id": visit.referral_id,
+    }
+
+
+def visit_from_dict(data: dict[str, Any]) -> Visit:
+    outcome = data.get("outcome")
+    return Visit(
+        id=str(data["id"]),
+        mmg=str(data["mmg"]),
+        channel=VisitChannel(data["channel"]),
+        at=_dt(data["at"]),
+        month=str(data["month"]),
+        day_type=DayType(data["day_type"]),
+        hour=int(data["hour"]),
+        outcome=Outcome(outcome) if outcome else None,
+        acts=int(data.get("acts", 0)),
+        age_band=data.get("age_band"),
+        reason=data.get("reason"),
+        referral_id=data.get("referral_id"),
+    )
+
+
+def visit_to_json(visit: Visit) -> bytes:
+    return dumps(visit_to_dict(visit))
+
+
+def visit_from_json(raw: bytes | str) -> Visit:
+    return visit_from_dict(loads(raw))
+
+
+#: Referral statuses for which a caller may reach the front desk directly.
+OPEN_FOR_CALLBACK = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})
+
+
+def is_pending(referral: Referral) -> bool:
+    """True if the referral makes its callback number a ``pending_referral`` caller."""
+    return referral.status in OPEN_FOR_CALLBACK and bool(referral.callback_number)
+
+
+# -------------------------------------------------------------------- call updates
+
+
+@dataclass(slots=True)
+class CallState:
+    """The mutable part of a stored call, as both stores read it before an update."""
+
+    mmg: str
+    month: str
+    route: str
+    ground: str | None
+    rule: str
+    status: str
+    duration_s: int | None
+
+
+def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
+    """Apply ``update`` to ``state`` in place; return the counter moves of a route change.
+
+    A new route replaces the ground too (a menu choice to the pharmacy has none).
+    Re-applying the same update finds the call already there: no counter moves, so
+    updates are idempotent and a replay in order converges to the same state.
+    """
+    deltas: dict[str, int] = {}
+    if update.route is not None:
+        new_route = update.route.value
+        new_ground = update.ground.value if update.ground is not None else None
+        deltas = reroute_deltas(state.route, state.ground, new_route, new_ground)
+        state.route, state.ground = new_route, new_ground
+    if update.rule is not None:
+        state.rule = update.rule
+    if update.status is not None:
+        state.status = update.status
+    if update.duration_s is not None:
+        state.duration_s = update.duration_s
+    return deltas

@@ -1,0 +1,86 @@
+"""Every Redis key name the service uses, in one place, under one prefix.
+
+Several deployments (or test runs) can share one Redis by choosing different
+prefixes, like arq's ``arq:`` keys. For Redis Cluster, choose a prefix with a hash
+tag, e.g. ``{regulator}``: every key then lands in one hash slot, so the
+multi-key Lua scripts (a call record and its counters, a referral and its indexes)
+stay atomic. The data set (calls of a few hundred MMGs) fits one shard; Cluster is
+then used for failover, not for spreading keys.
+
+Layout (``P`` is the prefix; types in brackets):
+
+- ``P:call:{call_id}`` [hash] one call record (fields of :class:`CallRecord`, ``xid`` =
+  its entry in the month's log); its existence makes ``record_calls`` idempotent.
+- ``P:calls:{mmg}:{month}`` [stream] the call log of one MMG and month (``call_id``, ``at``).
+- ``P:calls:by_at`` [sorted set] call ids scored by call time (µs): the retention index.
+- ``P:counters:{mmg}:{month}`` [hash] counter key → int (see ``indicators.call_counter_deltas``).
+- ``P:referral:{id}`` [hash] ``v`` version, ``s`` status, ``p`` pending-set key or "",
+  ``d`` the referral JSON.
+- ``P:referrals:{mmg|*}`` and ``P:referrals:{mmg|*}:{status}`` [sorted sets] referral ids
+  by creation time (µs), for newest-first listings with or without a status filter.
+- ``P:pending:{mmg}:{caller}`` [set] ids of pending/acknowledged referrals calling back
+  from ``caller`` (E.164): ``has_pending_referral`` is one ``EXISTS`` on the hot path.
+- ``P:idem:{scope}:{key}`` [string] the id created with an ``Idempotency-Key``.
+- ``P:visits:{mmg}:{month}`` [hash] visit id → visit JSON.
+- ``P:visit:{id}`` [string] the ``visits`` hash that holds the visit (so an upsert that
+  changes its month moves it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from regulator.core.models import ReferralStatus
+
+#: Stand-in for "every MMG" in the referral index keys (MMG ids are slugs, never "*").
+ALL_MMGS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (no trailing colon)."""
+
+    prefix: str = "regulator"
+
+    def call(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}"
+
+    def call_log(self, mmg: str, month: str) -> str:
+        return f"{self.prefix}:calls:{mmg}:{month}"
+
+    def calls_by_at(self) -> str:
+        return f"{self.prefix}:calls:by_at"
+
+    def counters(self, mmg: str, month: str) -> str:
+        return f"{self.prefix}:counters:{mmg}:{month}"
+
+    def referral(self, referral_id: str) -> str:
+        return f"{self.prefix}:referral:{referral_id}"
+
+    def referrals(self, mmg: str | None = None, status: ReferralStatus | str | None = None) -> str:
+        scope = mmg if mmg is not None else ALL_MMGS
+        if status is None:
+            return f"{self.prefix}:referrals:{scope}"
+        return f"{self.prefix}:referrals:{scope}:{status}"
+
+    def pending(self, mmg: str, caller: str) -> str:
+        # Hashed: phone numbers must not show up in key scans, MONITOR or memory reports.
+        digest = hashlib.sha256(caller.encode()).hexdigest()[:32]
+        return f"{self.prefix}:pending:{mmg}:{digest}"
+
+    def idempotency(self, scope: str, key: str) -> str:
+        return f"{self.prefix}:idem:{scope}:{key}"
+
+    def visits(self, mmg: str, month: str) -> str:
+        return f"{self.prefix}:visits:{mmg}:{month}"
+
+    def visit(self, visit_id: str) -> str:
+        return f"{self.prefix}:visit:{visit_id}"
+
+    def pattern(self) -> str:
+        """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""
+        return f"{self.prefix}:*"
+
+
+__all__ = ["ALL_MMGS", "Keys"]

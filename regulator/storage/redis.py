@@ -1,0 +1,737 @@
+"""The shared store: Redis, for several replicas of the service behind one load balancer.
+
+Every multi-key change is ONE Lua script, so a record and its counters, or a referral
+and its indexes, are never half-written, and two replicas racing on the same call or
+referral can't double-count or lose an update:
+
+- ``record_calls``: one ``EVALSHA`` per batch. A call is new iff its hash
+  ``P:call:{id}`` does not exist yet; only then are the hash written, the counters
+  incremented (``indicators.call_counter_deltas``), the entry appended to the month's
+  log stream and the retention index updated.
+- ``update_calls``: read the calls' current route/ground (one pipeline), compute the
+  counter moves in Python (``indicators.reroute_deltas``, the single definition), then
+  one script that applies them only if no call changed meanwhile (compare-and-set);
+  on a conflict the batch is re-read and retried.
+- referrals: compare-and-set on the version in a script that also keeps the listing
+  indexes and the pending-callback index (``P:pending:{mmg}:{caller}``) in step and
+  upserts the visit.
+
+Key names are in :mod:`regulator.storage.keys`.
+
+Connecting (``REGULATOR_REDIS_URL``):
+
+- ``redis://[:password@]host:6379/0``, ``rediss://…`` (TLS) and
+  ``unix:///run/redis/redis.sock?db=0``: redis-py URLs, see ``Redis.from_url``.
+- Sentinel: redis-py has no URL form for Sentinel, so this store accepts
+  ``sentinel://[:password@]host1:26379,host2:26379/mymaster[/db]`` (password = the
+  master's; ``?sentinel_password=…`` for the Sentinels, ``?ssl=true`` for TLS to the
+  master) and connects through :class:`redis.asyncio.sentinel.Sentinel`, which follows
+  failovers.
+- Cluster: not implemented (no URL form, not tested). It would be configured with a
+  prefix holding a hash tag (``REGULATOR_REDIS_PREFIX={regulator}``) so every key
+  shares one slot — each script touches several keys, and one (the hash of a visit's
+  previous month) is only known inside the script — and a
+  ``redis.asyncio.cluster.RedisCluster`` client in place of ``Redis`` (the commands
+  used here all exist there). The data set fits one shard; Cluster would
+  bring failover, which Sentinel already gives.
+
+Timeouts are short (the hot path must never hang on a dead Redis): a failed
+connect or read surfaces as :class:`~regulator.ports.StoreError` within about a
+second, and the call writer spools (:mod:`regulator.storage.batch`).
+
+Operating notes: run Redis with the append-only file (``appendonly yes``); a write
+Redis acknowledged is not spooled, so ``appendfsync everysec`` can lose up to a
+second of calls on a crash of the Redis host and ``always`` none. Nothing expires on
+its own except idempotency keys (30 days): call records (phone numbers) go only
+through :meth:`RedisStore.purge_calls`, which the service must run periodically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from regulator.core.indicators import call_counter_deltas
+from regulator.core.models import (
+    CallRecord,
+    CallUpdate,
+    DayType,
+    Ground,
+    Referral,
+    ReferralStatus,
+    Route,
+    Visit,
+)
+from regulator.ports import StoreError
+from regulator.storage import codec
+from regulator.storage.keys import Keys
+
+#: Idempotency keys (API ``Idempotency-Key``) are remembered this long.
+IDEMPOTENCY_TTL_S = 30 * 24 * 3600
+_PURGE_BATCH = 500
+_CAS_ATTEMPTS = 20
+
+# ----------------------------------------------------------------------------- Lua
+# Both call scripts take their per-call data as ONE JSON argument (decoded by cjson
+# inside Redis): packing tens of thousands of separate arguments per batch in Python
+# cost more than the whole script. Every value in that JSON is a string (a Lua number
+# would print 1.7e15-sized instants in exponent form).
+
+# KEYS: per record (call hash, counters hash, log stream), then the retention zset.
+# ARGV[1]: JSON list, per record [[field, value, …], [counter, delta, …], at_us, call_id].
+# Returns, per record, 1 if it was new else 0.
+_RECORD_LUA = """
+local by_at = KEYS[#KEYS]
+local batch = cjson.decode(ARGV[1])
+local out = {}
+for i, rec in ipairs(batch) do
+  local ck, cnt, log = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if redis.call('EXISTS', ck) == 1 then
+    out[i] = 0
+  else
+    local xid = redis.call('XADD', log, '*', 'call_id', rec[4], 'at', rec[3])
+    redis.call('HSET', ck, 'xid', xid, unpack(rec[1]))
+    local deltas = rec[2]
+    for j = 1, #deltas, 2 do
+      redis.call('HINCRBY', cnt, deltas[j], deltas[j + 1])
+    end
+    redis.call('ZADD', by_at, rec[3], rec[4])
+    out[i] = 1
+  end
+end
+return out
+"""
+
+# KEYS: per call (call hash, counters hash).
+# ARGV[1]: JSON list, per call [expected route, expected ground ('' = none),
+#          [field, value, …], [counter, delta, …]].
+# Returns 0 (nothing written) if any call changed since it was read, else 1.
+_UPDATE_LUA = """
+local batch = cjson.decode(ARGV[1])
+for i, op in ipairs(batch) do
+  local cur = redis.call('HMGET', KEYS[2 * i - 1], 'route', 'ground')
+  if cur[1] ~= op[1] or (cur[2] or '') ~= op[2] then return 0 end
+end
+for i, op in ipairs(batch) do
+  local ck, cnt = KEYS[2 * i - 1], KEYS[2 * i]
+  if #op[3] > 0 then redis.call('HSET', ck, unpack(op[3])) end
+  local deltas = op[4]
+  for j = 1, #deltas, 2 do redis.call('HINCRBY', cnt, deltas[j], deltas[j + 1]) end
+end
+return 1
+"""
+
+# KEYS: 1 referral, 2 idempotency key (or KEYS[1]), 3 index all, 4 index all+status,
+#       5 index mmg, 6 index mmg+status, 7 pending set (or KEYS[1])
+# ARGV: 1 has idem, 2 id, 3 json, 4 version, 5 status, 6 mmg, 7 created µs,
+#       8 pending key name or '', 9 idem ttl
+# Returns {1, id} if created, {0, existing id} otherwise.
+_CREATE_REFERRAL_LUA = """
+if ARGV[1] == '1' then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[2]} end
+if ARGV[8] ~= '' then redis.call('SADD', KEYS[7], ARGV[2]) end
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', ARGV[5], 'm', ARGV[6], 'c', ARGV[7],
+           'p', ARGV[8], 'd', ARGV[3])
+for k = 3, 6 do redis.call('ZADD', KEYS[k], ARGV[7], ARGV[2]) end
+if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[9]) end
+return {1, ARGV[2]}
+"""
+
+# KEYS: 1 referral, 2 old mmg+status index, 3 old all+status index, 4 new mmg+status
+#       index, 5 new all+status index, 6 old pending set, 7 new pending set,
+#       8 visits hash, 9 visit location  (unused slots repeat KEYS[1])
+# ARGV: 1 expected version, 2 old status, 3 old pending key name, 4 new version,
+#       5 new status, 6 new pending key name, 7 json, 8 id, 9 created µs,
+#       10 visit id ('' = no visit), 11 visit json
+# Returns 1 saved, 0 version mismatch (or unknown id), -1 stale read (retry).
+_SAVE_REFERRAL_LUA = """
+local cur = redis.call('HMGET', KEYS[1], 'v', 's', 'p')
+if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[1]) then return 0 end
+if cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return -1 end
+local id = ARGV[8]
+if ARGV[2] ~= ARGV[5] then
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[4], ARGV[9], id)
+  redis.call('ZADD', KEYS[5], ARGV[9], id)
+end
+if ARGV[3] ~= ARGV[6] then
+  if ARGV[3] ~= '' then redis.call('SREM', KEYS[6], id) end
+  if ARGV[6] ~= '' then redis.call('SADD', KEYS[7], id) end
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', ARGV[5], 'p', ARGV[6], 'd', ARGV[7])
+if ARGV[10] ~= '' then
+  local old = redis.call('GET', KEYS[9])
+  if old and old ~= KEYS[8] then redis.call('HDEL', old, ARGV[10]) end
+  redis.call('SET', KEYS[9], KEYS[8])
+  redis.call('HSET', KEYS[8], ARGV[10], ARGV[11])
+end
+return 1
+"""
+
+# KEYS: 1 visit location, 2 idempotency key (or KEYS[1]), 3 visits hash
+# ARGV: 1 has idem, 2 id, 3 json, 4 idem ttl
+_ADD_VISIT_LUA = """
+if ARGV[1] == '1' then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[2]} end
+redis.call('SET', KEYS[1], KEYS[3])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4]) end
+return {1, ARGV[2]}
+"""
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def _call_fields(record: CallRecord) -> list[str]:
+    """Field/value pairs of a call hash, all strings (see the note on the call scripts)."""
+    return [
+        "call_id",
+        record.call_id,
+        "mmg",
+        record.mmg,
+        "month",
+        record.month,
+        "platform",
+        record.platform,
+        "caller",
+        record.caller,
+        "at",
+        str(codec.to_us(record.at)),
+        "day_type",
+        record.day_type.value,
+        "hour",
+        str(record.hour),
+        "route",
+        record.route.value,
+        "ground",
+        record.ground.value if record.ground is not None else "",
+        "rule",
+        record.rule,
+        "failsafe",
+        "1" if record.failsafe else "0",
+        "status",
+        record.status,
+        "duration_s",
+        str(record.duration_s) if record.duration_s is not None else "",
+    ]
+
+
+def _record_from_hash(raw: dict[bytes, bytes]) -> CallRecord:
+    h = {k.decode(): v.decode() for k, v in raw.items()}
+    return CallRecord(
+        call_id=h["call_id"],
+        mmg=h["mmg"],
+        platform=h["platform"],
+        caller=h["caller"],
+        at=codec.from_us(int(h["at"])),
+        month=h["month"],
+        day_type=DayType(h["day_type"]),
+        hour=int(h["hour"]),
+        route=Route(h["route"]),
+        ground=Ground(h["ground"]) if h.get("ground") else None,
+        rule=h["rule"],
+        failsafe=h.get("failsafe") == "1",
+        status=h["status"],
+        duration_s=int(h["duration_s"]) if h.get("duration_s") else None,
+    )
+
+
+def parse_sentinel_url(url: str) -> dict[str, Any]:
+    """Split ``sentinel://[:pw@]h1:26379,h2/mymaster[/db][?sentinel_password=…&ssl=true]``.
+
+    Returns ``sentinels`` (list of (host, port)), ``service``, ``db``, ``password``,
+    ``username``, ``sentinel_password`` and ``ssl``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("sentinel", "redis+sentinel"):
+        raise ValueError("a Sentinel URL starts with sentinel://")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    username: str | None = None
+    password: str | None = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, has_pw, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if has_pw else None
+    sentinels: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        if not item:
+            continue
+        if item.startswith("["):  # [ipv6]:port
+            host, _, port = item[1:].partition("]")
+            port = port.lstrip(":")
+        else:
+            host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+        sentinels.append((host, int(port) if port else 26379))
+    parts = [p for p in path.split("/") if p]
+    if not sentinels or not parts:
+        raise ValueError("a Sentinel URL needs host:port[,host:port…]/service_name")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    return {
+        "sentinels": sentinels,
+        "service": unquote(parts[0]),
+        "db": int(parts[1]) if len(parts) > 1 else int(params.get("db", "0")),
+        "username": username,
+        "password": password,
+        "sentinel_password": params.get("sentinel_password"),
+        "ssl": params.get("ssl", "").lower() in ("1", "true", "yes"),
+    }
+
+
+class RedisStore:
+    """:class:`regulator.ports.Store` on Redis (one server, Sentinel or a hash-tagged Cluster)."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "regulator",
+        *,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 0.5,
+        max_connections: int = 64,
+        idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
+    ) -> None:
+        self.keys = Keys(prefix)
+        self._url = url
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._idem_ttl = idempotency_ttl_s
+        self._client: Redis | None = None
+        self._sentinel: Sentinel | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @classmethod
+    def from_client(
+        cls, client: Redis, prefix: str = "regulator", *, idempotency_ttl_s: int = IDEMPOTENCY_TTL_S
+    ) -> RedisStore:
+        """A store on a client built elsewhere (custom TLS, connection pool…); ``close``
+        closes it."""
+        store = cls("", prefix, idempotency_ttl_s=idempotency_ttl_s)
+        store._client = client
+        store._register()
+        return store
+
+    # ------------------------------------------------------------------ plumbing
+    def _build(self) -> Redis:
+        # One retry without backoff: reconnects a pooled connection the server closed
+        # (restart, idle timeout) but gives up fast when the server is really gone.
+        common: dict[str, Any] = {
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._connect_timeout,
+            "retry": Retry(NoBackoff(), 1),
+            "client_name": "regulator",
+        }
+        if self._url.startswith(("sentinel://", "redis+sentinel://")):
+            conf = parse_sentinel_url(self._url)
+            sentinel_kwargs: dict[str, Any] = {
+                "socket_timeout": self._socket_timeout,
+                "socket_connect_timeout": self._connect_timeout,
+            }
+            if conf["sentinel_password"]:
+                sentinel_kwargs["password"] = conf["sentinel_password"]
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                conf["sentinels"], sentinel_kwargs=sentinel_kwargs
+            )
+            master_kwargs = dict(common, db=conf["db"], max_connections=self._max_connections)
+            if conf["password"] is not None:
+                master_kwargs["password"] = conf["password"]
+            if conf["username"] is not None:
+                master_kwargs["username"] = conf["username"]
+            if conf["ssl"]:
+                master_kwargs["ssl"] = True
+            return cast(Redis, self._sentinel.master_for(conf["service"], **master_kwargs))
+        return Redis.from_url(self._url, max_connections=self._max_connections, **common)
+
+    def _register(self) -> None:
+        client = self._db()
+        self._scripts = {
+            "record": client.register_script(_RECORD_LUA),
+            "update": client.register_script(_UPDATE_LUA),
+            "create_referral": client.register_script(_CREATE_REFERRAL_LUA),
+            "save_referral": client.register_script(_SAVE_REFERRAL_LUA),
+            "add_visit": client.register_script(_ADD_VISIT_LUA),
+        }
+
+    async def open(self) -> None:
+        """Build the client and ping. On StoreError the store stays usable: it
+        reconnects on the next command once Redis is back."""
+        if self._client is None:
+            try:
+                self._client = self._build()
+            except (RedisError, OSError, ValueError) as exc:
+                raise StoreError(f"bad Redis settings: {exc}") from exc
+            self._register()
+        await self.ping()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        sentinel, self._sentinel = self._sentinel, None
+        with self._errors("close"):
+            if client is not None:
+                await client.aclose()
+            if sentinel is not None:
+                await sentinel.aclose()
+
+    def _db(self) -> Redis:
+        if self._client is None:
+            raise StoreError("Redis store is not open")
+        return self._client
+
+    @contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        try:
+            yield
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreError(f"Redis {op} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def ping(self) -> None:
+        with self._errors("ping"):
+            await cast(Awaitable[Any], self._db().ping())
+
+    # --------------------------------------------------------------------- calls
+    async def record_calls(self, records: Sequence[CallRecord]) -> list[bool]:
+        if not records:
+            return []
+        keys: list[str] = []
+        batch: list[list[Any]] = []
+        for record in records:
+            keys += [
+                self.keys.call(record.call_id),
+                self.keys.counters(record.mmg, record.month),
+                self.keys.call_log(record.mmg, record.month),
+            ]
+            deltas = [str(x) for kv in call_counter_deltas(record).items() for x in kv]
+            batch.append(
+                [_call_fields(record), deltas, str(codec.to_us(record.at)), record.call_id]
+            )
+        keys.append(self.keys.calls_by_at())
+        with self._errors("record_calls"):
+            result = await self._script("record", keys, [codec.dumps(batch)])
+        return [int(flag) == 1 for flag in result]
+
+    async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
+        if not updates:
+            return
+        ids = list(dict.fromkeys(u.call_id for u in updates))
+        client = self._db()
+        fields = ("mmg", "month", "route", "ground", "rule", "status", "duration_s")
+        with self._errors("update_calls"):
+            for _ in range(_CAS_ATTEMPTS):
+                async with client.pipeline(transaction=False) as pipe:
+                    for call_id in ids:
+                        pipe.hmget(self.keys.call(call_id), fields)
+                    rows = await pipe.execute()
+                read: dict[str, codec.CallState] = {}
+                for call_id, row in zip(ids, rows, strict=True):
+                    if row[0] is None:
+                        continue  # unknown call (purged, or its record never arrived)
+                    mmg, month, route, ground, rule, status, duration = (
+                        _s(v) if v is not None else "" for v in row
+                    )
+                    read[call_id] = codec.CallState(
+                        mmg,
+                        month,
+                        route,
+                        ground or None,
+                        rule,
+                        status,
+                        int(duration) if duration else None,
+                    )
+                if not read:
+                    return
+                state = {cid: replace(s) for cid, s in read.items()}
+                moves: dict[str, dict[str, int]] = {cid: {} for cid in read}
+                for update in updates:
+                    call = state.get(update.call_id)
+                    if call is None:
+                        continue
+                    net = moves[update.call_id]
+                    for key, delta in codec.apply_update(call, update).items():
+                        net[key] = net.get(key, 0) + delta
+                keys: list[str] = []
+                batch: list[list[Any]] = []
+                for cid, before in read.items():
+                    after = state[cid]
+                    keys += [self.keys.call(cid), self.keys.counters(before.mmg, before.month)]
+                    new_fields = [
+                        "route",
+                        after.route,
+                        "ground",
+                        after.ground or "",
+                        "rule",
+                        after.rule,
+                        "status",
+                        after.status,
+                        "duration_s",
+                        str(after.duration_s) if after.duration_s is not None else "",
+                    ]
+                    deltas = [str(x) for kv in moves[cid].items() if kv[1] for x in kv]
+                    batch.append([before.route, before.ground or "", new_fields, deltas])
+                if int(await self._script("update", keys, [codec.dumps(batch)])) == 1:
+                    return
+            raise StoreError("Redis update_calls: too many concurrent changes, giving up")
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        with self._errors("get_call"):
+            raw = await cast(
+                Awaitable[dict[bytes, bytes]], self._db().hgetall(self.keys.call(call_id))
+            )
+        return _record_from_hash(raw) if raw else None
+
+    async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
+        with self._errors("call_counters"):
+            raw = await cast(
+                Awaitable[dict[bytes, bytes]], self._db().hgetall(self.keys.counters(mmg, month))
+            )
+        counters = {k.decode(): int(v) for k, v in raw.items()}
+        return {k: v for k, v in counters.items() if v}
+
+    async def purge_calls(self, before: datetime) -> int:
+        """Delete call hashes and their log entries with ``at < before``, a batch at a time.
+
+        Not one transaction (a year of calls is too big for one script) but safe to
+        interrupt and to run on several replicas: each step is idempotent.
+        """
+        client = self._db()
+        index = self.keys.calls_by_at()
+        bound = f"({codec.to_us(before)}"
+        purged = 0
+        with self._errors("purge_calls"):
+            while True:
+                ids = [
+                    _s(i)
+                    for i in await client.zrangebyscore(
+                        index, "-inf", bound, start=0, num=_PURGE_BATCH
+                    )
+                ]
+                if not ids:
+                    return purged
+                async with client.pipeline(transaction=False) as pipe:
+                    for call_id in ids:
+                        pipe.hmget(self.keys.call(call_id), ["mmg", "month", "xid"])
+                    rows = await pipe.execute()
+                async with client.pipeline(transaction=False) as pipe:
+                    for call_id, (mmg, month, xid) in zip(ids, rows, strict=True):
+                        if mmg is not None and month is not None and xid is not None:
+                            pipe.xdel(self.keys.call_log(_s(mmg), _s(month)), xid)
+                        pipe.delete(self.keys.call(call_id))
+                        pipe.zrem(index, call_id)
+                    results = await pipe.execute()
+                deleted_flags = iter(results)
+                for mmg, month, xid in rows:
+                    if mmg is not None and month is not None and xid is not None:
+                        next(deleted_flags)  # XDEL
+                    purged += int(next(deleted_flags))  # DEL
+                    next(deleted_flags)  # ZREM
+
+    # ----------------------------------------------------------------- referrals
+    async def create_referral(
+        self, referral: Referral, idempotency_key: str | None
+    ) -> tuple[Referral, bool]:
+        k = self.keys
+        ref_key = k.referral(referral.id)
+        pending = (
+            k.pending(referral.mmg, referral.callback_number or "")
+            if codec.is_pending(referral)
+            else ""
+        )
+        keys = [
+            ref_key,
+            k.idempotency("referral", idempotency_key) if idempotency_key is not None else ref_key,
+            k.referrals(None),
+            k.referrals(None, referral.status),
+            k.referrals(referral.mmg),
+            k.referrals(referral.mmg, referral.status),
+            pending or ref_key,
+        ]
+        args = [
+            "1" if idempotency_key is not None else "0",
+            referral.id,
+            codec.referral_to_json(referral),
+            referral.version,
+            referral.status.value,
+            referral.mmg,
+            codec.to_us(referral.created_at),
+            pending,
+            self._idem_ttl,
+        ]
+        with self._errors("create_referral"):
+            created, ref_id = await self._script("create_referral", keys, args)
+            if int(created) == 1:
+                return referral, True
+            existing = await self.get_referral(_s(ref_id))
+        if existing is None:
+            raise StoreError("Redis create_referral: idempotency key names a missing referral")
+        return existing, False
+
+    async def get_referral(self, referral_id: str) -> Referral | None:
+        with self._errors("get_referral"):
+            raw = await cast(
+                Awaitable[bytes | None], self._db().hget(self.keys.referral(referral_id), "d")
+            )
+        return codec.referral_from_json(raw) if raw is not None else None
+
+    async def list_referrals(
+        self,
+        *,
+        mmg: str | None = None,
+        statuses: frozenset[ReferralStatus] | None = None,
+        limit: int = 200,
+    ) -> list[Referral]:
+        if limit <= 0 or (statuses is not None and not statuses):
+            return []
+        client = self._db()
+        with self._errors("list_referrals"):
+            if statuses is None:
+                ids = [
+                    _s(i) for i in await client.zrevrange(self.keys.referrals(mmg), 0, limit - 1)
+                ]
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for status in sorted(statuses):
+                        pipe.zrevrange(
+                            self.keys.referrals(mmg, status), 0, limit - 1, withscores=True
+                        )
+                    ranked = await pipe.execute()
+                merged = sorted(
+                    ((score, _s(member)) for rows in ranked for member, score in rows),
+                    reverse=True,
+                )
+                ids = [member for _, member in merged[:limit]]
+            if not ids:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                for ref_id in ids:
+                    pipe.hget(self.keys.referral(ref_id), "d")
+                docs = await pipe.execute()
+        return [codec.referral_from_json(doc) for doc in docs if doc is not None]
+
+    async def save_referral(
+        self, referral: Referral, expected_version: int, visit: Visit | None = None
+    ) -> bool:
+        k = self.keys
+        ref_key = k.referral(referral.id)
+        client = self._db()
+        new_pending = (
+            k.pending(referral.mmg, referral.callback_number or "")
+            if codec.is_pending(referral)
+            else ""
+        )
+        with self._errors("save_referral"):
+            for _ in range(_CAS_ATTEMPTS):
+                version, old_status_raw, old_pending_raw, mmg_raw, created = await cast(
+                    Awaitable[list[bytes | None]],
+                    client.hmget(ref_key, ["v", "s", "p", "m", "c"]),
+                )
+                if version is None or int(version) != expected_version:
+                    return False
+                old_status = _s(old_status_raw)
+                old_pending = _s(old_pending_raw) if old_pending_raw is not None else ""
+                mmg = _s(mmg_raw)
+                keys = [
+                    ref_key,
+                    k.referrals(mmg, old_status),
+                    k.referrals(None, old_status),
+                    k.referrals(mmg, referral.status),
+                    k.referrals(None, referral.status),
+                    old_pending or ref_key,
+                    new_pending or ref_key,
+                    k.visits(visit.mmg, visit.month) if visit is not None else ref_key,
+                    k.visit(visit.id) if visit is not None else ref_key,
+                ]
+                args = [
+                    expected_version,
+                    old_status,
+                    old_pending,
+                    referral.version,
+                    referral.status.value,
+                    new_pending,
+                    codec.referral_to_json(referral),
+                    referral.id,
+                    _s(created),
+                    visit.id if visit is not None else "",
+                    codec.visit_to_json(visit) if visit is not None else "",
+                ]
+                result = int(await self._script("save_referral", keys, args))
+                if result != -1:
+                    return result == 1
+            raise StoreError("Redis save_referral: too many concurrent changes, giving up")
+
+    async def has_pending_referral(self, mmg: str, caller: str) -> bool:
+        with self._errors("has_pending_referral"):
+            found = await self._db().exists(self.keys.pending(mmg, caller))
+        return int(found) > 0
+
+    # -------------------------------------------------------------------- visits
+    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+        k = self.keys
+        loc = k.visit(visit.id)
+        keys = [
+            loc,
+            k.idempotency("visit", idempotency_key) if idempotency_key is not None else loc,
+            k.visits(visit.mmg, visit.month),
+        ]
+        args = [
+            "1" if idempotency_key is not None else "0",
+            visit.id,
+            codec.visit_to_json(visit),
+            self._idem_ttl,
+        ]
+        with self._errors("add_visit"):
+            created, visit_id = await self._script("add_visit", keys, args)
+            if int(created) == 1:
+                return visit, True
+            existing = await self._get_visit(_s(visit_id))
+        if existing is None:
+            raise StoreError("Redis add_visit: idempotency key names a missing visit")
+        return existing, False
+
+    async def _get_visit(self, visit_id: str) -> Visit | None:
+        client = self._db()
+        where = await cast(Awaitable[bytes | None], client.get(self.keys.visit(visit_id)))
+        if where is None:
+            return None
+        raw = await cast(Awaitable[bytes | None], client.hget(_s(where), visit_id))
+        return codec.visit_from_json(raw) if raw is not None else None
+
+    async def visits(self, mmg: str, month: str) -> list[Visit]:
+        with self._errors("visits"):
+            raw = await cast(Awaitable[list[bytes]], self._db().hvals(self.keys.visits(mmg, month)))
+        found = [codec.visit_from_json(doc) for doc in raw]
+        found.sort(key=lambda v: (v.at, v.id))
+        return found
+
+
+__all__ = ["IDEMPOTENCY_TTL_S", "RedisStore", "parse_sentinel_url"]

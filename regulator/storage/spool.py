@@ -1,0 +1,286 @@
+"""Append-only local spool of call records and updates, for when the store is unreachable.
+
+A call is never lost and never delays the caller (DESIGN.md §4, convention 5): when
+a write to the store fails, the call writer appends it here and replays it later.
+
+File format: JSON lines (orjson), one item per line — ``{"r": {…}}`` for a
+:class:`CallRecord`, ``{"u": {…}}`` for a :class:`CallUpdate`, in submission order.
+Appends are plain ``write(2)`` calls on an ``O_APPEND`` descriptor (cheap enough for
+the event loop); :meth:`Spool.sync` / :meth:`Spool.sync_async` make them durable, and
+the writer calls those once per batch, not per item.
+
+:meth:`Spool.replay` re-applies the items in file order, in batches, with the store's
+idempotent ``record_calls`` / ``update_calls``, so a crash in the middle of a replay
+only means some items are applied twice — harmlessly. Applied items are removed
+(the file is truncated when everything went through, or rewritten to the unapplied
+tail when the store fails again). A line that can never be applied (torn by a crash,
+undecodable, or refused by the store with something other than ``StoreError``) is
+moved to ``<spool>.rejected`` for a human to look at, instead of blocking the spool.
+
+The spool is per replica (local disk): never point two processes at the same file.
+Only one task may call :meth:`replay`, :meth:`prepend` at a time (the call writer's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from regulator.core.models import CallRecord, CallUpdate
+from regulator.ports import Store, StoreError
+from regulator.storage import codec
+
+log = structlog.get_logger(__name__)
+
+Item = CallRecord | CallUpdate
+
+_READ_CHUNK = 1 << 16
+
+
+def encode(item: Item) -> bytes:
+    """One spool line (with its newline)."""
+    if isinstance(item, CallRecord):
+        return orjson.dumps({"r": codec.record_to_dict(item)}) + b"\n"
+    return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
+
+
+def decode(line: bytes) -> Item:
+    """The item of one spool line; ValueError/KeyError/TypeError if it is not one."""
+    data: Any = orjson.loads(line)
+    if "r" in data:
+        return codec.record_from_dict(data["r"])
+    if "u" in data:
+        return codec.update_from_dict(data["u"])
+    raise ValueError("spool line is neither a record nor an update")
+
+
+async def apply(store: Store, items: Sequence[Item]) -> None:
+    """Apply a batch with one ``record_calls`` and one ``update_calls``.
+
+    Records go first: an update never precedes its own call's record (the writer
+    submits a call's record before its updates), so this keeps every update after
+    its record while costing two store round trips per batch instead of one per run.
+    Updates keep their relative order.
+    """
+    records = [i for i in items if isinstance(i, CallRecord)]
+    updates = [i for i in items if isinstance(i, CallUpdate)]
+    if records:
+        await store.record_calls(records)
+    if updates:
+        await store.update_calls(updates)
+
+
+class Spool:
+    """The spool file at ``path`` (created on first append; its directory must exist)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rejected_path = self.path.with_name(self.path.name + ".rejected")
+        self._fd: int | None = None
+        self._pending = 0
+        self._recover()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def pending(self) -> int:
+        """Items waiting in the spool."""
+        return self._pending
+
+    def _recover(self) -> None:
+        """Count what a previous run left; cut a line torn by a crash off the end."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            self._reject([data[end:]], "torn last line")
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
+        self._pending = data.count(b"\n", 0, end)
+        if self._pending:
+            log.warning("spool_recovered", path=str(self.path), pending=self._pending)
+
+    def _append_fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return self._fd
+
+    def _reopen(self) -> None:
+        """Forget the descriptor after the file was replaced (it names the old inode)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _reject(self, lines: Sequence[bytes], reason: str) -> None:
+        log.error("spool_rejected", path=str(self.rejected_path), lines=len(lines), reason=reason)
+        with open(self.rejected_path, "ab") as fh:
+            for line in lines:
+                fh.write(line.rstrip(b"\n") + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # ----------------------------------------------------------------- writes
+    def append(self, items: Sequence[Item]) -> None:
+        """Append items (not yet fsync'd: call :meth:`sync` or :meth:`sync_async`)."""
+        if not items:
+            return
+        data = b"".join(encode(item) for item in items)
+        fd = self._append_fd()
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        self._pending += len(items)
+
+    def prepend(self, items: Sequence[Item]) -> None:
+        """Put items BEFORE everything already spooled (a batch that was in flight to the
+        store when newer items were spooled). Rewrites the file atomically, fsync'd."""
+        if not items:
+            return
+        if self._pending == 0:
+            self.append(items)
+            self.sync()
+            return
+        self._rewrite(b"".join(encode(item) for item in items), 0)
+        self._pending += len(items)
+
+    def _rewrite(self, head: bytes, offset: int) -> None:
+        """Replace the file by ``head`` + the current file from ``offset``, atomically."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(head)
+            src.seek(offset)
+            while chunk := src.read(_READ_CHUNK):
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        self._reopen()
+        os.replace(tmp, self.path)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        try:
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:  # pragma: no cover - platforms without directory fds
+            return
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def sync(self) -> None:
+        """fsync what was appended (blocking)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    async def sync_async(self) -> None:
+        """fsync in a worker thread, so the event loop keeps answering webhooks."""
+        if self._fd is None:
+            return
+        # A duplicate descriptor: the file may be rewritten (and self._fd closed) by
+        # the event loop while the thread is still syncing.
+        fd = os.dup(self._fd)
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+        self._reopen()
+
+    # ----------------------------------------------------------------- replay
+    def _lines(self, offset: int, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` complete lines from ``offset``, and the offset after them."""
+        lines: list[bytes] = []
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                for line in _iter_lines(fh, limit):
+                    lines.append(line)
+                    offset += len(line)
+        except FileNotFoundError:
+            pass
+        return lines, offset
+
+    async def replay(self, store: Store, *, batch_size: int = 500) -> int:
+        """Re-apply everything spooled, oldest first; return how many items were applied.
+
+        Raises :class:`StoreError` (after removing what was applied) if the store
+        fails again. Items appended while the replay runs are replayed too.
+        """
+        offset = 0
+        applied = 0
+        while True:
+            lines, next_offset = self._lines(offset, batch_size)
+            if not lines:
+                break
+            items: list[Item] = []
+            bad: list[bytes] = []
+            for line in lines:
+                try:
+                    items.append(decode(line))
+                except (ValueError, KeyError, TypeError):
+                    bad.append(line)
+            if bad:
+                self._reject(bad, "undecodable line")
+            try:
+                await self._apply(store, items)
+            except StoreError:
+                self._compact(offset)
+                raise
+            applied += len(items)
+            self._pending -= len(lines)
+            offset = next_offset
+        # No await since the last read found the end: nothing can have been appended.
+        if offset:
+            os.truncate(self.path, 0)  # the O_APPEND descriptor writes at the new end
+        self._pending = 0
+        return applied
+
+    async def _apply(self, store: Store, items: Sequence[Item]) -> None:
+        try:
+            await apply(store, items)
+        except StoreError:
+            raise
+        except Exception:
+            # A bug or a value the store refuses: find the culprits one by one so
+            # they can't block everything behind them.
+            log.exception("spool_batch_refused", items=len(items))
+            for item in items:
+                try:
+                    await apply(store, [item])
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    self._reject([encode(item)], f"refused by the store: {exc!r}")
+
+    def _compact(self, offset: int) -> None:
+        """Drop the first ``offset`` bytes (already applied)."""
+        if offset:
+            self._rewrite(b"", offset)
+        try:
+            self._pending = self.path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            self._pending = 0
+
+
+def _iter_lines(fh: Any, limit: int) -> Iterator[bytes]:
+    for count, line in enumerate(fh, start=1):
+        if not line.endswith(b"\n"):
+            return  # being written right now? Never, in practice: appends are whole.
+        yield line
+        if count >= limit:
+            return
+
+
+__all__ = ["Item", "Spool", "apply", "decode", "encode"]

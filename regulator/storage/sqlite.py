@@ -1,0 +1,507 @@
+"""The embedded store: one SQLite file (WAL), one connection, for a single replica.
+
+Every public method runs under one :class:`asyncio.Lock` on the single aiosqlite
+connection, so a transaction of one coroutine never sees (or commits) the half-done
+statements of another. Writes use ``BEGIN IMMEDIATE`` so a second process opening
+the same file (``regulator report`` while ``serve`` runs) waits on ``busy_timeout``
+instead of failing mid-transaction.
+
+``synchronous=NORMAL`` in WAL mode: a power cut may lose the last commits but never
+corrupts the file; the group-committing writer (:mod:`regulator.storage.batch`)
+keeps the number of commits per second low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence, Sized
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from regulator.core.indicators import call_counter_deltas
+from regulator.core.models import (
+    CallRecord,
+    CallUpdate,
+    DayType,
+    Ground,
+    Referral,
+    ReferralStatus,
+    Route,
+    Visit,
+)
+from regulator.ports import StoreError
+from regulator.storage import codec
+
+T = TypeVar("T")
+
+_SCHEMA_VERSION = 1
+_CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id    TEXT PRIMARY KEY,
+    mmg        TEXT NOT NULL,
+    month      TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    caller     TEXT NOT NULL,
+    at_us      INTEGER NOT NULL,
+    day_type   TEXT NOT NULL,
+    hour       INTEGER NOT NULL,
+    route      TEXT NOT NULL,
+    ground     TEXT,
+    rule       TEXT NOT NULL,
+    failsafe   INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    duration_s INTEGER
+);
+CREATE INDEX IF NOT EXISTS calls_mmg_month ON calls (mmg, month);
+CREATE INDEX IF NOT EXISTS calls_at ON calls (at_us);
+
+CREATE TABLE IF NOT EXISTS counters (
+    mmg   TEXT NOT NULL,
+    month TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (mmg, month, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS referrals (
+    id              TEXT PRIMARY KEY,
+    mmg             TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    callback_number TEXT,
+    version         INTEGER NOT NULL,
+    created_us      INTEGER NOT NULL,
+    data            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS referrals_mmg_created ON referrals (mmg, created_us);
+CREATE INDEX IF NOT EXISTS referrals_status_created ON referrals (status, created_us);
+CREATE INDEX IF NOT EXISTS referrals_callback ON referrals (mmg, callback_number, status);
+
+CREATE TABLE IF NOT EXISTS visits (
+    id          TEXT PRIMARY KEY,
+    mmg         TEXT NOT NULL,
+    month       TEXT NOT NULL,
+    at_us       INTEGER NOT NULL,
+    referral_id TEXT,
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visits_mmg_month ON visits (mmg, month, at_us);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"""
+
+_CALL_COLUMNS = (
+    "call_id, mmg, month, platform, caller, at_us, day_type, hour, route, ground, rule,"
+    " failsafe, status, duration_s"
+)
+# Only constant column lists and "?" placeholders are ever formatted into SQL (S608).
+_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 14)})"  # noqa: S608
+_ADD_COUNTER = (
+    "INSERT INTO counters (mmg, month, key, value) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (mmg, month, key) DO UPDATE SET value = value + excluded.value"
+)
+_UPSERT_VISIT = (
+    "INSERT INTO visits (id, mmg, month, at_us, referral_id, data) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET mmg = excluded.mmg, month = excluded.month,"
+    " at_us = excluded.at_us, referral_id = excluded.referral_id, data = excluded.data"
+)
+
+_PENDING = tuple(sorted(s.value for s in codec.OPEN_FOR_CALLBACK))
+
+Counters = dict[tuple[str, str, str], int]
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(items: Sized) -> str:
+    """``?,?,…`` for an IN list of ``len(items)`` parameters."""
+    return ",".join("?" * len(items))
+
+
+def _call_row(r: CallRecord) -> tuple[Any, ...]:
+    return (
+        r.call_id,
+        r.mmg,
+        r.month,
+        r.platform,
+        r.caller,
+        codec.to_us(r.at),
+        r.day_type.value,
+        r.hour,
+        r.route.value,
+        r.ground.value if r.ground is not None else None,
+        r.rule,
+        int(r.failsafe),
+        r.status,
+        r.duration_s,
+    )
+
+
+def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> CallRecord:
+    (
+        call_id,
+        mmg,
+        month,
+        platform,
+        caller,
+        at_us,
+        day_type,
+        hour,
+        route,
+        ground,
+        rule,
+        failsafe,
+        status,
+        duration_s,
+    ) = tuple(row)
+    return CallRecord(
+        call_id=call_id,
+        mmg=mmg,
+        platform=platform,
+        caller=caller,
+        at=codec.from_us(at_us),
+        month=month,
+        day_type=DayType(day_type),
+        hour=hour,
+        route=Route(route),
+        ground=Ground(ground) if ground else None,
+        rule=rule,
+        failsafe=bool(failsafe),
+        status=status,
+        duration_s=duration_s,
+    )
+
+
+def _add(counters: Counters, mmg: str, month: str, deltas: dict[str, int]) -> None:
+    for key, delta in deltas.items():
+        slot = (mmg, month, key)
+        counters[slot] = counters.get(slot, 0) + delta
+
+
+class SqliteStore:
+    """:class:`regulator.ports.Store` on a local SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.executescript(_SCHEMA)
+            await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            await conn.close()
+            raise StoreError(f"cannot initialise SQLite store {self.path}: {exc}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                try:
+                    await conn.close()
+                except (sqlite3.Error, OSError) as exc:
+                    raise StoreError(f"error closing SQLite store: {exc}") from exc
+
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError("SQLite store is not open")
+        return self._conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            conn = self._db()
+            try:
+                yield conn
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                raise StoreError(f"SQLite read failed: {exc}") from exc
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; rolled back on any error (mapped to StoreError)."""
+        async with self._lock:
+            conn = self._db()
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                raise StoreError(f"SQLite write failed: {exc}") from exc
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error, OSError, ValueError):
+                    await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error | OSError | ValueError):
+                    raise StoreError(f"SQLite write failed: {exc}") from exc
+                raise
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute("SELECT 1")
+
+    @staticmethod
+    async def _flush_counters(conn: aiosqlite.Connection, counters: Counters) -> None:
+        rows = [(m, mo, k, v) for (m, mo, k), v in counters.items() if v != 0]
+        if rows:
+            await conn.executemany(_ADD_COUNTER, rows)
+
+    # --------------------------------------------------------------------- calls
+    async def record_calls(self, records: Sequence[CallRecord]) -> list[bool]:
+        if not records:
+            return []
+        ids = list(dict.fromkeys(r.call_id for r in records))
+        async with self._tx() as conn:
+            known: set[str] = set()
+            for chunk in _chunks(ids):
+                sql = f"SELECT call_id FROM calls WHERE call_id IN ({_marks(chunk)})"  # noqa: S608
+                async with conn.execute(sql, chunk) as cur:
+                    known.update(row[0] for row in await cur.fetchall())
+            fresh: list[bool] = []
+            rows: list[tuple[Any, ...]] = []
+            counters: Counters = {}
+            for record in records:
+                is_new = record.call_id not in known
+                fresh.append(is_new)
+                if is_new:
+                    known.add(record.call_id)
+                    rows.append(_call_row(record))
+                    _add(counters, record.mmg, record.month, call_counter_deltas(record))
+            if rows:
+                await conn.executemany(_INSERT_CALL, rows)
+                await self._flush_counters(conn, counters)
+        return fresh
+
+    async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
+        if not updates:
+            return
+        ids = list(dict.fromkeys(u.call_id for u in updates))
+        async with self._tx() as conn:
+            state: dict[str, codec.CallState] = {}
+            for chunk in _chunks(ids):
+                sql = (
+                    "SELECT call_id, mmg, month, route, ground, rule, status, duration_s"  # noqa: S608
+                    f" FROM calls WHERE call_id IN ({_marks(chunk)})"
+                )
+                async with conn.execute(sql, chunk) as cur:
+                    for row in await cur.fetchall():
+                        state[row[0]] = codec.CallState(*row[1:])
+            counters: Counters = {}
+            touched: set[str] = set()
+            for update in updates:
+                call = state.get(update.call_id)
+                if call is None:
+                    continue  # unknown call (purged, or its record never arrived)
+                _add(counters, call.mmg, call.month, codec.apply_update(call, update))
+                touched.add(update.call_id)
+            if touched:
+                await conn.executemany(
+                    "UPDATE calls SET route = ?, ground = ?, rule = ?, status = ?, duration_s = ?"
+                    " WHERE call_id = ?",
+                    [
+                        (c.route, c.ground, c.rule, c.status, c.duration_s, cid)
+                        for cid, c in ((cid, state[cid]) for cid in touched)
+                    ],
+                )
+                await self._flush_counters(conn, counters)
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        async with self._read() as conn:
+            sql = f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?"  # noqa: S608
+            async with conn.execute(sql, (call_id,)) as cur:
+                row = await cur.fetchone()
+        return _record_from_row(row) if row is not None else None
+
+    async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
+        async with self._read() as conn:
+            sql = "SELECT key, value FROM counters WHERE mmg = ? AND month = ? AND value != 0"
+            async with conn.execute(sql, (mmg, month)) as cur:
+                rows = await cur.fetchall()
+        return {str(key): int(value) for key, value in rows}
+
+    async def purge_calls(self, before: datetime) -> int:
+        async with self._tx() as conn:
+            cur = await conn.execute("DELETE FROM calls WHERE at_us < ?", (codec.to_us(before),))
+            count = cur.rowcount
+            await cur.close()
+        return max(count, 0)
+
+    # ----------------------------------------------------------------- referrals
+    async def _idempotent_id(self, conn: aiosqlite.Connection, scope: str, key: str) -> str | None:
+        sql = "SELECT id FROM idempotency WHERE scope = ? AND key = ?"
+        async with conn.execute(sql, (scope, key)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row is not None else None
+
+    async def create_referral(
+        self, referral: Referral, idempotency_key: str | None
+    ) -> tuple[Referral, bool]:
+        async with self._tx() as conn:
+            existing_id = referral.id
+            if idempotency_key is not None:
+                existing_id = (
+                    await self._idempotent_id(conn, "referral", idempotency_key) or referral.id
+                )
+            async with conn.execute(
+                "SELECT data FROM referrals WHERE id = ?", (existing_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return codec.referral_from_json(row[0]), False
+            await conn.execute(
+                "INSERT INTO referrals"
+                " (id, mmg, status, callback_number, version, created_us, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    referral.id,
+                    referral.mmg,
+                    referral.status.value,
+                    referral.callback_number,
+                    referral.version,
+                    codec.to_us(referral.created_at),
+                    codec.referral_to_json(referral).decode(),
+                ),
+            )
+            if idempotency_key is not None:
+                await conn.execute(
+                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
+                    ("referral", idempotency_key, referral.id, codec.to_us(referral.created_at)),
+                )
+        return referral, True
+
+    async def get_referral(self, referral_id: str) -> Referral | None:
+        async with self._read() as conn:
+            sql = "SELECT data FROM referrals WHERE id = ?"
+            async with conn.execute(sql, (referral_id,)) as cur:
+                row = await cur.fetchone()
+        return codec.referral_from_json(row[0]) if row is not None else None
+
+    async def list_referrals(
+        self,
+        *,
+        mmg: str | None = None,
+        statuses: frozenset[ReferralStatus] | None = None,
+        limit: int = 200,
+    ) -> list[Referral]:
+        if limit <= 0 or (statuses is not None and not statuses):
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if mmg is not None:
+            where.append("mmg = ?")
+            params.append(mmg)
+        if statuses is not None:
+            where.append(f"status IN ({_marks(statuses)})")
+            params.extend(sorted(s.value for s in statuses))
+        sql = "SELECT data FROM referrals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_us DESC, id DESC LIMIT ?"
+        params.append(limit)
+        async with self._read() as conn, conn.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [codec.referral_from_json(row[0]) for row in rows]
+
+    async def save_referral(
+        self, referral: Referral, expected_version: int, visit: Visit | None = None
+    ) -> bool:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE referrals SET mmg = ?, status = ?, callback_number = ?, version = ?,"
+                " created_us = ?, data = ? WHERE id = ? AND version = ?",
+                (
+                    referral.mmg,
+                    referral.status.value,
+                    referral.callback_number,
+                    referral.version,
+                    codec.to_us(referral.created_at),
+                    codec.referral_to_json(referral).decode(),
+                    referral.id,
+                    expected_version,
+                ),
+            )
+            changed = cur.rowcount
+            await cur.close()
+            if changed != 1:
+                return False
+            if visit is not None:
+                await conn.execute(_UPSERT_VISIT, _visit_row(visit))
+        return True
+
+    async def has_pending_referral(self, mmg: str, caller: str) -> bool:
+        sql = (
+            "SELECT 1 FROM referrals WHERE mmg = ? AND callback_number = ?"  # noqa: S608
+            f" AND status IN ({_marks(_PENDING)}) LIMIT 1"
+        )
+        async with self._read() as conn, conn.execute(sql, (mmg, caller, *_PENDING)) as cur:
+            row = await cur.fetchone()
+        return row is not None
+
+    # -------------------------------------------------------------------- visits
+    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+        async with self._tx() as conn:
+            existing_id = visit.id
+            if idempotency_key is not None:
+                existing_id = await self._idempotent_id(conn, "visit", idempotency_key) or visit.id
+            async with conn.execute("SELECT data FROM visits WHERE id = ?", (existing_id,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return codec.visit_from_json(row[0]), False
+            await conn.execute(_UPSERT_VISIT, _visit_row(visit))
+            if idempotency_key is not None:
+                await conn.execute(
+                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
+                    ("visit", idempotency_key, visit.id, codec.to_us(visit.at)),
+                )
+        return visit, True
+
+    async def visits(self, mmg: str, month: str) -> list[Visit]:
+        sql = "SELECT data FROM visits WHERE mmg = ? AND month = ? ORDER BY at_us, id"
+        async with self._read() as conn, conn.execute(sql, (mmg, month)) as cur:
+            rows = await cur.fetchall()
+        return [codec.visit_from_json(row[0]) for row in rows]
+
+
+def _visit_row(visit: Visit) -> tuple[Any, ...]:
+    return (
+        visit.id,
+        visit.mmg,
+        visit.month,
+        codec.to_us(visit.at),
+        visit.referral_id,
+        codec.visit_to_json(visit).decode(),
+    )
+
+
+__all__ = ["SqliteStore"]
