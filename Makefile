@@ -21,8 +21,8 @@ run: $(STAMP)
 	REGULATOR_INSECURE_DEV=1 REGULATOR_LOG_FORMAT=$${REGULATOR_LOG_FORMAT:-console} $(BIN)/regulator serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check regulator tests benchmarks
-	$(BIN)/ruff format --check regulator tests benchmarks
+	$(BIN)/ruff check regulator tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check regulator tests $(wildcard benchmarks)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

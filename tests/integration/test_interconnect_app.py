@@ -47,8 +47,8 @@ class Receiver:
         return web.Response(status=204)
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
