@@ -344,6 +344,9 @@ class OutboxWorker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if tasks:  # a loop cancelled between a delivery and its report: refresh the gauge
+            with contextlib.suppress(Exception):
+                await self._report_pending()
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
@@ -11,9 +14,26 @@ from regulator.ports import StoreError
 from regulator.web import keys
 from regulator.web.middlewares import json_response
 
+#: Header the consoles send with cookie-authenticated writes (see :func:`csrf_token`).
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(token: str) -> str:
+    """The anti-CSRF value of a console session: sha256("csrf:" + token).
+
+    Derived from the cookie's token rather than a per-process secret, so every
+    replica accepts it; another site can neither read the cookie nor compute it.
+    """
+    return hashlib.sha256(b"csrf:" + token.encode()).hexdigest()
+
 
 def principal(request: web.Request) -> Principal:
-    """The authenticated caller (Bearer token or console cookie), or 401."""
+    """The authenticated caller (Bearer token or console cookie), or 401.
+
+    A write authenticated by the cookie must also carry ``X-CSRF-Token`` (403
+    otherwise): browsers attach cookies to cross-site requests, never that header.
+    """
     tokens = request.app[keys.TOKENS]
     settings = request.app[keys.SETTINGS]
     if tokens is None:
@@ -23,10 +43,18 @@ def principal(request: web.Request) -> Principal:
             "API désactivée : aucun fichier de jetons configuré (REGULATOR_TOKENS_FILE)."
         )
     header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(COOKIE)
+    from_cookie = header[:7].lower() != "bearer "
+    token = request.cookies.get(COOKIE) if from_cookie else header[7:].strip()
     who = tokens.authenticate(token)
-    if who is None:
+    if who is None or token is None:
         raise Unauthorized("Jeton d'accès manquant ou invalide.")
+    if from_cookie and request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "").encode(errors="replace")
+        if not hmac.compare_digest(sent, csrf_token(token).encode()):
+            raise Forbidden(
+                "Requête refusée : en-tête X-CSRF-Token manquant ou invalide "
+                "(rechargez la console et réessayez)."
+            )
     return who
 
 
@@ -36,7 +64,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: store reachable, protocols loaded, not shutting down."""
+    """Readiness: protocols loaded and not shutting down.
+
+    The store is reported but does not make the instance unready: with the store
+    down, webhooks are still answered (fail-safe) and calls spooled, whereas taking
+    every replica out of the load balancer at once would drop the calls themselves.
+    """
     app = request.app
     lifecycle = app[keys.LIFECYCLE]
     protocols = app[keys.PROTOCOLS]
@@ -44,13 +77,13 @@ async def readyz(request: web.Request) -> web.Response:
         "store": "ok",
         "protocols": len(protocols.current),
         "shutting_down": lifecycle.shutting_down,
+        "spool_pending": app[keys.WRITER].spooled,
     }
-    ready = lifecycle.ready and len(protocols.current) > 0
+    ready = not lifecycle.shutting_down and len(protocols.current) > 0
     try:
         await app[keys.STORE].ping()
     except (StoreError, OSError) as exc:
         checks["store"] = f"erreur : {exc}"
-        ready = False
     if protocols.last_error:
         checks["protocols_error"] = "dernier rechargement refusé (voir les journaux)"
     checks["status"] = "ready" if ready else "not_ready"

@@ -1,0 +1,199 @@
+"""deploy/kamailio/kamailio.cfg on its own, in front of a scripted stand-in for the
+service: the routing request it sends, rtjson relaying, and its fail-safe to the
+regulation line whatever the service does (error status, garbage, no route, too
+slow). Real Kamailio, real SIPp; the stand-in only replaces ``regulator serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.sip import (
+    LOCALHOST,
+    Destination,
+    Kamailio,
+    Landing,
+    free_port,
+    kamailio_binary,
+    place_call,
+    sipp_binary,
+)
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "stand-in-secret"
+CALLER = "+33612000001"
+CALLED = "+33466123456"
+
+
+@dataclass
+class Script:
+    """What the stand-in answers next, and what it received."""
+
+    status: int = 200
+    body: bytes = b""
+    delay_s: float = 0.0
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _StandIn
+
+    def do_POST(self) -> None:
+        script = self.server.script
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        script.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        if script.delay_s:
+            time.sleep(script.delay_s)
+        with contextlib.suppress(OSError):
+            self.send_response(script.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(script.body)))
+            self.end_headers()
+            self.wfile.write(script.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+class _StandIn(ThreadingHTTPServer):
+    daemon_threads = True
+    script: Script
+
+
+def rtjson(*uris_and_routes: tuple[str, str]) -> bytes:
+    routes = [
+        {"uri": uri, "headers": {"extra": f"X-Regulator-Route: {route}\r\n"}}
+        for uri, route in uris_and_routes
+    ]
+    return json.dumps({"version": "1.0", "routing": "serial", "routes": routes}).encode()
+
+
+@dataclass
+class Bench:
+    root: Path
+    server: _StandIn
+    kamailio: Kamailio
+    regulation: Destination
+    desk: Destination
+
+    @property
+    def script(self) -> Script:
+        return self.server.script
+
+    def answer(self, status: int, body: bytes, delay_s: float = 0.0) -> None:
+        self.server.script = Script(status=status, body=body, delay_s=delay_s)
+
+    def decision(self) -> bytes:
+        """The service's usual answer: front desk first, regulation line last."""
+        return rtjson(
+            (f"sip:desk@{LOCALHOST}:{self.desk.port}", "direct_access"),
+            (f"sip:regulation@{LOCALHOST}:{self.regulation.port}", "regulation"),
+        )
+
+    def call(self) -> Landing:
+        return place_call(
+            proxy_port=self.kamailio.port,
+            caller=CALLER,
+            called=CALLED,
+            destinations=[self.regulation, self.desk],
+            workdir=self.root,
+        )
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    kamailio_binary()
+    sipp_binary()
+    root = tmp_path_factory.mktemp("kamailio-bench")
+    server = _StandIn((LOCALHOST, 0), _Handler)
+    server.script = Script()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    regulation = Destination("regulation", free_port(), root)
+    desk = Destination("desk", free_port(), root)
+    kamailio = Kamailio(
+        workdir=root / "kamailio",
+        service_url=f"http://{LOCALHOST}:{server.server_address[1]}/hooks/kamailio/route",
+        regulation_uri=f"sip:regulation@{LOCALHOST}:{regulation.port}",
+        secret=SECRET,
+    )
+    kamailio.start()
+    try:
+        yield Bench(root, server, kamailio, regulation, desk)
+    finally:
+        kamailio.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_routing_request_is_the_documented_json_with_the_shared_secret(bench: Bench) -> None:
+    bench.answer(200, bench.decision())
+
+    landing = bench.call()
+
+    assert len(bench.script.requests) == 1
+    headers, body = bench.script.requests[0]
+    assert headers["x-regulator-secret"] == SECRET
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "call_id": landing.call_id,
+        "from": CALLER,
+        "to": CALLED,
+        "source_ip": LOCALHOST,
+    }
+
+
+def test_first_route_of_the_document_is_dialled_with_its_headers(bench: Bench) -> None:
+    bench.answer(200, bench.decision())
+
+    landing = bench.call()
+
+    assert landing.name == "desk", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "direct_access"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(503, b'{"error": "unavailable"}', id="server-error"),
+        pytest.param(403, b"", id="secret-rejected"),
+        pytest.param(404, b"", id="hook-disabled"),
+        pytest.param(200, b"<html>proxy error page</html>", id="not-json"),
+        pytest.param(200, b'{"version": "1.0", "routing": "serial", "routes": []}', id="no-route"),
+    ],
+)
+def test_unusable_answer_falls_back_to_the_regulation_line(
+    bench: Bench, status: int, body: bytes
+) -> None:
+    bench.answer(status, body)
+
+    landing = bench.call()
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "failsafe"
+
+
+def test_service_slower_than_the_http_budget_falls_back_to_the_regulation_line(
+    bench: Bench,
+) -> None:
+    bench.answer(200, bench.decision(), delay_s=3.0)
+
+    started = time.monotonic()
+    landing = bench.call()
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "failsafe"
+    # HTTP_TIMEOUT_S is 1 s: the caller did not wait for the slow answer.
+    assert time.monotonic() - started < 3.0
