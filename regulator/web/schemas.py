@@ -12,6 +12,7 @@ from regulator.core.models import Outcome, Referral, Visit
 from regulator.core.phone import InvalidNumber, normalize
 from regulator.core.referrals import STATUS_LABELS
 from regulator.errors import Unprocessable
+from regulator.storage.codec import visit_to_dict
 
 
 def _phone(value: Any) -> Any:
@@ -138,17 +139,5 @@ def referral_json(ref: Referral) -> dict[str, Any]:
 
 
 def visit_json(visit: Visit) -> dict[str, Any]:
-    return {
-        "id": visit.id,
-        "mmg": visit.mmg,
-        "channel": visit.channel.value,
-        "at": visit.at.isoformat(),
-        "month": visit.month,
-        "day_type": visit.day_type.value,
-        "hour": visit.hour,
-        "outcome": visit.outcome.value if visit.outcome else None,
-        "acts": visit.acts,
-        "age_band": visit.age_band,
-        "reason": visit.reason,
-        "referral_id": visit.referral_id,
-    }
+    """The public JSON view of a visit (the stored form: nothing in it is private)."""
+    return visit_to_dict(visit)
