@@ -29,10 +29,11 @@ from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool
 from regulator.web import keys
 from regulator.web.api import setup_api
+from regulator.web.consoles import setup_consoles
 from regulator.web.hooks import setup_hooks
 from regulator.web.interconnect import setup_interconnect
 from regulator.web.lifecycle import Lifecycle
-from regulator.web.middlewares import errors, request_context, security_headers
+from regulator.web.middlewares import errors, rate_limit, request_context, security_headers
 from regulator.web.openapi import setup_openapi
 from regulator.web.referrals import setup_referrals
 from regulator.web.sse import setup_sse
@@ -125,7 +126,12 @@ def create_app(
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     app = web.Application(
-        middlewares=[request_context, security_headers, errors],
+        middlewares=[
+            request_context,
+            security_headers,
+            rate_limit(settings.rate_limit_per_minute),
+            errors,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
@@ -140,6 +146,8 @@ def create_app(
         spool,
         on_error=lambda op: metrics.storage_errors.labels(op=op).inc(),
         on_spool_change=metrics.spool_pending.set,
+        # Write-ahead journal: an answered call survives a kill -9 of the process.
+        journal=settings.data_dir / "journal",
     )
     tokens: TokenBook | None = None
     if settings.tokens_file is not None:
@@ -175,6 +183,7 @@ def create_app(
     setup_sse(app)
     setup_interconnect(app)
     setup_openapi(app)
+    setup_consoles(app)
     return app
 
 
@@ -216,13 +225,27 @@ async def _run(app: web.Application, settings: Settings) -> None:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     try:
         await stop.wait()
     finally:
-        log.info("shutting_down")
+        # Readiness turns false first, then (SIGTERM) a grace period while the load
+        # balancer notices; then the listener closes, in-flight requests are answered,
+        # SSE streams end (on_shutdown), and the call writer flushes to the store or
+        # the fsync'd spool (cleanup_ctx).
         app[keys.LIFECYCLE].shutting_down = True
+        grace = settings.shutdown_grace_s if signal.SIGTERM in received else 0.0
+        log.info("shutting_down", grace_s=grace)
+        if grace > 0:
+            await asyncio.sleep(grace)
         await runner.cleanup()
+        log.info("stopped")

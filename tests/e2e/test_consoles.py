@@ -1,0 +1,350 @@
+"""The two consoles in a real browser: Debian's Chromium driven by Playwright.
+
+The service runs for real (``create_app`` on a free TCP port, SQLite store, the
+protocols of ``protocols/``) with its clock pinned to Tuesday 24 November 2026,
+21:00 in Nîmes (open; a pharmacy on duty), so screenshots are reproducible. A
+regulator and the Nîmes front desk sign in in two separate browser contexts; a
+referral created on one side must appear on the other in under two seconds, and
+the desk's "patient arrivé" must show up live in the regulation console.
+
+Screenshots go to ``test-artifacts/consoles/`` and are copied to
+``docs/screenshots/`` for the README. Without Chromium (or Playwright) the test is
+skipped — except in CI (``CI=true``), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp import ClientSession, web
+from pydantic import SecretStr
+
+from regulator.auth import hash_token
+from regulator.platforms import generic
+from regulator.ports import FixedClock
+from regulator.settings import Settings
+from regulator.storage.sqlite import SqliteStore
+from regulator.web.app import create_app
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "consoles"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("REGULATOR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+NOW = datetime(2026, 11, 24, 21, 0, tzinfo=ZoneInfo("Europe/Paris"))
+REGULATOR_TOKEN = "e2e-token-regulateur-samu30"
+DESK_TOKEN = "e2e-token-accueil-nimes"
+GENERIC_SECRET = "e2e-generic-secret"
+NIMES = "+33466123456"
+METZ = "+33387551234"
+LIVE_BUDGET_S = 2.0
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _chromium() -> str:
+    path = shutil.which(CHROMIUM)
+    if path is None:
+        _unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
+    assert path is not None
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    return path
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    clock: FixedClock
+
+
+@pytest_asyncio.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    """The real application on 127.0.0.1:<free port>, its clock pinned to :data:`NOW`."""
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        f'- {{name: samu30-poste1, sha256: "{hash_token(REGULATOR_TOKEN)}", roles: [regulator]}}\n'
+        f'- {{name: accueil-nimes, sha256: "{hash_token(DESK_TOKEN)}", roles: ["desk:nimes"]}}\n',
+        encoding="utf-8",
+    )
+    settings = Settings(
+        protocols_dir=ROOT / "protocols",
+        data_dir=tmp_path / "var",
+        tokens_file=tokens,
+        generic_secret=SecretStr(GENERIC_SECRET),
+        public_url=None,
+        watch_protocols=False,
+        log_format="console",
+    )
+    clock = FixedClock(NOW)
+    app = create_app(settings, SqliteStore(tmp_path / "regulator.sqlite3"), clock)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield Service(f"http://{host}:{port}", clock)
+    finally:
+        await runner.cleanup()
+
+
+async def _call(session: ClientSession, base: str, **payload: str) -> str:
+    """One signed generic-PBX webhook; returns the route decided."""
+    body = orjson.dumps(payload)
+    signature = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    async with session.post(
+        f"{base}/hooks/generic/call",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Regulator-Signature": signature},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        route: str = (await resp.json())["route"]
+        return route
+
+
+async def _seed_month_of_calls(service: Service) -> None:
+    """November's calls to Nîmes before tonight, so the report's charts show a month."""
+    rng = random.Random(2026)
+    evening = [20, 20, 20, 21, 21, 22, 23]
+    daytime = [9, 10, 11, 12, 14, 15, 17, 18, 19, 20, 20, 21, 22]
+    async with ClientSession() as http:
+        for day in range(1, 24):
+            midnight = NOW.replace(day=day, hour=0)
+            weekend = midnight.weekday() >= 5 or day in (1, 11)  # 1 and 11 Nov: holidays
+            for n in range(rng.randint(1, 4) + (2 if weekend else 0)):
+                hour = rng.choice(daytime if weekend else evening)
+                service.clock.set(midnight + timedelta(hours=hour, minutes=rng.randint(0, 59)))
+                call = {
+                    "call_id": f"seed-{day}-{n}",
+                    "to": NIMES,
+                    "from": f"+336110{day:02d}{n:03d}",
+                }
+                await _call(http, service.url, **call)
+                await _call(http, service.url, **call, stage="digits", digits=rng.choice("112"))
+    service.clock.set(NOW)
+
+
+async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
+    service: Service,
+) -> None:
+    executable = _chromium()
+    await _seed_month_of_calls(service)
+    base = service.url
+    from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+
+    def watch(page: Page, name: str) -> None:
+        """Collect script errors and CSP violations (a refused inline script shows here)."""
+
+        def on_console(message: ConsoleMessage) -> None:
+            # The wrong-token and validation steps below answer 401 and 422 on purpose.
+            expected = any(f"status of {code}" in message.text for code in (401, 422))
+            if message.type == "error" and not expected:
+                problems.append(f"{name}: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda e: problems.append(f"{name}: {e}"))
+
+    async def sign_in(page: Page, token: str, landing: str) -> None:
+        await page.goto(f"{base}/console/login")
+        await page.get_by_label("Jeton d'accès").fill(token)
+        await page.get_by_role("button", name="Se connecter").click()
+        await page.wait_for_url(f"{base}{landing}")
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            regulation_ctx = await browser.new_context(
+                viewport={"width": 1360, "height": 1000},
+                locale="fr-FR",
+                timezone_id="Europe/Paris",
+            )
+            desk_ctx = await browser.new_context(
+                viewport={"width": 1280, "height": 1000},
+                locale="fr-FR",
+                timezone_id="Europe/Paris",
+            )
+            reg = await regulation_ctx.new_page()
+            desk = await desk_ctx.new_page()
+            watch(reg, "régulation")
+            watch(desk, "accueil")
+
+            # A wrong token first: the French error, no cookie, still on the form.
+            await reg.goto(f"{base}/console/login")
+            await reg.get_by_label("Jeton d'accès").fill("pas-le-bon-jeton")
+            await reg.get_by_role("button", name="Se connecter").click()
+            await expect(reg.locator("#token-error")).to_have_text("Jeton invalide")
+
+            await sign_in(reg, REGULATOR_TOKEN, "/console/regulation")
+            await sign_in(desk, DESK_TOKEN, "/console/desk/nimes")
+            await desk.get_by_role("button", name="Activer l'alerte sonore").click()
+            await expect(desk.locator("#sound-toggle")).to_have_attribute("aria-pressed", "true")
+
+            # Calls routed to regulation, and one overflow, appear live in the regulation console.
+            async with ClientSession() as http:
+                await _call(http, base, call_id="e2e-1", to=NIMES, **{"from": "+33611000001"})
+                routed = await _call(
+                    http,
+                    base,
+                    call_id="e2e-1",
+                    to=NIMES,
+                    stage="digits",
+                    digits="1",
+                    **{"from": "+33611000001"},
+                )
+                assert routed == "regulation"
+                await _call(http, base, call_id="e2e-2", to=METZ, **{"from": "+33611000002"})
+                await _call(
+                    http,
+                    base,
+                    call_id="e2e-3",
+                    to=NIMES,
+                    stage="dial_failed",
+                    **{"from": "+33611000003"},
+                )
+            await expect(reg.locator('#calls-body tr[data-call="e2e-1"]')).to_contain_text(
+                "Régulation"
+            )
+            await expect(reg.locator('#calls-body tr[data-call="e2e-3"]')).to_contain_text(
+                "Débordement"
+            )
+            await expect(reg.locator('[data-count="overflow"][data-mmg="nimes"]')).to_have_text("1")
+
+            # The form shows the API's validation errors in French next to the fields.
+            form = reg.locator("#referral-form")
+            await reg.locator("#f-mmg").select_option("nimes")
+            await reg.locator("#f-case_id").fill("DRFR15030000042")
+            await reg.locator("#f-callback_number").fill("123")
+            await form.get_by_role("button", name="Envoyer l'orientation").click()
+            await expect(reg.locator("#f-display_name-error")).to_have_text("Champ obligatoire.")
+            await expect(reg.locator("#f-callback_number-error")).to_contain_text(
+                "n'est pas un numéro de téléphone"
+            )
+            await expect(reg.locator("#f-display_name")).to_have_attribute("aria-invalid", "true")
+
+            # A valid referral reaches the desk, with its alert, in under two seconds.
+            await reg.locator("#f-display_name").fill("M. D.")
+            await reg.locator("#f-age_band").select_option("18-64")
+            await reg.locator("#f-callback_number").fill("06 11 22 33 44")
+            await reg.locator("#f-reason").fill("fièvre depuis 3 jours")
+            await reg.locator("#f-urgency").select_option("P2")
+            await reg.locator("#f-expected_at").fill("2026-11-24T21:30")
+            await reg.locator("#f-tiers_payant").check()
+            started = time.monotonic()
+            await form.get_by_role("button", name="Envoyer l'orientation").click()
+            card = desk.locator('#incoming li[data-case="DRFR15030000042"]')
+            await card.wait_for(timeout=LIVE_BUDGET_S * 1000)
+            elapsed = time.monotonic() - started
+            assert elapsed < LIVE_BUDGET_S, f"referral reached the desk in {elapsed:.2f} s"
+            await expect(desk.locator("#alert")).to_be_visible()
+            await expect(desk.locator("#alert")).to_contain_text("Nouvelle orientation régulée")
+            await expect(card).to_contain_text("21:30")  # expected time, MMG local time
+            assert int(await desk.evaluate("document.body.dataset.beeps || '0'")) >= 2
+            await expect(reg.locator("#f-display_name")).to_have_value("")  # form reset
+
+            # The desk marks the patient arrived: the regulation console follows live.
+            await card.get_by_role("button", name="Patient arrivé").click()
+            row = reg.locator('#referrals-body tr[data-case="DRFR15030000042"]')
+            await expect(row).to_have_attribute(
+                "data-status", "arrived", timeout=LIVE_BUDGET_S * 1000
+            )
+            await expect(row).to_contain_text("patient arrivé")
+            await expect(desk.locator('[data-counter="via_regulation_today"]')).to_have_text("1")
+
+            # Outcome of the consultation, recorded from the card.
+            await card.get_by_role("button", name="Issue").click()
+            await card.get_by_label("Retour à domicile").check()
+            await card.get_by_role("button", name="Enregistrer l'issue").click()
+            await expect(card).to_have_count(0)
+            await expect(row).to_have_attribute("data-status", "completed")
+            await expect(row).to_contain_text("retour à domicile")
+
+            # A walk-in visit, then a second referral left pending for the screenshots.
+            visit = desk.locator("#visit-form")
+            await visit.get_by_label("Mode d'accès").select_option("direct")
+            await visit.get_by_label("Issue de la consultation").select_option("home")
+            await visit.get_by_label("Tranche d'âge").select_option("2-17")
+            await visit.get_by_label("Motif de consultation").fill("otite")
+            await visit.get_by_role("button", name="Enregistrer le passage").click()
+            await expect(desk.locator("#visit-form-status")).to_have_text("Passage enregistré.")
+            await expect(desk.locator('[data-counter="visits_today"]')).to_have_text("2")
+            await expect(desk.locator("#alert")).to_be_hidden()  # nothing left pending
+
+            await reg.locator("#f-case_id").fill("DRFR15030000043")
+            await reg.locator("#f-display_name").fill("Mme L.")
+            await reg.locator("#f-age_band").select_option("75+")
+            await reg.locator("#f-reason").fill("chute sans perte de connaissance")
+            await reg.locator("#f-urgency").select_option("P3")
+            await reg.locator("#f-expected_at").fill("2026-11-24T21:45")
+            await form.get_by_role("button", name="Envoyer l'orientation").click()
+            await desk.locator('#incoming li[data-case="DRFR15030000043"]').wait_for(
+                timeout=LIVE_BUDGET_S * 1000
+            )
+            await expect(desk.locator("#alert")).to_be_visible()
+            await expect(desk.locator('[data-counter="pending"]')).to_have_text("1")
+            await expect(reg.locator("#referral-form-status")).to_contain_text("Mme L.")
+
+            await reg.screenshot(path=ARTIFACTS / "regulation.png", full_page=True)
+            await desk.screenshot(path=ARTIFACTS / "desk.png", full_page=True)
+
+            # Keyboard only: acknowledge the second referral with Enter.
+            second = desk.locator('#incoming li[data-case="DRFR15030000043"]')
+            await second.get_by_role("button", name="Accuser réception").focus()
+            await desk.keyboard.press("Enter")
+            await expect(second).to_have_attribute("data-status", "acknowledged")
+            await expect(second.get_by_role("button", name="Patient arrivé")).to_be_focused()
+            await expect(desk.locator("#alert")).to_be_hidden()
+            await expect(
+                reg.locator('#referrals-body tr[data-case="DRFR15030000043"]')
+            ).to_have_attribute("data-status", "acknowledged")
+
+            # The month's indicators, with the server-drawn charts.
+            reports = await regulation_ctx.new_page()
+            watch(reports, "indicateurs")
+            await reports.goto(f"{base}/console/reports/nimes?month=2026-11")
+            await expect(reports.locator("h1")).to_contain_text("Indicateurs")
+            seen = reports.locator('tr[data-indicator="persons_seen.total"] td')
+            await expect(seen).to_have_text("2")
+            await expect(reports.locator("svg.chart-svg")).to_have_count(2)
+            await reports.screenshot(path=ARTIFACTS / "reports.png", full_page=True)
+
+            assert problems == [], problems
+        finally:
+            await browser.close()
+
+    if os.environ.get("REGULATOR_UPDATE_SCREENSHOTS") == "1":  # refresh the README's images
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for name in ("regulation.png", "desk.png", "reports.png"):
+            shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
