@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     referral_no_show_minutes: int = Field(default=180, ge=1)
     watch_protocols: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Requests a minute per client (token name, else remote address) on the API and
+    #: consoles; bursts up to the same number. Never applied to /hooks, /metrics,
+    #: /healthz, /readyz. 0 disables the limit.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    #: On SIGTERM, seconds spent answering with /readyz at 503 before the listener
+    #: closes, so a load balancer stops sending new calls first (set it to about the
+    #: readiness probe period behind Kubernetes or a load balancer).
+    shutdown_grace_s: float = Field(default=0.0, ge=0, le=60)
 
     @field_validator("failsafe_number")
     @classmethod
