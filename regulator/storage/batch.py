@@ -23,6 +23,13 @@ the spool and replayed (the store's writes are idempotent and the journal is an
 ordered suffix of the submissions, so items written twice converge to the same state).
 A power cut can still lose the last few milliseconds: the journal is not fsync'd.
 
+Local disk full or read-only too (the spool can't be written): nothing is dropped.
+The items go back to the front of the in-memory queue, in order, and the writer
+tries again after a pause (``retry_*``), the store directly when the spool is empty,
+else the spool; meanwhile new items wait behind them in memory (and in the journal,
+if it can still be written). ``stop()`` gives up after ``stop_timeout_s`` and says
+how many items it could not save.
+
 Order is kept: items reach the store (or the spool) in submission order, except
 that within one batch records are written before updates. A batch that was in flight
 when newer items were spooled is put back in FRONT of the spool if it fails.
@@ -160,6 +167,7 @@ class CallWriter:
         on_error: ErrorCallback | None = None,
         on_spool_change: SpoolCallback | None = None,
         journal: Path | None = None,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         """``on_error(op)`` is called once per failed store operation (``record_calls``,
         ``update_calls``, ``replay``, ``spool``); ``on_spool_change(pending)`` whenever
@@ -186,6 +194,8 @@ class CallWriter:
         self._stopping = False
         self._backoff = retry_initial_s
         self._next_replay = 0.0
+        self.stop_timeout_s = stop_timeout_s
+        self._hold_until = 0.0  # the spool failed: don't retry before this instant
         self._journal = Journal(journal) if journal is not None else None
         if self._journal is not None:
             self._journal.recover(spool)
@@ -239,7 +249,10 @@ class CallWriter:
         """Flush, stop the background task and fsync the spool. Idempotent."""
         task = self._task
         if task is not None:
-            await self.flush()
+            try:
+                await asyncio.wait_for(self.flush(), self.stop_timeout_s)
+            except TimeoutError:
+                log.error("call_writer_stop_timeout", unsaved=len(self._queue))
             self._stopping = True
             assert self._wake is not None
             self._wake.set()
@@ -260,11 +273,13 @@ class CallWriter:
         if len(self._queue) >= self.queue_size:
             # Store too slow or down: the queue and the new item go to the spool, in
             # order, right now. No fsync here (the writer task does it).
-            items = [queued for _, queued in self._queue]
-            items.append(item)
-            self._queue.clear()
-            self._to_spool(items)
-            self._set_progress()
+            self._queue.append((self._seq, item))
+            if time.monotonic() >= self._hold_until:
+                batch = list(self._queue)
+                self._queue.clear()
+                if not self._to_spool([queued for _, queued in batch]):
+                    self._hold(batch)
+                self._set_progress()
             return
         self._queue.append((self._seq, item))
         # Wake the writer on the first item, and early once a full batch is waiting.
@@ -299,22 +314,35 @@ class CallWriter:
             except Exception:
                 log.exception("error_callback_failed")
 
-    def _to_spool(self, items: Sequence[Item]) -> None:
+    def _to_spool(self, items: Sequence[Item]) -> bool:
         try:
             self.spool.append(items)
-        except OSError:
-            # Disk full or read-only: nothing else can keep these; say it loudly.
+        except OSError as exc:
+            # Disk full or read-only: the caller keeps them in memory (see _hold).
             self._error("spool")
-            log.exception("spool_write_failed", lost=len(items))
-        self._notify_spool()
+            log.error("spool_write_failed", kept_in_memory=len(items), error=str(exc))
+            return False
+        finally:
+            self._notify_spool()
+        return True
 
-    def _to_spool_front(self, items: Sequence[Item]) -> None:
+    def _to_spool_front(self, items: Sequence[Item]) -> bool:
         try:
             self.spool.prepend(items)
-        except OSError:
+        except OSError as exc:
             self._error("spool")
-            log.exception("spool_write_failed", lost=len(items))
-        self._notify_spool()
+            log.error("spool_write_failed", kept_in_memory=len(items), error=str(exc))
+            return False
+        finally:
+            self._notify_spool()
+        return True
+
+    def _hold(self, batch: Sequence[tuple[int, Item]]) -> None:
+        """Neither the store nor the spool took ``batch``: put it back in front of the
+        queue (it is older than everything there) and pause before trying again."""
+        self._queue.extendleft(reversed(batch))
+        self._backoff = min(self._backoff * 2, self.retry_max_s)
+        self._hold_until = time.monotonic() + self._backoff
 
     async def _sync_spool(self) -> None:
         try:
@@ -341,7 +369,7 @@ class CallWriter:
         self._inflight_min = batch[0][0]
         records = [item for _, item in batch if isinstance(item, CallRecord)]
         updates = [item for _, item in batch if isinstance(item, CallUpdate)]
-        failed: list[Item] = []
+        failed: list[tuple[int, Item]] = []
         try:
             if records:
                 try:
@@ -349,23 +377,24 @@ class CallWriter:
                 except StoreError as exc:
                     self._error("record_calls")
                     log.warning("store_write_failed", op="record_calls", error=str(exc))
-                    failed = [item for _, item in batch]
+                    failed = batch
             if updates and not failed:
                 try:
                     await self.store.update_calls(updates)
                 except StoreError as exc:
                     self._error("update_calls")
                     log.warning("store_write_failed", op="update_calls", error=str(exc))
-                    failed = list(updates)
+                    failed = [pair for pair in batch if isinstance(pair[1], CallUpdate)]
         except Exception:
             # Not a storage outage: a bug or a value the store refuses. Spool the batch
             # (the replay isolates and sets aside what can never be applied).
             self._error("record_calls")
             log.exception("store_write_crashed", items=len(batch))
-            failed = [item for _, item in batch]
+            failed = batch
         if failed:
             # Newer items may have been spooled while this batch was in flight.
-            self._to_spool_front(failed)
+            if not self._to_spool_front([item for _, item in failed]):
+                self._hold(failed)
             self._next_replay = time.monotonic() + self._backoff
         self._inflight_min = None
         self._set_progress()
@@ -407,8 +436,11 @@ class CallWriter:
         if self.spool.pending:
             if self._queue:
                 await self._window()
-                self._to_spool([item for _, item in self._take()])
-                await self._sync_spool()
+                batch = self._take()
+                if self._to_spool([item for _, item in batch]):
+                    await self._sync_spool()
+                else:
+                    self._hold(batch)
                 self._set_progress()
                 return
             if time.monotonic() >= self._next_replay:
@@ -424,6 +456,12 @@ class CallWriter:
             try:
                 if self._stopping and not self._queue:
                     return
+                pause = self._hold_until - time.monotonic()
+                if self._queue and pause > 0:
+                    if self._stopping:
+                        return  # stop() reports what could not be saved
+                    await self._wait(pause)
+                    continue
                 if not self._queue and not (
                     self.spool.pending and time.monotonic() >= self._next_replay
                 ):
@@ -444,10 +482,16 @@ class CallWriter:
     async def _drain_inline(self, target: int) -> None:
         """flush()/stop() without a running task (tests, CLI): write directly."""
         while self._queue and self._queue[0][0] <= target:
+            if time.monotonic() < self._hold_until:
+                log.error("call_writer_unsaved", items=len(self._queue))
+                return
             if self.spool.pending:
-                self._to_spool([item for _, item in self._take()])
+                batch = self._take()
+                if not self._to_spool([item for _, item in batch]):
+                    self._hold(batch)
+                self._set_progress()
             else:
                 await self._write(self._take())
 
 
-__all__ = ["CallWriter"]
+__all__ = ["CallWriter", "Journal"]

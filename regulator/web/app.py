@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import logging
 import signal
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -198,6 +200,8 @@ def serve(args: argparse.Namespace) -> int:
         overrides["protocols_dir"] = args.protocols
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_format, settings.log_level)
+    # Even at DEBUG: aiosqlite logs every statement with its parameters (phone numbers).
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     from regulator.storage import open_store
 
     store = open_store(settings)
@@ -210,6 +214,11 @@ def serve(args: argparse.Namespace) -> int:
         mmgs=sorted(app[keys.PROTOCOLS].current.by_id),
         insecure_dev=settings.insecure_dev,
     )
+    # Everything built so far (modules, protocols, calendars) lives as long as the
+    # process: keep it out of the cyclic GC's full collections, whose pauses would
+    # otherwise land on webhooks (see benchmarks/README.md).
+    gc.collect()
+    gc.freeze()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - platforms without uvloop

@@ -1,0 +1,307 @@
+"""Property tests of every platform's webhooks through the real app (aiohttp test client).
+
+Correctly signed but arbitrary requests — random fields, types, encodings, huge or
+missing values, bytes that are not what the content type says — get a 4xx or a valid
+answer of the platform's format (a fail-safe one when unusable); never a 5xx, never a
+stack trace. Bodies over ``max_body_bytes`` get 413.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import jwt
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regulator.platforms import generic, twilio
+from regulator.ports import FixedClock
+from regulator.storage.sqlite import SqliteStore
+from regulator.web.app import create_app
+from tests.faults.conftest import FAILSAFE, NIMES
+from tests.integration.conftest import (
+    GENERIC_SECRET,
+    KAMAILIO_SECRET,
+    PUBLIC,
+    TWILIO_TOKEN,
+    VONAGE_SECRET,
+    make_settings,
+    paris,
+)
+
+AppClient = TestClient[web.Request, web.Application]
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# ----------------------------------------------------------------------- strategies
+
+# Text a platform could send, and text it never would: controls, RTL marks, emoji,
+# lone surrogates are excluded only where the transport can't carry them (forms).
+printable = st.text(max_size=40)
+numbers = st.sampled_from([NIMES, "0466123456", "33466123456", "+33612345678", "15", ""])
+field_value = st.one_of(
+    printable,
+    numbers,
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=200, max_size=2000),
+    st.just("<null>"),
+    st.just("\x00\x01\x1b[31m"),
+    st.sampled_from(["1", "2", "9", "*", "#", "hangup", "12345678901234567890123456789012345"]),
+    st.sampled_from(["completed", "busy", "no-answer", "failed", "in-progress", "BUSY"]),
+)
+json_value = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False),
+        field_value,
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(printable, inner, max_size=4),
+    max_leaves=12,
+)
+
+TWILIO_FIELDS = [
+    "CallSid",
+    "From",
+    "To",
+    "Digits",
+    "CallStatus",
+    "DialCallStatus",
+    "DialCallDuration",
+    "CallDuration",
+]
+JSON_FIELDS = [
+    "call_id",
+    "from",
+    "to",
+    "digits",
+    "stage",
+    "status",
+    "duration_s",
+    "target",
+    "uuid",
+    "conversation_uuid",
+    "dtmf",
+    "duration",
+    "from_user",
+    "source_ip",
+]
+
+
+def fields(names: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Dicts with some of the platform's own field names and some random ones."""
+    return st.dictionaries(st.sampled_from(names) | printable, values, max_size=8)
+
+
+def form_text() -> st.SearchStrategy[str]:
+    return st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | field_value
+
+
+def dumps(value: Any) -> bytes:
+    """JSON as a sender might write it: big integers, non-ASCII, even lone surrogates
+    (then the bytes are not valid UTF-8)."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+json_body = st.one_of(
+    fields(JSON_FIELDS, json_value).map(dumps),
+    json_value.map(dumps),
+    st.binary(max_size=300),
+    st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
+query = st.dictionaries(
+    st.sampled_from(["target", "mmg", "call_id", "bodySHA256", "x"]),
+    st.sampled_from(["regulation", "front_desk", "pharmacy", "nimes", "zzz", "", "é"]),
+    max_size=3,
+)
+
+# ------------------------------------------------------------------------- the app
+
+
+@pytest_asyncio.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[AppClient]:
+    settings_ = make_settings(tmp_path, failsafe_number=FAILSAFE)
+    store = SqliteStore(tmp_path / "regulator.sqlite3")
+    # Tuesday 21:00 in Nîmes: open, the menu path and the store lookups run.
+    app = create_app(settings_, store, FixedClock(paris("2026-11-24T21:00")))
+    test_client: AppClient = await aiohttp_client(app)
+    yield test_client
+
+
+def check(platform: str, status: int, body: bytes) -> None:
+    """A 4xx, or an empty 204, or a valid document of the platform's format."""
+    assert status < 500, (status, body[:300])
+    assert b"Traceback" not in body
+    if status == 204 or 400 <= status < 500:
+        return
+    assert status == 200, status
+    if platform == "twilio":
+        root = ET.fromstring(body)
+        assert root.tag == "Response"
+        dial = root.find("Dial")
+        if dial is not None:
+            assert (dial.findtext("Number") or dial.findtext("Sip") or "").strip()
+    elif platform == "vonage":
+        ncco = orjson.loads(body)
+        assert isinstance(ncco, list) and ncco
+        assert all(isinstance(a, dict) and a.get("action") for a in ncco)
+    elif platform == "kamailio":
+        document = orjson.loads(body)
+        assert document["version"] == "1.0"
+        assert isinstance(document["routes"], list)
+    else:
+        document = orjson.loads(body)
+        assert isinstance(document, dict)
+        assert document.get("action") in ("menu", "dial", "announce", "hangup") or document == {
+            "ok": True
+        }
+
+
+def path_with(path: str, params: dict[str, str]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+# ----------------------------------------------------------------------- per platform
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["voice", "gather", "dial-status", "status"]),
+    form=fields(TWILIO_FIELDS, form_text()),
+    raw=st.none() | st.binary(max_size=300),
+    params=query,
+)
+async def test_twilio_any_signed_request_gets_4xx_or_valid_twiml(
+    client: AppClient, path: str, form: dict[str, str], raw: bytes | None, params: dict[str, str]
+) -> None:
+    target = path_with(f"/hooks/twilio/{path}", params)
+    body = urlencode(form).encode() if raw is None else raw
+    try:  # sign what the app will parse, as Twilio signs what it sent
+        signed = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        signed = {}
+    signature = twilio.compute_signature(TWILIO_TOKEN, PUBLIC + target, signed)
+    resp = await client.post(
+        target,
+        data=body,
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    check("twilio", resp.status, await resp.read())
+
+
+def vonage_token(body: bytes, **claims: Any) -> str:
+    payload = {
+        "iat": int(time.time()),
+        "jti": f"jti-{time.monotonic_ns()}",
+        "iss": "Vonage",
+        "payload_hash": hashlib.sha256(body).hexdigest(),
+        **claims,
+    }
+    return jwt.encode(payload, VONAGE_SECRET, algorithm="HS256")
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["answer", "event", "input"]),
+    body=json_body,
+    params=query,
+    get=st.booleans(),
+    answer_query=fields(JSON_FIELDS, form_text()),
+)
+async def test_vonage_any_signed_request_gets_4xx_or_valid_ncco(
+    client: AppClient,
+    path: str,
+    body: bytes,
+    params: dict[str, str],
+    get: bool,
+    answer_query: dict[str, str],
+) -> None:
+    if get and path == "answer":  # GET answer webhook: the fields are in the query
+        target = path_with("/hooks/vonage/answer", {**answer_query, **params})
+        token = vonage_token(b"")
+        resp = await client.get(target, headers={"Authorization": f"Bearer {token}"})
+    else:
+        target = path_with(f"/hooks/vonage/{path}", params)
+        resp = await client.post(
+            target,
+            data=body,
+            headers={
+                "Authorization": f"Bearer {vonage_token(body)}",
+                "Content-Type": "application/json",
+            },
+        )
+    check("vonage", resp.status, await resp.read())
+
+
+@FUZZ
+@given(body=json_body)
+async def test_kamailio_any_authentic_request_gets_4xx_or_valid_rtjson(
+    client: AppClient, body: bytes
+) -> None:
+    resp = await client.post(
+        "/hooks/kamailio/route",
+        data=body,
+        headers={"X-Regulator-Secret": KAMAILIO_SECRET, "Content-Type": "application/json"},
+    )
+    check("kamailio", resp.status, await resp.read())
+
+
+@FUZZ
+@given(path=st.sampled_from(["call", "event"]), body=json_body, params=query)
+async def test_generic_any_signed_request_gets_4xx_or_valid_json(
+    client: AppClient, path: str, body: bytes, params: dict[str, str]
+) -> None:
+    header = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    resp = await client.post(
+        path_with(f"/hooks/generic/{path}", params),
+        data=body,
+        headers={"X-Regulator-Signature": header, "Content-Type": "application/json"},
+    )
+    check("generic", resp.status, await resp.read())
+
+
+# ------------------------------------------------------------------------ body size
+
+HOOKS = [
+    "/hooks/twilio/voice",
+    "/hooks/vonage/answer",
+    "/hooks/kamailio/route",
+    "/hooks/generic/call",
+    "/api/v1/referrals",
+    "/api/v1/visits",
+]
+
+
+@pytest.mark.parametrize("path", HOOKS)
+async def test_bodies_over_the_limit_get_413(client: AppClient, path: str) -> None:
+    limit = 64 * 1024
+    headers = {
+        "X-Regulator-Secret": KAMAILIO_SECRET,
+        "Authorization": "Bearer tok-admin",
+        "Content-Type": "application/json",
+    }
+    resp = await client.post(path, data=b"x" * (limit + 1), headers=headers)
+    assert resp.status == 413
+    # Just under the limit: refused for what it is (bad signature, bad JSON), not its size.
+    resp = await client.post(path, data=b"x" * (limit - 1024), headers=headers)
+    assert resp.status not in (413,) and resp.status < 500
