@@ -114,6 +114,16 @@ async def create_referral(request: web.Request) -> web.Response:
     stored, created = await request.app[keys.STORE].create_referral(ref, scoped)
     if created:
         _notify(request.app, stored)
+    elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
+        ref.mmg,
+        ref.case_id,
+        ref.patient_display_name,
+    ):
+        raise Conflict(
+            "Cette clé Idempotency-Key a déjà servi pour une autre orientation "
+            f"(dossier {stored.case_id}) : utilisez une nouvelle clé.",
+            id=stored.id,
+        )
     return json_response(referral_json(stored), status=201 if created else 200)
 
 

@@ -28,7 +28,22 @@ def _phone(value: Any) -> Any:
 
 PhoneField = Annotated[str | None, BeforeValidator(_phone)]
 AgeBand = Annotated[str, Field(pattern=r"^\d{1,3}(-\d{1,3}|\+)$", max_length=8)]
-ShortText = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str) and not value.isprintable():
+        raise ValueError("caractères de contrôle interdits")
+    return value
+
+
+def _text_block(value: Any) -> Any:
+    if isinstance(value, str) and not value.replace("\n", "").replace("\t", "").isprintable():
+        raise ValueError("caractères de contrôle interdits (hors retours à la ligne)")
+    return value
+
+
+Printable = BeforeValidator(_printable)
+ShortText = Annotated[str, Field(min_length=1, max_length=80), Printable]
 
 
 class _In(BaseModel):
@@ -36,7 +51,7 @@ class _In(BaseModel):
 
 
 class PatientIn(_In):
-    display_name: Annotated[str, Field(min_length=1, max_length=60)]
+    display_name: Annotated[str, Field(min_length=1, max_length=60), Printable]
     age_band: AgeBand | None = None
 
 
@@ -44,14 +59,14 @@ class ReferralIn(_In):
     """``POST /api/v1/referrals``."""
 
     mmg: Annotated[str, Field(min_length=1, max_length=63)]
-    case_id: Annotated[str, Field(min_length=1, max_length=64)]
+    case_id: Annotated[str, Field(min_length=1, max_length=64), Printable]
     patient: PatientIn
     callback_number: PhoneField = None
     reason: ShortText | None = None
     urgency: Literal["P0", "P1", "P2", "P3"] | None = None
     expected_at: AwareDatetime | None = None
     tiers_payant: bool = False
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Annotated[str, Field(max_length=500), BeforeValidator(_text_block)] = ""
 
 
 class OutcomeIn(_In):

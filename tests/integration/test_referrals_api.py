@@ -59,6 +59,16 @@ async def test_same_idempotency_key_returns_the_same_referral(client: AppClient)
     assert (await listing.json())["count"] == 1
 
 
+async def test_idempotency_key_reused_for_another_referral_is_409(client: AppClient) -> None:
+    headers = bearer("regulator") | {"Idempotency-Key": "k-2"}
+    first = await client.post("/api/v1/referrals", json=REFERRAL, headers=headers)
+    assert first.status == 201
+    other = REFERRAL | {"case_id": "DRFR15030000099"}
+    again = await client.post("/api/v1/referrals", json=other, headers=headers)
+    assert again.status == 409
+    assert "Idempotency-Key" in (await again.json())["message"]
+
+
 async def test_full_lifecycle_creates_a_regulated_visit_with_outcome(client: AppClient) -> None:
     ref = await create(client)
     status, body = await act(client, ref["id"], "ack")
@@ -132,6 +142,8 @@ async def test_wrong_role_is_403(client: AppClient) -> None:
         ({"expected_at": "2026-11-24T21:30:00"}, "expected_at"),
         ({"mmg": "lyon"}, "mmg"),
         ({"unexpected": 1}, "unexpected"),
+        ({"patient": {"display_name": "M.\u0007D."}}, "patient.display_name"),
+        ({"case_id": "DRFR\n1"}, "case_id"),
     ],
 )
 async def test_malformed_referral_is_422_naming_the_field_and_writes_nothing(
