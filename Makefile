@@ -32,7 +32,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Load and latency harness (needs Debian's wrk and redis-server; see benchmarks/README.md).
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || \
+	  { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m benchmarks.run
 
 clean:

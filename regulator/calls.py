@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from prometheus_client import Counter
+
 from regulator.core import phone
 from regulator.core.decision import decide, failsafe
 from regulator.core.indicators import local_facts
@@ -64,6 +66,9 @@ class CallRouter:
         self.decision_budget_s = settings.decision_budget_ms / 1000
         self.store_budget_s = settings.store_budget_ms / 1000
         self.listeners: list[CallListener] = []
+        # Labelled counter children by (mmg, platform, route, ground), created on first
+        # use: labels() validates and hashes its arguments on every call.
+        self._calls_counters: dict[tuple[str, str, str, str], Counter] = {}
 
     def failsafe(self, reason: str, protocol: Protocol | None = None) -> Decision:
         """The fail-safe decision, counted in ``regulator_failsafe_total{reason}``."""
@@ -150,12 +155,20 @@ class CallRouter:
         first = call.stage is Stage.INCOMING
         if first:
             self.writer.submit_record(record)
-            self.metrics.calls.labels(
-                mmg=protocol.id,
-                platform=call.platform.value,
-                route=decision.route.value,
-                ground=decision.ground.value if decision.ground else "",
-            ).inc()
+            labels = (
+                protocol.id,
+                call.platform.value,
+                decision.route.value,
+                decision.ground.value if decision.ground else "",
+            )
+            counter = self._calls_counters.get(labels)
+            if counter is None:
+                mmg, platform, route, ground = labels
+                counter = self.metrics.calls.labels(
+                    mmg=mmg, platform=platform, route=route, ground=ground
+                )
+                self._calls_counters[labels] = counter
+            counter.inc()
         else:
             self.writer.submit_update(
                 CallUpdate(

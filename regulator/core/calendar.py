@@ -191,15 +191,19 @@ class Schedule:
         minute = local.hour * 60 + local.minute
         for start, end in plan.slots:
             if start <= minute < end:
-                return OpenState(
-                    True, plan.day_type, local, f"{plan.source} : {_fmt(start)}-{_fmt(end)}"
-                )
-        return OpenState(
-            False,
-            plan.day_type,
-            local,
-            f"{plan.source} : hors créneau ({format_slots(plan.slots)})",
-        )
+                return OpenState(True, plan.day_type, local, _open_reason(plan.source, start, end))
+        return OpenState(False, plan.day_type, local, _closed_reason(plan.source, plan.slots))
+
+
+# The reasons are the same few strings all day long: formatted once (hot path).
+@lru_cache(maxsize=4096)
+def _open_reason(source: str, start: int, end: int) -> str:
+    return f"{source} : {_fmt(start)}-{_fmt(end)}"
+
+
+@lru_cache(maxsize=4096)
+def _closed_reason(source: str, slots: tuple[tuple[int, int], ...]) -> str:
+    return f"{source} : hors créneau ({format_slots(slots)})"
 
 
 def _minutes(slots: tuple[Slot, ...] | list[Slot]) -> tuple[tuple[int, int], ...]:

@@ -170,8 +170,11 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     state = protocol.schedule.state(now)
+    local = state.local
     trace = [
-        f"MMG {protocol.id} — heure locale {state.local:%Y-%m-%d %H:%M %Z}",
+        # Same text as f"{local:%Y-%m-%d %H:%M %Z}", without strftime (hot path).
+        f"MMG {protocol.id} — heure locale {local.year}-{local.month:02d}-{local.day:02d} "
+        f"{local.hour:02d}:{local.minute:02d} {local.tzname() or ''}",
         f"type de jour : {state.day_type.value}",
         f"{'ouverte' if state.open else 'fermée'} : {state.reason}",
     ]

@@ -42,7 +42,6 @@ def is_short_code(value: str) -> bool:
     return _STRIP.sub("", value) in SHORT_CODES
 
 
-@lru_cache(maxsize=65536)
 def normalize(raw: str, region: str = "FR") -> str:
     """Return ``raw`` as E.164 (``+33466123456``) or as a bare short code (``3237``).
 
@@ -50,11 +49,21 @@ def normalize(raw: str, region: str = "FR") -> str:
     are tried when the number is not valid there. Raises :class:`InvalidNumber`.
     Cached: callers, professionals and destination numbers repeat a lot.
     """
+    return _normalize(raw, region)[0]
+
+
+# 8,192 numbers cover every caller of a busy MMG for days (each webhook of a call,
+# the retries, the callbacks); a larger cache only holds memory (~200 bytes each).
+@lru_cache(maxsize=8192)
+def _normalize(raw: str, region: str) -> tuple[str, int | None, int | None]:
+    """:func:`normalize`, with the country code and national number phonenumbers read
+    (0, 0 for a short code): :func:`mask` uses them instead of parsing the number again
+    (an E.164 number re-parses to the same two values)."""
     if not isinstance(raw, str):
         raise InvalidNumber(f"not a string: {raw!r}")
     value = _STRIP.sub("", raw.strip())
     if value in SHORT_CODES:
-        return value
+        return value, 0, 0
     if not value or len(value) > 32:
         raise InvalidNumber(f"not a phone number: {raw!r}")
     if value.startswith("00"):
@@ -75,7 +84,8 @@ def normalize(raw: str, region: str = "FR") -> str:
         except phonenumbers.NumberParseException:
             continue
         if phonenumbers.is_valid_number(parsed):
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            return e164, parsed.country_code, parsed.national_number
         if value.startswith("+"):
             break  # an explicit country code is not re-read in another region
     raise InvalidNumber(f"not a valid phone number: {raw!r}")
@@ -99,15 +109,21 @@ def mask(value: str | None) -> str:
     """
     if not value:
         return "anonyme"
+    return _mask(value)
+
+
+@lru_cache(maxsize=4096)
+def _mask(value: str) -> str:
+    # Cached: one webhook masks its caller several times (decision trace, log line,
+    # console event, interconnection), and parsing a number is the costly part.
     digits = _STRIP.sub("", value)
     if digits in SHORT_CODES:
         return digits
-    e164 = try_normalize(digits)
-    if e164 is None:
+    if try_normalize(digits) is None:
         return "•" * min(len(digits), 8)
-    parsed = phonenumbers.parse(e164)
-    cc = f"+{parsed.country_code}"
-    national = str(parsed.national_number)
+    _, country_code, national_number = _normalize(digits, "FR")  # cached just above
+    cc = f"+{country_code}"
+    national = str(national_number)
     if len(national) < 5:
         return f"{cc} ••"
     middle = len(national) - 3

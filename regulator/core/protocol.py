@@ -376,17 +376,23 @@ class Protocol(_Frozen):
         self._schedule = Schedule(self.timezone, self.calendar, self.opening)
         self._professionals = frozenset(self.routing.direct_access.professionals)
 
+    # The two accessors below run several times per call: they read the private
+    # attributes from ``__pydantic_private__`` directly, since pydantic's generic
+    # ``__getattr__`` path costs microseconds per access.
+
     @property
     def schedule(self) -> Schedule:
-        assert self._schedule is not None  # set in model_post_init
-        return self._schedule
+        schedule: Schedule | None = self.__pydantic_private__["_schedule"]  # type: ignore[index]
+        assert schedule is not None  # set in model_post_init
+        return schedule
 
     @property
     def tz(self) -> ZoneInfo:
         return self.schedule.tz
 
     def is_professional(self, e164: str | None) -> bool:
-        return e164 is not None and e164 in self._professionals
+        professionals: frozenset[str] = self.__pydantic_private__["_professionals"]  # type: ignore[index]
+        return e164 is not None and e164 in professionals
 
 
 # --------------------------------------------------------------------------- loading

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import re
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
@@ -93,8 +94,9 @@ def compute_signature(
     """Twilio's signature of ``url`` and POST ``params`` (base64 of the HMAC)."""
     digest = _ALGORITHMS[algorithm]
     payload = url + "".join(name + params[name] for name in sorted(params))
-    mac = hmac.new(auth_token.encode("utf-8"), payload.encode("utf-8"), digest)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    # hmac.digest: OpenSSL's one-shot HMAC, no HMAC object per webhook.
+    mac = hmac.digest(auth_token.encode("utf-8"), payload.encode("utf-8"), digest)
+    return base64.b64encode(mac).decode("ascii")
 
 
 def _algorithm(settings: str | None) -> str:
@@ -122,7 +124,8 @@ def verify(req: HookRequest, auth_token: str) -> None:
     algorithm = _algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER))
 
     params: dict[str, str] = dict(req.form)
-    body_hash = parse_qs(urlsplit(req.url).query).get("bodySHA256")
+    # Only a URL with a query can carry bodySHA256 (voice webhooks usually have none).
+    body_hash = parse_qs(urlsplit(req.url).query).get("bodySHA256") if "?" in req.url else None
     if body_hash:
         # JSON body: the URL (with its bodySHA256) is signed alone; the hash binds the body.
         actual = hashlib.sha256(req.body).hexdigest().encode("ascii")
@@ -134,12 +137,18 @@ def verify(req: HookRequest, auth_token: str) -> None:
             raise SignatureError("body does not match bodySHA256")
         params = {}
 
-    valid = False
-    for candidate in (req.url, *_port_variants(req.url)):
+    # The URL as received first; the port variants only if it does not match (which
+    # variant matched is no secret, so stopping at the first match leaks nothing).
+    expected = compute_signature(auth_token, req.url, params, algorithm).encode("ascii")
+    if hmac.compare_digest(expected, signature):
+        return
+    for candidate in _port_variants(req.url):
+        if candidate == req.url:
+            continue
         expected = compute_signature(auth_token, candidate, params, algorithm).encode("ascii")
-        valid |= hmac.compare_digest(expected, signature)
-    if not valid:
-        raise SignatureError("X-Twilio-Signature does not match")
+        if hmac.compare_digest(expected, signature):
+            return
+    raise SignatureError("X-Twilio-Signature does not match")
 
 
 # ---------------------------------------------------------------------- parsing
@@ -200,6 +209,8 @@ def _attr(value: str) -> str:
     return escape(_XML_ILLEGAL.sub("", value), _ATTR_ENTITIES)
 
 
+# The texts read to callers are the protocols' messages: the same few tuples all day.
+@lru_cache(maxsize=1024)
 def _says(texts: tuple[str, ...]) -> str:
     return "".join(_SAY.format(_text(t)) for t in texts if t and t.strip())
 

@@ -48,6 +48,7 @@ through :meth:`RedisStore.purge_calls`, which the service must run periodically.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -181,6 +182,13 @@ if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[8], ARGV[10], ARGV[11])
 end
 return 1
+"""
+
+# KEYS: the keys to test. Returns EXISTS of each, in order (coalesced look-ups).
+_EXISTS_EACH_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out
 """
 
 # KEYS: 1 visit location, 2 idempotency key (or KEYS[1]), 3 visits hash
@@ -328,6 +336,9 @@ class RedisStore:
         self._client: Redis | None = None
         self._sentinel: Sentinel | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # Pending-referral look-ups waiting for this event-loop turn's round trip.
+        self._lookups: list[tuple[str, asyncio.Future[bool]]] = []
+        self._lookup_tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_client(
@@ -379,6 +390,7 @@ class RedisStore:
             "create_referral": client.register_script(_CREATE_REFERRAL_LUA),
             "save_referral": client.register_script(_SAVE_REFERRAL_LUA),
             "add_visit": client.register_script(_ADD_VISIT_LUA),
+            "exists_each": client.register_script(_EXISTS_EACH_LUA),
         }
 
     async def open(self) -> None:
@@ -690,9 +702,41 @@ class RedisStore:
             raise StoreError("Redis save_referral: too many concurrent changes, giving up")
 
     async def has_pending_referral(self, mmg: str, caller: str) -> bool:
+        # On the hot path of every incoming call while the MMG is open. Look-ups made
+        # in the same event-loop turn (concurrent webhooks) share one round trip: one
+        # EXISTS alone, several in one read-only script — far less client CPU per call.
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[bool] = loop.create_future()
+        if not self._lookups:
+            loop.call_soon(self._send_lookups)
+        self._lookups.append((self.keys.pending(mmg, caller), found))
         with self._errors("has_pending_referral"):
-            found = await self._db().exists(self.keys.pending(mmg, caller))
-        return int(found) > 0
+            return await found
+
+    def _send_lookups(self) -> None:
+        batch, self._lookups = self._lookups, []
+        task = asyncio.get_running_loop().create_task(self._run_lookups(batch))
+        self._lookup_tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._lookup_tasks.discard)
+
+    async def _run_lookups(self, batch: list[tuple[str, asyncio.Future[bool]]]) -> None:
+        try:
+            if len(batch) == 1:
+                flags = [await self._db().exists(batch[0][0])]
+            else:
+                flags = await self._script("exists_each", [key for key, _ in batch], [])
+        except asyncio.CancelledError:
+            for _, waiter in batch:
+                waiter.cancel()
+            raise
+        except Exception as exc:  # each waiter raises it (StoreError via _errors)
+            for _, waiter in batch:
+                if not waiter.done():  # a caller that timed out is gone
+                    waiter.set_exception(exc)
+            return
+        for (_, waiter), flag in zip(batch, flags, strict=True):
+            if not waiter.done():
+                waiter.set_result(int(flag) > 0)
 
     # -------------------------------------------------------------------- visits
     async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:

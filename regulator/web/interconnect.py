@@ -47,11 +47,14 @@ class OutboxFeed:
             log.error("outbox_feed_full", event_id=event.event_id, kind=event.kind)
 
     def on_call(self, record: CallRecord, decision: Decision, first: bool) -> None:
-        if decision.route is not Route.MENU:
+        # Checked before building the event: without targets this runs for nothing
+        # on every webhook.
+        if self.interconnect is not None and decision.route is not Route.MENU:
             self.put(call_event(record))
 
     def on_referral(self, referral: Referral, event: str) -> None:
-        self.put(referral_event(referral))  # the kind follows the referral's status
+        if self.interconnect is not None:
+            self.put(referral_event(referral))  # the kind follows the referral's status
 
     async def drain_forever(self) -> None:
         while True:

@@ -1,0 +1,101 @@
+-- wrk script: replays pre-signed Twilio voice webhooks of distinct calls.
+--
+--   wrk -t1 -c50 -d20s -s wrk_twilio.lua http://127.0.0.1:PORT -- FILE START BUDGET MARKER
+--
+-- FILE: one "sid caller called signature" line per entry (benchmarks/workload.py);
+-- this script rebuilds the exact signed body. Thread k of n sends entries
+-- START+k, START+k+n, … (cycling if the file runs out). BUDGET > 0: each thread
+-- stops after BUDGET/n responses and the first to finish writes MARKER (the harness
+-- then ends wrk with SIGINT). done() prints one JSON line prefixed "WRK_JSON ".
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+-- Must match workload._BODY.
+local ACCOUNT = "AC" .. string.rep("0b", 16)
+local B1 = "AccountSid=" .. ACCOUNT .. "&ApiVersion=2010-04-01&CallSid="
+local B2 = "&CallStatus=ringing&Called="
+local B3 = "&CalledCity=&CalledCountry=FR&CalledState=&CalledZip=&Caller="
+local B4 = "&CallerCity=&CallerCountry=FR&CallerState=&CallerZip=&Direction=inbound&From="
+local B5 = "&FromCity=&FromCountry=FR&FromState=&FromZip=&To="
+local B6 = "&ToCity=&ToCountry=FR&ToState=&ToZip="
+
+local lines = {}
+local count = 0
+local pos = 1
+local budget = 0
+local marker = nil
+sent = 0
+responses = 0
+bad_status = 0
+local head = nil
+
+function init(args)
+   local path = args[1]
+   local start = tonumber(args[2] or "0")
+   local total_budget = tonumber(args[3] or "0")
+   marker = args[4]
+   local n = tonumber(args[5] or "1")
+   local k = id or 0
+   local i = 0
+   for line in io.lines(path) do
+      if i >= start and (i - start) % n == k then
+         count = count + 1
+         lines[count] = line
+      end
+      i = i + 1
+   end
+   if total_budget > 0 then
+      budget = math.ceil(total_budget / n)
+   end
+   head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.headers["Host"] ..
+      "\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: "
+end
+
+function request()
+   local line = lines[pos]
+   pos = pos + 1
+   if pos > count then pos = 1 end
+   local sid, frm, to, sig = line:match("^(%S+) %+(%S+) %+(%S+) (%S+)$")
+   local body = B1 .. sid .. B2 .. "%2B" .. to .. B3 .. "%2B" .. frm .. B4 .. "%2B" .. frm ..
+      B5 .. "%2B" .. to .. B6
+   sent = sent + 1
+   return head .. sig .. "\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
+end
+
+function response(status, headers, body)
+   responses = responses + 1
+   if status ~= 200 then bad_status = bad_status + 1 end
+   if budget > 0 and responses >= budget then
+      if marker then
+         local f = io.open(marker, "w")
+         if f then f:write("done\n"); f:close() end
+      end
+      budget = 0
+      wrk.thread:stop()
+   end
+end
+
+function done(summary, latency, requests)
+   local sent_total, bad_total = 0, 0
+   for _, t in ipairs(threads) do
+      sent_total = sent_total + (t:get("sent") or 0)
+      bad_total = bad_total + (t:get("bad_status") or 0)
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "sent": %d, ' ..
+      '"bad_status": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
+      '"status": %d, "timeout": %d}, "latency_us": {"p50": %d, "p99": %d, ' ..
+      '"p999": %d, "max": %d, "mean": %.1f}}\n',
+      summary.requests, summary.duration, summary.bytes, sent_total, bad_total,
+      e.connect, e.read, e.write, e.status, e.timeout,
+      latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+      latency.max, latency.mean))
+end

@@ -1,0 +1,135 @@
+"""The benchmark's workload is what the service accepts: validly signed Twilio webhooks.
+
+Cheap checks only (no load, no timing): the harness itself runs with ``make bench``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from benchmarks import workload
+from benchmarks.openloop import _parse, percentile
+from regulator.core import phone
+from regulator.platforms import twilio
+from regulator.platforms.base import HookRequest, SignatureError
+
+LUA = Path(workload.__file__).with_name("wrk_twilio.lua")
+
+
+def _as_received(entry: workload.Entry) -> HookRequest:
+    """The request as the webhook handler builds it (same form parsing as hooks._read)."""
+    body = entry.body()
+    return HookRequest(
+        method="POST",
+        url=workload.PUBLIC_URL + workload.VOICE_PATH,
+        headers={
+            "x-twilio-signature": entry.signature,
+            "content-type": "application/x-www-form-urlencoded",
+        },
+        query={},
+        body=body,
+        form=dict(parse_qsl(body.decode(), keep_blank_values=True)),
+        now=0.0,
+    )
+
+
+def test_generated_webhooks_pass_the_services_signature_check() -> None:
+    for entry in workload.entries(300, seed=5):
+        req = _as_received(entry)
+        twilio.verify(req, workload.TWILIO_TOKEN)  # raises if the signature is wrong
+        assert req.form["CallSid"] == entry.sid
+        assert req.form["From"] == entry.caller
+        assert req.form["To"] == entry.called
+
+
+def test_generated_callers_and_numbers_are_valid_e164() -> None:
+    for entry in workload.entries(300, seed=6):
+        assert phone.normalize(entry.caller) == entry.caller
+    assert {phone.normalize(n) for n in workload.MMG_NUMBERS} == set(workload.MMG_NUMBERS)
+
+
+def test_a_fifth_of_the_requests_are_retries_of_an_earlier_call() -> None:
+    items = list(workload.entries(5000, seed=7))
+    distinct = len({e.sid for e in items})
+    retries = len(items) - distinct
+    assert 0.15 * len(items) < retries < 0.25 * len(items)
+
+
+def test_separate_sets_have_separate_call_ids() -> None:
+    a = {e.sid for e in workload.entries(200, tag="a")}
+    b = {e.sid for e in workload.entries(200, tag="b")}
+    assert not a & b
+    assert all(len(sid) == 34 for sid in a | b)
+
+
+def test_a_tampered_request_is_rejected() -> None:
+    entry = next(workload.entries(1))
+    forged = workload.Entry(entry.sid, "+33760000000", entry.called, entry.signature)
+    try:
+        twilio.verify(_as_received(forged), workload.TWILIO_TOKEN)
+    except SignatureError:
+        return
+    raise AssertionError("a forged request was accepted")
+
+
+def _lua_strings() -> dict[str, str]:
+    """The body fragments defined in wrk_twilio.lua (``local NAME = "…" .. NAME …``)."""
+    names: dict[str, str] = {}
+    for line in LUA.read_text().splitlines():
+        match = re.match(r"^local (ACCOUNT|B\d) = (.+)$", line)
+        if not match:
+            continue
+        value = ""
+        for part in match.group(2).split(".."):
+            part = part.strip()
+            if part.startswith('"'):
+                value += part.strip('"')
+            elif part.startswith("string.rep("):
+                text, count = re.fullmatch(r'string\.rep\("(.*)", (\d+)\)', part).groups()  # type: ignore[union-attr]
+                value += text * int(count)
+            else:
+                value += names[part]
+        names[match.group(1)] = value
+    return names
+
+
+def test_the_wrk_script_rebuilds_the_signed_body_byte_for_byte() -> None:
+    s = _lua_strings()
+    for entry in workload.entries(50, seed=8):
+        frm = "%2B" + entry.caller[1:]
+        to = "%2B" + entry.called[1:]
+        body = (
+            s["B1"]
+            + entry.sid
+            + s["B2"]
+            + to
+            + s["B3"]
+            + frm
+            + s["B4"]
+            + frm
+            + s["B5"]
+            + to
+            + s["B6"]
+        )
+        assert body.encode() == entry.body()
+
+
+def test_raw_requests_are_complete_http_messages() -> None:
+    entry = next(workload.entries(1))
+    raw = workload.raw_request(entry, "127.0.0.1:8080")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert body == entry.body()
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert f"X-Twilio-Signature: {entry.signature}".encode() in head
+
+
+def test_open_loop_generator_parses_responses_and_percentiles() -> None:
+    buf = bytearray(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 4")
+    assert _parse(buf) == (200, 43)
+    assert _parse(bytearray(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")) is None
+    values = list(range(1, 1001))
+    assert percentile(values, 50) == 500
+    assert percentile(values, 99.9) == 999
+    assert percentile([], 99) == 0.0
