@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from regulator.core.models import Route
+from regulator.core.models import Call, Platform, Route, Stage
 from regulator.platforms.base import BadHookRequest
 
 #: Webhook bodies are small; anything larger is not a call from a telephony platform.
@@ -149,3 +149,18 @@ def target(value: object, field: str = "target") -> Route | None:
 
 def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
+
+
+def json_call(body: bytes, platform: Platform, stage: Stage) -> tuple[Call, dict[str, object]]:
+    """``{"call_id", "from", "to", "digits"?}`` as a Call (and the parsed object, for
+    platform-specific fields)."""
+    data = json_object(body)
+    call = Call(
+        call_id=required(data.get("call_id"), "call_id"),
+        caller=text(data.get("from"), "from") or "",
+        called=required(data.get("to"), "to"),
+        platform=platform,
+        stage=stage,
+        digits=digits(data.get("digits"), "digits"),
+    )
+    return call, data

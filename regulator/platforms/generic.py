@@ -11,6 +11,7 @@ timestamp more than :data:`TOLERANCE_S` away from now is refused (replay window)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -111,15 +112,9 @@ def _stage(value: object, default: Stage) -> Stage:
 
 def parse_call(req: HookRequest, stage: Stage) -> Call:
     """``{"call_id", "from", "to", "digits"?, "stage"?}``; the body's stage wins."""
-    data = f.json_object(req.body)
-    return Call(
-        call_id=f.required(data.get("call_id"), "call_id"),
-        caller=f.text(data.get("from"), "from") or "",
-        called=f.required(data.get("to"), "to"),
-        platform=Platform.GENERIC,
-        stage=_stage(data.get("stage"), stage),
-        digits=f.digits(data.get("digits"), "digits"),
-    )
+    call, data = f.json_call(req.body, Platform.GENERIC, stage)
+    body_stage = _stage(data.get("stage"), stage)
+    return call if body_stage is stage else dataclasses.replace(call, stage=body_stage)
 
 
 def parse_event(req: HookRequest) -> CallEvent:

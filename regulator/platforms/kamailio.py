@@ -53,15 +53,7 @@ def verify(req: HookRequest, secret: str) -> None:
 
 def parse_call(req: HookRequest, stage: Stage) -> Call:
     """The routing request as a Call (``from``/``to`` are SIP user parts)."""
-    data = f.json_object(req.body)
-    return Call(
-        call_id=f.required(data.get("call_id"), "call_id"),
-        caller=f.text(data.get("from"), "from") or "",
-        called=f.required(data.get("to"), "to"),
-        platform=Platform.KAMAILIO,
-        stage=stage,
-        digits=f.digits(data.get("digits"), "digits"),
-    )
+    return f.json_call(req.body, Platform.KAMAILIO, stage)[0]
 
 
 def parse_event(req: HookRequest) -> CallEvent:

@@ -314,21 +314,15 @@ class CallWriter:
             except Exception:
                 log.exception("error_callback_failed")
 
-    def _to_spool(self, items: Sequence[Item]) -> bool:
+    def _to_spool(self, items: Sequence[Item], *, front: bool = False) -> bool:
+        """Append ``items`` to the spool (``front``: before what is already there, for a
+        failed in-flight batch older than the spooled items). False if the disk refused:
+        the caller then keeps them in memory (see _hold)."""
         try:
-            self.spool.append(items)
-        except OSError as exc:
-            # Disk full or read-only: the caller keeps them in memory (see _hold).
-            self._error("spool")
-            log.error("spool_write_failed", kept_in_memory=len(items), error=str(exc))
-            return False
-        finally:
-            self._notify_spool()
-        return True
-
-    def _to_spool_front(self, items: Sequence[Item]) -> bool:
-        try:
-            self.spool.prepend(items)
+            if front:
+                self.spool.prepend(items)
+            else:
+                self.spool.append(items)
         except OSError as exc:
             self._error("spool")
             log.error("spool_write_failed", kept_in_memory=len(items), error=str(exc))
@@ -393,7 +387,7 @@ class CallWriter:
             failed = batch
         if failed:
             # Newer items may have been spooled while this batch was in flight.
-            if not self._to_spool_front([item for _, item in failed]):
+            if not self._to_spool([item for _, item in failed], front=True):
                 self._hold(failed)
             self._next_replay = time.monotonic() + self._backoff
         self._inflight_min = None
