@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -330,6 +330,25 @@ def _unknown_mmg(request: web.Request, who: Principal, mmg: str) -> web.Response
     )
 
 
+def _mmg_page_access(
+    request: web.Request,
+    allowed: Callable[[Principal, str], bool],
+    what: Callable[[Protocol], str],
+) -> tuple[Principal, Protocol] | web.Response:
+    """Who may see the ``{mmg}`` page: (principal, protocol), or the page to answer
+    instead (sign-in, unknown MMG, or a French refusal naming ``what``)."""
+    who = _who(request)
+    if who is None:
+        return _to_login(request)
+    mmg = request.match_info["mmg"]
+    proto = request.app[keys.PROTOCOLS].current.get(mmg)
+    if proto is None:
+        return _unknown_mmg(request, who, mmg)
+    if not allowed(who, mmg):
+        return _denied(request, who, what(proto))
+    return who, proto
+
+
 def _to_login(request: web.Request) -> web.Response:
     return _redirect("/console/login?" + urlencode({"next": request.path_qs}))
 
@@ -592,15 +611,15 @@ def _desk_access(request: web.Request) -> tuple[Principal, Protocol]:
 
 async def desk_page(request: web.Request) -> web.Response:
     """``GET /console/desk/{mmg}``: incoming referrals, walk-in visits, today's counters."""
-    who = _who(request)
-    if who is None:
-        return _to_login(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        return _unknown_mmg(request, who, mmg)
-    if not who.can_desk(mmg):
-        return _denied(request, who, f"l'accueil de « {proto.name} » (rôle « desk:{mmg} »)")
+    access = _mmg_page_access(
+        request,
+        Principal.can_desk,
+        lambda proto: f"l'accueil de « {proto.name} » (rôle « desk:{proto.id} »)",
+    )
+    if isinstance(access, web.Response):
+        return access
+    who, proto = access
+    mmg = proto.id
     try:
         summary: Mapping[str, object] = await _desk_summary(request, proto)
     except (StoreError, OSError) as exc:
@@ -857,15 +876,13 @@ async def reports_redirect(request: web.Request) -> web.Response:
 
 async def reports_page(request: web.Request) -> web.Response:
     """``GET /console/reports/{mmg}?month=YYYY-MM``: the month's indicators and charts."""
-    who = _who(request)
-    if who is None:
-        return _to_login(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        return _unknown_mmg(request, who, mmg)
-    if not who.can_report(mmg):
-        return _denied(request, who, f"aux indicateurs de « {proto.name} »")
+    access = _mmg_page_access(
+        request, Principal.can_report, lambda proto: f"aux indicateurs de « {proto.name} »"
+    )
+    if isinstance(access, web.Response):
+        return access
+    who, proto = access
+    mmg = proto.id
     now_month = request.app[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
     month = request.query.get("month") or now_month
     if not valid_month(month):
