@@ -10,7 +10,16 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from regulator.core.models import Call, Platform, Stage
+from regulator.core.models import (
+    Call,
+    Decision,
+    Destination,
+    Ground,
+    MenuPrompt,
+    Platform,
+    Route,
+    Stage,
+)
 from regulator.core.protocol import Protocol, load_protocol_file, parse_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,4 +85,26 @@ def call(
         platform=Platform.GENERIC,
         stage=stage,
         digits=digits,
+    )
+
+
+def decision(
+    route: Route,
+    destination: Destination | None,
+    *,
+    say: tuple[str, ...] = (),
+    menu: MenuPrompt | None = None,
+    dial_timeout_s: int | None = None,
+    ground: Ground | None = None,
+) -> Decision:
+    """A Decision as the engine would give it, for adapter rendering tests."""
+    return Decision(
+        mmg="nimes",
+        route=route,
+        rule="test",
+        destination=destination,
+        ground=ground,
+        say=say,
+        menu=menu,
+        dial_timeout_s=dial_timeout_s,
     )

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from regulator.core.models import Decision, Destination, Ground, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import kamailio
 from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from tests.unit.helpers import decision as base_decision
 
 
 def _json_bytes(value: object) -> bytes:
@@ -30,6 +31,11 @@ REGULATION = Destination(
 )
 
 
+def decision(route: Route, destination: Destination | None, **kwargs: Any) -> Decision:
+    """A decision that says one message (Kamailio ignores it: nothing to play)."""
+    return base_decision(route, destination, say=("message",), **kwargs)
+
+
 def request(body: bytes, secret: str | None = SECRET) -> HookRequest:
     headers = {"x-regulator-secret": secret} if secret is not None else {}
     return HookRequest("POST", URL, headers, {}, body, {}, NOW)
@@ -43,26 +49,6 @@ ROUTE_REQUEST = orjson.dumps(
         "source_ip": "192.0.2.10",
     }
 )
-
-
-def decision(
-    route: Route,
-    destination: Destination | None,
-    *,
-    dial_timeout_s: int | None = None,
-    ground: Ground | None = None,
-    menu: MenuPrompt | None = None,
-) -> Decision:
-    return Decision(
-        mmg="nimes",
-        route=route,
-        rule="test",
-        destination=destination,
-        ground=ground,
-        menu=menu,
-        say=("message",),
-        dial_timeout_s=dial_timeout_s,
-    )
 
 
 def rtjson(

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
+from regulator.core.models import Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import twilio
 from regulator.platforms.base import (
     BadHookRequest,
@@ -21,28 +21,10 @@ from regulator.platforms.base import (
     HookUrls,
     SignatureError,
 )
+from tests.unit.helpers import decision
 
 TOKEN = "12345"
 NOW = 1_800_000_000.0
-
-
-def decision(
-    route: Route,
-    destination: Destination | None,
-    *,
-    say: tuple[str, ...] = (),
-    menu: MenuPrompt | None = None,
-    dial_timeout_s: int | None = None,
-) -> Decision:
-    return Decision(
-        mmg="nimes",
-        route=route,
-        rule="test",
-        destination=destination,
-        say=say,
-        menu=menu,
-        dial_timeout_s=dial_timeout_s,
-    )
 
 
 def hook(

@@ -26,6 +26,7 @@ from regulator.platforms.base import (
     HookUrls,
     SignatureError,
 )
+from tests.unit.helpers import decision
 
 
 def _json_bytes(value: object) -> bytes:
@@ -36,25 +37,6 @@ def _json_bytes(value: object) -> bytes:
 SECRET = "vonage-signature-secret-of-32-bytes!"
 NOW = 1_800_000_000.0
 BASE = "https://regulator.example/hooks/vonage"
-
-
-def decision(
-    route: Route,
-    destination: Destination | None,
-    *,
-    say: tuple[str, ...] = (),
-    menu: MenuPrompt | None = None,
-    dial_timeout_s: int | None = None,
-) -> Decision:
-    return Decision(
-        mmg="nimes",
-        route=route,
-        rule="test",
-        destination=destination,
-        say=say,
-        menu=menu,
-        dial_timeout_s=dial_timeout_s,
-    )
 
 
 def sha256_hex(data: bytes) -> str:
