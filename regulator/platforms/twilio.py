@@ -21,6 +21,7 @@ from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
+from regulator.core import phone
 from regulator.core.models import Call, Decision, Platform, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -56,9 +57,12 @@ _GATHER = (
     '<Redirect method="POST">{action}</Redirect>'
 )
 _DIAL = (
-    '<Dial action="{action}" method="POST" timeout="{timeout}" answerOnBridge="true">'
+    '<Dial action="{action}" method="POST" timeout="{timeout}" answerOnBridge="true"{caller_id}>'
     "{target}</Dial>"
 )
+_CALLER_ID = ' callerId="{}"'
+# A caller id Twilio can present: E.164, 7 to 15 digits.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _NUMBER = "<Number>{}</Number>"
 _SIP = "<Sip>{}</Sip>"
 _HANGUP = "<Hangup/>"
@@ -215,8 +219,37 @@ def _says(texts: tuple[str, ...]) -> str:
     return "".join(_SAY.format(_text(t)) for t in texts if t and t.strip())
 
 
-def render(decision: Decision, urls: HookUrls) -> Answer:
-    """The decision as TwiML: Say each message, then gather, dial or hang up."""
+def caller_id(caller: str | None, own_number: str | None) -> str | None:
+    """The ``callerId`` of a ``<Dial>`` that forwards an inbound call, or None.
+
+    Twilio lets a forwarded call present the inbound request's ``From`` (the caller)
+    or ``To`` (the MMG's Twilio number), or a number of the account, to a ``<Number>``
+    (PSTN) as to a ``<Sip>`` URI (which would take any string). The caller's own
+    number, when it is a real phone number, lets the regulator see who calls. A
+    withheld or invalid one (``anonymous``, ``client:…``, a short code, Twilio's
+    ``+266696687``) would be passed on as is and some carriers then refuse the call
+    (Twilio warning 13214): the MMG's number is presented instead.
+    """
+    number = phone.try_normalize(caller)
+    if number is not None and _E164.fullmatch(number):
+        return number
+    if own_number is not None and _E164.fullmatch(own_number):
+        return own_number
+    return None
+
+
+def render(
+    decision: Decision,
+    urls: HookUrls,
+    *,
+    caller: str | None = None,
+    own_number: str | None = None,
+) -> Answer:
+    """The decision as TwiML: Say each message, then gather, dial or hang up.
+
+    ``caller`` is the caller's number as Twilio sent it (``From``) and ``own_number``
+    the MMG's number (E.164) they dialled; :func:`caller_id` picks what a dial presents.
+    """
     says = _says(decision.say)
     destination = decision.destination
     if decision.menu is not None:
@@ -233,8 +266,12 @@ def render(decision: Decision, urls: HookUrls) -> Answer:
             target = _SIP.format(_text(destination.sip or ""))
         action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
+        presented = caller_id(caller, own_number)
         verbs = says + _DIAL.format(
-            action=_attr(action), timeout=f.clamp(timeout, 5, 600), target=target
+            action=_attr(action),
+            timeout=f.clamp(timeout, 5, 600),
+            caller_id=_CALLER_ID.format(presented) if presented else "",
+            target=target,
         )
     else:
         # Nothing a platform can dial (short code such as 15 or 3237): the messages

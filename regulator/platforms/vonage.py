@@ -9,7 +9,8 @@ Call ids: Vonage gives each leg a ``uuid`` and the whole call a ``conversation_u
 The answer, input and connect-leg event webhooks all share the conversation, so
 ``conversation_uuid`` (falling back to ``uuid``) is the call id everywhere. Numbers come
 without a leading ``+`` (``33466123456``); :func:`regulator.core.phone.normalize`
-accepts that.
+accepts that. A connect leg's events carry that leg's numbers: ``from`` is the MMG
+number we presented, ``to`` the dialled line.
 
 Vonage wants the NCCO within 5 s and retries twice; the NCCO is built from plain
 dicts and serialised by orjson.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from urllib.parse import parse_qsl, urlsplit
@@ -47,6 +49,8 @@ CLOCK_LEEWAY_S = 30
 #: Seconds Vonage rings a connect endpoint when the decision sets no timeout.
 DEFAULT_DIAL_TIMEOUT_S = 30
 
+# What Vonage (and its SDK) accepts as a number: 7 to 15 digits, no leading 0 or +.
+_MSISDN = re.compile(r"[1-9][0-9]{6,14}")
 _LANGUAGE = "fr-FR"
 _GOODBYE: dict[str, object] = {"action": "talk", "text": "Au revoir.", "language": _LANGUAGE}
 
@@ -204,12 +208,15 @@ def parse_event(req: HookRequest) -> CallEvent:
     call_id = f.text(req.query.get("call_id"), "call_id") or _call_id(data)
     if "status" not in data:
         raise BadHookRequest("status", "missing (not a call status event)")
+    target = f.target(req.query.get("target"))
+    caller = f.text(data.get("from"), "from")
     return CallEvent(
         call_id=call_id,
         status=f.status(data.get("status"), "status"),
         duration_s=f.duration(data.get("duration"), "duration"),
-        target=f.target(req.query.get("target")),
-        caller=f.text(data.get("from"), "from"),
+        target=target,
+        # A connect leg's ``from`` is the MMG number we presented, not the caller.
+        caller=caller if target is None else None,
         called=f.text(data.get("to"), "to"),
     )
 
@@ -224,11 +231,24 @@ def _talk(text: str, *, barge_in: bool = False) -> dict[str, object]:
     return action
 
 
-def render(decision: Decision, urls: HookUrls, *, caller_id: str | None = None) -> Answer:
+def _msisdn(number: str | None) -> str | None:
+    """``number`` as Vonage writes numbers (E.164 without ``+``), or None if it is not one."""
+    if not number or not number.startswith("+"):
+        return None
+    digits = number[1:]
+    return digits if _MSISDN.fullmatch(digits) else None
+
+
+def render(decision: Decision, urls: HookUrls, *, from_number: str | None = None) -> Answer:
     """The decision as an NCCO: talk each message, then input, connect or end.
 
-    ``caller_id`` (the caller's number) is presented to the dialled line when given;
-    Vonage allows forwarding the original caller id to phone endpoints.
+    ``from_number`` is the MMG's own number (E.164), the one the caller dialled: a
+    number of this Vonage application. A connect's ``from`` must be one of the
+    account's virtual numbers ("another value will result in the caller ID being
+    unknown"), so the caller's own number is never presented; centre 15 gets it
+    through the outbox event instead. Without the MMG's number (a webhook too broken
+    to read), ``randomFromNumber`` lets Vonage pick one of the application's numbers:
+    a connect always has one or the other, as Vonage's SDK requires.
     """
     ncco: list[dict[str, object]] = [_talk(t) for t in decision.say if t and t.strip()]
     destination = decision.destination
@@ -259,8 +279,11 @@ def render(decision: Decision, urls: HookUrls, *, caller_id: str | None = None) 
         }
         if urls.event:
             connect["eventUrl"] = [HookUrls.with_query(urls.event, target=decision.route.value)]
-        if caller_id and destination.number:
-            connect["from"] = caller_id.strip().lstrip("+")
+        own = _msisdn(from_number)
+        if own is not None:
+            connect["from"] = own
+        else:
+            connect["randomFromNumber"] = True
         ncco.append(connect)
     if not ncco:  # an empty NCCO is an error at Vonage; end the call politely instead
         ncco.append(_GOODBYE)

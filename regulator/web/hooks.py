@@ -213,11 +213,29 @@ class Hooks:
             )
             return answer
         if platform is Platform.VONAGE:
-            # Present the patient's number to the regulator (Vonage allows it on connect).
-            caller = phone.try_normalize(call.caller) if call else None
-            return vonage.render(decision, urls, caller_id=caller)
+            return vonage.render(decision, urls, from_number=self._own_number(decision, call))
+        if platform is Platform.TWILIO:
+            own = self._own_number(decision, call)
+            return twilio.render(
+                decision, urls, caller=call.caller if call else None, own_number=own
+            )
         rendered: Answer = _ADAPTERS[platform].render(decision, urls)
         return rendered
+
+    def _own_number(self, decision: Decision, call: Call | None) -> str | None:
+        """The MMG's own number (E.164) to present on a dialled leg, or None if unknown.
+
+        The number the caller dialled when it is one of the MMG's, else the MMG's first
+        number (a Vonage dial callback's ``to`` is the dialled line). With no MMG (an
+        unknown number), the number called, which still is one of the platform account's.
+        """
+        called = phone.try_normalize(call.called) if call is not None and call.called else None
+        protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
+        if protocol is not None:
+            return called if called in protocol.numbers else protocol.numbers[0]
+        if call is None or call.stage is Stage.DIAL_FAILED:
+            return None
+        return called if called is not None and called.startswith("+") else None
 
     def _failsafe_answer(self, platform: Platform, reason: str, base: str, out: Outcome) -> Answer:
         decision = self.router.failsafe(reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regulator.core.models import Destination, MenuPrompt, Platform, Route, Stage
+from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import twilio
 from regulator.platforms.base import (
     BadHookRequest,
@@ -460,6 +461,53 @@ def test_sip_only_destination_uses_sip_and_default_timeout() -> None:
     (sip,) = list(dial)
     assert sip.tag == "Sip"
     assert sip.text == "sip:accueil@mmg.example"
+
+
+MMG = "+33466123456"
+REGULATION = decision(Route.REGULATION, Destination(number="+33466000015"), dial_timeout_s=90)
+DESK_SIP = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
+
+
+def dial_of(body: bytes) -> ET.Element:
+    dial = twiml(body).find("Dial")
+    assert dial is not None
+    return dial
+
+
+@pytest.mark.parametrize("target", [REGULATION, DESK_SIP], ids=["number", "sip"])
+@pytest.mark.parametrize("caller", ["+33611223344", "0611223344", "33611223344"])
+def test_forwarded_call_presents_the_callers_own_number(target: Decision, caller: str) -> None:
+    body = twilio.render(target, URLS, caller=caller, own_number=MMG).body
+    dial = dial_of(body)
+    assert dial.attrib["callerId"] == "+33611223344"
+    assert list(dial.attrib) == ["action", "method", "timeout", "answerOnBridge", "callerId"]
+
+
+@pytest.mark.parametrize("target", [REGULATION, DESK_SIP], ids=["number", "sip"])
+@pytest.mark.parametrize(
+    "caller",
+    [None, "", "anonymous", "Restricted", "+266696687", "client:accueil", "sip:x@h", "3237"],
+)
+def test_withheld_or_invalid_caller_presents_the_mmg_number(
+    target: Decision, caller: str | None
+) -> None:
+    body = twilio.render(target, URLS, caller=caller, own_number=MMG).body
+    assert dial_of(body).attrib["callerId"] == MMG
+
+
+def test_without_any_presentable_number_twilio_keeps_its_default() -> None:
+    for own in (None, "", "3237"):
+        dial = dial_of(twilio.render(REGULATION, URLS, caller="anonymous", own_number=own).body)
+        assert "callerId" not in dial.attrib
+
+
+@settings(max_examples=200, deadline=None)
+@given(caller=st.one_of(st.none(), st.text(max_size=40)))
+def test_caller_id_is_always_the_callers_valid_number_or_the_mmgs(caller: str | None) -> None:
+    dial = dial_of(twilio.render(REGULATION, URLS, caller=caller, own_number=MMG).body)
+    presented = dial.attrib["callerId"]
+    assert presented == MMG or (caller is not None and presented.startswith("+"))
+    assert re.fullmatch(r"\+[1-9][0-9]{6,14}", presented)
 
 
 def test_short_code_destination_is_announced_then_hung_up() -> None:

@@ -8,9 +8,11 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import jwt
 import orjson
@@ -18,7 +20,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
+from regulator.core.decision import decide, failsafe
+from regulator.core.models import (
+    Call,
+    Decision,
+    DecisionContext,
+    Destination,
+    Ground,
+    MenuPrompt,
+    Platform,
+    Route,
+    Stage,
+)
+from regulator.core.protocol import Protocol, load_protocol_file
 from regulator.platforms import vonage
 from regulator.platforms.base import (
     BadHookRequest,
@@ -26,7 +40,8 @@ from regulator.platforms.base import (
     HookUrls,
     SignatureError,
 )
-from tests.unit.helpers import decision
+from tests.unit.helpers import PROTOCOLS_DIR, decision, variant
+from tests.unit.vonage_ncco import NccoRejected, check_ncco
 
 
 def _json_bytes(value: object) -> bytes:
@@ -432,7 +447,7 @@ def test_phone_destination_is_connected_synchronously_without_plus() -> None:
         say=("Nous vous mettons en relation avec le centre 15.",),
         dial_timeout_s=90,
     )
-    talk, connect = ncco(regulation, caller_id="+33612345678")
+    talk, connect = ncco(regulation, from_number="+33466123456")
     assert talk["action"] == "talk"
     assert connect == {
         "action": "connect",
@@ -440,17 +455,37 @@ def test_phone_destination_is_connected_synchronously_without_plus() -> None:
         "timeout": 90,
         "eventType": "synchronous",
         "eventUrl": [f"{BASE}/event?target=regulation"],
-        "from": "33612345678",
+        "from": "33466123456",  # the MMG's own number: Vonage refuses any other
     }
 
 
 def test_sip_only_destination_uses_a_sip_endpoint_and_default_timeout() -> None:
     direct = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
-    (connect,) = ncco(direct)
+    (connect,) = ncco(direct, from_number="+33466123456")
     assert connect["endpoint"] == [{"type": "sip", "uri": "sip:accueil@mmg.example"}]
     assert connect["timeout"] == vonage.DEFAULT_DIAL_TIMEOUT_S
     assert connect["eventUrl"] == [f"{BASE}/event?target=direct_access"]
+    assert connect["from"] == "33466123456"
+
+
+@pytest.mark.parametrize("unusable", [None, "", "3237", "33466123456", "+0466123456", "+1234"])
+def test_connect_without_a_usable_mmg_number_lets_vonage_pick_one_of_the_application(
+    unusable: str | None,
+) -> None:
+    regulation = decision(Route.REGULATION, Destination(number="+33466000099"))
+    (connect,) = ncco(regulation, from_number=unusable)
+    assert connect["randomFromNumber"] is True
     assert "from" not in connect
+
+
+def test_connect_leg_event_does_not_take_our_number_for_the_caller() -> None:
+    leg = {**ANSWER, "from": "33466123456", "to": "33466000015", "status": "timeout"}
+    event = vonage.parse_event(post("event", leg, query="target=regulation"))
+    assert event.target is Route.REGULATION
+    assert event.caller is None
+    assert event.called == "33466000015"
+    whole_call = vonage.parse_event(post("event", {**ANSWER, "status": "completed"}))
+    assert whole_call.caller == ANSWER["from"]
 
 
 def test_short_code_destination_is_only_announced() -> None:
@@ -461,3 +496,108 @@ def test_short_code_destination_is_only_announced() -> None:
 def test_nothing_to_say_or_dial_still_gives_a_valid_ncco() -> None:
     assert ncco(decision(Route.CLOSED, None)) == orjson.loads(vonage.render_hangup().body)
     assert orjson.loads(vonage.render_hangup().body)[0]["action"] == "talk"
+
+
+# --------------------------------------------------------------- every NCCO vs the SDK
+
+#: Where each example MMG can be: every hour of a week with pharmacy rosters, a
+#: public holiday, and the start of every dated override and roster entry.
+_WEEK = [datetime(2026, 11, 21) + timedelta(hours=h) for h in range(8 * 24)]
+_HOLIDAY = [datetime(2026, 12, 25, 10), datetime(2026, 12, 25, 21)]
+
+
+def _instants(proto: Protocol) -> list[datetime]:
+    zone = ZoneInfo(proto.timezone)
+    starts = [o.from_ for o in proto.opening.overrides]
+    starts += [r.from_ for r in proto.destinations.pharmacy.roster]
+    local = [*_WEEK, *_HOLIDAY, *(s + timedelta(minutes=30) for s in starts)]
+    return [t.replace(tzinfo=zone) for t in local]
+
+
+def _sip_only(mmg: str) -> Protocol:
+    """An example protocol whose desk and regulation are SIP URIs only."""
+    return variant(
+        mmg,
+        **{
+            "destinations.regulation": {"sip": "sip:sas@regulation.example"},
+            "destinations.front_desk": {"sip": "sip:accueil@mmg.example"},
+        },
+    )
+
+
+def _protocols() -> list[Protocol]:
+    examples = [load_protocol_file(p) for p in sorted(PROTOCOLS_DIR.glob("*.yaml"))]
+    assert {p.id for p in examples} >= {"nimes", "metz", "saint-denis-reunion"}
+    return [*examples, *(_sip_only(p.id) for p in examples)]
+
+
+def _scenarios(proto: Protocol) -> Iterator[tuple[Call, DecisionContext]]:
+    """Every kind of webhook a call can bring: callers × stages × digits × failures."""
+    menu = proto.routing.menu
+    keys = [*(menu.options if menu else ()), "9", None]
+    callers = ["+33612000001", "", "anonymous", *proto.routing.direct_access.professionals]
+    for number in proto.numbers:
+        for caller in callers:
+            for pending in (False, True):
+                ctx = DecisionContext(pending_referral=pending)
+                yield _call(caller, number, Stage.INCOMING), ctx
+                for digits in keys:
+                    yield _call(caller, number, Stage.DIGITS, digits), ctx
+                for failed in (None, *Route):
+                    failure = DecisionContext(pending_referral=pending, failed_route=failed)
+                    yield _call(caller, number, Stage.DIAL_FAILED), failure
+
+
+def _call(caller: str, called: str, stage: Stage, digits: str | None = None) -> Call:
+    return Call("CON-1", caller, called, Platform.VONAGE, stage, digits)
+
+
+def _every_ncco() -> Iterator[tuple[str | None, Decision]]:
+    """Every decision the service can render for Vonage, with the MMG number it has."""
+    for proto in _protocols():
+        for now in _instants(proto):
+            for call, ctx in _scenarios(proto):
+                # The number the caller dialled: what the webhooks pass as from_number.
+                yield call.called, decide(proto, call, now, ctx)
+        yield proto.numbers[0], failsafe(proto, "internal_error")
+    yield "+33499999999", failsafe(None, "unknown_number", "+33466000099")
+    yield None, failsafe(None, "bad_request", "+33466000099")  # nothing readable
+    yield None, failsafe(None, "bad_request")
+
+
+def _last_action(body: bytes, mmg_number: str | None) -> str:
+    """What the NCCO ends with (``connect:phone``…), after the SDK's and our checks."""
+    last = check_ncco(body)[-1]
+    kind = str(last["action"])
+    if kind == "connect":
+        kind += ":" + last["endpoint"][0]["type"]
+        # The MMG's own number (a number of the application), never the caller's;
+        # with no MMG number known, Vonage picks one of the application's.
+        expected = {"from": mmg_number[1:]} if mmg_number else {"randomFromNumber": True}
+        presented = {k: last[k] for k in ("from", "randomFromNumber") if k in last}
+        if presented != expected:
+            raise NccoRejected(f"connect presents {presented}, expected {expected}")
+    return kind
+
+
+def test_every_ncco_the_service_can_produce_is_accepted_by_vonages_sdk() -> None:
+    seen: set[tuple[str, str, str]] = set()
+    refused: dict[str, str] = {}
+    kinds: dict[tuple[bytes, str | None], str] = {}
+    for mmg_number, decision_ in _every_ncco():
+        body = vonage.render(decision_, URLS, from_number=mmg_number).body
+        kind = kinds.get((body, mmg_number))
+        if kind is None:
+            try:
+                kind = kinds[body, mmg_number] = _last_action(body, mmg_number)
+            except NccoRejected as exc:
+                refused.setdefault(str(exc).split("\n")[0], body.decode())
+                continue
+        ground = decision_.ground.value if decision_.ground else "-"
+        seen.add((decision_.route.value, ground, kind))
+    check_ncco(vonage.render_hangup().body)
+    assert not refused, "\n".join(f"{why}\n  {body}" for why, body in refused.items())
+    # The enumeration reached every route, every ground and both endpoint types.
+    assert {r for r, _, _ in seen} == {r.value for r in Route}
+    assert {g for _, g, _ in seen} == {"-", *(g.value for g in Ground)}
+    assert {k for _, _, k in seen} == {"talk", "input", "connect:phone", "connect:sip"}
