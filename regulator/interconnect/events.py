@@ -11,7 +11,11 @@ outbox stores it once and a receiver can de-duplicate on it.
 
 Phone numbers: payloads carry the masked number (``caller``,
 ``callback_number``) and, under ``*_e164`` keys, the full E.164 number, which
-:func:`payload_for` removes for targets without ``full_numbers: true``.
+:func:`payload_for` removes for the targets that did not opt in: the caller's own
+number (``caller_e164`` of call events) only goes to targets with
+``include_caller: true``, a referral's callback number to targets with
+``full_numbers: true``. The platforms never present the caller's number to the
+regulation line (Vonage refuses it), so the event is how centre 15 gets it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -34,9 +38,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from regulator.core.models import CallRecord, Referral, ReferralStatus
@@ -78,8 +84,10 @@ REFERRAL_KIND_BY_STATUS: Final[dict[ReferralStatus, EventKind]] = {
 # Namespace of the derived event ids (uuid5); never change it, receivers de-duplicate on them.
 _EVENT_NS: Final = uuid.UUID("6c1f4f0e-5b2a-4f47-9d51-2f7f3f8e1a15")
 
-#: Payload keys holding full phone numbers; dropped unless the target has ``full_numbers``.
+#: Payload keys holding full phone numbers; dropped for targets that did not opt in.
 FULL_NUMBER_KEYS: Final = frozenset({"caller_e164", "callback_number_e164"})
+#: The caller's own number in call events: only for targets with ``include_caller``.
+CALLER_NUMBER_KEY: Final = "caller_e164"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +109,14 @@ class OutboxEvent:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {self.kind!r}")
 
-    def as_json(self, *, full_numbers: bool = True) -> dict[str, Any]:
-        """The JSON document a webhook receives (and the outbox stores)."""
+    def as_json(self, *, full_numbers: bool = True, include_caller: bool = True) -> dict[str, Any]:
+        """The JSON document a webhook receives (and, with every number, the outbox stores)."""
         return {
             "event_id": self.event_id,
             "kind": self.kind,
             "mmg": self.mmg,
             "occurred_at": _iso(self.occurred_at),
-            "payload": payload_for(self, full_numbers=full_numbers),
+            "payload": payload_for(self, full_numbers, include_caller),
         }
 
     @classmethod
@@ -125,15 +133,30 @@ class OutboxEvent:
     def without_full_numbers(self) -> OutboxEvent:
         """The same event with the full numbers removed (nothing to store for anyone)."""
         return OutboxEvent(
-            self.event_id, self.kind, self.mmg, self.occurred_at, payload_for(self, False)
+            self.event_id, self.kind, self.mmg, self.occurred_at, payload_for(self, False, False)
         )
 
+    def numbers_for(self, targets: Sequence[_TargetBase]) -> OutboxEvent:
+        """The same event keeping only the full numbers one of ``targets`` may see
+        (what the outbox stores: nothing no receiver is entitled to)."""
+        full = any(t.full_numbers for t in targets)
+        caller = any(t.include_caller for t in targets)
+        if full and caller:
+            return self
+        payload = payload_for(self, full, caller)
+        return OutboxEvent(self.event_id, self.kind, self.mmg, self.occurred_at, payload)
 
-def payload_for(event: OutboxEvent, full_numbers: bool) -> dict[str, Any]:
-    """The payload as a target may see it: full numbers only with ``full_numbers``."""
-    if full_numbers:
+
+def payload_for(event: OutboxEvent, full_numbers: bool, include_caller: bool) -> dict[str, Any]:
+    """The payload as a target may see it: the caller's own number (``caller_e164``)
+    only with ``include_caller``, the other full numbers only with ``full_numbers``."""
+    if full_numbers and include_caller:
         return dict(event.payload)
-    return {k: v for k, v in event.payload.items() if k not in FULL_NUMBER_KEYS}
+    return {
+        k: v
+        for k, v in event.payload.items()
+        if k not in FULL_NUMBER_KEYS or (include_caller if k == CALLER_NUMBER_KEY else full_numbers)
+    }
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -251,8 +274,29 @@ class _TargetBase(BaseModel):
         default_factory=lambda: ["*"], min_length=1
     )
     full_numbers: bool = False
+    #: The caller's own number (``caller_e164``) in call events: an explicit opt-in,
+    #: whatever ``full_numbers`` says (a bare true/false, not "yes" or 1).
+    include_caller: StrictBool = False
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     concurrency: int = Field(default=4, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _caller_needs_call_events(self) -> Self:
+        if self.include_caller and not any(
+            fnmatch.fnmatchcase(k, p)
+            for k in ("call.routed", "call.completed")
+            for p in self.events
+        ):
+            raise ValueError("include_caller is true but the target receives no call.* event")
+        return self
+
+    def payload(self, event: OutboxEvent) -> dict[str, Any]:
+        """``event``'s payload as this target may see it (its numbers' opt-ins)."""
+        return payload_for(event, self.full_numbers, self.include_caller)
+
+    def document(self, event: OutboxEvent) -> dict[str, Any]:
+        """The JSON document this target receives for ``event``."""
+        return event.as_json(full_numbers=self.full_numbers, include_caller=self.include_caller)
 
     def wants(self, event: OutboxEvent) -> bool:
         """True if this target receives ``event`` (its MMG and its kind)."""
@@ -400,6 +444,7 @@ def targets_for(event: OutboxEvent, targets: Sequence[Target]) -> list[Target]:
 
 
 __all__ = [
+    "CALLER_NUMBER_KEY",
     "EVENT_KINDS",
     "EventKind",
     "HubSanteTarget",

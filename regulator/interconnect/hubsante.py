@@ -25,7 +25,9 @@ Mapping of a referral (``referral.created``):
 
 A routed call (``call.routed``) is a case of its own (``<clientId>.<call id>``,
 origin ``AUTRE``) whose alert note says where the call went and which rule fired;
-only a direct access to the MMG carries an ``ORIENT``/``LIBERAL.MMG`` decision.
+only a direct access to the MMG carries an ``ORIENT``/``LIBERAL.MMG`` decision. The
+caller's own number is its ``initialAlert.caller.callerContact`` only with
+``include_caller: true``.
 
 Transport (README of the reference data): publish to the topic exchange
 ``hubsante`` with routing key = our own clientId (= ``senderID``), JSON,
@@ -59,7 +61,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from regulator.interconnect.events import HubSanteTarget, OutboxEvent, payload_for
+from regulator.interconnect.events import HubSanteTarget, OutboxEvent
 from regulator.interconnect.outbox import OutboxStore, Result, SendResult
 from regulator.ports import Clock
 
@@ -158,7 +160,7 @@ def _contact(number: str) -> dict[str, str]:
 
 
 def _referral_case(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
-    p = payload_for(event, target.full_numbers)
+    p = target.payload(event)
     zone = target.timezone
     created = _parse(p.get("created_at")) or event.occurred_at
     ref = _safe(str(p["id"]))
@@ -260,7 +262,7 @@ def _referral_update(event: OutboxEvent, target: HubSanteTarget) -> dict[str, An
 
 
 def _call_case(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
-    p = payload_for(event, target.full_numbers)
+    p = target.payload(event)
     zone = target.timezone
     at = _parse(p.get("at")) or event.occurred_at
     mmg = event.mmg

@@ -210,15 +210,14 @@ class OutboxWorker:
         """Store ``events`` for the targets that want them; returns new deliveries.
 
         Events with the same set of targets are written in one store write. Full
-        phone numbers are stored only if one of those targets has ``full_numbers``.
+        phone numbers are stored only if one of those targets may see them.
         """
         groups: dict[tuple[str, ...], list[OutboxEvent]] = {}
         for event in events:
             chosen = [t for t in self.targets if t.wants(event)]
             if not chosen:
                 continue
-            if not any(t.full_numbers for t in chosen):
-                event = event.without_full_numbers()
+            event = event.numbers_for(chosen)
             groups.setdefault(tuple(t.name for t in chosen), []).append(event)
         added = 0
         now = self.clock.now()

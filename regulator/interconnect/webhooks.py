@@ -123,7 +123,7 @@ class WebhookSender:
         self.timeout = aiohttp.ClientTimeout(total=target.timeout_s)
 
     def body(self, event: OutboxEvent) -> bytes:
-        return orjson.dumps(event.as_json(full_numbers=self.target.full_numbers))
+        return orjson.dumps(self.target.document(event))
 
     async def send(self, event: OutboxEvent) -> SendResult:
         body = self.body(event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from regulator.core.models import ReferralStatus, Route
 from regulator.interconnect.events import (
@@ -40,8 +41,84 @@ def test_call_event_masks_the_caller_and_keeps_the_full_number_apart() -> None:
     assert event.payload["route"] == "regulation"
     assert event.payload["rule"]
     assert event.occurred_at.utcoffset() is not None
-    assert CALLER not in str(payload_for(event, full_numbers=False))
-    assert payload_for(event, full_numbers=True)["caller_e164"] == CALLER
+    assert CALLER not in str(payload_for(event, full_numbers=False, include_caller=False))
+    assert payload_for(event, full_numbers=False, include_caller=True)["caller_e164"] == CALLER
+
+
+WEBHOOK = {"kind": "webhook", "url": "https://lrm.example/", "secret_env": "S", "mmgs": ["nimes"]}
+HUB = {
+    "kind": "hubsante",
+    "amqp_url_env": "U",
+    "client_id": "fr.health.test.regulator",
+    "recipient": "fr.health.samu030",
+    "mmgs": ["nimes"],
+}
+
+
+def test_callers_number_reaches_only_the_targets_that_opt_in() -> None:
+    plain, full, opted, hub, hub_opted = parse_targets(
+        [
+            {"name": "plain", **WEBHOOK},
+            {"name": "full", "full_numbers": True, **WEBHOOK},
+            {"name": "opted", "include_caller": True, **WEBHOOK},
+            {"name": "hub", **HUB},
+            {"name": "hub-opted", "include_caller": True, **HUB},
+        ]
+    )
+    event = call_event(call_record(1))
+    assert event.payload["caller_e164"] == CALLER  # the event itself has it
+    for target in (plain, full, hub):
+        assert target.include_caller is False
+        assert "caller_e164" not in target.payload(event), target.name
+        assert CALLER not in str(target.document(event)), target.name
+        assert target.payload(event)["caller"] == "+33 6 •• •• •• 42"
+    for target in (opted, hub_opted):
+        assert target.payload(event)["caller_e164"] == CALLER, target.name
+        assert target.document(event)["payload"]["caller_e164"] == CALLER, target.name
+
+
+def test_include_caller_leaves_referral_callback_numbers_to_full_numbers() -> None:
+    opted, full = parse_targets(
+        [
+            {"name": "opted", "include_caller": True, **WEBHOOK},
+            {"name": "full", "full_numbers": True, **WEBHOOK},
+        ]
+    )
+    created = referral_event(referral(1))
+    assert "callback_number_e164" not in opted.payload(created)
+    assert full.payload(created)["callback_number_e164"] == CALLBACK
+
+
+def test_outbox_keeps_only_the_numbers_a_receiver_may_see() -> None:
+    plain, full, opted = parse_targets(
+        [
+            {"name": "plain", **WEBHOOK},
+            {"name": "full", "full_numbers": True, **WEBHOOK},
+            {"name": "opted", "include_caller": True, **WEBHOOK},
+        ]
+    )
+    event = call_event(call_record(1))
+    assert "caller_e164" not in event.numbers_for([plain, full]).payload
+    assert event.numbers_for([plain, opted]).payload["caller_e164"] == CALLER
+    assert event.numbers_for([full, opted]) == event
+    again = OutboxEvent.from_json(event.numbers_for([plain]).as_json())
+    assert CALLER not in str(again.as_json())
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"include_caller": "yes"}, r"targets\[0\] \(a\)\.include_caller: value 'yes'"),
+        ({"include_caller": 1}, r"targets\[0\] \(a\)\.include_caller: value 1"),
+        (
+            {"include_caller": True, "events": ["referral.*"]},
+            "include_caller is true but the target receives no call.* event",
+        ),
+    ],
+)
+def test_include_caller_is_validated_at_load(extra: dict[str, object], expected: str) -> None:
+    with pytest.raises(TargetsError, match=expected):
+        parse_targets([{"name": "a", **WEBHOOK, **extra}], "targets.yaml")
 
 
 def test_same_call_recorded_twice_gives_the_same_event_id() -> None:
@@ -196,3 +273,12 @@ def test_targets_filter_by_mmg_and_kind() -> None:
     ref = referral_event(referral(1))
     assert [t.name for t in targets_for(call, targets)] == ["nimes-all"]
     assert [t.name for t in targets_for(ref, targets)] == ["nimes-all", "everyone-referrals"]
+
+
+def test_readme_targets_example_loads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Centre 15 targets", 1)[1]
+    block = section.split("```yaml", 1)[1].split("```", 1)[0]
+    webhook, hub = parse_targets(yaml.safe_load(block), "README.md")
+    assert webhook.include_caller is True
+    assert hub.include_caller is False

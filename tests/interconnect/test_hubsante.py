@@ -147,18 +147,20 @@ def test_reference_sample_validates_and_a_bad_kind_does_not(validator: Draft7Val
 # ---- mapping -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("include_caller", [True, False])
 @pytest.mark.parametrize("full_numbers", [True, False])
 def test_every_event_kind_maps_to_a_valid_envelope(
-    validator: Draft7Validator, target: HubSanteTarget, full_numbers: bool
+    validator: Draft7Validator, target: HubSanteTarget, full_numbers: bool, include_caller: bool
 ) -> None:
-    target = target.model_copy(update={"full_numbers": full_numbers})
+    update = {"full_numbers": full_numbers, "include_caller": include_caller}
+    target = target.model_copy(update=update)
     for event in all_kinds():
         envelope = envelope_for(event, target, T0)
         assert errors(validator, envelope) == [], event.kind
         text = orjson.dumps(envelope).decode()
-        assert (CALLER in text or CALLBACK in text) is (
-            full_numbers and event.kind in ("call.routed", "referral.created")
-        ), event.kind
+        # The caller's own number only where the target opted in to it.
+        assert (CALLER in text) is (include_caller and event.kind == "call.routed"), event.kind
+        assert (CALLBACK in text) is (full_numbers and event.kind == "referral.created")
 
 
 def test_envelope_follows_the_hub_rules(target: HubSanteTarget) -> None:
@@ -239,6 +241,8 @@ def test_only_direct_access_calls_carry_an_orientation(target: HubSanteTarget) -
 
     assert "decision" not in case(Route.REGULATION)
     assert case(Route.DIRECT_ACCESS)["decision"][0]["resourceType"] == "LIBERAL.MMG"
+    assert "initialAlert" not in case(Route.REGULATION)  # no caller's number: not opted in
+    target = target.model_copy(update={"include_caller": True})
     assert case(Route.REGULATION)["initialAlert"]["caller"]["callerContact"]["detail"] == CALLER
 
 

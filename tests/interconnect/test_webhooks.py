@@ -221,7 +221,9 @@ async def test_body_is_the_event_with_numbers_masked_unless_full_numbers(
     await worker.enqueue([call])
     await drain(worker, clock)
     (document,) = receiver.accepted
-    assert document == orjson.loads(orjson.dumps(call.as_json(full_numbers=False)))
+    assert document == orjson.loads(
+        orjson.dumps(call.as_json(full_numbers=False, include_caller=False))
+    )
     assert document["payload"]["caller"] == "+33 6 •• •• •• 42"
     assert "caller_e164" not in document["payload"]
     assert CALLER not in orjson.dumps(document).decode()
@@ -229,7 +231,20 @@ async def test_body_is_the_event_with_numbers_masked_unless_full_numbers(
     assert "caller_e164" not in OutboxEvent.from_json(document).payload
 
 
-async def test_full_numbers_target_gets_the_e164_number(
+async def test_include_caller_target_gets_the_callers_e164_number(
+    outbox_store: OutboxStore,
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    clock: ManualClock,
+) -> None:
+    target = webhook_target(receiver.url, include_caller=True)
+    worker = make_worker(outbox_store, target, session, clock)
+    await worker.enqueue(events(1))
+    await drain(worker, clock)
+    assert receiver.accepted[0]["payload"]["caller_e164"] == CALLER
+
+
+async def test_full_numbers_alone_does_not_send_the_callers_number(
     outbox_store: OutboxStore,
     receiver: Receiver,
     session: aiohttp.ClientSession,
@@ -239,7 +254,7 @@ async def test_full_numbers_target_gets_the_e164_number(
     worker = make_worker(outbox_store, target, session, clock)
     await worker.enqueue(events(1))
     await drain(worker, clock)
-    assert receiver.accepted[0]["payload"]["caller_e164"] == CALLER
+    assert "caller_e164" not in receiver.accepted[0]["payload"]
 
 
 async def test_events_of_other_mmgs_are_not_sent(
