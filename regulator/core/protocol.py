@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from regulator.core import phone
-from regulator.core.calendar import DEPARTMENTS, Schedule
+from regulator.core.calendar import DEPARTMENTS, BridgeDays, Schedule
 from regulator.core.models import DayType
 
 _SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -104,10 +104,44 @@ def _long_number(value: Any) -> str:
 LongNumber = Annotated[str, BeforeValidator(_long_number)]
 
 
+class BridgeChoice(_Frozen):
+    """The bridge days of R.6315-1 the departmental cahier des charges covers.
+
+    A key left out is a bridge day not covered: ``{friday_after: true}`` alone
+    means only the Friday after a Thursday holiday.
+    """
+
+    monday_before: bool = False
+    friday_after: bool = False
+    saturday_after: bool = False
+
+
 class CalendarConfig(_Frozen):
     country: Literal["FR"] = "FR"
     subdiv: str | None = None
-    bridges: bool = True
+    # true/false in the file: all three bridge days or none; a mapping chooses each one.
+    bridges: BridgeChoice = Field(
+        default_factory=lambda: BridgeChoice(
+            monday_before=True, friday_after=True, saturday_after=True
+        )
+    )
+
+    @field_validator("bridges", mode="before")
+    @classmethod
+    def _bridges(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"monday_before": value, "friday_after": value, "saturday_after": value}
+        if not isinstance(value, dict | BridgeChoice):
+            raise ValueError(
+                "expected true, false or a mapping of monday_before, friday_after, "
+                "saturday_after (each true or false)"
+            )
+        return value
+
+    @property
+    def bridge_days(self) -> BridgeDays:
+        b = self.bridges
+        return BridgeDays(b.monday_before, b.friday_after, b.saturday_after)
 
     @field_validator("subdiv", mode="before")
     @classmethod

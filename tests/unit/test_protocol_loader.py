@@ -128,6 +128,20 @@ CASES: list[tuple[str, Mutation, str, str, str]] = [
         "unknown department",
     ),
     (
+        "unknown-bridge-day",
+        _set("calendar.bridges", {"friday": True}),
+        "calendar.bridges.friday",
+        "True",
+        "Extra inputs are not permitted",
+    ),
+    (
+        "bridges-neither-flag-nor-choice",
+        _set("calendar.bridges", "sometimes"),
+        "calendar.bridges",
+        "'sometimes'",
+        "expected true, false or a mapping of monday_before, friday_after, saturday_after",
+    ),
+    (
         "roster-with-offset",
         _set("destinations.pharmacy.roster.0.from", "2026-11-21T19:00+01:00"),
         "destinations.pharmacy.roster[0].from",

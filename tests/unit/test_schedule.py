@@ -328,3 +328,35 @@ class TestOverridesAndPeriods:
         state = protocol("nimes").schedule.state(paris(at))
         assert state.open is is_open
         assert source in state.reason
+
+
+@pytest.mark.parametrize(
+    ("bridges", "at", "is_open", "kind"),
+    [
+        # Only the Friday after a Thursday holiday: Ascension Friday opens at 08:00,
+        # Saturday 16 May keeps Saturday hours (12:00) and Monday 13 July weekday hours.
+        ({"friday_after": True}, "2026-05-15T10:00", True, DayType.BRIDGE),
+        ({"friday_after": True}, "2026-05-16T10:00", False, DayType.SATURDAY),
+        ({"friday_after": True}, "2026-05-16T12:00", True, DayType.SATURDAY),
+        ({"friday_after": True}, "2026-07-13T10:00", False, DayType.WEEKDAY),
+        # Only the Monday before a Tuesday holiday.
+        ({"monday_before": True}, "2026-07-13T10:00", True, DayType.BRIDGE),
+        ({"monday_before": True}, "2026-05-15T10:00", False, DayType.WEEKDAY),
+        # All three spelled out, and the short forms.
+        (
+            {"monday_before": True, "friday_after": True, "saturday_after": True},
+            "2026-05-16T10:00",
+            True,
+            DayType.BRIDGE,
+        ),
+        (True, "2026-05-16T10:00", True, DayType.BRIDGE),
+        (False, "2026-05-15T10:00", False, DayType.WEEKDAY),
+        (False, "2026-05-14T10:00", True, DayType.HOLIDAY),
+    ],
+)
+def test_protocol_chooses_its_bridge_days(
+    bridges: object, at: str, is_open: bool, kind: DayType
+) -> None:
+    proto = variant("nimes", **{"calendar.bridges": bridges})
+    state = proto.schedule.state(paris(at))
+    assert (state.open, state.day_type) == (is_open, kind)
