@@ -154,8 +154,8 @@ def test_decide_json_reports_route_ground_and_destination(
         # 18:30 in Saint-Denis is closed; read as Paris or UTC it would be open.
         ("saint-denis-reunion", "2026-11-24T18:30", False),
         ("saint-denis-reunion", "2026-11-24T18:30+01:00", True),
-        ("saint-denis-reunion", "2026-11-24T15:00Z", True),
-        ("saint-denis-reunion", "2026-11-24T14:59Z", False),
+        ("saint-denis-reunion", "2026-11-24T16:00Z", True),
+        ("saint-denis-reunion", "2026-11-24T15:59Z", False),
     ],
 )
 def test_at_without_offset_is_mmg_local_time(
