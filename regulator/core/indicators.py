@@ -123,6 +123,8 @@ CIRCULAR_SECTIONS: tuple[Section, ...] = (
             Indicator("persons_seen.weekday", "… dont jours de semaine"),
             Indicator("persons_seen.weekend", "… dont week-end"),
             Indicator("persons_seen.holiday", "… dont jours fériés (et ponts)"),
+            Indicator("persons_seen.public_holiday", "… … dont jours fériés"),
+            Indicator("persons_seen.bridge", "… … dont ponts (art. R.6315-1)"),
             Indicator(
                 "persons_seen.via_regulation",
                 "Nombre de personnes venues à la MMG via la régulation de la PDS",
@@ -227,6 +229,8 @@ def _persons_seen(visits: Sequence[Visit]) -> dict[str, int]:
         "weekday": 0,
         "weekend": 0,
         "holiday": 0,
+        "public_holiday": 0,
+        "bridge": 0,
         "via_regulation": 0,
         "direct_access": 0,
         "emergency_reorientation": 0,
@@ -240,7 +244,9 @@ def _persons_seen(visits: Sequence[Visit]) -> dict[str, int]:
     }
     for visit in visits:
         if visit.day_type in _HOLIDAY_LIKE:
+            # The circular's "JF" total, then holidays and bridges apart beneath it.
             seen["holiday"] += 1
+            seen["bridge" if visit.day_type is DayType.BRIDGE else "public_holiday"] += 1
         elif visit.day_type in _WEEKEND:
             seen["weekend"] += 1
         else:

@@ -174,3 +174,21 @@ def test_report_month_facts_are_computed_in_the_mmg_zone(nimes: Protocol) -> Non
     visit = _visit(nimes, VisitChannel.REGULATION, case_id="C1")
     assert (visit.month, visit.hour) == (MONTH, 20)
     assert visit.at == datetime.fromisoformat("2026-11-24T20:30+01:00")
+
+
+def test_holiday_total_keeps_the_circulars_jf_and_splits_holidays_and_bridges(
+    nimes: Protocol,
+) -> None:
+    def seen_on(at: str) -> Visit:
+        return make_visit(nimes, channel=VisitChannel.DIRECT, at=paris(at), outcome=Outcome.HOME)
+
+    visits = [
+        seen_on("2026-05-14T10:00"),  # Ascension
+        seen_on("2026-05-15T10:00"),  # its Friday bridge
+        seen_on("2026-05-16T10:00"),  # its Saturday bridge
+        seen_on("2026-05-17T10:00"),  # Sunday
+        seen_on("2026-05-19T21:00"),  # Tuesday
+    ]
+    seen = build_report("nimes", "2026-05", {}, visits)["persons_seen"]
+    assert (seen["holiday"], seen["public_holiday"], seen["bridge"]) == (3, 1, 2)
+    assert (seen["weekend"], seen["weekday"], seen["total"]) == (1, 1, 5)
