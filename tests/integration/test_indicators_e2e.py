@@ -296,13 +296,13 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
     for i in range(24):
         day = date(2026, 5, rng.randint(1, 31))
         at = datetime(day.year, day.month, day.day, rng.randint(0, 23), 30, tzinfo=PARIS)
-        outcome = rng.choice(["home", "emergency", "hospitalised", "other", None])
-        n = 0 if outcome is None else rng.randint(1, 2)
+        given = rng.choice(["home", "emergency", "hospitalised", "other", None])
+        n = 0 if given is None else rng.randint(1, 2)
         visit = make_visit(
             nimes,
             channel=VisitChannel.REGULATION,
             at=at,
-            outcome=Outcome(outcome) if outcome else None,
+            outcome=Outcome(given) if given else None,
             acts=n,
             case_id=f"LRM{i:04d}" if i % 2 else None,  # half come without a case number
         )
@@ -319,10 +319,10 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
             }.get(kind, "weekday")
         ] += 1
         persons[{"holiday": "public_holiday", "bridge": "bridge"}.get(kind, "-")] += 1
-        if outcome is None:
+        if given is None:
             outcomes["missing"] += 1
         else:
-            outcomes[outcome] += 1
+            outcomes[given] += 1
         acts += n
     outcomes["missing"] += sum(1 for _, o in arrived_in_may.values() if o is None)
 
