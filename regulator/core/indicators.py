@@ -204,19 +204,23 @@ def distinct_visits(visits: Sequence[Visit]) -> list[Visit]:
     arrived in this system (same ``case_id``): one person seen, not two. Of the
     visits of one case the one that says most is kept: with an outcome first, then
     the arrived referral's, then the earliest. Other visits are all distinct.
+    Case numbers typed at the desk may differ in case and spacing: compared without.
     """
     best: dict[str, Visit] = {}
     for visit in visits:
-        if visit.channel is not VisitChannel.REGULATION or not visit.case_id:
+        key = _case_key(visit)
+        if key is None:
             continue
-        kept = best.get(visit.case_id)
+        kept = best.get(key)
         if kept is None or _rank(visit) < _rank(kept):
-            best[visit.case_id] = visit
-    return [
-        v
-        for v in visits
-        if v.channel is not VisitChannel.REGULATION or not v.case_id or best[v.case_id] is v
-    ]
+            best[key] = visit
+    return [v for v in visits if (key := _case_key(v)) is None or best[key] is v]
+
+
+def _case_key(visit: Visit) -> str | None:
+    if visit.channel is not VisitChannel.REGULATION or not visit.case_id:
+        return None
+    return "".join(visit.case_id.split()).upper() or None
 
 
 def _rank(visit: Visit) -> tuple[bool, bool, datetime, str]:

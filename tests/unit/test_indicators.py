@@ -82,7 +82,7 @@ def test_share_regulated_is_persons_via_regulation_over_persons_seen(nimes: Prot
 
 def test_regulation_visit_of_an_arrived_referrals_case_counts_once(nimes: Protocol) -> None:
     arrived = _arrived(nimes, "DRFR15030000042")
-    desk = _visit(nimes, VisitChannel.REGULATION, 3, case_id="DRFR15030000042", acts=2)
+    desk = _visit(nimes, VisitChannel.REGULATION, 3, case_id=" drfr 15030000042", acts=2)
     other_case = _visit(nimes, VisitChannel.REGULATION, 6, case_id="DRFR15030000043")
     no_case = _visit(nimes, VisitChannel.REGULATION, 9)
     report = _report([arrived, desk, other_case, no_case])
