@@ -16,7 +16,12 @@ import orjson
 
 from regulator.core.decision import decide
 from regulator.core.models import Call, DecisionContext, Platform, Stage
-from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols
+from regulator.core.protocol import (
+    ProtocolLoadError,
+    ProtocolSet,
+    load_protocols,
+    pds_hours_warnings,
+)
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,8 +45,21 @@ def _load(directory: str) -> ProtocolSet | None:
         return None
 
 
+def _warn_pds_hours(protocols: ProtocolSet) -> int:
+    """Print one warning per slot outside the R.6315-1 PDS hours; return how many."""
+    count = 0
+    for proto in protocols:
+        for issue in pds_hours_warnings(proto, protocols.files.get(proto.id, proto.id)):
+            _err(f"attention : {issue}")
+            count += 1
+    return count
+
+
 def cmd_check_protocols(args: argparse.Namespace) -> int:
-    """Validate every protocol of a directory; exit 1 naming file, field and reason."""
+    """Validate every protocol of a directory; exit 1 naming file, field and reason.
+
+    Warnings (opening outside the PDS hours) keep exit 0 unless ``--strict``.
+    """
     directory = args.directory or args.protocols or _default_protocols_dir()
     protocols = _load(directory)
     if protocols is None:
@@ -49,7 +67,13 @@ def cmd_check_protocols(args: argparse.Namespace) -> int:
     for proto in protocols:
         numbers = ", ".join(proto.numbers)
         print(f"ok  {proto.id:<24} {proto.name} ({proto.timezone}; {numbers})")
+    warnings = _warn_pds_hours(protocols)
     print(f"{len(protocols)} protocole(s) valide(s) dans {directory}")
+    if warnings:
+        plural = "s" if warnings > 1 else ""
+        print(f"{warnings} avertissement{plural}" + (" (--strict : échec)" if args.strict else ""))
+        if args.strict:
+            return 1
     return 0
 
 
@@ -156,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-protocols", help="validate every protocol file")
     p.add_argument("directory", nargs="?")
     p.add_argument("--protocols", help=argparse.SUPPRESS)
+    p.add_argument("--strict", action="store_true", help="warnings become errors (exit 1)")
     p.set_defaults(func=cmd_check_protocols)
 
     p = sub.add_parser("decide", help="dry-run one routing decision")

@@ -19,9 +19,11 @@ import orjson
 
 from regulator.core.indicators import (
     INDICATORS,
+    SHARE_REGULATED,
     build_report,
     report_csv,
     report_markdown,
+    share,
     valid_month,
 )
 from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols
@@ -48,16 +50,24 @@ def _flat(report: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def _totals(months: list[dict[str, Any]]) -> dict[str, Any]:
+    """Yearly sums, and the year's share regulated (from the sums, not an average)."""
+    totals: dict[str, Any] = {}
+    for report in months:
+        for key, value in _flat(report).items():
+            totals[key] = totals.get(key, 0) + value
+    totals[SHARE_REGULATED.key] = share(
+        totals.get("persons_seen.via_regulation", 0), totals.get("persons_seen.total", 0)
+    )
+    return totals
+
+
 async def annual_export(store: Store, protocols: ProtocolSet, year: int) -> dict[str, Any]:
-    """Twelve monthly reports per MMG plus yearly totals."""
+    """Twelve monthly reports per MMG plus yearly totals (share regulated included)."""
     mmgs: dict[str, Any] = {}
     for proto in protocols:
         months = [await month_report(store, proto.id, f"{year}-{m:02d}") for m in range(1, 13)]
-        totals: dict[str, int] = {}
-        for report in months:
-            for key, value in _flat(report).items():
-                totals[key] = totals.get(key, 0) + value
-        mmgs[proto.id] = {"name": proto.name, "months": months, "totals": totals}
+        mmgs[proto.id] = {"name": proto.name, "months": months, "totals": _totals(months)}
     return {
         "year": year,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -73,10 +83,12 @@ def export_csv(export: dict[str, Any]) -> str:
     for mmg, data in export["mmgs"].items():
         for report in data["months"]:
             flat = _flat(report)
+            ratio = report[SHARE_REGULATED.key]
             if header is None:
-                header = ["mmg", "month", *flat]
+                header = ["mmg", "month", *flat, SHARE_REGULATED.key]
                 writer.writerow(header)
-            writer.writerow([mmg, report["month"], *flat.values()])
+            shown = "" if ratio is None else round(ratio, 4)
+            writer.writerow([mmg, report["month"], *flat.values(), shown])
     return out.getvalue()
 
 

@@ -2,7 +2,12 @@
 
 Public holidays come from the ``holidays`` package (France with its department
 subdivisions); bridge days follow art. R.6315-1 of the Code de la santé publique:
-the Monday before a public holiday, and the Friday and Saturday after one.
+the Monday before a public holiday, and the Friday and Saturday after one. The
+article says the PDS *may* be organised on each of the three, so each departmental
+cahier des charges chooses (:class:`BridgeDays`).
+
+:func:`outside_pds` gives the parts of a slot that fall outside the PDS hours of
+R.6315-1, for ``regulator check-protocols``.
 
 All wall-clock reasoning is done on local dates and times obtained from an aware
 instant, so daylight-saving changes never shift a slot.
@@ -55,31 +60,83 @@ def is_holiday(day: date, subdiv: str | None) -> bool:
     return day in holiday_dates(subdiv, day.year)
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeDays:
+    """Which of the three R.6315-1 bridge days the department's PDS covers."""
+
+    monday_before: bool = True  # the Monday before a Tuesday holiday
+    friday_after: bool = True  # the Friday after a Thursday holiday
+    saturday_after: bool = True  # the Saturday after a Friday (or Thursday) holiday
+
+    @classmethod
+    def of(cls, value: bool | BridgeDays) -> BridgeDays:
+        """``True``/``False`` (all or none, the protocol's short form) or a choice."""
+        if isinstance(value, BridgeDays):
+            return value
+        return cls(value, value, value)
+
+    @property
+    def any(self) -> bool:
+        return self.monday_before or self.friday_after or self.saturday_after
+
+
 @lru_cache(maxsize=8192)
-def day_type(day: date, subdiv: str | None, bridges: bool = True) -> DayType:
+def day_type(day: date, subdiv: str | None, bridges: bool | BridgeDays = True) -> DayType:
     """Kind of ``day`` (a local date) for opening hours and indicators.
 
-    A public holiday wins over everything. With ``bridges``, R.6315-1 bridge days
-    are: the Monday before a holiday (Tuesday), the Friday after a holiday
-    (Thursday), and the Saturday after a holiday (Friday) or closing the same
-    long weekend (after a Thursday holiday, e.g. Ascension).
+    A public holiday wins over everything. R.6315-1 bridge days, each only when
+    chosen in ``bridges`` (``True`` = all three): the Monday before a holiday
+    (Tuesday), the Friday after a holiday (Thursday), and the Saturday after a
+    holiday (Friday) or closing the same long weekend (after a Thursday holiday,
+    e.g. Ascension).
     """
     if is_holiday(day, subdiv):
         return DayType.HOLIDAY
     weekday = day.weekday()
-    if bridges:
-        one = timedelta(days=1)
-        if weekday == 0 and is_holiday(day + one, subdiv):
-            return DayType.BRIDGE
-        if weekday == 4 and is_holiday(day - one, subdiv):
-            return DayType.BRIDGE
-        if weekday == 5 and (is_holiday(day - one, subdiv) or is_holiday(day - 2 * one, subdiv)):
-            return DayType.BRIDGE
+    chosen = BridgeDays.of(bridges)
+    one = timedelta(days=1)
+    if weekday == 0 and chosen.monday_before and is_holiday(day + one, subdiv):
+        return DayType.BRIDGE
+    if weekday == 4 and chosen.friday_after and is_holiday(day - one, subdiv):
+        return DayType.BRIDGE
+    if (
+        weekday == 5
+        and chosen.saturday_after
+        and (is_holiday(day - one, subdiv) or is_holiday(day - 2 * one, subdiv))
+    ):
+        return DayType.BRIDGE
     if weekday == 5:
         return DayType.SATURDAY
     if weekday == 6:
         return DayType.SUNDAY
     return DayType.WEEKDAY
+
+
+#: PDS hours of art. R.6315-1 per kind of day, in minutes since local midnight: every
+#: night 20:00-08:00, Saturdays from noon, Sundays, public holidays and the chosen
+#: bridge days all day.
+PDS_HOURS: dict[DayType, tuple[tuple[int, int], ...]] = {
+    DayType.WEEKDAY: ((0, 8 * 60), (20 * 60, 24 * 60)),
+    DayType.SATURDAY: ((0, 8 * 60), (12 * 60, 24 * 60)),
+    DayType.SUNDAY: ((0, 24 * 60),),
+    DayType.HOLIDAY: ((0, 24 * 60),),
+    DayType.BRIDGE: ((0, 24 * 60),),
+}
+
+
+def outside_pds(kind: DayType, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The parts of the slot ``[start, end)`` (minutes) outside the PDS hours of ``kind``."""
+    parts: list[tuple[int, int]] = []
+    cursor = start
+    for pds_start, pds_end in PDS_HOURS[kind]:
+        if cursor >= end:
+            break
+        if pds_start > cursor:
+            parts.append((cursor, min(pds_start, end)))
+        cursor = max(cursor, pds_end)
+    if cursor < end:
+        parts.append((cursor, end))
+    return tuple(parts)
 
 
 def weekly_kind(day: date) -> DayType:
@@ -133,16 +190,17 @@ class Schedule:
     conversion, a dictionary look-up and a scan of a handful of slots.
     """
 
-    __slots__ = ("_calendar", "_opening", "_plans", "tz")
+    __slots__ = ("_bridges", "_calendar", "_opening", "_plans", "tz")
 
     def __init__(self, timezone: str, calendar: CalendarConfig, opening: Opening) -> None:
         self.tz = ZoneInfo(timezone)
         self._calendar = calendar
+        self._bridges = calendar.bridge_days
         self._opening = opening
         self._plans: dict[date, DayPlan] = {}
 
     def day_type(self, day: date) -> DayType:
-        return day_type(day, self._calendar.subdiv, self._calendar.bridges)
+        return day_type(day, self._calendar.subdiv, self._bridges)
 
     def plan(self, day: date) -> DayPlan:
         """Slots of a local date: holiday or bridge slots, else a period's, else weekly."""

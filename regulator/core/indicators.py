@@ -1,9 +1,11 @@
 """The circular's monthly indicator set, each figure defined once.
 
 Call figures come from pre-aggregated counters (so a month of a million calls
-reports in milliseconds); persons-seen figures come from the month's visits (a
-referral that arrived is a visit with channel ``regulation``). Labels are the
-circular's wording (Partie 3) so a report reads like the convention's annex.
+reports in milliseconds); persons-seen figures come from the month's visits.
+"Via la régulation de la PDS" counts visits with channel ``regulation``: arrived
+referrals and persons the desk records as sent by centre 15 / SAS, one per case.
+Labels and headings are the circular's wording (Partie 3) so a report reads like
+the convention's annex; figures the circular does not have are set apart.
 """
 
 from __future__ import annotations
@@ -101,31 +103,78 @@ class Indicator:
     label: str
 
 
-INDICATORS: tuple[Indicator, ...] = (
-    Indicator("calls_received", "Nombre d'appels reçus à la MMG par mois"),
-    Indicator("persons_seen.total", "Nombre total de personnes vues en consultation à la MMG"),
-    Indicator("persons_seen.weekday", "… dont jours de semaine"),
-    Indicator("persons_seen.weekend", "… dont week-end"),
-    Indicator("persons_seen.holiday", "… dont jours fériés (et ponts)"),
-    Indicator(
-        "persons_seen.via_regulation",
-        "Nombre de personnes venues à la MMG via la régulation de la PDS",
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A group of figures under one heading (the circular's question, or set apart)."""
+
+    title: str
+    indicators: tuple[Indicator, ...]
+
+
+#: The circular's tables (Partie 3), its headings and row labels.
+CIRCULAR_SECTIONS: tuple[Section, ...] = (
+    Section(
+        "A- Régulation à l'accès à la MMG",
+        (
+            Indicator("calls_received", "Nombre d'appels reçus à la MMG par mois"),
+            Indicator(
+                "persons_seen.total", "Nombre total de personnes vues en consultation à la MMG"
+            ),
+            Indicator("persons_seen.weekday", "… dont jours de semaine"),
+            Indicator("persons_seen.weekend", "… dont week-end"),
+            Indicator("persons_seen.holiday", "… dont jours fériés (et ponts)"),
+            Indicator("persons_seen.public_holiday", "… … dont jours fériés"),
+            Indicator("persons_seen.bridge", "… … dont ponts (art. R.6315-1)"),
+            Indicator(
+                "persons_seen.via_regulation",
+                "Nombre de personnes venues à la MMG via la régulation de la PDS",
+            ),
+            Indicator(
+                "persons_seen.direct_access",
+                "Nombre de personnes venues à la MMG en accès direct (hors régulation préalable)",
+            ),
+            Indicator(
+                "persons_seen.emergency_reorientation",
+                "Nombre de personnes venues à la MMG après réorientation par un service d'urgences",
+            ),
+            Indicator("persons_seen.other", "Autres cas"),
+        ),
     ),
-    Indicator(
-        "persons_seen.direct_access",
-        "Nombre de personnes venues à la MMG en accès direct (hors régulation préalable)",
+    Section(
+        "1- L'activité de la MMG répond-t-elle à sa vocation première (consultations non "
+        "programmées aux heures de fermeture des cabinets libéraux ?)",
+        (
+            Indicator(
+                "returned_home", "Nombre de patients retournant à leur domicile après consultation"
+            ),
+            Indicator(
+                "reoriented_to_emergency",
+                "Nombre de patients réorientés vers une structure d'urgence",
+            ),
+            Indicator("acts", "Nombre d'actes réalisés par le médecin"),
+        ),
     ),
-    Indicator(
-        "persons_seen.emergency_reorientation",
-        "Nombre de personnes venues à la MMG après réorientation par un service d'urgences",
+)
+
+#: Outcomes the circular's table does not have: with its two rows they add up to the
+#: persons seen (every person seen has exactly one of the five outcomes).
+OTHER_OUTCOMES = Section(
+    "Autres issues de consultation (hors tableau de la circulaire)",
+    (
+        Indicator("hospitalised", "Nombre de patients hospitalisés après consultation"),
+        Indicator("outcome_other", "Nombre de patients avec une autre issue"),
+        Indicator("outcome_missing", "Nombre de consultations dont l'issue n'est pas renseignée"),
     ),
-    Indicator("persons_seen.other", "Autres cas"),
-    Indicator("returned_home", "Nombre de patients retournant à leur domicile après consultation"),
-    Indicator(
-        "reoriented_to_emergency", "Nombre de patients réorientés vers une structure d'urgence"
-    ),
-    Indicator("hospitalised", "Nombre de patients hospitalisés après consultation"),
-    Indicator("acts", "Nombre d'actes réalisés par le médecin"),
+)
+
+#: Every whole-number figure, circular first: the flat rows of CSV and exports.
+INDICATORS: tuple[Indicator, ...] = tuple(
+    i for section in (*CIRCULAR_SECTIONS, OTHER_OUTCOMES) for i in section.indicators
+)
+
+#: A ratio 0–1 (null when nobody was seen): not a count, so kept apart from INDICATORS.
+SHARE_REGULATED = Indicator(
+    "share_regulated", "Part des personnes vues venues via la régulation de la PDS"
 )
 
 ROUTE_LABELS: dict[str, str] = {
@@ -148,12 +197,44 @@ _WEEKEND = (DayType.SATURDAY, DayType.SUNDAY)
 _HOLIDAY_LIKE = (DayType.HOLIDAY, DayType.BRIDGE)
 
 
+def distinct_visits(visits: Sequence[Visit]) -> list[Visit]:
+    """The visits with each regulated case counted once.
+
+    The desk may record a ``regulation`` visit for a patient whose referral also
+    arrived in this system (same ``case_id``): one person seen, not two. Of the
+    visits of one case the one that says most is kept: with an outcome first, then
+    the arrived referral's, then the earliest. Other visits are all distinct.
+    Case numbers typed at the desk may differ in case and spacing: compared without.
+    """
+    best: dict[str, Visit] = {}
+    for visit in visits:
+        key = _case_key(visit)
+        if key is None:
+            continue
+        kept = best.get(key)
+        if kept is None or _rank(visit) < _rank(kept):
+            best[key] = visit
+    return [v for v in visits if (key := _case_key(v)) is None or best[key] is v]
+
+
+def _case_key(visit: Visit) -> str | None:
+    if visit.channel is not VisitChannel.REGULATION or not visit.case_id:
+        return None
+    return "".join(visit.case_id.split()).upper() or None
+
+
+def _rank(visit: Visit) -> tuple[bool, bool, datetime, str]:
+    return (visit.outcome is None, visit.referral_id is None, visit.at, visit.id)
+
+
 def _persons_seen(visits: Sequence[Visit]) -> dict[str, int]:
     seen = {
         "total": len(visits),
         "weekday": 0,
         "weekend": 0,
         "holiday": 0,
+        "public_holiday": 0,
+        "bridge": 0,
         "via_regulation": 0,
         "direct_access": 0,
         "emergency_reorientation": 0,
@@ -167,13 +248,20 @@ def _persons_seen(visits: Sequence[Visit]) -> dict[str, int]:
     }
     for visit in visits:
         if visit.day_type in _HOLIDAY_LIKE:
+            # The circular's "JF" total, then holidays and bridges apart beneath it.
             seen["holiday"] += 1
+            seen["bridge" if visit.day_type is DayType.BRIDGE else "public_holiday"] += 1
         elif visit.day_type in _WEEKEND:
             seen["weekend"] += 1
         else:
             seen["weekday"] += 1
         seen[channel_key[visit.channel]] += 1
     return seen
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part / whole`` as a number 0–1, or None when ``whole`` is 0 (nobody seen)."""
+    return part / whole if whole else None
 
 
 def _count_by(values: Iterable[str | None]) -> dict[str, int]:
@@ -193,10 +281,12 @@ def build_report(
     calls_by_day_type = {d.value: counters.get(f"day_type:{d}", 0) for d in DayType}
     calls_by_hour = [counters.get(f"hour:{h}", 0) for h in range(24)]
     calls_peaks = {d.value: [counters.get(f"hour:{d}:{h}", 0) for h in range(24)] for d in DayType}
+    visits = distinct_visits(visits)
     visits_peaks = {d.value: [0] * 24 for d in DayType}
     for visit in visits:
         visits_peaks[visit.day_type.value][visit.hour] += 1
     outcomes = [v.outcome for v in visits]
+    persons_seen = _persons_seen(visits)
     return {
         "mmg": mmg,
         "month": month,
@@ -206,10 +296,13 @@ def build_report(
         "calls_by_day_type": calls_by_day_type,
         "calls_by_hour": calls_by_hour,
         "calls_failsafe": counters.get(FAILSAFE, 0),
-        "persons_seen": _persons_seen(visits),
+        "persons_seen": persons_seen,
+        "share_regulated": share(persons_seen["via_regulation"], persons_seen["total"]),
         "returned_home": outcomes.count(Outcome.HOME),
         "reoriented_to_emergency": outcomes.count(Outcome.EMERGENCY),
         "hospitalised": outcomes.count(Outcome.HOSPITALISED),
+        "outcome_other": outcomes.count(Outcome.OTHER),
+        "outcome_missing": outcomes.count(None),
         "acts": sum(v.acts for v in visits),
         "peaks": {"calls": calls_peaks, "visits": visits_peaks},
         "qualitative": {
@@ -247,6 +340,13 @@ def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return rows
 
 
+def share_text(value: float | None) -> str:
+    """A share in French: ``41,7 %``, or ``non calculable`` when nobody was seen."""
+    if value is None:
+        return "non calculable (aucune personne vue)"
+    return f"{value * 100:.1f}".replace(".", ",") + "\u00a0%"
+
+
 def report_csv(report: Mapping[str, Any]) -> str:
     """``indicator,value`` rows (plus the French label) — same figures as the JSON."""
     out = io.StringIO()
@@ -254,31 +354,42 @@ def report_csv(report: Mapping[str, Any]) -> str:
     writer.writerow(["indicator", "value", "label"])
     writer.writerow(["mmg", report["mmg"], "MMG"])
     writer.writerow(["month", report["month"], "Mois"])
-    for key, label, value in report_rows(report):
+    rows = report_rows(report)
+    for key, label, value in rows[: len(INDICATORS)]:
+        writer.writerow([key, value, label])
+    ratio = report["share_regulated"]
+    writer.writerow(
+        [SHARE_REGULATED.key, "" if ratio is None else round(ratio, 4), SHARE_REGULATED.label]
+    )
+    for key, label, value in rows[len(INDICATORS) :]:
         writer.writerow([key, value, label])
     return out.getvalue()
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count > 1 else ''}"
+
+
 def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
-    """A French Markdown summary: the indicator table in the circular's wording."""
+    """A French Markdown summary: the circular's tables, headings and wording."""
     title = name or report["mmg"]
-    lines = [
-        f"# Indicateurs de suivi — {title} — {report['month']}",
-        "",
-        "| Indicateur | Valeur |",
-        "| --- | ---: |",
-    ]
-    lines += [
-        f"| {label} | {value} |" for _, label, value in report_rows(report)[: len(INDICATORS)]
-    ]
+    lines = [f"# Indicateurs de suivi — {title} — {report['month']}"]
+    for section in (*CIRCULAR_SECTIONS, OTHER_OUTCOMES):
+        lines += ["", f"## {section.title}", "", "| Indicateur | Valeur |", "| --- | ---: |"]
+        for indicator in section.indicators:
+            lines.append(f"| {indicator.label} | {int(_value(report, indicator.key))} |")
+            if indicator.key == "persons_seen.other":
+                share_row = share_text(report["share_regulated"])
+                lines.append(f"| {SHARE_REGULATED.label} | {share_row} |")
     lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
     lines += [f"| {ROUTE_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
     peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])
+    peak = report["calls_by_hour"][peak_hour]
     lines += [
         "",
         "## Pics d'activité",
         "",
-        f"Heure la plus chargée : {peak_hour:02d} h ({report['calls_by_hour'][peak_hour]} appels).",
+        f"Heure la plus chargée : {peak_hour:02d} h ({_plural(peak, 'appel')}).",
         "",
     ]
     return "\n".join(lines)

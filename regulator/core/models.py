@@ -198,7 +198,12 @@ class ReferralStatus(StrEnum):
 
 
 class VisitChannel(StrEnum):
-    """How a person seen at the MMG came (circular, Partie 3)."""
+    """How a person seen at the MMG came (circular, Partie 3).
+
+    ``regulation``: sent by centre 15 / SAS — an arrived referral of this system, or
+    a person the desk records as regulated whose referral is not here (the regulator
+    used their own software).
+    """
 
     REGULATION = "regulation"
     DIRECT = "direct"
@@ -215,7 +220,12 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Visit:
-    """A person seen at the MMG; a referral that arrived is a visit with a referral_id."""
+    """A person seen at the MMG; a referral that arrived is a visit with a referral_id.
+
+    ``case_id`` is the regulation's case number (an arrived referral's, or the one
+    the desk was given): two regulated visits of one case count as one person.
+    ``tiers_payant`` is the value in force (see ``referrals.tiers_payant_rule``).
+    """
 
     id: str
     mmg: str
@@ -229,6 +239,8 @@ class Visit:
     age_band: str | None = None
     reason: str | None = None
     referral_id: str | None = None
+    case_id: str | None = None
+    tiers_payant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +270,8 @@ class Referral:
     reason: str | None = None
     urgency: str | None = None
     expected_at: datetime | None = None
-    tiers_payant: bool = False
+    # Regulated access: tiers payant unless set otherwise (circular; referrals.tiers_payant_rule).
+    tiers_payant: bool = True
     note: str = ""
     outcome: Outcome | None = None
     acts: int | None = None

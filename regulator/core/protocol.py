@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from regulator.core import phone
-from regulator.core.calendar import DEPARTMENTS, Schedule
+from regulator.core.calendar import DEPARTMENTS, BridgeDays, Schedule, outside_pds
 from regulator.core.models import DayType
 
 _SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -104,10 +104,44 @@ def _long_number(value: Any) -> str:
 LongNumber = Annotated[str, BeforeValidator(_long_number)]
 
 
+class BridgeChoice(_Frozen):
+    """The bridge days of R.6315-1 the departmental cahier des charges covers.
+
+    A key left out is a bridge day not covered: ``{friday_after: true}`` alone
+    means only the Friday after a Thursday holiday.
+    """
+
+    monday_before: bool = False
+    friday_after: bool = False
+    saturday_after: bool = False
+
+
 class CalendarConfig(_Frozen):
     country: Literal["FR"] = "FR"
     subdiv: str | None = None
-    bridges: bool = True
+    # true/false in the file: all three bridge days or none; a mapping chooses each one.
+    bridges: BridgeChoice = Field(
+        default_factory=lambda: BridgeChoice(
+            monday_before=True, friday_after=True, saturday_after=True
+        )
+    )
+
+    @field_validator("bridges", mode="before")
+    @classmethod
+    def _bridges(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"monday_before": value, "friday_after": value, "saturday_after": value}
+        if not isinstance(value, dict | BridgeChoice):
+            raise ValueError(
+                "expected true, false or a mapping of monday_before, friday_after, "
+                "saturday_after (each true or false)"
+            )
+        return value
+
+    @property
+    def bridge_days(self) -> BridgeDays:
+        b = self.bridges
+        return BridgeDays(b.monday_before, b.friday_after, b.saturday_after)
 
     @field_validator("subdiv", mode="before")
     @classmethod
@@ -130,11 +164,17 @@ def _no_overlap(slots: list[Slot], where: str) -> list[Slot]:
 
 
 class Period(_Frozen):
-    """Dated replacement of some weekly slots (summer influx, winter epidemic)."""
+    """Dated replacement of some weekly slots (summer influx, winter epidemic).
+
+    ``influx: true`` or a ``reason`` records the circular's grounds (seasonal
+    influx, health crisis) for opening outside the PDS hours of R.6315-1.
+    """
 
     name: str
     from_: date = Field(alias="from")
     to: date
+    influx: bool = False
+    reason: str | None = Field(default=None, min_length=1)
     weekdays: list[Slot] | None = None
     saturday: list[Slot] | None = None
     sunday: list[Slot] | None = None
@@ -463,12 +503,73 @@ def load_protocol_file(path: Path) -> Protocol:
     return parse_protocol(data, str(path))
 
 
+# ------------------------------------------------------------ PDS hours check
+
+_PDS_HOURS_TEXT: dict[DayType, str] = {
+    DayType.WEEKDAY: "jours ouvrés : PDS de 20:00 à 08:00",
+    DayType.SATURDAY: "samedi : PDS à partir de 12:00 (et la nuit jusqu'à 08:00)",
+}
+
+
+def _fmt_parts(parts: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in parts)
+
+
+def _slot_warnings(
+    file: str, where: str, kind: DayType, slots: list[Slot], prefix: str = ""
+) -> list[ProtocolIssue]:
+    issues = []
+    for i, slot in enumerate(slots):
+        parts = outside_pds(kind, slot.start, slot.end)
+        if parts:
+            issues.append(
+                ProtocolIssue(
+                    file,
+                    f"{where}[{i}]",
+                    repr(str(slot)),
+                    f"{prefix}ouverture hors des horaires de PDS de l'art. R.6315-1 "
+                    f"({_fmt_parts(parts)} ; {_PDS_HOURS_TEXT[kind]})",
+                )
+            )
+    return issues
+
+
+def pds_hours_warnings(protocol: Protocol, file: str) -> list[ProtocolIssue]:
+    """One warning per slot of ``protocol`` that opens outside the R.6315-1 PDS hours.
+
+    PDS hours: every night 20:00-08:00, Saturdays from 12:00, Sundays, public
+    holidays and the bridge days the calendar chooses (``calendar.PDS_HOURS``).
+    Sunday, holiday and bridge slots are therefore always inside them; weekday
+    and Saturday slots, weekly or of a period, are checked. A period carrying
+    ``influx: true`` or a ``reason`` is exempt: seasonal influx and health crisis
+    are the circular's own grounds for other hours. Overrides always carry a
+    ``reason`` (the schema requires one), so they are never flagged.
+    """
+    opening = protocol.opening
+    issues = _slot_warnings(file, "opening.weekdays", DayType.WEEKDAY, opening.weekdays)
+    issues += _slot_warnings(file, "opening.saturday", DayType.SATURDAY, opening.saturday)
+    for p, period in enumerate(opening.periods):
+        if period.influx or period.reason:
+            continue
+        prefix = f"période « {period.name} » sans influx: true ni reason : "
+        where = f"opening.periods[{p}]"
+        issues += _slot_warnings(
+            file, f"{where}.weekdays", DayType.WEEKDAY, period.weekdays or [], prefix
+        )
+        issues += _slot_warnings(
+            file, f"{where}.saturday", DayType.SATURDAY, period.saturday or [], prefix
+        )
+    return issues
+
+
 class ProtocolSet:
     """All loaded protocols, indexed by MMG id and by called number (E.164)."""
 
-    def __init__(self, protocols: Iterable[Protocol]) -> None:
+    def __init__(self, protocols: Iterable[Protocol], files: dict[str, str] | None = None) -> None:
         self.by_id: dict[str, Protocol] = {}
         self.by_number: dict[str, Protocol] = {}
+        #: MMG id → the file it was loaded from (for messages naming the file).
+        self.files: dict[str, str] = dict(files or {})
         for proto in protocols:
             self.by_id[proto.id] = proto
             for number in proto.numbers:
@@ -533,4 +634,6 @@ def load_protocols(directory: Path | str) -> ProtocolSet:
             numbers.setdefault(number, path)
     if issues:
         raise ProtocolLoadError(issues)
-    return ProtocolSet(proto for _, proto in loaded)
+    return ProtocolSet(
+        (proto for _, proto in loaded), files={proto.id: str(path) for path, proto in loaded}
+    )

@@ -7,8 +7,9 @@
        ├──cancel─────────┴──▶ cancelled
        └──no_show (expected_at + delay passed)──▶ no_show
 
-``arrived`` creates the visit (channel ``regulation``) that the persons-seen
-indicators count; ``outcome`` records its outcome and acts on that same visit.
+``arrived`` creates the visit (channel ``regulation``, the referral's case_id and
+tiers payant) that the persons-seen indicators count; ``outcome`` records its
+outcome and acts on that same visit.
 Every other move is refused with a French explanation (HTTP 409).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -83,6 +85,47 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+# ------------------------------------------------------------------ tiers payant
+
+
+@dataclass(frozen=True, slots=True)
+class TiersPayant:
+    """Whether the patient pays nothing up front, and why (French, for the desk)."""
+
+    value: bool
+    reason: str
+
+
+def is_regulated(channel: VisitChannel) -> bool:
+    """Access regulated beforehand by the PDS regulation (centre 15 / SAS)."""
+    return channel is VisitChannel.REGULATION
+
+
+def tiers_payant_rule(regulated: bool, chosen: bool | None = None) -> TiersPayant:
+    """Tiers payant by the circular's rule, unless ``chosen`` says otherwise.
+
+    1. Regulated access (an arrived referral, a ``regulation`` visit): tiers payant —
+       the circular: payment "doi[t] s'effectuer selon le tiers payant lorsque
+       l'accès à la MMG a fait l'objet d'une régulation".
+    2. Direct access (walk-in, ED reorientation, other): no tiers payant by
+       default; local agreements may grant it case by case.
+    3. A value chosen explicitly wins; when it differs from the rule the reason
+       says so. A stored value is read back the same way, so the same reason comes
+       out of the record.
+    """
+    default = regulated
+    value = default if chosen is None else chosen
+    if regulated:
+        if value:
+            return TiersPayant(True, "accès régulé par le centre 15 / SAS : tiers payant")
+        return TiersPayant(
+            False, "accès régulé, mais tiers payant écarté explicitement pour ce patient"
+        )
+    if value:
+        return TiersPayant(True, "accès direct : tiers payant accordé explicitement")
+    return TiersPayant(False, "accès direct (hors régulation préalable) : pas de tiers payant")
+
+
 def new_referral(
     *,
     mmg: str,
@@ -95,10 +138,10 @@ def new_referral(
     reason: str | None = None,
     urgency: str | None = None,
     expected_at: datetime | None = None,
-    tiers_payant: bool = False,
+    tiers_payant: bool | None = None,
     note: str = "",
 ) -> Referral:
-    """A fresh referral in ``pending``."""
+    """A fresh referral in ``pending``; tiers payant unless ``tiers_payant=False``."""
     return Referral(
         id=new_id("ref"),
         mmg=mmg,
@@ -113,7 +156,7 @@ def new_referral(
         reason=reason,
         urgency=urgency,
         expected_at=expected_at,
-        tiers_payant=tiers_payant,
+        tiers_payant=tiers_payant_rule(regulated=True, chosen=tiers_payant).value,
         note=note,
         history=(ReferralEvent(S.PENDING, now, created_by),),
     )
@@ -130,8 +173,13 @@ def make_visit(
     reason: str | None = None,
     referral_id: str | None = None,
     visit_id: str | None = None,
+    case_id: str | None = None,
+    tiers_payant: bool | None = None,
 ) -> Visit:
-    """A visit with month, hour and day type computed in the MMG's calendar."""
+    """A visit with month, hour and day type computed in the MMG's calendar.
+
+    ``tiers_payant`` left to None follows :func:`tiers_payant_rule` for the channel.
+    """
     month, hour = local_facts(at, protocol.tz)
     day = at.astimezone(protocol.tz).date()
     return Visit(
@@ -147,6 +195,8 @@ def make_visit(
         age_band=age_band,
         reason=reason,
         referral_id=referral_id,
+        case_id=case_id or None,
+        tiers_payant=tiers_payant_rule(is_regulated(channel), tiers_payant).value,
     )
 
 
@@ -190,6 +240,8 @@ def apply(
             age_band=referral.patient_age_band,
             reason=referral.reason,
             referral_id=referral.id,
+            case_id=referral.case_id,
+            tiers_payant=referral.tiers_payant,
         )
         changes["visit_id"] = visit.id
     if action is Action.OUTCOME:
@@ -214,6 +266,8 @@ def apply(
                 reason=referral.reason,
                 referral_id=referral.id,
                 visit_id=referral.visit_id,
+                case_id=referral.case_id,
+                tiers_payant=referral.tiers_payant,
             )
             changes["visit_id"] = visit.id
     updated = dataclasses.replace(

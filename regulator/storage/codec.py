@@ -221,15 +221,18 @@ def visit_to_dict(visit: Visit) -> dict[str, Any]:
         "age_band": visit.age_band,
         "reason": visit.reason,
         "referral_id": visit.referral_id,
+        "case_id": visit.case_id,
+        "tiers_payant": visit.tiers_payant,
     }
 
 
 def visit_from_dict(data: dict[str, Any]) -> Visit:
     outcome = data.get("outcome")
+    channel = VisitChannel(data["channel"])
     return Visit(
         id=str(data["id"]),
         mmg=str(data["mmg"]),
-        channel=VisitChannel(data["channel"]),
+        channel=channel,
         at=_dt(data["at"]),
         month=str(data["month"]),
         day_type=DayType(data["day_type"]),
@@ -239,6 +242,9 @@ def visit_from_dict(data: dict[str, Any]) -> Visit:
         age_band=data.get("age_band"),
         reason=data.get("reason"),
         referral_id=data.get("referral_id"),
+        case_id=data.get("case_id"),
+        # Visits written before the field existed: the rule for their channel.
+        tiers_payant=bool(data.get("tiers_payant", channel is VisitChannel.REGULATION)),
     )
 
 

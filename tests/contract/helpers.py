@@ -119,6 +119,8 @@ def visit(
     outcome: Outcome | None = Outcome.HOME,
     acts: int = 1,
     referral_id: str | None = None,
+    case_id: str | None = None,
+    tiers_payant: bool = False,
 ) -> Visit:
     return Visit(
         id=visit_id,
@@ -133,4 +135,6 @@ def visit(
         age_band="18-64",
         reason="fièvre",
         referral_id=referral_id,
+        case_id=case_id,
+        tiers_payant=tiers_payant,
     )

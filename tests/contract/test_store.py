@@ -411,3 +411,16 @@ async def test_visit_optional_fields_round_trip(store: Store, age_band: str | No
     item = replace(visit("V1", outcome=None, acts=0), age_band=age_band, reason=None)
     await store.add_visit(item, None)
     assert await store.visits(MMG, MONTH) == [item]
+
+
+async def test_regulated_visit_keeps_its_case_id_and_tiers_payant(store: Store) -> None:
+    sent = visit(
+        "V1", channel=VisitChannel.REGULATION, case_id="DRFR15030000042", tiers_payant=True
+    )
+    walk_in = visit("V2", at=T0 + timedelta(minutes=5))
+    await store.add_visit(sent, None)
+    await store.add_visit(walk_in, None)
+    stored = await store.visits(MMG, MONTH)
+    assert stored == [sent, walk_in]
+    assert (stored[0].case_id, stored[0].tiers_payant) == ("DRFR15030000042", True)
+    assert (stored[1].case_id, stored[1].tiers_payant) == (None, False)

@@ -1,7 +1,9 @@
 """A month of activity end to end → the report matches figures computed from raw events.
 
 300 calls over May 2026 (holidays 1, 8, 14 and 25 May; bridges 2, 9, 15 and 16 May),
-120 referrals through their lifecycle and 40 walk-in visits, on SQLite and on
+120 referrals through their lifecycle (some arrived without an outcome), 40 walk-in
+visits and 30 persons the desk records as sent by the regulation (``regulation``
+visits, some of them for a case whose referral also arrived here), on SQLite and on
 Redis. Expected figures are computed here from what the test sent and what the
 service answered, with the ``holidays`` package directly — not with the code
 under test.
@@ -20,6 +22,8 @@ import holidays
 import pytest
 import pytest_asyncio
 
+from regulator.core.models import Outcome, VisitChannel
+from regulator.core.referrals import make_visit
 from regulator.ports import FixedClock, Store
 from regulator.reporting import annual_export
 from regulator.web import keys
@@ -153,6 +157,8 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
     persons: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     acts = 0
+    # Referrals arrived in May: case id → (arrival instant, outcome or None).
+    arrived_in_may: dict[str, tuple[datetime, str | None]] = {}
     for i in range(120):
         day = date(2026, 5, rng.randint(1, 30))
         created = datetime(day.year, day.month, day.day, 20, rng.randint(0, 59), tzinfo=PARIS)
@@ -196,6 +202,8 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
                         "sunday": "weekend",
                     }.get(kind, "weekday")
                 ] += 1
+                persons[{"holiday": "public_holiday", "bridge": "bridge"}.get(kind, "-")] += 1
+                arrived_in_may[f"DRFR{i:06d}"] = (arrival, None)
             if fate == "completed":
                 outcome = rng.choice(["home", "home", "emergency", "hospitalised", "other"])
                 n = rng.randint(0, 3)
@@ -208,6 +216,7 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
                 if local_arrival.month == 5:
                     outcomes[outcome] += 1
                     acts += n
+                    arrived_in_may[f"DRFR{i:06d}"] = (arrival, outcome)
         elif fate == "cancelled":
             resp = await client.post(
                 f"/api/v1/referrals/{ref_id}/cancel", headers=bearer("regulator")
@@ -243,8 +252,79 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
                 "sunday": "weekend",
             }.get(kind, "weekday")
         ] += 1
+        persons[{"holiday": "public_holiday", "bridge": "bridge"}.get(kind, "-")] += 1
         outcomes[outcome] += 1
         acts += n
+
+    # ---- persons sent by the regulation whose referral is not in this system (the
+    # desk's ``regulation`` visits, written through the store: the visit API of the
+    # desk does not take that channel yet), and duplicates of arrived referrals.
+    store: Store = client.app[keys.STORE]
+    nimes = client.app[keys.PROTOCOLS].current.get("nimes")
+    assert nimes is not None
+    without_outcome = sorted(c for c, (_, o) in arrived_in_may.items() if o is None)
+    with_outcome = sorted(c for c, (_, o) in arrived_in_may.items() if o is not None)
+    assert len(without_outcome) >= 3 and len(with_outcome) >= 3
+    for case_id in without_outcome[:3]:
+        # The desk records the outcome on its own visit of the same case: that visit is
+        # the person seen (once), with its outcome; the referral's has none.
+        arrival, _ = arrived_in_may[case_id]
+        visit = make_visit(
+            nimes,
+            channel=VisitChannel.REGULATION,
+            at=arrival,
+            outcome=Outcome.HOME,
+            acts=1,
+            case_id=case_id,
+        )
+        assert (await store.add_visit(visit, None))[1]
+        outcomes["home"] += 1
+        acts += 1
+        arrived_in_may[case_id] = (arrival, "home")
+    for case_id in with_outcome[:3]:
+        # Both visits of the case have an outcome: the referral's counts, this one not.
+        arrival, _ = arrived_in_may[case_id]
+        visit = make_visit(
+            nimes,
+            channel=VisitChannel.REGULATION,
+            at=arrival + timedelta(minutes=5),
+            outcome=Outcome.EMERGENCY,
+            acts=2,
+            case_id=case_id,
+        )
+        assert (await store.add_visit(visit, None))[1]
+    for i in range(24):
+        day = date(2026, 5, rng.randint(1, 31))
+        at = datetime(day.year, day.month, day.day, rng.randint(0, 23), 30, tzinfo=PARIS)
+        given = rng.choice(["home", "emergency", "hospitalised", "other", None])
+        n = 0 if given is None else rng.randint(1, 2)
+        visit = make_visit(
+            nimes,
+            channel=VisitChannel.REGULATION,
+            at=at,
+            outcome=Outcome(given) if given else None,
+            acts=n,
+            case_id=f"LRM{i:04d}" if i % 2 else None,  # half come without a case number
+        )
+        assert (await store.add_visit(visit, None))[1]
+        kind = expected_day_type(day)
+        persons["total"] += 1
+        persons["via_regulation"] += 1
+        persons[
+            {
+                "holiday": "holiday",
+                "bridge": "holiday",
+                "saturday": "weekend",
+                "sunday": "weekend",
+            }.get(kind, "weekday")
+        ] += 1
+        persons[{"holiday": "public_holiday", "bridge": "bridge"}.get(kind, "-")] += 1
+        if given is None:
+            outcomes["missing"] += 1
+        else:
+            outcomes[given] += 1
+        acts += n
+    outcomes["missing"] += sum(1 for _, o in arrived_in_may.values() if o is None)
 
     # ---- the report
     data = await report(client, "nimes", "2026-05")
@@ -257,15 +337,26 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
         "weekday",
         "weekend",
         "holiday",
+        "public_holiday",
+        "bridge",
         "via_regulation",
         "direct_access",
         "emergency_reorientation",
         "other",
     ):
         assert data["persons_seen"][key] == persons[key], key
+    assert persons["bridge"] > 0 and persons["public_holiday"] > 0
+    assert data["persons_seen"]["holiday"] == persons["public_holiday"] + persons["bridge"]
     assert data["returned_home"] == outcomes["home"]
     assert data["reoriented_to_emergency"] == outcomes["emergency"]
+    assert data["hospitalised"] == outcomes["hospitalised"]
+    assert data["outcome_other"] == outcomes["other"]
+    assert data["outcome_missing"] == outcomes["missing"] > 0
     assert data["acts"] == acts
+    # Every person seen has exactly one outcome row, "issue non renseignée" included.
+    assert sum(outcomes.values()) == persons["total"]
+    assert data["share_regulated"] == pytest.approx(persons["via_regulation"] / persons["total"])
+    assert 0 < data["share_regulated"] < 1
     # CSV has the same figures.
     resp = await client.get(
         "/api/v1/reports/nimes/2026-05?format=csv", headers=bearer("coordinator")
@@ -273,6 +364,8 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
     rows = dict(line.split(",", 2)[:2] for line in (await resp.text()).splitlines()[1:])
     assert rows["calls_received"] == "300"
     assert rows["persons_seen.total"] == str(persons["total"])
+    assert rows["outcome_missing"] == str(outcomes["missing"])
+    assert float(rows["share_regulated"]) == pytest.approx(data["share_regulated"], abs=1e-4)
 
 
 async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
@@ -307,6 +400,11 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
         == sum(r["persons_seen"]["total"] for r in monthly)
         == 12
     )
+    # One direct walk-in a month, nobody regulated: share 0 each month and for the year;
+    # Metz saw nobody: no share at all (null, never 0).
+    assert [m["share_regulated"] for m in nimes["months"]] == [0.0] * 12
+    assert nimes["totals"]["share_regulated"] == 0.0
+    assert export["mmgs"]["metz"]["totals"]["share_regulated"] is None
     from regulator.reporting import export_csv
 
     lines = export_csv(export).splitlines()

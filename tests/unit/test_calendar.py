@@ -7,7 +7,7 @@ from datetime import date
 import holidays
 import pytest
 
-from regulator.core.calendar import day_type, holiday_name, is_holiday
+from regulator.core.calendar import BridgeDays, day_type, holiday_name, is_holiday
 from regulator.core.models import DayType
 
 METROPOLE: str | None = None
@@ -148,3 +148,62 @@ def test_department_holiday_names_are_french(day: date, subdiv: str, name: str) 
     assert holiday_name(day, subdiv) == name
     assert is_holiday(day, subdiv)
     assert not is_holiday(day, METROPOLE)
+
+
+# ------------------------------------------------------------- bridges by choice
+ALL = BridgeDays(monday_before=True, friday_after=True, saturday_after=True)
+NONE = BridgeDays(monday_before=False, friday_after=False, saturday_after=False)
+MONDAY_ONLY = BridgeDays(monday_before=True, friday_after=False, saturday_after=False)
+FRIDAY_ONLY = BridgeDays(monday_before=False, friday_after=True, saturday_after=False)
+SATURDAY_ONLY = BridgeDays(monday_before=False, friday_after=False, saturday_after=True)
+
+
+@pytest.mark.parametrize(
+    ("day", "bridges", "expected"),
+    [
+        # Ascension, Thursday 14 May 2026: Friday 15 and Saturday 16 are the bridges.
+        (date(2026, 5, 15), FRIDAY_ONLY, DayType.BRIDGE),
+        (date(2026, 5, 15), SATURDAY_ONLY, DayType.WEEKDAY),
+        (date(2026, 5, 15), MONDAY_ONLY, DayType.WEEKDAY),
+        (date(2026, 5, 16), SATURDAY_ONLY, DayType.BRIDGE),
+        (date(2026, 5, 16), FRIDAY_ONLY, DayType.SATURDAY),
+        (date(2026, 5, 16), ALL, DayType.BRIDGE),
+        (date(2026, 5, 14), NONE, DayType.HOLIDAY),
+        # 14 July 2026 is a Tuesday: Monday 13 is a bridge only with monday_before.
+        (date(2026, 7, 13), MONDAY_ONLY, DayType.BRIDGE),
+        (date(2026, 7, 13), FRIDAY_ONLY, DayType.WEEKDAY),
+        (date(2026, 7, 13), NONE, DayType.WEEKDAY),
+        # 14 July 2025 is a Monday: no bridge before (Sunday) nor after (Tuesday 15).
+        (date(2025, 7, 13), ALL, DayType.SUNDAY),
+        (date(2025, 7, 14), ALL, DayType.HOLIDAY),
+        (date(2025, 7, 15), ALL, DayType.WEEKDAY),
+        (date(2025, 7, 12), ALL, DayType.SATURDAY),
+        # 11 November 2026 is a Wednesday: no bridge on either side, whatever the choice.
+        (date(2026, 11, 10), ALL, DayType.WEEKDAY),
+        (date(2026, 11, 12), ALL, DayType.WEEKDAY),
+        (date(2026, 11, 13), ALL, DayType.WEEKDAY),
+        (date(2026, 11, 14), ALL, DayType.SATURDAY),
+        # 1 May 2026 is a Friday: Saturday 2 is a bridge with saturday_after only.
+        (date(2026, 5, 2), SATURDAY_ONLY, DayType.BRIDGE),
+        (date(2026, 5, 2), FRIDAY_ONLY, DayType.SATURDAY),
+        # Christmas 2025 is a Thursday: Friday 26 December is a bridge with friday_after.
+        (date(2025, 12, 26), FRIDAY_ONLY, DayType.BRIDGE),
+        (date(2025, 12, 26), MONDAY_ONLY, DayType.WEEKDAY),
+        (date(2025, 12, 27), SATURDAY_ONLY, DayType.BRIDGE),
+        # 1 and 8 May 2029 are Tuesdays: Mondays 30 April and 7 May.
+        (date(2029, 4, 30), MONDAY_ONLY, DayType.BRIDGE),
+        (date(2029, 5, 7), MONDAY_ONLY, DayType.BRIDGE),
+        (date(2029, 5, 7), SATURDAY_ONLY, DayType.WEEKDAY),
+    ],
+)
+def test_each_kind_of_bridge_day_is_chosen_separately(
+    day: date, bridges: BridgeDays, expected: DayType
+) -> None:
+    assert day_type(day, METROPOLE, bridges) is expected
+
+
+@pytest.mark.parametrize(("flag", "same_as"), [(True, ALL), (False, NONE)])
+def test_true_and_false_mean_all_or_no_bridges(flag: bool, same_as: BridgeDays) -> None:
+    assert BridgeDays.of(flag) == same_as
+    for day in (date(2026, 5, 15), date(2026, 5, 16), date(2026, 7, 13), date(2026, 5, 2)):
+        assert day_type(day, METROPOLE, flag) is day_type(day, METROPOLE, same_as)

@@ -154,8 +154,8 @@ def test_decide_json_reports_route_ground_and_destination(
         # 18:30 in Saint-Denis is closed; read as Paris or UTC it would be open.
         ("saint-denis-reunion", "2026-11-24T18:30", False),
         ("saint-denis-reunion", "2026-11-24T18:30+01:00", True),
-        ("saint-denis-reunion", "2026-11-24T15:00Z", True),
-        ("saint-denis-reunion", "2026-11-24T14:59Z", False),
+        ("saint-denis-reunion", "2026-11-24T16:00Z", True),
+        ("saint-denis-reunion", "2026-11-24T15:59Z", False),
     ],
 )
 def test_at_without_offset_is_mmg_local_time(
@@ -224,3 +224,100 @@ def test_decide_with_invalid_protocols_exits_1(
     code = main(["decide", "--protocols", str(tmp_path), "--mmg", "nimes", "--caller", "15"])
     assert code == 1
     assert "no protocol file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ report / export
+
+
+def _store_month(tmp_path: Path) -> None:
+    """A real SQLite store with three persons seen in Nîmes in November 2026."""
+    import asyncio
+
+    from regulator.core.models import Outcome, VisitChannel
+    from regulator.core.referrals import make_visit
+    from regulator.storage.sqlite import SqliteStore
+    from tests.unit.helpers import paris, protocol
+
+    nimes = protocol("nimes")
+
+    async def fill() -> None:
+        store = SqliteStore(tmp_path / "regulator.sqlite3")
+        await store.open()
+        try:
+            for i, (channel, outcome) in enumerate(
+                [
+                    (VisitChannel.REGULATION, Outcome.HOME),
+                    (VisitChannel.REGULATION, None),
+                    (VisitChannel.DIRECT, Outcome.HOSPITALISED),
+                    (VisitChannel.DIRECT, Outcome.HOME),
+                ]
+            ):
+                at = paris(f"2026-11-24T21:{i:02d}")
+                visit = make_visit(nimes, channel=channel, at=at, outcome=outcome, acts=1)
+                await store.add_visit(visit, None)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+
+
+@pytest.fixture
+def stored_month(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("REGULATOR_REDIS_URL", raising=False)
+    monkeypatch.setenv("REGULATOR_DATA_DIR", str(tmp_path))
+    _store_month(tmp_path)
+    return tmp_path
+
+
+def _report(capsys: pytest.CaptureFixture[str], fmt: str) -> str:
+    args = ["report", "--protocols", str(PROTOCOLS_DIR), "--mmg", "nimes", "--month", "2026-11"]
+    assert main([*args, "--format", fmt]) == 0
+    return capsys.readouterr().out
+
+
+def test_report_json_has_share_regulated_and_outcomes_that_add_up(
+    stored_month: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = json.loads(_report(capsys, "json"))
+    assert out["persons_seen"]["total"] == 4
+    assert out["share_regulated"] == 0.5
+    outcome_keys = (
+        "returned_home",
+        "reoriented_to_emergency",
+        "hospitalised",
+        "outcome_other",
+        "outcome_missing",
+    )
+    assert [out[k] for k in outcome_keys] == [2, 0, 1, 0, 1]
+
+
+def test_report_csv_and_markdown_show_the_share_and_the_missing_outcome(
+    stored_month: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_text = _report(capsys, "csv")
+    assert "share_regulated,0.5,Part des personnes vues venues via la régulation" in csv_text
+    assert "outcome_missing,1,Nombre de consultations dont l'issue n'est pas renseignée" in (
+        csv_text
+    )
+    md = _report(capsys, "md")
+    assert "| Part des personnes vues venues via la régulation de la PDS | 50,0\u00a0% |" in md
+    assert "## Autres issues de consultation (hors tableau de la circulaire)" in md
+
+
+def test_export_has_the_years_share_regulated(
+    stored_month: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", "--protocols", str(PROTOCOLS_DIR), "--year", "2026"]) == 0
+    export = json.loads(capsys.readouterr().out)
+    nimes = export["mmgs"]["nimes"]
+    assert nimes["totals"]["share_regulated"] == 0.5
+    assert nimes["months"][10]["share_regulated"] == 0.5
+    assert nimes["months"][0]["share_regulated"] is None
+    args = ["export", "--protocols", str(PROTOCOLS_DIR), "--year", "2026", "--format", "csv"]
+    assert main(args) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    column = header.split(",").index("share_regulated")
+    by_month = {
+        row.split(",")[1]: row.split(",")[column] for row in rows if row.startswith("nimes,")
+    }
+    assert (by_month["2026-11"], by_month["2026-01"]) == ("0.5", "")

@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 from regulator.cli import main
-from regulator.core.protocol import ProtocolLoadError, load_protocols
+from regulator.core.protocol import (
+    ProtocolLoadError,
+    load_protocols,
+    parse_protocol,
+    pds_hours_warnings,
+)
 from tests.unit.helpers import PROTOCOLS_DIR, raw_protocol
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -126,6 +131,20 @@ CASES: list[tuple[str, Mutation, str, str, str]] = [
         "calendar.subdiv",
         "'99'",
         "unknown department",
+    ),
+    (
+        "unknown-bridge-day",
+        _set("calendar.bridges", {"friday": True}),
+        "calendar.bridges.friday",
+        "True",
+        "Extra inputs are not permitted",
+    ),
+    (
+        "bridges-neither-flag-nor-choice",
+        _set("calendar.bridges", "sometimes"),
+        "calendar.bridges",
+        "'sometimes'",
+        "expected true, false or a mapping of monday_before, friday_after, saturday_after",
     ),
     (
         "roster-with-offset",
@@ -293,3 +312,106 @@ def test_numbers_are_stored_e164() -> None:
     assert nimes.numbers == ["+33466123456", "+33466123457"]
     assert metz.numbers == ["+33387551234"]
     assert nimes.routing.direct_access.professionals == ["+33612345678", "+33466000016"]
+
+
+# ------------------------------------------------------------ PDS hours (R.6315-1)
+
+
+def _out_of_hours_protocol() -> dict[str, Any]:
+    """Nîmes with three slots outside the PDS hours and three exempt or inside them."""
+    data = raw_protocol("nimes")
+    opening = data["opening"]
+    opening["weekdays"] = ["09:00-18:00", "20:00-24:00"]  # first one: daytime on working days
+    opening["saturday"] = ["08:00-24:00"]  # the morning is not PDS
+    opening["sunday"] = ["00:00-24:00"]  # Sundays are PDS all day
+    opening["holiday"] = ["00:00-24:00"]
+    opening["periods"] = [
+        {"name": "Travaux", "from": "2026-03-01", "to": "2026-03-31", "weekdays": ["06:00-24:00"]},
+        {
+            "name": "Afflux estival",
+            "from": "2026-07-01",
+            "to": "2026-08-31",
+            "influx": True,
+            "weekdays": ["10:00-24:00"],
+        },
+        {
+            "name": "Épidémie",
+            "from": "2027-01-01",
+            "to": "2027-01-31",
+            "reason": "Crise sanitaire : épidémie de grippe",
+            "saturday": ["08:00-24:00"],
+        },
+    ]
+    return data
+
+
+def test_pds_warnings_name_each_out_of_hours_slot_and_its_hours() -> None:
+    proto = parse_protocol(_out_of_hours_protocol(), "x.yaml")
+    issues = pds_hours_warnings(proto, "x.yaml")
+    assert [(i.field, i.value) for i in issues] == [
+        ("opening.weekdays[0]", "'09:00-18:00'"),
+        ("opening.saturday[0]", "'08:00-24:00'"),
+        ("opening.periods[0].weekdays[0]", "'06:00-24:00'"),
+    ]
+    assert "(09:00-18:00 ; jours ouvrés : PDS de 20:00 à 08:00)" in issues[0].reason
+    assert "(08:00-12:00 ; samedi : PDS à partir de 12:00" in issues[1].reason
+    assert "période « Travaux » sans influx: true ni reason" in issues[2].reason
+    assert "(08:00-20:00 ;" in issues[2].reason
+    assert all(i.file == "x.yaml" and "R.6315-1" in i.reason for i in issues)
+
+
+@pytest.mark.parametrize(
+    ("weekday_slot", "outside"),
+    [
+        ("20:00-24:00", None),
+        ("00:00-08:00", None),
+        ("19:00-24:00", "19:00-20:00"),
+        ("07:00-09:00", "08:00-09:00"),
+        ("00:00-24:00", "08:00-20:00"),
+    ],
+)
+def test_pds_hours_on_working_days_are_20_to_8(weekday_slot: str, outside: str | None) -> None:
+    data = raw_protocol("nimes")
+    data["opening"]["weekdays"] = [weekday_slot]
+    data["opening"]["periods"] = []
+    issues = pds_hours_warnings(parse_protocol(data, "n.yaml"), "n.yaml")
+    if outside is None:
+        assert issues == []
+    else:
+        assert len(issues) == 1
+        assert f"({outside} ;" in issues[0].reason
+
+
+def test_check_protocols_warns_once_per_out_of_hours_slot_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "nimes.yaml", _out_of_hours_protocol())
+
+    code = main(["check-protocols", str(tmp_path)])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    warnings = [line for line in captured.err.splitlines() if line.startswith("attention : ")]
+    assert len(warnings) == 3
+    assert warnings[0] == (
+        f"attention : {path}: opening.weekdays[0] = '09:00-18:00': ouverture hors des horaires "
+        "de PDS de l'art. R.6315-1 (09:00-18:00 ; jours ouvrés : PDS de 20:00 à 08:00)"
+    )
+    assert "3 avertissements" in captured.out
+
+
+def test_check_protocols_strict_fails_on_out_of_hours_slots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "nimes.yaml", _out_of_hours_protocol())
+    assert main(["check-protocols", "--strict", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.count("attention : ") == 3
+
+
+def test_shipped_protocols_pass_strict_without_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-protocols", "--strict", str(PROTOCOLS_DIR)]) == 0
+    captured = capsys.readouterr()
+    assert "attention" not in captured.err
+    assert "avertissement" not in captured.out

@@ -39,8 +39,8 @@ def _open_minutes(proto: Protocol, first_day: date, days: int) -> int:
         ("nimes", date(2026, 10, 19), 48),
         # Metz: 5 × 4 h + 10 h Saturday + 11 h Sunday.
         ("metz", date(2026, 11, 16), 41),
-        # Saint-Denis (UTC+4): 5 × 4 h + 11 h Saturday + 15 h Sunday.
-        ("saint-denis-reunion", date(2026, 11, 16), 46),
+        # Saint-Denis (UTC+4): 5 × 3 h + 11 h Saturday + 15 h Sunday.
+        ("saint-denis-reunion", date(2026, 11, 16), 41),
     ],
 )
 def test_plain_week_open_hours_sum_to_protocol_total(mmg: str, monday: date, hours: int) -> None:
@@ -122,8 +122,8 @@ class TestReunion:
     @pytest.mark.parametrize(
         ("utc", "is_open"),
         [
-            (datetime(2026, 11, 24, 14, 59, tzinfo=UTC), False),  # 18:59 local
-            (datetime(2026, 11, 24, 15, 0, tzinfo=UTC), True),  # 19:00 local
+            (datetime(2026, 11, 24, 15, 59, tzinfo=UTC), False),  # 19:59 local
+            (datetime(2026, 11, 24, 16, 0, tzinfo=UTC), True),  # 20:00 local
             (datetime(2026, 11, 24, 18, 59, tzinfo=UTC), True),  # 22:59 local
             (datetime(2026, 11, 24, 19, 0, tzinfo=UTC), False),  # 23:00 local
             (datetime(2026, 7, 14, 4, 0, tzinfo=UTC), True),  # 14 July 08:00 local
@@ -328,3 +328,35 @@ class TestOverridesAndPeriods:
         state = protocol("nimes").schedule.state(paris(at))
         assert state.open is is_open
         assert source in state.reason
+
+
+@pytest.mark.parametrize(
+    ("bridges", "at", "is_open", "kind"),
+    [
+        # Only the Friday after a Thursday holiday: Ascension Friday opens at 08:00,
+        # Saturday 16 May keeps Saturday hours (12:00) and Monday 13 July weekday hours.
+        ({"friday_after": True}, "2026-05-15T10:00", True, DayType.BRIDGE),
+        ({"friday_after": True}, "2026-05-16T10:00", False, DayType.SATURDAY),
+        ({"friday_after": True}, "2026-05-16T12:00", True, DayType.SATURDAY),
+        ({"friday_after": True}, "2026-07-13T10:00", False, DayType.WEEKDAY),
+        # Only the Monday before a Tuesday holiday.
+        ({"monday_before": True}, "2026-07-13T10:00", True, DayType.BRIDGE),
+        ({"monday_before": True}, "2026-05-15T10:00", False, DayType.WEEKDAY),
+        # All three spelled out, and the short forms.
+        (
+            {"monday_before": True, "friday_after": True, "saturday_after": True},
+            "2026-05-16T10:00",
+            True,
+            DayType.BRIDGE,
+        ),
+        (True, "2026-05-16T10:00", True, DayType.BRIDGE),
+        (False, "2026-05-15T10:00", False, DayType.WEEKDAY),
+        (False, "2026-05-14T10:00", True, DayType.HOLIDAY),
+    ],
+)
+def test_protocol_chooses_its_bridge_days(
+    bridges: object, at: str, is_open: bool, kind: DayType
+) -> None:
+    proto = variant("nimes", **{"calendar.bridges": bridges})
+    state = proto.schedule.state(paris(at))
+    assert (state.open, state.day_type) == (is_open, kind)
