@@ -196,11 +196,16 @@ class Kamailio:
 # ------------------------------------------------------------------------ SIPp
 @dataclass
 class Destination:
-    """A SIPp UAS that answers at most one call (a regulation line, a front desk…)."""
+    """A SIPp UAS that answers at most one call (a regulation line, a front desk…).
+
+    With ``refuse`` set to a SIP status (486, 503, 603…) it refuses the call with that
+    final reply instead of answering it.
+    """
 
     name: str
     port: int
     workdir: Path
+    refuse: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -209,11 +214,18 @@ class Destination:
 
     def start(self) -> None:
         self.trace.unlink(missing_ok=True)
+        scenario = SCENARIOS / "uas.xml"
+        if self.refuse is not None:
+            template = (SCENARIOS / "uas-refuse.xml").read_text(encoding="ascii")
+            scenario = self.workdir / f"uas-refuse-{self.refuse}.xml"
+            scenario.write_text(
+                template.replace("SIP/2.0 CODE ", f"SIP/2.0 {self.refuse} "), encoding="ascii"
+            )
         self.process = subprocess.Popen(
             [
                 sipp_binary(),
                 "-sf",
-                str(SCENARIOS / "uas.xml"),
+                str(scenario),
                 "-i",
                 LOCALHOST,
                 "-p",
@@ -241,7 +253,11 @@ class Destination:
 
     def answered(self) -> bool:
         """The call was answered and completed here (sipp exits 0 after one call)."""
-        return self.process is not None and self.process.poll() == 0
+        return self.refuse is None and self.process is not None and self.process.poll() == 0
+
+    def refused(self) -> bool:
+        """The call reached this refusing destination and was refused (reply ACKed)."""
+        return self.refuse is not None and self.process is not None and self.process.poll() == 0
 
     def invite(self) -> str:
         """The INVITE this destination received, as traced by sipp."""
@@ -292,7 +308,8 @@ def place_call(
     """One SIPp call from ``caller`` to ``called`` through the proxy.
 
     Every destination not named in ``down`` waits for a call; the one that answers
-    is where the call landed. The others must not have been rung.
+    is where the call landed. The others must not have been rung, except those that
+    refuse calls: they must have been tried (and refused) before the call moved on.
     """
     call_id_prefix = f"e2e-{uuid.uuid4().hex[:10]}"
     call_id = f"{call_id_prefix}-1"
@@ -344,8 +361,10 @@ def place_call(
             time.sleep(0.05)
             answered = [d for d in started if d.answered()]
         assert len(answered) <= 1, f"one call rang several places: {[d.name for d in answered]}"
-        rung = [d.name for d in started if d not in answered and d.invite()]
+        rung = [d.name for d in started if d.refuse is None and d not in answered and d.invite()]
         assert not rung, f"destinations rung without answering: {rung}"
+        untried = [d.name for d in started if d.refuse is not None and not d.refused()]
+        assert not untried, f"refusing destinations never tried: {untried}"
         if not answered:
             return Landing(None, "", call_id)
         return Landing(answered[0].name, answered[0].invite(), call_id)
