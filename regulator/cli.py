@@ -49,8 +49,33 @@ def cmd_check_protocols(args: argparse.Namespace) -> int:
     for proto in protocols:
         numbers = ", ".join(proto.numbers)
         print(f"ok  {proto.id:<24} {proto.name} ({proto.timezone}; {numbers})")
+    _warn_unreachable_over_kamailio(protocols)
     print(f"{len(protocols)} protocole(s) valide(s) dans {directory}")
     return 0
+
+
+def _warn_unreachable_over_kamailio(protocols: ProtocolSet) -> None:
+    """With a Kamailio secret set, name on stderr each destination Kamailio cannot ring
+    (neither a SIP URI nor REGULATOR_SIP_GATEWAY). A warning: the exit code is unchanged."""
+    from pydantic import ValidationError
+
+    from regulator.platforms import kamailio
+    from regulator.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError:
+        _err("avertissement : réglages REGULATOR_* invalides, destinations Kamailio non vérifiées")
+        return
+    if not settings.secret("kamailio_secret"):
+        return
+    for proto in protocols:
+        for name in kamailio.unreachable_destinations(proto, settings.sip_gateway):
+            _err(
+                f"avertissement : MMG {proto.id}, destination {name} : ni URI SIP ni passerelle "
+                "SIP (REGULATOR_SIP_GATEWAY) ; Kamailio ne peut pas l'appeler et passe à la "
+                "route suivante (régulation)"
+            )
 
 
 def parse_instant(value: str | None, tz: object) -> datetime:

@@ -373,6 +373,10 @@ def test_unanswered_front_desk_without_a_gateway_fails_over_to_regulation(
     line = lab_without_gateway.service.webhook_line(landing.call_id)
     assert line is not None
     assert (line["mmg"], line["route"]) == ("e2e-mixed", "direct_access")
+    # Every route the service gave was one Kamailio could relay.
+    assert "could not be relayed" not in lab_without_gateway.kamailio.log(), (
+        lab_without_gateway.diagnostics()
+    )
 
 
 def test_front_desk_behind_a_gateway_that_does_not_resolve_fails_over_to_regulation(
