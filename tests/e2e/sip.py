@@ -114,6 +114,57 @@ def sip_options_ok(port: int, timeout: float = 0.5) -> bool:
         return data.startswith(b"SIP/2.0 200")
 
 
+def invite_final_status(
+    port: int, caller: str, called: str, timeout: float = 15.0
+) -> int | None:
+    """Send one INVITE to 127.0.0.1:port and return the status of the final reply it
+    gets (ACKed as RFC 3261 says for a non-2xx), or None if none came in time.
+
+    For calls that must fail: SIPp's caller scenario expects the call to be answered.
+    """
+    branch = f"z9hG4bK{uuid.uuid4().hex[:16]}"
+    call_id = f"e2e-final-{uuid.uuid4().hex}"
+    from_tag = uuid.uuid4().hex[:8]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        local_port = sock.getsockname()[1]
+        via = f"Via: SIP/2.0/UDP {LOCALHOST}:{local_port};branch={branch};rport\r\n"
+        common = (
+            f"From: <sip:{caller}@{LOCALHOST}>;tag={from_tag}\r\n"
+            f"Call-ID: {call_id}\r\n"
+            "Max-Forwards: 70\r\n"
+        )
+        invite = (
+            f"INVITE sip:{called}@{LOCALHOST}:{port} SIP/2.0\r\n{via}{common}"
+            f"To: <sip:{called}@{LOCALHOST}:{port}>\r\n"
+            f"Contact: <sip:{caller}@{LOCALHOST}:{local_port}>\r\n"
+            "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(invite.encode(), (LOCALHOST, port))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, _ = sock.recvfrom(65535)
+            except OSError:
+                return None
+            text = data.decode(errors="replace")
+            status = int(text.split(" ", 2)[1])
+            if status < 200:
+                continue
+            to = next(
+                (line for line in text.split("\r\n") if line.lower().startswith(("to:", "t:"))),
+                f"To: <sip:{called}@{LOCALHOST}:{port}>",
+            )
+            ack = (
+                f"ACK sip:{called}@{LOCALHOST}:{port} SIP/2.0\r\n{via}{common}{to}\r\n"
+                "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )
+            sock.sendto(ack.encode(), (LOCALHOST, port))
+            return status
+    return None
+
+
 # --------------------------------------------------------------------- Kamailio
 @dataclass
 class Kamailio:

@@ -23,6 +23,7 @@ from tests.e2e.sip import (
     Kamailio,
     Landing,
     free_port,
+    invite_final_status,
     kamailio_binary,
     place_call,
     sipp_binary,
@@ -294,3 +295,59 @@ def test_when_no_route_resolves_the_call_goes_to_the_regulation_uri(bench: Bench
 
     assert landing.name == "regulation", bench.kamailio.log()[-3000:]
     assert landing.header("X-Regulator-Route") == "failsafe"
+
+
+@pytest.fixture(scope="module")
+def bench_with_unroutable_failsafe(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Bench]:
+    """The bench, but REGULATION_URI is the config's default placeholder, which does
+    not resolve (a deployment that forgot to set it)."""
+    kamailio_binary()
+    sipp_binary()
+    root = tmp_path_factory.mktemp("kamailio-bench-unroutable")
+    server = _StandIn((LOCALHOST, 0), _Handler)
+    server.script = Script()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    regulation = Destination("regulation", free_port(), root)
+    desk = Destination("desk", free_port(), root)
+    kamailio = Kamailio(
+        workdir=root / "kamailio",
+        service_url=f"http://{LOCALHOST}:{server.server_address[1]}/hooks/kamailio/route",
+        regulation_uri="sip:+33466000015@trunk.invalid",
+        secret=SECRET,
+    )
+    kamailio.start()
+    try:
+        yield Bench(root, server, kamailio, regulation, desk)
+    finally:
+        kamailio.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("request", id="no-route-resolves"),
+        pytest.param("failure", id="after-a-failed-route"),
+    ],
+)
+def test_unroutable_regulation_uri_gives_the_caller_a_final_error_not_silence(
+    bench_with_unroutable_failsafe: Bench, where: str
+) -> None:
+    # Nothing is left to try: the caller must hear a final reply at once, not wait.
+    bench = bench_with_unroutable_failsafe
+    if where == "request":
+        bench.answer(200, rtjson((UNRESOLVABLE, "direct_access")))
+    else:
+        desk = f"sip:desk@{LOCALHOST}:{free_port()}"  # nobody listens: 408 after 1.5 s
+        bench.answer(200, rtjson((desk, "direct_access"), (UNRESOLVABLE, "regulation")))
+
+    started = time.monotonic()
+    status = invite_final_status(bench.kamailio.port, CALLER, CALLED)
+
+    assert status == 503, bench.kamailio.log()[-3000:]
+    assert time.monotonic() - started < 5.0
