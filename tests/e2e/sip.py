@@ -114,9 +114,7 @@ def sip_options_ok(port: int, timeout: float = 0.5) -> bool:
         return data.startswith(b"SIP/2.0 200")
 
 
-def invite_final_status(
-    port: int, caller: str, called: str, timeout: float = 15.0
-) -> int | None:
+def invite_final_status(port: int, caller: str, called: str, timeout: float = 15.0) -> int | None:
     """Send one INVITE to 127.0.0.1:port and return the status of the final reply it
     gets (ACKed as RFC 3261 says for a non-2xx), or None if none came in time.
 
