@@ -67,7 +67,7 @@ def cmd_check_protocols(args: argparse.Namespace) -> int:
     for proto in protocols:
         numbers = ", ".join(proto.numbers)
         print(f"ok  {proto.id:<24} {proto.name} ({proto.timezone}; {numbers})")
-    warnings = _warn_pds_hours(protocols)
+    warnings = _warn_pds_hours(protocols) + _warn_unreachable_over_kamailio(protocols)
     print(f"{len(protocols)} protocole(s) valide(s) dans {directory}")
     if warnings:
         plural = "s" if warnings > 1 else ""
@@ -75,6 +75,34 @@ def cmd_check_protocols(args: argparse.Namespace) -> int:
         if args.strict:
             return 1
     return 0
+
+
+def _warn_unreachable_over_kamailio(protocols: ProtocolSet) -> int:
+    """With a Kamailio secret set, name on stderr each destination Kamailio cannot ring
+    (neither a SIP URI nor REGULATOR_SIP_GATEWAY); return how many. A warning: the exit
+    code is unchanged unless ``--strict``."""
+    from pydantic import ValidationError
+
+    from regulator.platforms import kamailio
+    from regulator.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError:
+        _err("avertissement : réglages REGULATOR_* invalides, destinations Kamailio non vérifiées")
+        return 1
+    if not settings.secret("kamailio_secret"):
+        return 0
+    count = 0
+    for proto in protocols:
+        for name in kamailio.unreachable_destinations(proto, settings.sip_gateway):
+            count += 1
+            _err(
+                f"avertissement : MMG {proto.id}, destination {name} : ni URI SIP ni passerelle "
+                "SIP (REGULATOR_SIP_GATEWAY) ; Kamailio ne peut pas l'appeler et passe à la "
+                "route suivante (régulation)"
+            )
+    return count
 
 
 def parse_instant(value: str | None, tz: object) -> datetime:

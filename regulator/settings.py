@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     kamailio_secret: SecretStr | None = None
     generic_secret: SecretStr | None = None
     failsafe_number: str | None = None
-    sip_gateway: str = "gateway.invalid"
+    #: Host (``host[:port]``) of the SIP trunk through which Kamailio dials numbers
+    #: (``sip:<E.164>@<sip_gateway>``). Unset: destinations known only by number get
+    #: no Kamailio route (never a URI that cannot be relayed).
+    sip_gateway: str | None = None
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     tokens_file: Path | None = None
@@ -58,6 +61,13 @@ class Settings(BaseSettings):
     #: closes, so a load balancer stops sending new calls first (set it to about the
     #: readiness probe period behind Kubernetes or a load balancer).
     shutdown_grace_s: float = Field(default=0.0, ge=0, le=60)
+
+    @field_validator("sip_gateway")
+    @classmethod
+    def _gateway(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
 
     @field_validator("failsafe_number")
     @classmethod

@@ -10,6 +10,12 @@ Kamailio has no voice menu and cannot play our messages: the web layer decides w
 ``Stage.DIGITS`` and no digits (the menu default), and a destination that can only be
 announced (short codes) is replaced by the regulation line. The regulation line always
 closes the list, as the failover of whatever comes first.
+
+Every route must be one Kamailio can relay: a number becomes a route only through a
+configured SIP gateway (``REGULATOR_SIP_GATEWAY``), never through a placeholder host.
+The deploy script moves on past a route that fails anyway (a gateway that does not
+resolve) and ends on its own ``REGULATION_URI``; :func:`unreachable_destinations` lets
+``check-protocols`` and ``serve`` name the destinations Kamailio cannot reach.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import hmac
 
 import orjson
 
+from regulator.core import phone
 from regulator.core.models import Call, Decision, Destination, Platform, Route, Stage
+from regulator.core.protocol import Destination as ProtocolDestination
+from regulator.core.protocol import Protocol
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -71,7 +80,8 @@ def parse_event(req: HookRequest) -> CallEvent:
 
 
 def _uris(destination: Destination | None, sip_gateway: str | None) -> list[str]:
-    """SIP URIs for a destination: its own SIP URI first, then its number via the gateway."""
+    """SIP URIs for a destination: its own SIP URI first, then its number via the gateway
+    (none without a gateway: a URI Kamailio cannot relay is never emitted)."""
     if destination is None or not destination.dialable:
         return []
     uris: list[str] = []
@@ -91,8 +101,11 @@ def render(
     """The decision as an ``rtjson`` document.
 
     ``regulation`` is the MMG's regulation line (centre 15 / SAS): it ends the route
-    list as failover, and replaces destinations Kamailio cannot reach. Numbers are
-    sent as ``sip:<E.164>@<sip_gateway>``. ``urls`` is unused (no callbacks in rtjson).
+    list as failover (its SIP URI, then its number through the gateway), and replaces
+    destinations Kamailio cannot reach. Numbers are sent as ``sip:<E.164>@<sip_gateway>``
+    only when a gateway is configured; without one, a destination known only by number
+    gives no route, and a regulation line known only by number leaves the failover to
+    the script's ``REGULATION_URI``. ``urls`` is unused (no callbacks in rtjson).
     """
     del urls
     first_route = decision.route
@@ -131,3 +144,36 @@ def render(
 def render_hangup() -> Answer:
     """An ``rtjson`` document with no routes: the Kamailio script rejects the call."""
     return Answer(_EMPTY, CONTENT_TYPE)
+
+
+def _unreachable(destination: ProtocolDestination, sip_gateway: str | None) -> bool:
+    """A dialable destination with neither a SIP URI nor a gateway for its number."""
+    if destination.sip is not None or destination.number is None:
+        return False
+    return sip_gateway is None and not phone.is_short_code(destination.number)
+
+
+def unreachable_destinations(protocol: Protocol, sip_gateway: str | None) -> list[str]:
+    """Names of the protocol's destinations a Kamailio call can be sent to but Kamailio
+    cannot ring: a long number, no SIP URI, no gateway. Their calls go on to the next
+    route (the regulation line, else ``REGULATION_URI``) instead.
+
+    Kamailio has no voice menu, so the pharmacy is reached only as the menu's default
+    choice; short codes are never dialled on any platform (they are announced).
+    """
+    destinations = protocol.destinations
+    names = [
+        name
+        for name, destination in (
+            ("regulation", destinations.regulation),
+            ("front_desk", destinations.front_desk),
+        )
+        if _unreachable(destination, sip_gateway)
+    ]
+    routing = protocol.routing
+    if routing.when_open == "menu" and routing.menu and routing.menu.default == "pharmacy":
+        pharmacy = destinations.pharmacy
+        numbers = [entry.number for entry in pharmacy.roster] + [pharmacy.fallback]
+        if sip_gateway is None and any(not phone.is_short_code(n) for n in numbers):
+            names.append("pharmacy")
+    return names

@@ -24,6 +24,7 @@ from regulator.calls import CallRouter
 from regulator.core.protocol import ProtocolSet
 from regulator.logs import configure_logging, get_logger
 from regulator.metrics import Metrics
+from regulator.platforms import kamailio
 from regulator.ports import Clock, Store, SystemClock
 from regulator.reload import ProtocolRegistry, warm_up
 from regulator.settings import Settings
@@ -206,6 +207,7 @@ def serve(args: argparse.Namespace) -> int:
 
     store = open_store(settings)
     app = create_app(settings, store, SystemClock())
+    _warn_unreachable_over_kamailio(settings, app[keys.PROTOCOLS].current)
     log.info(
         "serving",
         host=settings.host,
@@ -226,6 +228,21 @@ def serve(args: argparse.Namespace) -> int:
     else:
         uvloop.run(_run(app, settings))
     return 0
+
+
+def _warn_unreachable_over_kamailio(settings: Settings, protocols: ProtocolSet) -> None:
+    """With a Kamailio secret set, log each destination Kamailio cannot ring (neither a
+    SIP URI nor REGULATOR_SIP_GATEWAY): its calls go on to the next route."""
+    if not settings.secret("kamailio_secret"):
+        return
+    for proto in protocols:
+        for name in kamailio.unreachable_destinations(proto, settings.sip_gateway):
+            log.warning(
+                "kamailio_destination_unreachable",
+                mmg=proto.id,
+                destination=name,
+                reason="no SIP URI and no REGULATOR_SIP_GATEWAY",
+            )
 
 
 async def _run(app: web.Application, settings: Settings) -> None:

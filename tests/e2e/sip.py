@@ -114,6 +114,55 @@ def sip_options_ok(port: int, timeout: float = 0.5) -> bool:
         return data.startswith(b"SIP/2.0 200")
 
 
+def invite_final_status(port: int, caller: str, called: str, timeout: float = 15.0) -> int | None:
+    """Send one INVITE to 127.0.0.1:port and return the status of the final reply it
+    gets (ACKed as RFC 3261 says for a non-2xx), or None if none came in time.
+
+    For calls that must fail: SIPp's caller scenario expects the call to be answered.
+    """
+    branch = f"z9hG4bK{uuid.uuid4().hex[:16]}"
+    call_id = f"e2e-final-{uuid.uuid4().hex}"
+    from_tag = uuid.uuid4().hex[:8]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        local_port = sock.getsockname()[1]
+        via = f"Via: SIP/2.0/UDP {LOCALHOST}:{local_port};branch={branch};rport\r\n"
+        common = (
+            f"From: <sip:{caller}@{LOCALHOST}>;tag={from_tag}\r\n"
+            f"Call-ID: {call_id}\r\n"
+            "Max-Forwards: 70\r\n"
+        )
+        invite = (
+            f"INVITE sip:{called}@{LOCALHOST}:{port} SIP/2.0\r\n{via}{common}"
+            f"To: <sip:{called}@{LOCALHOST}:{port}>\r\n"
+            f"Contact: <sip:{caller}@{LOCALHOST}:{local_port}>\r\n"
+            "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(invite.encode(), (LOCALHOST, port))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, _ = sock.recvfrom(65535)
+            except OSError:
+                return None
+            text = data.decode(errors="replace")
+            status = int(text.split(" ", 2)[1])
+            if status < 200:
+                continue
+            to = next(
+                (line for line in text.split("\r\n") if line.lower().startswith(("to:", "t:"))),
+                f"To: <sip:{called}@{LOCALHOST}:{port}>",
+            )
+            ack = (
+                f"ACK sip:{called}@{LOCALHOST}:{port} SIP/2.0\r\n{via}{common}{to}\r\n"
+                "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )
+            sock.sendto(ack.encode(), (LOCALHOST, port))
+            return status
+    return None
+
+
 # --------------------------------------------------------------------- Kamailio
 @dataclass
 class Kamailio:
@@ -196,11 +245,16 @@ class Kamailio:
 # ------------------------------------------------------------------------ SIPp
 @dataclass
 class Destination:
-    """A SIPp UAS that answers at most one call (a regulation line, a front desk…)."""
+    """A SIPp UAS that answers at most one call (a regulation line, a front desk…).
+
+    With ``refuse`` set to a SIP status (486, 503, 603…) it refuses the call with that
+    final reply instead of answering it.
+    """
 
     name: str
     port: int
     workdir: Path
+    refuse: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -209,11 +263,18 @@ class Destination:
 
     def start(self) -> None:
         self.trace.unlink(missing_ok=True)
+        scenario = SCENARIOS / "uas.xml"
+        if self.refuse is not None:
+            template = (SCENARIOS / "uas-refuse.xml").read_text(encoding="ascii")
+            scenario = self.workdir / f"uas-refuse-{self.refuse}.xml"
+            scenario.write_text(
+                template.replace("SIP/2.0 CODE ", f"SIP/2.0 {self.refuse} "), encoding="ascii"
+            )
         self.process = subprocess.Popen(
             [
                 sipp_binary(),
                 "-sf",
-                str(SCENARIOS / "uas.xml"),
+                str(scenario),
                 "-i",
                 LOCALHOST,
                 "-p",
@@ -241,7 +302,11 @@ class Destination:
 
     def answered(self) -> bool:
         """The call was answered and completed here (sipp exits 0 after one call)."""
-        return self.process is not None and self.process.poll() == 0
+        return self.refuse is None and self.process is not None and self.process.poll() == 0
+
+    def refused(self) -> bool:
+        """The call reached this refusing destination and was refused (reply ACKed)."""
+        return self.refuse is not None and self.process is not None and self.process.poll() == 0
 
     def invite(self) -> str:
         """The INVITE this destination received, as traced by sipp."""
@@ -292,7 +357,8 @@ def place_call(
     """One SIPp call from ``caller`` to ``called`` through the proxy.
 
     Every destination not named in ``down`` waits for a call; the one that answers
-    is where the call landed. The others must not have been rung.
+    is where the call landed. The others must not have been rung, except those that
+    refuse calls: they must have been tried (and refused) before the call moved on.
     """
     call_id_prefix = f"e2e-{uuid.uuid4().hex[:10]}"
     call_id = f"{call_id_prefix}-1"
@@ -344,8 +410,10 @@ def place_call(
             time.sleep(0.05)
             answered = [d for d in started if d.answered()]
         assert len(answered) <= 1, f"one call rang several places: {[d.name for d in answered]}"
-        rung = [d.name for d in started if d not in answered and d.invite()]
+        rung = [d.name for d in started if d.refuse is None and d not in answered and d.invite()]
         assert not rung, f"destinations rung without answering: {rung}"
+        untried = [d.name for d in started if d.refuse is not None and not d.refused()]
+        assert not untried, f"refusing destinations never tried: {untried}"
         if not answered:
             return Landing(None, "", call_id)
         return Landing(answered[0].name, answered[0].invite(), call_id)

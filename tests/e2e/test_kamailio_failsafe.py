@@ -23,6 +23,7 @@ from tests.e2e.sip import (
     Kamailio,
     Landing,
     free_port,
+    invite_final_status,
     kamailio_binary,
     place_call,
     sipp_binary,
@@ -101,13 +102,17 @@ class Bench:
             (f"sip:regulation@{LOCALHOST}:{self.regulation.port}", "regulation"),
         )
 
-    def call(self) -> Landing:
+    def call(self, *, desk_refuses: int | None = None, down: tuple[str, ...] = ()) -> Landing:
+        desk = self.desk
+        if desk_refuses is not None:
+            desk = Destination(desk.name, desk.port, desk.workdir, refuse=desk_refuses)
         return place_call(
             proxy_port=self.kamailio.port,
             caller=CALLER,
             called=CALLED,
-            destinations=[self.regulation, self.desk],
+            destinations=[self.regulation, desk],
             workdir=self.root,
+            down=down,
         )
 
 
@@ -197,3 +202,152 @@ def test_service_slower_than_the_http_budget_falls_back_to_the_regulation_line(
     assert landing.header("X-Regulator-Route") == "failsafe"
     # HTTP_TIMEOUT_S is 1 s: the caller did not wait for the slow answer.
     assert time.monotonic() - started < 3.0
+
+
+# ------------------------------------------------------------------ failover
+# Whatever makes a route fail, the next one is tried; when every route has failed,
+# REGULATION_URI. A route that fails locally (a host that does not resolve: tm's
+# "failure to add branches") must not end the failover either.
+
+UNRESOLVABLE = "sip:+33466123400@gateway.invalid"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(486, id="4xx-busy"),
+        pytest.param(404, id="4xx-not-found"),
+        pytest.param(503, id="5xx-unavailable"),
+        pytest.param(603, id="6xx-decline"),
+    ],
+)
+def test_route_refused_with_any_final_reply_moves_on_to_the_next(bench: Bench, code: int) -> None:
+    bench.answer(200, bench.decision())
+
+    landing = bench.call(desk_refuses=code)
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "regulation"
+
+
+def test_route_that_does_not_answer_moves_on_to_the_next(bench: Bench) -> None:
+    bench.answer(200, bench.decision())
+
+    landing = bench.call(down=("desk",))
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "regulation"
+
+
+def test_first_route_that_does_not_resolve_moves_on_to_the_next(bench: Bench) -> None:
+    bench.answer(
+        200,
+        rtjson(
+            (UNRESOLVABLE, "direct_access"),
+            (f"sip:regulation@{LOCALHOST}:{bench.regulation.port}", "regulation"),
+        ),
+    )
+
+    landing = bench.call()
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "regulation"
+
+
+def test_route_that_does_not_resolve_after_a_failed_one_moves_on_to_the_next(
+    bench: Bench,
+) -> None:
+    bench.answer(
+        200,
+        rtjson(
+            (f"sip:desk@{LOCALHOST}:{bench.desk.port}", "direct_access"),
+            (UNRESOLVABLE, "direct_access"),
+            ("sip:+33466123400@other-gateway.invalid", "direct_access"),
+            (f"sip:regulation@{LOCALHOST}:{bench.regulation.port}", "regulation"),
+        ),
+    )
+
+    landing = bench.call(desk_refuses=480)
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "regulation"
+
+
+def test_when_every_route_has_failed_the_call_goes_to_the_regulation_uri(bench: Bench) -> None:
+    bench.answer(
+        200,
+        rtjson(
+            (f"sip:desk@{LOCALHOST}:{bench.desk.port}", "direct_access"),
+            ("sip:+33466000015@gateway.invalid", "regulation"),
+        ),
+    )
+
+    landing = bench.call(desk_refuses=503)
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "failsafe"
+
+
+def test_when_no_route_resolves_the_call_goes_to_the_regulation_uri(bench: Bench) -> None:
+    bench.answer(200, rtjson((UNRESOLVABLE, "direct_access"), (UNRESOLVABLE, "regulation")))
+
+    landing = bench.call()
+
+    assert landing.name == "regulation", bench.kamailio.log()[-3000:]
+    assert landing.header("X-Regulator-Route") == "failsafe"
+
+
+@pytest.fixture(scope="module")
+def bench_with_unroutable_failsafe(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Bench]:
+    """The bench, but REGULATION_URI is the config's default placeholder, which does
+    not resolve (a deployment that forgot to set it)."""
+    kamailio_binary()
+    sipp_binary()
+    root = tmp_path_factory.mktemp("kamailio-bench-unroutable")
+    server = _StandIn((LOCALHOST, 0), _Handler)
+    server.script = Script()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    regulation = Destination("regulation", free_port(), root)
+    desk = Destination("desk", free_port(), root)
+    kamailio = Kamailio(
+        workdir=root / "kamailio",
+        service_url=f"http://{LOCALHOST}:{server.server_address[1]}/hooks/kamailio/route",
+        regulation_uri="sip:+33466000015@trunk.invalid",
+        secret=SECRET,
+    )
+    kamailio.start()
+    try:
+        yield Bench(root, server, kamailio, regulation, desk)
+    finally:
+        kamailio.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("request", id="no-route-resolves"),
+        pytest.param("failure", id="after-a-failed-route"),
+    ],
+)
+def test_unroutable_regulation_uri_gives_the_caller_a_final_error_not_silence(
+    bench_with_unroutable_failsafe: Bench, where: str
+) -> None:
+    # Nothing is left to try: the caller must hear a final reply at once, not wait.
+    bench = bench_with_unroutable_failsafe
+    if where == "request":
+        bench.answer(200, rtjson((UNRESOLVABLE, "direct_access")))
+    else:
+        desk = f"sip:desk@{LOCALHOST}:{free_port()}"  # nobody listens: 408 after 1.5 s
+        bench.answer(200, rtjson((desk, "direct_access"), (UNRESOLVABLE, "regulation")))
+
+    started = time.monotonic()
+    status = invite_final_status(bench.kamailio.port, CALLER, CALLED)
+
+    assert status == 503, bench.kamailio.log()[-3000:]
+    assert time.monotonic() - started < 5.0

@@ -1,10 +1,14 @@
 """The real SIP path: SIPp caller → Kamailio (deploy/kamailio/kamailio.cfg) →
 ``regulator serve`` (/hooks/kamailio/route, rtjson) → SIPp destination.
 
-Each destination (regulation line, front desk, SIP gateway for numbers) is a SIPp
-UAS on its own loopback port; a call "lands" where the UAS answered. Opening hours
-are made deterministic by the test protocols: one MMG is open now through a dated
-override (now ± 1 h), the other has no slot at all.
+Each destination (regulation line, front desk, SIP gateway for numbers, and the
+fail-safe line Kamailio dials on its own, REGULATION_URI) is a SIPp UAS on its own
+loopback port; a call "lands" where the UAS answered. Opening hours are made
+deterministic by the test protocols: the open MMGs are open now through a dated
+override (now ± 1 h), the closed one has no slot at all.
+
+Three labs differ only by the service's SIP gateway: a SIPp UAS, none configured,
+and a host that does not resolve.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ TZ = ZoneInfo("Europe/Paris")
 OPEN_MMG = "+33466123456"  # open now, front desk with a SIP URI
 CLOSED_MMG = "+33466123499"  # never open
 GATEWAY_MMG = "+33466123477"  # open now, numbers only, menu defaults to the pharmacy
+MIXED_MMG = "+33466123488"  # open now, front desk and regulation with SIP URI and number
 UNKNOWN_NUMBER = "+33466999999"  # no protocol: the service's fail-safe
 
 PROFESSIONAL = "+33612345678"
@@ -125,11 +130,26 @@ destinations:
 {common_routing.replace("default: regulation", "default: pharmacy")}""",
         encoding="utf-8",
     )
+    (directory / "e2e-mixed.yaml").write_text(
+        f"""id: e2e-mixed
+name: MMG de test joignable par SIP et par numéro
+timezone: Europe/Paris
+calendar: {{country: FR, subdiv: null, bridges: false}}
+numbers: ["{MIXED_MMG}"]
+opening:{closed_week}
+  overrides:
+    - {{from: "{start}", to: "{end}", open: true, direct_access: false, reason: Test e2e}}
+destinations:
+  regulation: {regulation}
+  front_desk: {{sip: "sip:desk@{LOCALHOST}:{ports["desk"]}", number: "{FRONT_DESK_NUMBER}"}}
+{common_routing}""",
+        encoding="utf-8",
+    )
 
 
 @dataclass
 class SipLab:
-    """The service, Kamailio and three SIPp destinations on loopback."""
+    """The service, Kamailio and four SIPp destinations on loopback."""
 
     root: Path
     service: Service
@@ -157,28 +177,37 @@ class SipLab:
         )
 
 
-def start_lab(root: Path, *, kamailio_secret: str = SECRET) -> SipLab:
+SIPP_GATEWAY = "sipp"  # start_lab's default: the gateway is the lab's SIPp UAS
+UNRESOLVABLE_GATEWAY = "trunk.operator.invalid"
+
+
+def start_lab(
+    root: Path, *, kamailio_secret: str = SECRET, gateway: str | None = SIPP_GATEWAY
+) -> SipLab:
+    """A lab whose service uses ``gateway`` as REGULATOR_SIP_GATEWAY (None: unset)."""
     kamailio_binary()
     sipp_binary()
-    ports = {name: free_port() for name in ("regulation", "desk", "gateway")}
+    ports = {name: free_port() for name in ("regulation", "desk", "gateway", "failsafe")}
     write_protocols(root / "protocols", ports)
     (root / "var").mkdir(parents=True, exist_ok=True)
-    service = Service(
-        workdir=root,
-        env={
-            "REGULATOR_PROTOCOLS_DIR": str(root / "protocols"),
-            "REGULATOR_DATA_DIR": str(root / "var"),
-            "REGULATOR_KAMAILIO_SECRET": SECRET,
-            "REGULATOR_SIP_GATEWAY": f"{LOCALHOST}:{ports['gateway']}",
-            "REGULATOR_FAILSAFE_NUMBER": FAILSAFE_NUMBER,
-        },
-    )
+    env = {
+        "REGULATOR_PROTOCOLS_DIR": str(root / "protocols"),
+        "REGULATOR_DATA_DIR": str(root / "var"),
+        "REGULATOR_KAMAILIO_SECRET": SECRET,
+        "REGULATOR_FAILSAFE_NUMBER": FAILSAFE_NUMBER,
+    }
+    if gateway == SIPP_GATEWAY:
+        env["REGULATOR_SIP_GATEWAY"] = f"{LOCALHOST}:{ports['gateway']}"
+    elif gateway is not None:
+        env["REGULATOR_SIP_GATEWAY"] = gateway
+    service = Service(workdir=root, env=env)
     service.start()
     kamailio = Kamailio(
         workdir=root / "kamailio",
         service_url=f"{service.base_url}/hooks/kamailio/route",
-        # Kamailio's own fail-safe: the regulation line, without the service.
-        regulation_uri=f"sip:regulation@{LOCALHOST}:{ports['regulation']}",
+        # Kamailio's own fail-safe, without the service: in production the regulation
+        # centre's long number through the trunk, here a line of its own.
+        regulation_uri=f"sip:failsafe@{LOCALHOST}:{ports['failsafe']}",
         secret=kamailio_secret,
     )
     try:
@@ -294,7 +323,7 @@ def test_call_still_reaches_regulation_when_the_service_is_stopped(tmp_path: Pat
         own.service.stop()
         landing = own.call(PROFESSIONAL, OPEN_MMG)
 
-        _assert_landed(own, landing, "regulation", "failsafe")
+        _assert_landed(own, landing, "failsafe", "failsafe")
     finally:
         own.stop()
 
@@ -304,9 +333,96 @@ def test_call_reaches_regulation_when_the_service_rejects_kamailio(tmp_path: Pat
     try:
         landing = own.call(PROFESSIONAL, OPEN_MMG)
 
-        _assert_landed(own, landing, "regulation", "failsafe")
+        _assert_landed(own, landing, "failsafe", "failsafe")
         assert any(
             event.get("event") == "webhook_signature_rejected" for event in own.service.log_events()
         ), own.service.log()[-3000:]
     finally:
         own.stop()
+
+
+# ------------------------------------------------- failover that cannot dead-end
+
+
+@pytest.fixture(scope="module")
+def lab_without_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
+    started = start_lab(tmp_path_factory.mktemp("sip-lab-no-gateway"), gateway=None)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_with_unresolvable_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SipLab]:
+    started = start_lab(
+        tmp_path_factory.mktemp("sip-lab-bad-gateway"), gateway=UNRESOLVABLE_GATEWAY
+    )
+    yield started
+    started.stop()
+
+
+def test_unanswered_front_desk_without_a_gateway_fails_over_to_regulation(
+    lab_without_gateway: SipLab,
+) -> None:
+    # The front desk and the regulation line have a SIP URI and a number; with no
+    # gateway configured, the numbers must not become routes that cannot be relayed.
+    landing = lab_without_gateway.call(PROFESSIONAL, MIXED_MMG, down=("desk",))
+
+    _assert_landed(lab_without_gateway, landing, "regulation", "regulation")
+    line = lab_without_gateway.service.webhook_line(landing.call_id)
+    assert line is not None
+    assert (line["mmg"], line["route"]) == ("e2e-mixed", "direct_access")
+    # Every route the service gave was one Kamailio could relay.
+    assert "could not be relayed" not in lab_without_gateway.kamailio.log(), (
+        lab_without_gateway.diagnostics()
+    )
+
+
+def test_front_desk_behind_a_gateway_that_does_not_resolve_fails_over_to_regulation(
+    lab_with_unresolvable_gateway: SipLab,
+) -> None:
+    lab = lab_with_unresolvable_gateway
+    landing = lab.call(PROFESSIONAL, GATEWAY_MMG)
+
+    _assert_landed(lab, landing, "regulation", "regulation")
+
+
+def test_unanswered_front_desk_then_a_gateway_that_does_not_resolve_reaches_regulation(
+    lab_with_unresolvable_gateway: SipLab,
+) -> None:
+    lab = lab_with_unresolvable_gateway
+    landing = lab.call(PROFESSIONAL, MIXED_MMG, down=("desk",))
+
+    _assert_landed(lab, landing, "regulation", "regulation")
+
+
+def test_failsafe_number_behind_a_gateway_that_does_not_resolve_reaches_the_failsafe_uri(
+    lab_with_unresolvable_gateway: SipLab,
+) -> None:
+    lab = lab_with_unresolvable_gateway
+    landing = lab.call(PATIENT, UNKNOWN_NUMBER)
+
+    _assert_landed(lab, landing, "failsafe", "failsafe")
+
+
+def test_regulation_line_down_reaches_the_failsafe_uri(lab_without_gateway: SipLab) -> None:
+    landing = lab_without_gateway.call(PATIENT, CLOSED_MMG, down=("regulation",))
+
+    _assert_landed(lab_without_gateway, landing, "failsafe", "failsafe")
+
+
+def test_front_desk_and_regulation_line_down_reach_the_failsafe_uri(
+    lab_without_gateway: SipLab,
+) -> None:
+    landing = lab_without_gateway.call(PROFESSIONAL, MIXED_MMG, down=("desk", "regulation"))
+
+    _assert_landed(lab_without_gateway, landing, "failsafe", "failsafe")
+
+
+def test_regulation_line_and_gateway_down_reach_the_failsafe_uri(lab: SipLab) -> None:
+    # With a working gateway configuration the regulation line is tried by SIP URI,
+    # then by number through the gateway; both down, Kamailio's own fail-safe remains.
+    landing = lab.call(PATIENT, CLOSED_MMG, down=("regulation", "gateway"))
+
+    _assert_landed(lab, landing, "failsafe", "failsafe")

@@ -415,11 +415,11 @@ async def test_vonage_bad_jwt_is_rejected(client: AppClient) -> None:
 # ------------------------------------------------------------------------ Kamailio
 
 
-async def test_kamailio_routes_with_rtjson_and_regulation_failover(client: AppClient) -> None:
+async def _kamailio_routes(client: AppClient, call_id: str) -> list[str]:
     resp = await client.post(
         "/hooks/kamailio/route",
         json={
-            "call_id": "k-1",
+            "call_id": call_id,
             "from": PROFESSIONAL_NIMES,
             "to": "0466123456",
             "source_ip": "127.0.0.1",
@@ -429,10 +429,26 @@ async def test_kamailio_routes_with_rtjson_and_regulation_failover(client: AppCl
     assert resp.status == 200
     doc: dict[str, Any] = await resp.json(content_type=None)
     assert doc["version"] == "1.0" and doc["routing"] == "serial"
-    uris = [r["uri"] for r in doc["routes"]]
-    assert uris[0].startswith(f"sip:{FRONT_DESK_NIMES}@")
+    return [r["uri"] for r in doc["routes"]]
+
+
+async def test_kamailio_routes_with_rtjson_and_regulation_failover(
+    aiohttp_client: ClientFactory, tmp_path: Path, clock: FixedClock
+) -> None:
+    settings = make_settings(tmp_path, sip_gateway="trunk.operator.example")
+    client = await aiohttp_client(create_app(settings, SqliteStore(tmp_path / "k.db"), clock))
+    uris = await _kamailio_routes(client, "k-1")
+    assert uris[0] == f"sip:{FRONT_DESK_NIMES}@trunk.operator.example"
     # Failover: the regulation line, its SIP URI first, then its number via the gateway.
-    assert uris[1:] == ["sip:sas30@regulation.example", f"sip:{REGULATION_NIMES}@gateway.invalid"]
+    assert uris[1:] == [
+        "sip:sas30@regulation.example",
+        f"sip:{REGULATION_NIMES}@trunk.operator.example",
+    ]
+
+
+async def test_kamailio_without_a_gateway_gives_no_number_routes(client: AppClient) -> None:
+    # The Nîmes front desk is known only by number: no route Kamailio cannot relay.
+    assert await _kamailio_routes(client, "k-3") == ["sip:sas30@regulation.example"]
 
 
 async def test_kamailio_wrong_secret_is_rejected(client: AppClient) -> None:

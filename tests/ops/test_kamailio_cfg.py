@@ -83,17 +83,54 @@ def test_relays_with_rtjson_and_fails_over_serially() -> None:
         "rtjson_next_route()",
     ):
         assert function in text
-    failure = re.search(r"failure_route\[REGULATOR_NEXT\] \{(.*?)\n\}", text, re.S)
-    assert failure is not None
-    assert "rtjson_next_route()" in failure.group(1)
+    failure = _block(text, "failure_route[REGULATOR_NEXT]")
+    assert "route(NEXT_ROUTE);" in failure
+
+
+def _block(text: str, name: str) -> str:
+    """The body of a top-level block such as ``route[FAILSAFE]``."""
+    found = re.search(re.escape(name) + r" \{(.*?)\n\}", text, re.S)
+    assert found is not None, f"{name} is missing"
+    return found.group(1)
+
+
+def test_a_route_that_cannot_be_relayed_moves_on_to_the_next() -> None:
+    # A relay that fails here (DNS, "failure to add branches") must neither answer
+    # the caller with tm's error reply nor end the failover.
+    text = _text()
+    regulator = _block(text, "route[REGULATOR]")
+    assert regulator.index("t_set_disable_internal_reply(1);") < regulator.index("t_relay()")
+    assert "route(NEXT_ROUTE);" in regulator
+    following = _block(text, "route[NEXT_ROUTE]")
+    loop = re.search(r"while \(rtjson_next_route\(\)\) \{(.*?)\n\t\}", following, re.S)
+    assert loop is not None, following
+    assert "if (t_relay()) {" in loop.group(1)
+    assert 't_on_failure("REGULATOR_NEXT");' in loop.group(1)
+    # Every route failed: the fail-safe.
+    assert following.rstrip().endswith("route(FAILSAFE);")
+
+
+def test_failover_never_uses_the_stateless_error_reply() -> None:
+    # route(RELAY) answers sl_reply_error() when t_relay fails: fine in-dialog, a
+    # dead end on the routes of a new call.
+    text = _text()
+    for name in ("route[REGULATOR]", "route[NEXT_ROUTE]", "failure_route[REGULATOR_NEXT]"):
+        assert "route(RELAY)" not in _block(text, name), name
+
+
+def test_failsafe_branch_says_so_and_has_no_failover_of_its_own() -> None:
+    text = _text()
+    failsafe = _block(text, "route[FAILSAFE]")
+    assert 't_on_branch("FAILSAFE_BRANCH");' in failsafe
+    assert "t_on_failure" not in failsafe
+    assert 't_reply("503"' in failsafe
+    branch = _block(text, "branch_route[FAILSAFE_BRANCH]")
+    assert 'append_hf("X-Regulator-Route: failsafe\\r\\n");' in branch
 
 
 def test_fails_safe_to_the_regulation_line() -> None:
     text = _text()
-    failsafe = re.search(r"route\[FAILSAFE\] \{(.*?)\n\}", text, re.S)
-    assert failsafe is not None
-    assert "$ru = REGULATION_URI;" in failsafe.group(1)
-    regulator = re.search(r"route\[REGULATOR\] \{(.*?)\n\}", text, re.S)
-    assert regulator is not None
-    assert regulator.group(1).count("route(FAILSAFE);") >= 3
-    assert "!= 200" in regulator.group(1)
+    assert "$ru = REGULATION_URI;" in _block(text, "route[FAILSAFE]")
+    regulator = _block(text, "route[REGULATOR]")
+    assert regulator.count("route(FAILSAFE);") >= 3
+    assert "!= 200" in regulator

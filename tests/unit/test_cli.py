@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from regulator.cli import main
-from tests.unit.helpers import PROTOCOLS_DIR
+from tests.unit.helpers import PROTOCOLS_DIR, raw_protocol
 
 DESIGN_KEYS = {"mmg", "route", "ground", "destination", "rule", "open", "day_type"}
 
@@ -321,3 +327,156 @@ def test_export_has_the_years_share_regulated(
         row.split(",")[1]: row.split(",")[column] for row in rows if row.startswith("nimes,")
     }
     assert (by_month["2026-11"], by_month["2026-01"]) == ("0.5", "")
+
+
+# ------------------------------------------------- check-protocols and serve: Kamailio
+# With Kamailio configured, a destination with neither a SIP URI nor a SIP gateway is
+# one Kamailio cannot ring: say so, naming MMG and destination (exit code unchanged).
+
+KAMAILIO_WARNING = "avertissement : MMG {mmg}, destination {name} : ni URI SIP ni passerelle"
+
+
+def _protocols(directory: Path, **destinations: dict[str, str]) -> Path:
+    """The Nîmes example protocol (id ``nimes-kamailio``) with other destinations."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = raw_protocol("nimes")
+    data["id"] = "nimes-kamailio"
+    data["destinations"].update(destinations)
+    (directory / "nimes-kamailio.yaml").write_text(
+        yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
+    )
+    return directory
+
+
+@pytest.fixture
+def kamailio_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("REGULATOR_SIP_GATEWAY", "REGULATOR_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REGULATOR_KAMAILIO_SECRET", "kamailio-shared-secret")
+    return monkeypatch
+
+
+def _check(directory: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["check-protocols", str(directory)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_check_protocols_names_destinations_kamailio_cannot_ring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kamailio_env: pytest.MonkeyPatch
+) -> None:
+    directory = _protocols(
+        tmp_path, regulation={"number": "+33466000015"}, front_desk={"number": "+33466123400"}
+    )
+
+    code, out, err = _check(directory, capsys)
+
+    assert code == 0
+    assert "ok  nimes-kamailio" in out
+    for name in ("regulation", "front_desk"):
+        assert KAMAILIO_WARNING.format(mmg="nimes-kamailio", name=name) in err
+    assert "REGULATOR_SIP_GATEWAY" in err
+
+
+def test_check_protocols_names_the_pharmacy_when_it_is_the_menu_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kamailio_env: pytest.MonkeyPatch
+) -> None:
+    data = raw_protocol("nimes")
+    data["routing"]["menu"]["default"] = "pharmacy"
+    (tmp_path / "nimes.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+
+    code, _, err = _check(tmp_path, capsys)
+
+    assert code == 0
+    assert KAMAILIO_WARNING.format(mmg="nimes", name="pharmacy") in err
+    assert KAMAILIO_WARNING.format(mmg="nimes", name="front_desk") in err
+    assert "destination regulation" not in err  # it has a SIP URI
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        pytest.param(("REGULATOR_SIP_GATEWAY", "trunk.operator.example"), id="gateway-set"),
+        pytest.param(("REGULATOR_KAMAILIO_SECRET", None), id="kamailio-not-configured"),
+    ],
+)
+def test_check_protocols_is_quiet_when_kamailio_can_ring_every_number(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kamailio_env: pytest.MonkeyPatch,
+    setting: tuple[str, str | None],
+) -> None:
+    name, value = setting
+    if value is None:
+        kamailio_env.delenv(name)
+    else:
+        kamailio_env.setenv(name, value)
+    directory = _protocols(tmp_path, front_desk={"number": "+33466123400"})
+
+    code, _, err = _check(directory, capsys)
+
+    assert (code, err) == (0, "")
+
+
+def test_check_protocols_is_quiet_when_every_destination_has_a_sip_uri(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kamailio_env: pytest.MonkeyPatch
+) -> None:
+    directory = _protocols(
+        tmp_path,
+        regulation={"number": "+33466000015", "sip": "sip:sas30@regulation.example"},
+        front_desk={"sip": "sip:desk@mmg.example"},
+    )
+
+    assert _check(directory, capsys)[::2] == (0, "")
+
+
+def test_invalid_protocols_still_exit_1_with_kamailio_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kamailio_env: pytest.MonkeyPatch
+) -> None:
+    code, _, err = _check(tmp_path, capsys)
+    assert code == 1
+    assert "avertissement" not in err
+
+
+def test_serve_logs_the_destinations_kamailio_cannot_ring(tmp_path: Path) -> None:
+    directory = _protocols(tmp_path / "protocols", front_desk={"number": "+33466123400"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGULATOR_")}
+    env.update(
+        {
+            "REGULATOR_PROTOCOLS_DIR": str(directory),
+            "REGULATOR_DATA_DIR": str(tmp_path / "var"),
+            "REGULATOR_HOST": "127.0.0.1",
+            "REGULATOR_PORT": "0",
+            "REGULATOR_KAMAILIO_SECRET": "kamailio-shared-secret",
+            "REGULATOR_LOG_FORMAT": "json",
+            "REGULATOR_WATCH_PROTOCOLS": "0",
+        }
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "regulator", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not any(e.get("event") == "serving" for e in events):
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.1)
+            events = []
+            for line in log_path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+    warnings = [e for e in events if e.get("event") == "kamailio_destination_unreachable"]
+    assert [(e["mmg"], e["destination"]) for e in warnings] == [("nimes-kamailio", "front_desk")]
+    assert warnings[0]["level"] == "warning"

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from regulator.core.models import Decision, Destination, Ground, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import kamailio
 from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.settings import Settings
 from tests.unit.helpers import decision as base_decision
+from tests.unit.helpers import variant
 
 
 def _json_bytes(value: object) -> bytes:
@@ -220,3 +222,146 @@ def test_render_hangup_has_no_routes() -> None:
         "routing": "serial",
         "routes": [],
     }
+
+
+# --------------------------------------------------------------- no dead end
+# Kamailio relays the routes in order; one it cannot relay (a host that does not
+# resolve) used to end the failover. Without a configured gateway, numbers give no
+# route at all, and the regulation line always closes the list.
+
+MIXED_DESK = Destination(number="+33466123400", sip="sip:desk@mmg.example", label="accueil")
+
+
+def test_default_settings_give_no_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGULATOR_SIP_GATEWAY", raising=False)
+    monkeypatch.delenv("REGULATOR_CONFIG", raising=False)
+    assert Settings().sip_gateway is None
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_blank_gateway_setting_is_no_gateway(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("REGULATOR_SIP_GATEWAY", value)
+    assert Settings().sip_gateway is None
+
+
+def test_default_settings_never_emit_a_number_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGULATOR_SIP_GATEWAY", raising=False)
+    monkeypatch.delenv("REGULATOR_CONFIG", raising=False)
+    document = rtjson(
+        decision(Route.DIRECT_ACCESS, MIXED_DESK, ground=Ground.PROFESSIONAL),
+        gateway=Settings().sip_gateway,
+    )
+    assert uris(document) == ["sip:desk@mmg.example", "sip:sas30@regulation.example"]
+
+
+def test_without_a_gateway_the_desk_by_sip_is_followed_by_regulation_by_sip() -> None:
+    document = rtjson(
+        decision(Route.DIRECT_ACCESS, MIXED_DESK, ground=Ground.PROFESSIONAL, dial_timeout_s=20),
+        gateway=None,
+    )
+    assert uris(document) == ["sip:desk@mmg.example", "sip:sas30@regulation.example"]
+    assert [r["headers"]["extra"] for r in document["routes"]] == [
+        "X-Regulator-Route: direct_access\r\n",
+        "X-Regulator-Route: regulation\r\n",
+    ]
+
+
+def test_without_a_gateway_a_number_only_regulation_line_gives_no_route() -> None:
+    # Kamailio's own REGULATION_URI is the failover then (no route: fail-safe).
+    document = rtjson(
+        decision(Route.REGULATION, Destination(number="+33466000015")),
+        gateway=None,
+        regulation=Destination(number="+33466000015"),
+    )
+    assert document["routes"] == []
+
+
+def test_with_a_gateway_the_regulation_number_route_closes_the_list() -> None:
+    document = rtjson(
+        decision(Route.DIRECT_ACCESS, MIXED_DESK, ground=Ground.PROFESSIONAL),
+        regulation=Destination(number="+33466000015"),
+    )
+    assert uris(document) == [
+        "sip:desk@mmg.example",
+        f"sip:+33466123400@{GATEWAY}",
+        f"sip:+33466000015@{GATEWAY}",
+    ]
+    assert document["routes"][-1]["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+
+
+def _destinations(sip: str, number: str) -> st.SearchStrategy[Destination | None]:
+    return st.one_of(
+        st.none(),
+        st.builds(Destination, announce=st.sampled_from(["15", "3237"])),
+        st.builds(
+            Destination,
+            number=st.sampled_from([None, number]),
+            sip=st.sampled_from([None, sip]),
+        ),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    route=st.sampled_from([Route.DIRECT_ACCESS, Route.PHARMACY, Route.REGULATION, Route.MENU]),
+    destination=_destinations("sip:desk@mmg.example", "+33466123400"),
+    regulation=_destinations("sip:sas30@regulation.example", "+33466000015"),
+    gateway=st.sampled_from([None, GATEWAY]),
+)
+def test_every_route_is_relayable_and_regulation_comes_last(
+    route: Route,
+    destination: Destination | None,
+    regulation: Destination | None,
+    gateway: str | None,
+) -> None:
+    document = rtjson(decision(route, destination), gateway=gateway, regulation=regulation)
+    routes = uris(document)
+    sips = {d.sip for d in (destination, regulation) if d is not None and d.sip}
+    for uri in routes:
+        # A destination's own SIP URI, or a number through the configured gateway.
+        assert uri in sips or (gateway is not None and uri.endswith(f"@{gateway}")), uri
+    assert len(set(routes)) == len(routes)
+    reachable = (
+        regulation is not None
+        and regulation.dialable
+        and (regulation.sip is not None or (regulation.number is not None and gateway is not None))
+    )
+    if reachable:
+        assert document["routes"][-1]["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+
+
+# --------------------------------------------------------------- configuration check
+
+
+def test_destinations_known_only_by_number_are_unreachable_without_a_gateway() -> None:
+    protocol = variant(
+        "nimes",
+        **{
+            "destinations.regulation": {"number": "+33466000015"},
+            "destinations.front_desk": {"number": "+33466123400"},
+            "routing.menu.default": "pharmacy",
+        },
+    )
+    assert kamailio.unreachable_destinations(protocol, None) == [
+        "regulation",
+        "front_desk",
+        "pharmacy",
+    ]
+    assert kamailio.unreachable_destinations(protocol, GATEWAY) == []
+
+
+def test_sip_uris_short_codes_and_a_pharmacy_kamailio_never_rings_are_not_named() -> None:
+    # The pharmacy roster has numbers, but the menu default is regulation: Kamailio
+    # (no voice menu) never sends a call to the pharmacy.
+    protocol = variant("nimes", **{"destinations.front_desk": {"sip": "sip:desk@mmg.example"}})
+    assert protocol.destinations.pharmacy.roster
+    assert kamailio.unreachable_destinations(protocol, None) == []
+    only_code = variant(
+        "nimes",
+        **{
+            "destinations.front_desk": {"sip": "sip:desk@mmg.example"},
+            "destinations.pharmacy": {"fallback": "3237", "roster": []},
+            "routing.menu.default": "pharmacy",
+        },
+    )
+    assert kamailio.unreachable_destinations(only_code, None) == []
