@@ -50,7 +50,7 @@ def _warn_pds_hours(protocols: ProtocolSet) -> int:
     count = 0
     for proto in protocols:
         for issue in pds_hours_warnings(proto, protocols.files.get(proto.id, proto.id)):
-            _err(f"attention : {issue}")
+            _err(f"avertissement : {issue}")
             count += 1
     return count
 

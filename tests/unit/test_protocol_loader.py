@@ -391,10 +391,10 @@ def test_check_protocols_warns_once_per_out_of_hours_slot_and_exits_0(
 
     captured = capsys.readouterr()
     assert code == 0
-    warnings = [line for line in captured.err.splitlines() if line.startswith("attention : ")]
+    warnings = [line for line in captured.err.splitlines() if line.startswith("avertissement : ")]
     assert len(warnings) == 3
     assert warnings[0] == (
-        f"attention : {path}: opening.weekdays[0] = '09:00-18:00': ouverture hors des horaires "
+        f"avertissement : {path}: opening.weekdays[0] = '09:00-18:00': ouverture hors des horaires "
         "de PDS de l'art. R.6315-1 (09:00-18:00 ; jours ouvrés : PDS de 20:00 à 08:00)"
     )
     assert "3 avertissements" in captured.out
@@ -405,7 +405,7 @@ def test_check_protocols_strict_fails_on_out_of_hours_slots(
 ) -> None:
     _write(tmp_path / "nimes.yaml", _out_of_hours_protocol())
     assert main(["check-protocols", "--strict", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.count("attention : ") == 3
+    assert capsys.readouterr().err.count("avertissement : ") == 3
 
 
 def test_shipped_protocols_pass_strict_without_warnings(
