@@ -78,7 +78,8 @@ class Store(Protocol):
         Returns, per record, True if it was new. Counters (see
         :func:`regulator.core.indicators.call_counter_deltas`) move only for new records.
         The first record of a call id wins: a repeat (in the same batch or later) is
-        ignored and reported False.
+        ignored and reported False. A new record is stored with the updates that
+        arrived before it already applied (see :meth:`update_calls`), and counted as such.
         """
         ...
 
@@ -89,7 +90,11 @@ class Store(Protocol):
         counter moves are :func:`regulator.core.indicators.reroute_deltas`, booked on the
         call's stored MMG and month. Updates in one batch apply in order.
         Idempotent: applying the same update twice changes nothing the second time.
-        Updates for unknown call ids are ignored.
+        Only the fields an update carries are written: concurrent updates of different
+        fields (a status, a duration) from two replicas both stay. An update for a call
+        not recorded yet is kept and applied when ``record_calls`` stores the record
+        (at most ``codec.ORPHAN_LIMIT`` per call; ``purge_calls`` drops those older
+        than ``codec.ORPHAN_TTL``); it creates no record by itself.
         """
         ...
 
@@ -102,8 +107,9 @@ class Store(Protocol):
         ...
 
     async def purge_calls(self, before: datetime) -> int:
-        """Delete call records with ``at < before`` (they hold phone numbers); counters
-        are kept. Returns how many were deleted."""
+        """Delete call records with ``at < before`` (they hold phone numbers), and
+        updates kept for calls never recorded older than ``codec.ORPHAN_TTL``; counters
+        are kept. Returns how many call records were deleted."""
         ...
 
     # ---- referrals --------------------------------------------------------

@@ -72,6 +72,7 @@ class Journal:
         self._last_seq = 0  # last item written to the current segment
         self._sealed: list[tuple[Path, int]] = []  # (segment, its last seq), oldest first
         self._failing = False
+        self._torn = False  # the segment ends in half a line (a write failed midway)
 
     def _segments(self) -> list[Path]:
         found: list[tuple[int, Path]] = []
@@ -101,13 +102,15 @@ class Journal:
 
     def append(self, seq: int, item: Item) -> None:
         """Write one item (never raises: a journal that can't be written is logged)."""
+        data = encode(item)
+        if self._torn:  # end the half line a failed write left (see Spool.append)
+            data = b"\n" + data
         try:
             if self._fd is None:
                 self._number += 1
                 name = self.path.with_name(f"{self.path.name}.{self._number:06d}")
                 self._fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
                 self._size = 0
-            data = encode(item)
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
@@ -115,12 +118,27 @@ class Journal:
             if not self._failing:  # once per outage, not once per call
                 log.error("journal_write_failed", error=str(exc))
             self._failing = True
+            self._after_failed_write(data)
             return
         self._failing = False
+        self._torn = False
         self._size += len(data)
         self._last_seq = seq
         if self._size >= self.segment_bytes:
             self._seal()
+
+    def _after_failed_write(self, data: bytes) -> None:
+        """Note whether the failed write of ``data`` left half a line in the segment."""
+        if self._fd is None:
+            return
+        try:
+            done = min(os.fstat(self._fd).st_size - self._size, len(data))
+        except OSError:
+            self._torn = True  # unknown: an empty line costs nothing, a glued one an item
+            return
+        if done > 0:
+            self._torn = data[done - 1] != ord("\n")
+            self._size += done
 
     def _current(self) -> Path:
         return self.path.with_name(f"{self.path.name}.{self._number:06d}")
@@ -139,6 +157,7 @@ class Journal:
             if self._fd is not None and self._size and self._last_seq < oldest_outstanding:
                 os.ftruncate(self._fd, 0)
                 self._size = 0
+                self._torn = False
         except OSError as exc:
             log.error("journal_release_failed", error=str(exc))
 

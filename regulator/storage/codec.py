@@ -8,7 +8,8 @@ RFC 3339 strings in JSON documents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -267,6 +268,13 @@ def is_pending(referral: Referral) -> bool:
 
 # -------------------------------------------------------------------- call updates
 
+#: Updates that reach a store before their call's record (another replica's writer has
+#: not stored it yet) are kept this long, then dropped by the daily purge.
+ORPHAN_TTL = timedelta(days=1)
+#: At most this many early updates are kept per call id (a real call has a handful):
+#: junk call ids can't grow the store without limit.
+ORPHAN_LIMIT = 32
+
 
 @dataclass(slots=True)
 class CallState:
@@ -301,3 +309,38 @@ def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
     if update.duration_s is not None:
         state.duration_s = update.duration_s
     return deltas
+
+
+def record_with_updates(record: CallRecord, updates: Iterable[CallUpdate]) -> CallRecord:
+    """``record`` as it is once ``updates`` (received before it) are applied in order.
+
+    Its counters are then simply ``call_counter_deltas`` of the result: counting the
+    final route once is the same as counting the first one and moving it.
+    """
+    state = CallState(
+        record.mmg,
+        record.month,
+        record.route.value,
+        record.ground.value if record.ground is not None else None,
+        record.rule,
+        record.status,
+        record.duration_s,
+    )
+    for update in updates:
+        apply_update(state, update)
+    return replace(
+        record,
+        route=Route(state.route),
+        ground=Ground(state.ground) if state.ground else None,
+        rule=state.rule,
+        status=state.status,
+        duration_s=state.duration_s,
+    )
+
+
+def update_to_json(update: CallUpdate) -> bytes:
+    return dumps(update_to_dict(update))
+
+
+def update_from_json(raw: bytes | str) -> CallUpdate:
+    return update_from_dict(loads(raw))

@@ -14,6 +14,13 @@ Layout (``P`` is the prefix; types in brackets):
 - ``P:calls:{mmg}:{month}`` [stream] the call log of one MMG and month (``call_id``, ``at``).
 - ``P:calls:by_at`` [sorted set] call ids scored by call time (µs): the retention index.
 - ``P:counters:{mmg}:{month}`` [hash] counter key → int (see ``indicators.call_counter_deltas``).
+- ``P:orphan:{call_id}`` [list] update JSONs that reached Redis before the call's record
+  (another replica's writer had not stored it yet), oldest first, at most
+  ``codec.ORPHAN_LIMIT``: ``record_calls`` applies them to the record and deletes the
+  list, so no route change, status or duration is lost to a race between replicas.
+- ``P:orphans:by_at`` [sorted set] call ids with orphan updates, scored by when the first
+  arrived (µs): the daily purge drops those older than ``codec.ORPHAN_TTL``, so junk
+  call ids can't grow Redis without limit (each list also expires after twice that).
 - ``P:referral:{id}`` [hash] ``v`` version, ``s`` status, ``p`` pending-set key or "",
   ``d`` the referral JSON.
 - ``P:referrals:{mmg|*}`` and ``P:referrals:{mmg|*}:{status}`` [sorted sets] referral ids
@@ -54,6 +61,12 @@ class Keys:
 
     def counters(self, mmg: str, month: str) -> str:
         return f"{self.prefix}:counters:{mmg}:{month}"
+
+    def orphan_updates(self, call_id: str) -> str:
+        return f"{self.prefix}:orphan:{call_id}"
+
+    def orphans_by_at(self) -> str:
+        return f"{self.prefix}:orphans:by_at"
 
     def referral(self, referral_id: str) -> str:
         return f"{self.prefix}:referral:{referral_id}"

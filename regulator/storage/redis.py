@@ -7,11 +7,16 @@ referral can't double-count or lose an update:
 - ``record_calls``: one ``EVALSHA`` per batch. A call is new iff its hash
   ``P:call:{id}`` does not exist yet; only then are the hash written, the counters
   incremented (``indicators.call_counter_deltas``), the entry appended to the month's
-  log stream and the retention index updated.
+  log stream and the retention index updated. Updates that came first (kept in
+  ``P:orphan:{id}``) are applied in Python to the record before it is written; the
+  script checks that they are still the ones applied (else: re-read, retry).
 - ``update_calls``: read the calls' current route/ground (one pipeline), compute the
   counter moves in Python (``indicators.reroute_deltas``, the single definition), then
   one script that applies them only if no call changed meanwhile (compare-and-set);
-  on a conflict the batch is re-read and retried.
+  on a conflict the batch is re-read and retried. Only the fields the updates carry
+  are written, so a status from one replica and a duration from another both stay.
+  An update whose call is not recorded yet is kept (same script, same check: the
+  record can't land in between) until the record lands or the daily purge drops it.
 - referrals: compare-and-set on the version in a script that also keeps the listing
   indexes and the pending-callback index (``P:pending:{mmg}:{caller}``) in step and
   upserts the visit.
@@ -42,7 +47,8 @@ second, and the call writer spools (:mod:`regulator.storage.batch`).
 Operating notes: run Redis with the append-only file (``appendonly yes``); a write
 Redis acknowledged is not spooled, so ``appendfsync everysec`` can lose up to a
 second of calls on a crash of the Redis host and ``always`` none. Nothing expires on
-its own except idempotency keys (30 days): call records (phone numbers) go only
+its own except idempotency keys (30 days) and orphan update lists (two days, a
+backstop: the purge drops them after one): call records (phone numbers) go only
 through :meth:`RedisStore.purge_calls`, which the service must run periodically.
 """
 
@@ -56,6 +62,7 @@ from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
+import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -74,14 +81,19 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import StoreError
+from regulator.ports import Clock, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.keys import Keys
+
+log = structlog.get_logger(__name__)
 
 #: Idempotency keys (API ``Idempotency-Key``) are remembered this long.
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600
 _PURGE_BATCH = 500
 _CAS_ATTEMPTS = 20
+#: Backstop only (the daily purge drops orphan updates after ORPHAN_TTL): a list
+#: whose purge never ran still goes away on its own.
+_ORPHAN_LIST_TTL_S = int(2 * codec.ORPHAN_TTL.total_seconds())
 
 # ----------------------------------------------------------------------------- Lua
 # Both call scripts take their per-call data as ONE JSON argument (decoded by cjson
@@ -89,15 +101,26 @@ _CAS_ATTEMPTS = 20
 # cost more than the whole script. Every value in that JSON is a string (a Lua number
 # would print 1.7e15-sized instants in exponent form).
 
-# KEYS: per record (call hash, counters hash, log stream), then the retention zset.
-# ARGV[1]: JSON list, per record [[field, value, …], [counter, delta, …], at_us, call_id].
-# Returns, per record, 1 if it was new else 0.
+# KEYS: per record (call hash, counters hash, log stream, orphan list), then the
+#       retention zset and the orphan index.
+# ARGV[1]: JSON list, per record [[field, value, …], [counter, delta, …], at_us, call_id,
+#          how many orphan updates were applied to it].
+# Returns, per record, 1 if it was new else 0 — or, writing nothing, {-1, call_id, …}:
+# new calls whose orphan updates are not the ones applied (read them, retry).
 _RECORD_LUA = """
-local by_at = KEYS[#KEYS]
+local by_at, orphans = KEYS[#KEYS - 1], KEYS[#KEYS]
 local batch = cjson.decode(ARGV[1])
+local stale = {-1}
+for i, rec in ipairs(batch) do
+  if redis.call('EXISTS', KEYS[4 * i - 3]) == 0
+     and redis.call('LLEN', KEYS[4 * i]) ~= tonumber(rec[5]) then
+    stale[#stale + 1] = rec[4]
+  end
+end
+if #stale > 1 then return stale end
 local out = {}
 for i, rec in ipairs(batch) do
-  local ck, cnt, log = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local ck, cnt, log, early = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   if redis.call('EXISTS', ck) == 1 then
     out[i] = 0
   else
@@ -108,29 +131,48 @@ for i, rec in ipairs(batch) do
       redis.call('HINCRBY', cnt, deltas[j], deltas[j + 1])
     end
     redis.call('ZADD', by_at, rec[3], rec[4])
+    if rec[5] ~= '0' then
+      redis.call('DEL', early)
+      redis.call('ZREM', orphans, rec[4])
+    end
     out[i] = 1
   end
 end
 return out
 """
 
-# KEYS: per call (call hash, counters hash).
-# ARGV[1]: JSON list, per call [expected route, expected ground ('' = none),
-#          [field, value, …], [counter, delta, …]].
-# Returns 0 (nothing written) if any call changed since it was read, else 1.
+# KEYS: per call (call hash, counters hash, orphan list), then the orphan index.
+# ARGV[1]: JSON list, per call [expected route ('' = not recorded yet), expected ground
+#          ('' = none), [field, value, …], [counter, delta, …], [orphan update, …], call_id].
+# ARGV[2]: now (µs), ARGV[3]: orphan updates kept per call, ARGV[4]: orphan list TTL (s).
+# Returns {0} (nothing written) if any call changed since it was read (or was
+# recorded meanwhile), else {1, orphan updates dropped over the per-call limit}.
 _UPDATE_LUA = """
+local orphans = KEYS[#KEYS]
 local batch = cjson.decode(ARGV[1])
 for i, op in ipairs(batch) do
-  local cur = redis.call('HMGET', KEYS[2 * i - 1], 'route', 'ground')
-  if cur[1] ~= op[1] or (cur[2] or '') ~= op[2] then return 0 end
+  local cur = redis.call('HMGET', KEYS[3 * i - 2], 'route', 'ground')
+  if (cur[1] or '') ~= op[1] or (cur[2] or '') ~= op[2] then return {0} end
 end
+local dropped = 0
 for i, op in ipairs(batch) do
-  local ck, cnt = KEYS[2 * i - 1], KEYS[2 * i]
-  if #op[3] > 0 then redis.call('HSET', ck, unpack(op[3])) end
-  local deltas = op[4]
-  for j = 1, #deltas, 2 do redis.call('HINCRBY', cnt, deltas[j], deltas[j + 1]) end
+  local ck, cnt, early = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if op[1] == '' then
+    local room = tonumber(ARGV[3]) - redis.call('LLEN', early)
+    for j, update in ipairs(op[5]) do
+      if j <= room then redis.call('RPUSH', early, update) else dropped = dropped + 1 end
+    end
+    if room > 0 then
+      redis.call('EXPIRE', early, ARGV[4])
+      redis.call('ZADD', orphans, 'NX', ARGV[2], op[6])
+    end
+  else
+    if #op[3] > 0 then redis.call('HSET', ck, unpack(op[3])) end
+    local deltas = op[4]
+    for j = 1, #deltas, 2 do redis.call('HINCRBY', cnt, deltas[j], deltas[j + 1]) end
+  end
 end
-return 1
+return {1, dropped}
 """
 
 # KEYS: 1 referral, 2 idempotency key (or KEYS[1]), 3 index all, 4 index all+status,
@@ -207,6 +249,26 @@ return {1, ARGV[2]}
 
 
 # ------------------------------------------------------------------------ helpers
+
+#: Fields of a call hash that an update may change, in the order they are written.
+_UPDATE_FIELDS = ("route", "ground", "rule", "status", "duration_s")
+
+
+def _carried_fields(update: CallUpdate) -> set[str]:
+    """The call-hash fields ``update`` sets (a new route sets the ground too)."""
+    carried = {"route", "ground"} if update.route is not None else set()
+    if update.rule is not None:
+        carried.add("rule")
+    if update.status is not None:
+        carried.add("status")
+    if update.duration_s is not None:
+        carried.add("duration_s")
+    return carried
+
+
+def _field_value(state: codec.CallState, name: str) -> str:
+    value = getattr(state, name)
+    return "" if value is None else str(value)
 
 
 def _s(value: Any) -> str:
@@ -326,8 +388,10 @@ class RedisStore:
         connect_timeout: float = 0.5,
         max_connections: int = 64,
         idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
+        clock: Clock | None = None,
     ) -> None:
         self.keys = Keys(prefix)
+        self._clock = clock or SystemClock()
         self._url = url
         self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
@@ -436,22 +500,43 @@ class RedisStore:
     async def record_calls(self, records: Sequence[CallRecord]) -> list[bool]:
         if not records:
             return []
-        keys: list[str] = []
-        batch: list[list[Any]] = []
-        for record in records:
-            keys += [
-                self.keys.call(record.call_id),
-                self.keys.counters(record.mmg, record.month),
-                self.keys.call_log(record.mmg, record.month),
-            ]
-            deltas = [str(x) for kv in call_counter_deltas(record).items() for x in kv]
-            batch.append(
-                [_call_fields(record), deltas, str(codec.to_us(record.at)), record.call_id]
-            )
-        keys.append(self.keys.calls_by_at())
+        early: dict[str, list[CallUpdate]] = {}  # orphan updates read, by call id
         with self._errors("record_calls"):
-            result = await self._script("record", keys, [codec.dumps(batch)])
-        return [int(flag) == 1 for flag in result]
+            for _ in range(_CAS_ATTEMPTS):
+                keys: list[str] = []
+                batch: list[list[Any]] = []
+                for record in records:
+                    keys += [
+                        self.keys.call(record.call_id),
+                        self.keys.counters(record.mmg, record.month),
+                        self.keys.call_log(record.mmg, record.month),
+                        self.keys.orphan_updates(record.call_id),
+                    ]
+                    applied = early.get(record.call_id, [])
+                    if applied:
+                        record = codec.record_with_updates(record, applied)
+                    deltas = [str(x) for kv in call_counter_deltas(record).items() for x in kv]
+                    batch.append(
+                        [
+                            _call_fields(record),
+                            deltas,
+                            str(codec.to_us(record.at)),
+                            record.call_id,
+                            str(len(applied)),
+                        ]
+                    )
+                keys += [self.keys.calls_by_at(), self.keys.orphans_by_at()]
+                result = await self._script("record", keys, [codec.dumps(batch)])
+                if not result or int(result[0]) != -1:
+                    return [int(flag) == 1 for flag in result]
+                stale = [_s(call_id) for call_id in result[1:]]
+                async with self._db().pipeline(transaction=False) as pipe:
+                    for call_id in stale:
+                        pipe.lrange(self.keys.orphan_updates(call_id), 0, -1)
+                    lists = await pipe.execute()
+                for call_id, raw in zip(stale, lists, strict=True):
+                    early[call_id] = [codec.update_from_json(item) for item in raw]
+        raise StoreError("Redis record_calls: too many concurrent changes, giving up")
 
     async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
         if not updates:
@@ -468,7 +553,7 @@ class RedisStore:
                 read: dict[str, codec.CallState] = {}
                 for call_id, row in zip(ids, rows, strict=True):
                     if row[0] is None:
-                        continue  # unknown call (purged, or its record never arrived)
+                        continue  # not recorded yet (or purged): kept as an orphan below
                     mmg, month, route, ground, rule, status, duration = (
                         _s(v) if v is not None else "" for v in row
                     )
@@ -481,37 +566,58 @@ class RedisStore:
                         status,
                         int(duration) if duration else None,
                     )
-                if not read:
-                    return
                 state = {cid: replace(s) for cid, s in read.items()}
                 moves: dict[str, dict[str, int]] = {cid: {} for cid in read}
+                carried: dict[str, set[str]] = {cid: set() for cid in read}
+                early: dict[str, list[CallUpdate]] = {}
                 for update in updates:
                     call = state.get(update.call_id)
                     if call is None:
+                        early.setdefault(update.call_id, []).append(update)
                         continue
                     net = moves[update.call_id]
                     for key, delta in codec.apply_update(call, update).items():
                         net[key] = net.get(key, 0) + delta
+                    carried[update.call_id].update(_carried_fields(update))
                 keys: list[str] = []
                 batch: list[list[Any]] = []
                 for cid, before in read.items():
                     after = state[cid]
-                    keys += [self.keys.call(cid), self.keys.counters(before.mmg, before.month)]
+                    keys += [
+                        self.keys.call(cid),
+                        self.keys.counters(before.mmg, before.month),
+                        self.keys.orphan_updates(cid),
+                    ]
+                    # Only what the updates carry: a concurrent write of another
+                    # field (a duration from another replica) must survive.
                     new_fields = [
-                        "route",
-                        after.route,
-                        "ground",
-                        after.ground or "",
-                        "rule",
-                        after.rule,
-                        "status",
-                        after.status,
-                        "duration_s",
-                        str(after.duration_s) if after.duration_s is not None else "",
+                        x
+                        for name in _UPDATE_FIELDS
+                        if name in carried[cid]
+                        for x in (name, _field_value(after, name))
                     ]
                     deltas = [str(x) for kv in moves[cid].items() if kv[1] for x in kv]
-                    batch.append([before.route, before.ground or "", new_fields, deltas])
-                if int(await self._script("update", keys, [codec.dumps(batch)])) == 1:
+                    batch.append([before.route, before.ground or "", new_fields, deltas, [], cid])
+                for cid, kept in early.items():
+                    keys += [
+                        self.keys.call(cid),
+                        self.keys.counters(kept[0].mmg, kept[0].month),
+                        self.keys.orphan_updates(cid),
+                    ]
+                    batch.append(
+                        ["", "", [], [], [codec.update_to_json(u).decode() for u in kept], cid]
+                    )
+                keys.append(self.keys.orphans_by_at())
+                args = [
+                    codec.dumps(batch),
+                    codec.to_us(self._clock.now()),
+                    codec.ORPHAN_LIMIT,
+                    _ORPHAN_LIST_TTL_S,
+                ]
+                result = await self._script("update", keys, args)
+                if int(result[0]) == 1:
+                    if int(result[1]):
+                        log.warning("orphan_updates_dropped", updates=int(result[1]))
                     return
             raise StoreError("Redis update_calls: too many concurrent changes, giving up")
 
@@ -549,6 +655,7 @@ class RedisStore:
                     )
                 ]
                 if not ids:
+                    await self._purge_orphans()
                     return purged
                 async with client.pipeline(transaction=False) as pipe:
                     for call_id in ids:
@@ -567,6 +674,21 @@ class RedisStore:
                         next(deleted_flags)  # XDEL
                     purged += int(next(deleted_flags))  # DEL
                     next(deleted_flags)  # ZREM
+
+    async def _purge_orphans(self) -> None:
+        """Drop orphan updates kept longer than ORPHAN_TTL (their record never came)."""
+        client = self._db()
+        index = self.keys.orphans_by_at()
+        bound = f"({codec.to_us(self._clock.now() - codec.ORPHAN_TTL)}"
+        while ids := [
+            _s(i)
+            for i in await client.zrangebyscore(index, "-inf", bound, start=0, num=_PURGE_BATCH)
+        ]:
+            async with client.pipeline(transaction=False) as pipe:
+                for call_id in ids:
+                    pipe.delete(self.keys.orphan_updates(call_id))
+                pipe.zrem(index, *ids)
+                await pipe.execute()
 
     # ----------------------------------------------------------------- referrals
     async def create_referral(

@@ -7,7 +7,9 @@ File format: JSON lines (orjson), one item per line — ``{"r": {…}}`` for a
 :class:`CallRecord`, ``{"u": {…}}`` for a :class:`CallUpdate`, in submission order.
 Appends are plain ``write(2)`` calls on an ``O_APPEND`` descriptor (cheap enough for
 the event loop); :meth:`Spool.sync` / :meth:`Spool.sync_async` make them durable, and
-the writer calls those once per batch, not per item.
+the writer calls those once per batch, not per item. An append the disk cut short
+(ENOSPC after a partial ``write(2)``) leaves half a line; the next append starts on a
+fresh line, so only that fragment is set aside, never the item after it.
 
 :meth:`Spool.replay` re-applies the items in file order, in batches, with the store's
 idempotent ``record_calls`` / ``update_calls``, so a crash in the middle of a replay
@@ -41,6 +43,7 @@ log = structlog.get_logger(__name__)
 Item = CallRecord | CallUpdate
 
 _READ_CHUNK = 1 << 16
+_NEWLINE = ord("\n")
 
 
 def encode(item: Item) -> bytes:
@@ -84,13 +87,20 @@ class Spool:
         self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._fd: int | None = None
         self._pending = 0
+        self._rejected = 0
+        self._torn = False  # a failed append left the file ending in half a line
         self._recover()
 
     # ------------------------------------------------------------------ state
     @property
     def pending(self) -> int:
-        """Items waiting in the spool."""
+        """Lines waiting in the spool (items, and torn fragments not yet set aside)."""
         return self._pending
+
+    @property
+    def rejected(self) -> int:
+        """Lines this process moved to :attr:`rejected_path` (torn or undecodable)."""
+        return self._rejected
 
     def _recover(self) -> None:
         """Count what a previous run left; cut a line torn by a crash off the end."""
@@ -120,6 +130,7 @@ class Spool:
             self._fd = None
 
     def _reject(self, lines: Sequence[bytes], reason: str) -> None:
+        self._rejected += len(lines)
         log.error("spool_rejected", path=str(self.rejected_path), lines=len(lines), reason=reason)
         with open(self.rejected_path, "ab") as fh:
             for line in lines:
@@ -129,16 +140,37 @@ class Spool:
 
     # ----------------------------------------------------------------- writes
     def append(self, items: Sequence[Item]) -> None:
-        """Append items (not yet fsync'd: call :meth:`sync` or :meth:`sync_async`)."""
+        """Append items (not yet fsync'd: call :meth:`sync` or :meth:`sync_async`).
+
+        On OSError (disk full) the items are not in the spool (the caller keeps them),
+        but part of them may be: ``write(2)`` writes what fits, then fails. The file
+        then ends in half a line; the next append first ends that line, so the torn
+        fragment stays one undecodable line that the replay sets aside, instead of
+        gluing itself to the next item.
+        """
         if not items:
             return
+        ends_torn_line = self._torn
         data = b"".join(encode(item) for item in items)
+        if ends_torn_line:
+            data = b"\n" + data
         fd = self._append_fd()
+        start = os.fstat(fd).st_size  # one writer per spool: this is where data goes
         view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        self._pending += len(items)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            # What reached the file, whatever the failing layer reported.
+            done = min(max(os.fstat(fd).st_size - start, 0), len(data))
+            if done:
+                self._torn = data[done - 1] != _NEWLINE
+                # Lines completed by the partial write are read back by the replay.
+                self._pending += data.count(b"\n", 0, done)
+            raise
+        self._pending += len(items) + ends_torn_line
+        self._torn = False
 
     def prepend(self, items: Sequence[Item]) -> None:
         """Put items BEFORE everything already spooled (a batch that was in flight to the
@@ -212,6 +244,11 @@ class Spool:
             pass
         return lines, offset
 
+    def _tail(self, offset: int) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read()
+
     async def replay(self, store: Store, *, batch_size: int = 500) -> int:
         """Re-apply everything spooled, oldest first; return how many items were applied.
 
@@ -225,26 +262,34 @@ class Spool:
             if not lines:
                 break
             items: list[Item] = []
+            good: list[bytes] = []
             bad: list[bytes] = []
             for line in lines:
                 try:
                     items.append(decode(line))
+                    good.append(line)
                 except (ValueError, KeyError, TypeError):
                     bad.append(line)
             if bad:
-                self._reject(bad, "undecodable line")
+                self._reject(bad, "undecodable line (torn by a failed write?)")
             try:
                 await self._apply(store, items)
             except StoreError:
-                self._compact(offset)
+                if bad:  # set aside already: keep only this batch's good lines
+                    self._compact(next_offset, b"".join(good))
+                else:
+                    self._compact(offset)
                 raise
             applied += len(items)
             self._pending -= len(lines)
             offset = next_offset
         # No await since the last read found the end: nothing can have been appended.
-        if offset:
+        if self._torn:  # a failed append's half line; its items are still in memory
+            self._reject([self._tail(offset)], "torn by a failed write")
+        if offset or self._torn:
             os.truncate(self.path, 0)  # the O_APPEND descriptor writes at the new end
         self._pending = 0
+        self._torn = False
         return applied
 
     async def _apply(self, store: Store, items: Sequence[Item]) -> None:
@@ -264,10 +309,10 @@ class Spool:
                 except Exception as exc:
                     self._reject([encode(item)], f"refused by the store: {exc!r}")
 
-    def _compact(self, offset: int) -> None:
-        """Drop the first ``offset`` bytes (already applied)."""
+    def _compact(self, offset: int, head: bytes = b"") -> None:
+        """Replace the first ``offset`` bytes (applied or set aside) by ``head``."""
         if offset:
-            self._rewrite(b"", offset)
+            self._rewrite(head, offset)
         try:
             self._pending = self.path.read_bytes().count(b"\n")
         except FileNotFoundError:

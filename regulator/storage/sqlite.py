@@ -1,10 +1,18 @@
-"""The embedded store: one SQLite file (WAL), one connection, for a single replica.
+"""The embedded store: one SQLite file (WAL), for a single replica.
 
-Every public method runs under one :class:`asyncio.Lock` on the single aiosqlite
-connection, so a transaction of one coroutine never sees (or commits) the half-done
-statements of another. Writes use ``BEGIN IMMEDIATE`` so a second process opening
-the same file (``regulator report`` while ``serve`` runs) waits on ``busy_timeout``
-instead of failing mid-transaction.
+One writer connection, under one :class:`asyncio.Lock`, so a transaction of one
+coroutine never sees (or commits) the half-done statements of another. Writes use
+``BEGIN IMMEDIATE`` so a second process opening the same file (``regulator report``
+while ``serve`` runs) waits on ``busy_timeout`` instead of failing mid-transaction.
+
+Reads go to a small pool of their own connections (each its own aiosqlite thread):
+in WAL mode a reader sees the last commit and never waits for a writer, so the
+pending-referral look-up on the hot path stays inside its budget while a large batch
+write, the daily purge or another process's transaction holds the writer.
+
+An update that arrives before its call's record (another replica, or a record still
+queued) is kept in ``orphan_updates`` and applied when the record lands; the daily
+purge drops those older than :data:`~regulator.storage.codec.ORPHAN_TTL`.
 
 ``synchronous=NORMAL`` in WAL mode: a power cut may lose the last commits but never
 corrupts the file; the group-committing writer (:mod:`regulator.storage.batch`)
@@ -22,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import structlog
 
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.models import (
@@ -34,10 +43,12 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import StoreError
+from regulator.ports import Clock, StoreError, SystemClock
 from regulator.storage import codec
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 _SCHEMA_VERSION = 1
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
@@ -92,6 +103,15 @@ CREATE TABLE IF NOT EXISTS visits (
     data        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS visits_mmg_month ON visits (mmg, month, at_us);
+
+CREATE TABLE IF NOT EXISTS orphan_updates (
+    seq         INTEGER PRIMARY KEY,
+    call_id     TEXT NOT NULL,
+    received_us INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orphan_updates_call ON orphan_updates (call_id);
+CREATE INDEX IF NOT EXISTS orphan_updates_received ON orphan_updates (received_us);
 
 CREATE TABLE IF NOT EXISTS idempotency (
     scope      TEXT NOT NULL,
@@ -198,11 +218,24 @@ class SqliteStore:
 
     name = "sqlite"
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        readers: int = 2,
+        clock: Clock | None = None,
+    ) -> None:
+        if readers < 1:
+            raise ValueError("readers must be positive")
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._reader_count = readers
+        self._readers: list[aiosqlite.Connection] = []
+        self._idle: asyncio.Queue[aiosqlite.Connection] | None = None
+        self._clock = clock or SystemClock()
 
     # ------------------------------------------------------------------ plumbing
     async def open(self) -> None:
@@ -220,19 +253,53 @@ class SqliteStore:
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.executescript(_SCHEMA)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            readers = await self._open_readers()
         except (sqlite3.Error, OSError) as exc:
             await conn.close()
             raise StoreError(f"cannot initialise SQLite store {self.path}: {exc}") from exc
+        self._readers = readers
+        self._idle = asyncio.Queue()
+        for reader in readers:
+            self._idle.put_nowait(reader)
         self._conn = conn
+
+    async def _open_readers(self) -> list[aiosqlite.Connection]:
+        """The read connections (after the writer made the file WAL and created the schema)."""
+        readers: list[aiosqlite.Connection] = []
+        try:
+            for _ in range(self._reader_count):
+                reader = await aiosqlite.connect(self.path, isolation_level=None)
+                readers.append(reader)
+                await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            for reader in readers:
+                with suppress(sqlite3.Error, OSError):
+                    await reader.close()
+            raise
+        return readers
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            async with self._lock:
+        readers, self._readers = self._readers, []
+        idle, self._idle = self._idle, None
+        if conn is None:
+            return
+        errors: list[BaseException] = []
+        if idle is not None:
+            for _ in readers:  # each one once its read is done
+                reader = await idle.get()
                 try:
-                    await conn.close()
+                    await reader.close()
                 except (sqlite3.Error, OSError) as exc:
-                    raise StoreError(f"error closing SQLite store: {exc}") from exc
+                    errors.append(exc)
+        async with self._lock:
+            try:
+                await conn.close()
+            except (sqlite3.Error, OSError) as exc:
+                errors.append(exc)
+        if errors:
+            raise StoreError(f"error closing SQLite store: {errors[0]}") from errors[0]
 
     def _db(self) -> aiosqlite.Connection:
         if self._conn is None:
@@ -241,12 +308,17 @@ class SqliteStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            conn = self._db()
-            try:
-                yield conn
-            except (sqlite3.Error, OSError, ValueError) as exc:
-                raise StoreError(f"SQLite read failed: {exc}") from exc
+        """A read connection of the pool: never behind the writer's lock."""
+        self._db()
+        idle = self._idle
+        assert idle is not None
+        conn = await idle.get()
+        try:
+            yield conn
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise StoreError(f"SQLite read failed: {exc}") from exc
+        finally:
+            idle.put_nowait(conn)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -288,6 +360,7 @@ class SqliteStore:
                 sql = f"SELECT call_id FROM calls WHERE call_id IN ({_marks(chunk)})"  # noqa: S608
                 async with conn.execute(sql, chunk) as cur:
                     known.update(row[0] for row in await cur.fetchall())
+            early = await self._take_orphans(conn, [i for i in ids if i not in known])
             fresh: list[bool] = []
             rows: list[tuple[Any, ...]] = []
             counters: Counters = {}
@@ -296,12 +369,58 @@ class SqliteStore:
                 fresh.append(is_new)
                 if is_new:
                     known.add(record.call_id)
+                    if record.call_id in early:
+                        record = codec.record_with_updates(record, early[record.call_id])
                     rows.append(_call_row(record))
                     _add(counters, record.mmg, record.month, call_counter_deltas(record))
             if rows:
                 await conn.executemany(_INSERT_CALL, rows)
                 await self._flush_counters(conn, counters)
         return fresh
+
+    @staticmethod
+    async def _take_orphans(
+        conn: aiosqlite.Connection, call_ids: Sequence[str]
+    ) -> dict[str, list[CallUpdate]]:
+        """Remove and return the updates kept for calls about to be recorded, in order."""
+        found: dict[str, list[CallUpdate]] = {}
+        for chunk in _chunks(call_ids):
+            sql = (
+                "SELECT call_id, data FROM orphan_updates"  # noqa: S608
+                f" WHERE call_id IN ({_marks(chunk)}) ORDER BY seq"
+            )
+            async with conn.execute(sql, chunk) as cur:
+                rows = await cur.fetchall()
+            for call_id, data in rows:
+                found.setdefault(call_id, []).append(codec.update_from_json(data))
+            if rows:
+                sql = f"DELETE FROM orphan_updates WHERE call_id IN ({_marks(chunk)})"  # noqa: S608
+                await conn.execute(sql, chunk)
+        return found
+
+    async def _keep_orphans(self, conn: aiosqlite.Connection, updates: list[CallUpdate]) -> None:
+        """Keep updates of calls not recorded yet (at most ORPHAN_LIMIT per call)."""
+        ids = list(dict.fromkeys(u.call_id for u in updates))
+        kept: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            sql = (
+                "SELECT call_id, COUNT(*) FROM orphan_updates"  # noqa: S608
+                f" WHERE call_id IN ({_marks(chunk)}) GROUP BY call_id"
+            )
+            async with conn.execute(sql, chunk) as cur:
+                kept.update((str(cid), int(n)) for cid, n in await cur.fetchall())
+        received = codec.to_us(self._clock.now())
+        rows: list[tuple[str, int, str]] = []
+        for update in updates:
+            if kept.get(update.call_id, 0) >= codec.ORPHAN_LIMIT:
+                continue
+            kept[update.call_id] = kept.get(update.call_id, 0) + 1
+            rows.append((update.call_id, received, codec.update_to_json(update).decode()))
+        if len(rows) < len(updates):
+            log.warning("orphan_updates_dropped", updates=len(updates) - len(rows))
+        await conn.executemany(
+            "INSERT INTO orphan_updates (call_id, received_us, data) VALUES (?, ?, ?)", rows
+        )
 
     async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
         if not updates:
@@ -319,12 +438,16 @@ class SqliteStore:
                         state[row[0]] = codec.CallState(*row[1:])
             counters: Counters = {}
             touched: set[str] = set()
+            early: list[CallUpdate] = []
             for update in updates:
                 call = state.get(update.call_id)
                 if call is None:
-                    continue  # unknown call (purged, or its record never arrived)
+                    early.append(update)  # its record is not here yet (or was purged)
+                    continue
                 _add(counters, call.mmg, call.month, codec.apply_update(call, update))
                 touched.add(update.call_id)
+            if early:
+                await self._keep_orphans(conn, early)
             if touched:
                 await conn.executemany(
                     "UPDATE calls SET route = ?, ground = ?, rule = ?, status = ?, duration_s = ?"
@@ -351,10 +474,12 @@ class SqliteStore:
         return {str(key): int(value) for key, value in rows}
 
     async def purge_calls(self, before: datetime) -> int:
+        stale = codec.to_us(self._clock.now() - codec.ORPHAN_TTL)
         async with self._tx() as conn:
             cur = await conn.execute("DELETE FROM calls WHERE at_us < ?", (codec.to_us(before),))
             count = cur.rowcount
             await cur.close()
+            await conn.execute("DELETE FROM orphan_updates WHERE received_us < ?", (stale,))
         return max(count, 0)
 
     # ----------------------------------------------------------------- referrals

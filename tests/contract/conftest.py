@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from regulator.ports import Store
+from regulator.ports import FixedClock, Store
+from tests.contract.helpers import T0
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The stores' clock (when an early update was received), pinned at T0."""
+    return FixedClock(T0)
 
 
 async def _drop_prefix(url: str, prefix: str) -> None:
@@ -30,11 +37,13 @@ async def _drop_prefix(url: str, prefix: str) -> None:
 
 
 @pytest_asyncio.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
+) -> AsyncIterator[Store]:
     if request.param == "sqlite":
         from regulator.storage.sqlite import SqliteStore
 
-        sqlite_store = SqliteStore(tmp_path / "regulator.sqlite3")
+        sqlite_store = SqliteStore(tmp_path / "regulator.sqlite3", clock=clock)
         await sqlite_store.open()
         yield sqlite_store
         await sqlite_store.close()
@@ -44,8 +53,32 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
-    redis_store = RedisStore(url, prefix=prefix)
+    redis_store = RedisStore(url, prefix=prefix, clock=clock)
     await redis_store.open()
     yield redis_store
     await redis_store.close()
     await _drop_prefix(url, prefix)
+
+
+@pytest_asyncio.fixture
+async def replica(
+    store: Store, request: pytest.FixtureRequest, clock: FixedClock
+) -> AsyncIterator[Store]:
+    """A second store on the same data as ``store``: another replica (Redis) or another
+    connection to the same file (SQLite), for races between two writers."""
+    from regulator.storage.redis import RedisStore
+    from regulator.storage.sqlite import SqliteStore
+
+    other: Store
+    if isinstance(store, SqliteStore):
+        other = SqliteStore(store.path, clock=clock)
+    else:
+        assert isinstance(store, RedisStore)
+        other = RedisStore(
+            request.getfixturevalue("redis_url"),
+            prefix=request.getfixturevalue("redis_prefix"),
+            clock=clock,
+        )
+    await other.open()
+    yield other
+    await other.close()

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from regulator.core.indicators import CALLS
 from regulator.core.models import CallRecord, CallUpdate, Route
 from regulator.ports import Store, StoreError
-from regulator.storage.batch import CallWriter
+from regulator.storage.batch import CallWriter, Journal
 from regulator.storage.keys import Keys
 from regulator.storage.redis import RedisStore
 from regulator.storage.spool import Spool
 from regulator.storage.sqlite import SqliteStore
 from tests.conftest import RedisServer
 from tests.contract.helpers import MMG, MONTH, call, expected_counters
+from tests.contract.test_spool import HalfWriteThenFull
 
 RETRY_S = 0.05  # first replay retry (the default 0.5 s would slow the tests down)
 
@@ -294,3 +297,22 @@ async def test_failed_batch_goes_back_before_newer_spooled_items(
     await writer.stop()
     expected = [call("CA0", route=Route.PHARMACY), *(call(f"CA{i}") for i in range(1, 6))]
     assert await sqlite_store.call_counters(MMG, MONTH) == expected_counters(expected)
+
+
+async def test_a_half_written_journal_line_does_not_swallow_the_next_call(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal")
+    full = HalfWriteThenFull(tmp_path / "journal.000001")
+    monkeypatch.setattr(os, "write", full)
+    journal.append(1, call("CA1"))
+    full.armed = True
+    journal.append(2, call("CA2"))  # logged, not raised: CA2 is still in the writer's memory
+    journal.append(3, call("CA3"))
+    monkeypatch.undo()
+    # The process dies here; the next one recovers the journal.
+    spool = Spool(tmp_path / "spool.jsonl")
+    assert Journal(tmp_path / "journal").recover(spool) == 2
+    await spool.replay(store)
+    spool.close()
+    assert [c for c in ("CA1", "CA3") if await store.get_call(c) is None] == []

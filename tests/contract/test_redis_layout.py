@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest_asyncio
 
-from regulator.core.models import ReferralStatus
+from regulator.core.models import CallUpdate, ReferralStatus
 from regulator.storage.redis import RedisStore
 from tests.contract.helpers import MMG, MONTH, T0, advance, call, referral, visit
 
@@ -62,3 +63,18 @@ async def test_pending_index_is_emptied_when_the_referral_closes(redis_store: Re
     assert await client.smembers(pending_key) == {b"R1"}
     assert await redis_store.save_referral(advance(ref, ReferralStatus.CANCELLED), 1)
     assert await client.exists(pending_key) == 0
+
+
+async def test_early_updates_wait_in_an_expiring_list_until_their_record(
+    redis_store: RedisStore,
+) -> None:
+    client = redis_store._db()
+    keys = redis_store.keys
+    early = CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, status="completed")
+    await redis_store.update_calls([early, replace(early, duration_s=30)])
+    assert await client.llen(keys.orphan_updates("CA1")) == 2
+    assert 0 < await client.ttl(keys.orphan_updates("CA1")) <= 2 * 24 * 3600
+    assert await client.zcard(keys.orphans_by_at()) == 1
+    await redis_store.record_calls([call("CA1")])
+    assert await client.exists(keys.orphan_updates("CA1")) == 0
+    assert await client.zcard(keys.orphans_by_at()) == 0

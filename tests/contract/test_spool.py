@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -168,3 +170,67 @@ async def test_an_undecodable_line_does_not_block_the_spool(tmp_path: Path, stor
     spool.close()
     assert spool.rejected_path.read_bytes().count(b"\n") == 2
     assert (await store.call_counters(MMG, MONTH))["calls"] == 2
+
+
+class HalfWriteThenFull:
+    """``os.write`` as a disk that fills up in the middle of the next append to ``path``:
+    half the bytes reach the file, then ENOSPC (what ``write(2)`` does at the brim)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.armed = False
+        self.real = os.write
+
+    def __call__(self, fd: int, data: bytes | memoryview, /) -> int:
+        if self.armed and os.readlink(f"/proc/self/fd/{fd}") == str(self.path):
+            self.armed = False
+            self.real(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real(fd, data)
+
+
+async def test_a_half_written_append_does_not_swallow_the_next_item(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "spool.jsonl"
+    spool = Spool(path)
+    full = HalfWriteThenFull(path)
+    monkeypatch.setattr(os, "write", full)
+    spool.append([call("CA1")])
+    full.armed = True
+    with pytest.raises(OSError, match="No space left"):
+        spool.append([call("CA2")])
+    assert not path.read_bytes().endswith(b"\n"), "the fault left half a line"
+    # The call writer keeps the refused items and appends them again once there is room.
+    spool.append([call("CA2")])
+    spool.append([call("CA3")])
+    applied = await spool.replay(store)
+    spool.close()
+    assert [c for c in ("CA1", "CA2", "CA3") if await store.get_call(c) is None] == []
+    assert applied == 3
+    assert spool.rejected == 1  # only the torn fragment is set aside
+    assert spool.rejected_path.read_bytes().count(b"\n") == 1
+    assert (await store.call_counters(MMG, MONTH))["calls"] == 3
+
+
+async def test_a_torn_fragment_left_by_a_failed_append_survives_a_reopen(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "spool.jsonl"
+    spool = Spool(path)
+    full = HalfWriteThenFull(path)
+    monkeypatch.setattr(os, "write", full)
+    spool.append([call("CA1")])
+    full.armed = True
+    batch = [call("CA2"), call("CA3"), call("CA4")]
+    with pytest.raises(OSError, match="No space left"):
+        spool.append(batch)  # CA2 whole, CA3 torn
+    spool.append(batch)
+    spool.close()
+    reopened = Spool(path)
+    assert reopened.pending == 6  # CA1, CA2, the fragment, CA2 again, CA3, CA4
+    await reopened.replay(store)
+    reopened.close()
+    assert [c for c in ("CA1", "CA2", "CA3", "CA4") if await store.get_call(c) is None] == []
+    assert reopened.rejected_path.read_bytes().count(b"\n") == 1
+    assert (await store.call_counters(MMG, MONTH))["calls"] == 4

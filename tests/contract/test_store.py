@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -19,7 +20,8 @@ from regulator.core.models import (
     Route,
     VisitChannel,
 )
-from regulator.ports import Store
+from regulator.ports import FixedClock, Store
+from regulator.storage.codec import ORPHAN_LIMIT, ORPHAN_TTL
 from tests.contract.helpers import (
     CALLER,
     MMG,
@@ -184,7 +186,7 @@ async def test_status_update_does_not_move_counters(store: Store) -> None:
     assert (stored.status, stored.duration_s, stored.route) == ("completed", 65, Route.REGULATION)
 
 
-async def test_update_for_an_unknown_call_is_ignored(store: Store) -> None:
+async def test_an_update_without_its_record_creates_no_call(store: Store) -> None:
     await store.record_calls([call("CA1")])
     await store.update_calls(
         [
@@ -197,6 +199,118 @@ async def test_update_for_an_unknown_call_is_ignored(store: Store) -> None:
     stored = await store.get_call("CA1")
     assert stored is not None
     assert stored.status == "completed"
+
+
+async def test_updates_that_arrive_before_their_record_are_applied_when_it_lands(
+    store: Store,
+) -> None:
+    # Another replica answered the menu choice and the end of the call before this
+    # replica's writer stored the first webhook's record.
+    await store.update_calls(
+        [
+            CallUpdate(
+                call_id="CA1",
+                mmg=MMG,
+                month=MONTH,
+                route=Route.DIRECT_ACCESS,
+                ground=Ground.REGULATION_OVERFLOW,
+                rule="overflow after 90 s",
+            ),
+            CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, status="completed"),
+        ]
+    )
+    await store.update_calls([CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, duration_s=42)])
+    assert await store.get_call("CA1") is None
+    assert await store.record_calls([call("CA1", route=Route.MENU), call("CA2")]) == [True, True]
+    final = replace(
+        call("CA1", route=Route.DIRECT_ACCESS, ground=Ground.REGULATION_OVERFLOW),
+        rule="overflow after 90 s",
+        status="completed",
+        duration_s=42,
+    )
+    assert await store.get_call("CA1") == final, "early updates were dropped"
+    assert await store.call_counters(MMG, MONTH) == expected_counters([final, call("CA2")])
+    # Applied once: the record again, or the same updates again, change nothing.
+    assert await store.record_calls([call("CA1", route=Route.MENU)]) == [False]
+    await store.update_calls([CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, status="completed")])
+    assert await store.get_call("CA1") == final
+    assert await store.call_counters(MMG, MONTH) == expected_counters([final, call("CA2")])
+
+
+async def test_early_updates_older_than_a_day_are_purged(store: Store, clock: FixedClock) -> None:
+    early = CallUpdate(call_id="late", mmg=MMG, month=MONTH, status="completed")
+    await store.update_calls([early])
+    clock.set(clock.now() + ORPHAN_TTL + timedelta(minutes=1))
+    await store.update_calls([replace(early, call_id="recent")])
+    await store.purge_calls(T0 - timedelta(days=30))
+    await store.record_calls([call("late"), call("recent")])
+    late, recent = await store.get_call("late"), await store.get_call("recent")
+    assert late is not None
+    assert recent is not None
+    assert (late.status, recent.status) == ("in_progress", "completed")
+
+
+async def test_early_updates_of_one_call_are_bounded(store: Store) -> None:
+    junk = [
+        CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, duration_s=n)
+        for n in range(ORPHAN_LIMIT + 20)
+    ]
+    await store.update_calls(junk[:10])
+    await store.update_calls(junk[10:])
+    await store.record_calls([call("CA1")])
+    stored = await store.get_call("CA1")
+    assert stored is not None
+    assert stored.duration_s == ORPHAN_LIMIT - 1
+
+
+async def test_updates_racing_their_record_on_another_replica_are_kept(
+    store: Store, replica: Store
+) -> None:
+    ids = [f"CA{n:03d}" for n in range(60)]
+    for start in range(0, len(ids), 6):
+        chunk = ids[start : start + 6]
+        await asyncio.gather(
+            store.record_calls([call(c, route=Route.MENU) for c in chunk]),
+            replica.update_calls(
+                [CallUpdate(call_id=c, mmg=MMG, month=MONTH, route=Route.PHARMACY) for c in chunk]
+            ),
+            replica.update_calls(
+                [CallUpdate(call_id=c, mmg=MMG, month=MONTH, status="completed") for c in chunk]
+            ),
+        )
+    stored = {c: await store.get_call(c) for c in ids}
+    rerouted = [c for c, r in stored.items() if r is not None and r.route is Route.PHARMACY]
+    completed = [c for c, r in stored.items() if r is not None and r.status == "completed"]
+    assert (rerouted, completed) == (ids, ids), "updates racing their record were lost"
+    final = [replace(call(c, route=Route.PHARMACY), status="completed") for c in ids]
+    assert await store.call_counters(MMG, MONTH) == expected_counters(final)
+
+
+async def test_status_and_duration_from_two_replicas_both_survive(
+    store: Store, replica: Store
+) -> None:
+    ids = [f"CA{n:03d}" for n in range(40)]
+    await store.record_calls([call(c, route=Route.MENU) for c in ids])
+    for n, call_id in enumerate(ids):
+        status = CallUpdate(call_id=call_id, mmg=MMG, month=MONTH, status="completed")
+        duration = CallUpdate(call_id=call_id, mmg=MMG, month=MONTH, duration_s=60 + n)
+        reroute = CallUpdate(call_id=call_id, mmg=MMG, month=MONTH, route=Route.REGULATION)
+        first, second = (store, replica) if n % 2 else (replica, store)
+        await asyncio.gather(
+            first.update_calls([status]),
+            second.update_calls([duration]),
+            first.update_calls([reroute]),
+        )
+    for n, call_id in enumerate(ids):
+        stored = await store.get_call(call_id)
+        assert stored is not None
+        assert (stored.route, stored.status, stored.duration_s) == (
+            Route.REGULATION,
+            "completed",
+            60 + n,
+        ), call_id
+    final = [replace(call(c), status="completed") for c in ids]
+    assert await store.call_counters(MMG, MONTH) == expected_counters(final)
 
 
 async def test_purge_deletes_old_calls_and_keeps_counters(store: Store) -> None:

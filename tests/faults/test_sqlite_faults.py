@@ -13,14 +13,18 @@ import asyncio
 import errno
 import fcntl
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from regulator.settings import Settings
 from regulator.storage.sqlite import SqliteStore
+from tests.contract.helpers import CALLER, MMG, T0, call, referral
 from tests.faults.conftest import (
     FaultCounts,
     ServiceFactory,
@@ -30,6 +34,9 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+
+#: The service gives the pending-referral look-up this long, then routes without it.
+BUDGET_S = float(Settings.model_fields["store_budget_ms"].default) / 1000
 
 # linux/fs.h: _IOR('f', 1, long) and _IOW('f', 2, long); FS_IMMUTABLE_FL.
 FS_IOC_GETFLAGS = 0x80086601
@@ -191,3 +198,53 @@ async def test_full_disk_keeps_calls_in_memory_then_writes_them(
         assert present == set(call_ids)
         assert service.calls_received(months) == len(call_ids)
         service.stop()
+
+
+async def test_pending_lookup_does_not_wait_behind_a_blocked_batch_write(tmp_path: Path) -> None:
+    """Another process (``regulator report``, a migration) holds the database's write
+    lock: the writer's batch waits for it (busy_timeout), the caller's look-up does not."""
+    db = tmp_path / "regulator.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    await store.create_referral(referral("R1"), None)
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        batch = asyncio.create_task(store.record_calls([call(f"CA{n}") for n in range(5000)]))
+        await asyncio.sleep(0)  # the batch has the writer and waits for the lock
+        async with asyncio.timeout(BUDGET_S):
+            assert await store.has_pending_referral(MMG, CALLER)
+        assert not batch.done(), "the look-up only answered once the batch was written"
+        other.execute("COMMIT")
+        assert all(await batch)
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_pending_lookup_answers_within_budget_while_the_daily_purge_runs(
+    tmp_path: Path,
+) -> None:
+    """A year of calls of a busy MMG deleted in one transaction takes the writer for
+    longer than the look-up's budget; the look-ups answer from their own connections."""
+    store = SqliteStore(tmp_path / "regulator.sqlite3")
+    await store.open()
+    try:
+        await store.create_referral(referral("R1"), None)
+        old = T0 - timedelta(days=400)
+        count = 200_000
+        for start in range(0, count, 10_000):
+            await store.record_calls(
+                [call(f"OLD{n}", at=old) for n in range(start, start + 10_000)]
+            )
+        purge = asyncio.create_task(store.purge_calls(T0 - timedelta(days=30)))
+        await asyncio.sleep(0)  # the purge has the writer
+        answered_during_purge = 0
+        while not purge.done():
+            async with asyncio.timeout(BUDGET_S):
+                assert await store.has_pending_referral(MMG, CALLER)
+            answered_during_purge += not purge.done()
+        assert await purge == count
+        assert answered_during_purge > 0, "the look-up waited for the purge to end"
+    finally:
+        await store.close()
