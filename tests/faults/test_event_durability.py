@@ -109,7 +109,9 @@ async def test_outbox_store_down_15_s_under_load_loses_no_event(
     server.kill()
     fault_counts.faults_injected += 1
     down_at = time.monotonic()
-    await asyncio.sleep(OUTAGE_S)
+    await asyncio.sleep(OUTAGE_S / 2)
+    backlog = await asyncio.to_thread(service.metric, "regulator_outbox_local_pending")
+    await asyncio.sleep(OUTAGE_S / 2)
     server.start()
     answers = await load
     fault_counts.notes.append(f"Redis down {time.monotonic() - down_at:.1f} s")
@@ -143,6 +145,10 @@ async def test_outbox_store_down_15_s_under_load_loses_no_event(
     assert receiver.bad_signatures == 0
     assert len(answered) == len(call_ids)
     assert len(stored) == len(answered) == len(events), line
+    # The backlog was visible on /metrics while the store was down, and is gone.
+    fault_counts.notes.append(f"regulator_outbox_local_pending={backlog:.0f} mid-outage")
+    assert backlog > 0
+    assert service.metric("regulator_outbox_local_pending") == 0
     service.stop()
 
 
