@@ -52,7 +52,7 @@ SPOOL_NAME = "outbox-spool.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
-class Spooled:
+class SpooledEvent:
     """An event as the journal and the spool hold it (one line each)."""
 
     event: OutboxEvent
@@ -61,16 +61,16 @@ class Spooled:
         return orjson.dumps({"e": self.event.as_json()})
 
 
-def decode(line: bytes) -> Spooled:
+def decode(line: bytes) -> SpooledEvent:
     """The event of one journal or spool line; ValueError/KeyError/TypeError if none."""
     data = orjson.loads(line)
-    return Spooled(OutboxEvent.from_json(data["e"]))
+    return SpooledEvent(OutboxEvent.from_json(data["e"]))
 
 
 def _events(items: Sequence[Item]) -> list[OutboxEvent]:
     out = []
     for item in items:
-        if not isinstance(item, Spooled):  # never: this spool holds nothing else
+        if not isinstance(item, SpooledEvent):  # never: this spool holds nothing else
             raise TypeError(f"not an outbox event: {type(item).__name__}")
         out.append(item.event)
     return out
@@ -104,8 +104,8 @@ class EventFeed:
         self.spool = Spool(directory / SPOOL_NAME, decoder=decode, applier=self._apply)
         self._journal = Journal(directory / JOURNAL_NAME, decoder=decode)
         self.recovered = self._journal.recover(self.spool)
-        self._queue: deque[tuple[int, Spooled]] = deque()
-        self._inflight: list[tuple[int, Spooled]] = []
+        self._queue: deque[tuple[int, SpooledEvent]] = deque()
+        self._inflight: list[tuple[int, SpooledEvent]] = []
         self._seq = 0
         self._backoff = retry_initial_s
         self._next_try = 0.0  # the store failed: no write (replay or direct) before this
@@ -128,7 +128,7 @@ class EventFeed:
     def put(self, event: OutboxEvent) -> None:
         """Journal ``event`` and queue it; returns at once (never raises, never blocks)."""
         self._seq += 1
-        item = (self._seq, Spooled(event))
+        item = (self._seq, SpooledEvent(event))
         self._journal.append(item[0], item[1])
         self._queue.append(item)
         if len(self._queue) > self.memory_limit and time.monotonic() >= self._disk_hold_until:
@@ -299,4 +299,4 @@ class EventFeed:
                 await asyncio.sleep(0.1)
 
 
-__all__ = ["JOURNAL_NAME", "SPOOL_NAME", "EventFeed", "Sink", "Spooled", "decode"]
+__all__ = ["JOURNAL_NAME", "SPOOL_NAME", "EventFeed", "Sink", "SpooledEvent", "decode"]
