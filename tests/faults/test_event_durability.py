@@ -191,3 +191,41 @@ async def test_kill_9_right_after_the_last_answer_loses_no_event(
     assert receiver.bad_signatures == 0
     assert len(answered) == len(call_ids)
     assert len(stored) == len(answered) == len(events), line
+
+
+async def test_a_replica_started_while_the_outbox_store_is_down_keeps_its_events(
+    redis_server_factory: Callable[..., RedisServer],
+    service_factory: ServiceFactory,
+    receiver: WebhookReceiver,
+    fault_counts: FaultCounts,
+) -> None:
+    server = redis_server_factory(persistent=True)
+    server.kill()  # down before the replica starts (a restart during an outage)
+    fault_counts.faults_injected += 1
+    prefix = f"regfault:{uuid.uuid4().hex[:10]}"
+    service: Service = service_factory(
+        {"REGULATOR_REDIS_URL": server.url, "REGULATOR_REDIS_PREFIX": prefix}, is_open=False
+    )
+    receiver.targets_file(service)
+    service.start(ready=False)  # serves (fail-safe, spooled) without its store
+    call_ids = [f"CAevboot{n:05d}" for n in range(120)]
+    answers = await twilio_calls(service.base_url, call_ids, concurrency=4)
+    check_answers(answers)
+    answered = [a.call_id for a in answers if a.acknowledged]
+    backlog = await asyncio.to_thread(service.metric, "regulator_outbox_local_pending")
+    server.start()
+    with contextlib.suppress(AssertionError):  # counted and reported below
+        await wait_for(lambda: set(answered) <= receiver.call_ids(), timeout_s=40)
+    events = receiver.call_ids() & set(answered)
+    stored = await records_redis(server.url, prefix, answered)
+    line = durability_line(len(answered), len(stored), len(events))
+    print(f"\n[faults] {line}")
+    fault_counts.notes.append(line)
+    fault_counts.notes.append(f"regulator_outbox_local_pending={backlog:.0f} before Redis")
+    fault_counts.requests_sent = len(answers)
+    fault_counts.records_checked = len(answered)
+    fault_counts.records_lost = len(answered) - len(stored) + len(answered) - len(events)
+    assert len(answered) == len(call_ids)
+    assert len(stored) == len(answered) == len(events), line
+    assert backlog == len(call_ids)
+    service.stop()
