@@ -58,6 +58,11 @@ class Metrics:
         self.outbox_pending = Gauge(
             "regulator_outbox_pending", "Outbox events not yet delivered", registry=r
         )
+        self.outbox_local_pending = Gauge(
+            "regulator_outbox_local_pending",
+            "Centre 15 events kept on local disk (journal, spool), not yet in the outbox store",
+            registry=r,
+        )
         self.outbox_deliveries = Counter(
             "regulator_outbox_deliveries",
             "Outbox delivery attempts",

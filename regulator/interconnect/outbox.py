@@ -37,6 +37,10 @@ from regulator.ports import Clock
 
 log = structlog.get_logger("regulator.outbox")
 
+#: How long a store remembers a delivery done: enqueueing the same event for the same
+#: target again within this time (a journal replayed after a crash) is a no-op.
+SENT_RETENTION_S = 7 * 86400.0
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -74,7 +78,8 @@ class OutboxStore(Protocol):
         self, events: Sequence[OutboxEvent], targets: Sequence[str], now: datetime
     ) -> int:
         """Add a delivery of each event to each target, in one write; idempotent by
-        (target, event_id). Returns how many deliveries were new."""
+        (target, event_id), also for a delivery done less than ``SENT_RETENTION_S``
+        (counted from its enqueue) ago. Returns how many deliveries were new."""
         ...
 
     async def due(
@@ -85,7 +90,8 @@ class OutboxStore(Protocol):
         ...
 
     async def mark_delivered(self, target: str, event_id: str) -> bool:
-        """Remove the delivery (pending or dead). True if it existed."""
+        """Remove the delivery (pending or dead) and remember it as done (see
+        :meth:`enqueue`). True if it existed."""
         ...
 
     async def mark_retry(
@@ -377,6 +383,7 @@ class OutboxWorker:
 
 
 __all__ = [
+    "SENT_RETENTION_S",
     "DeadLetter",
     "Delivery",
     "DeliveryReport",

@@ -64,8 +64,10 @@ class Journal:
 
     segment_bytes = 1 << 20
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, decoder: Callable[[bytes], Item] = decode) -> None:
+        """``decoder``: for a journal of another writer's items (see :class:`Spool`)."""
         self.path = Path(path)
+        self._decode = decoder
         self._fd: int | None = None
         self._number = 0
         self._size = 0
@@ -89,7 +91,7 @@ class Journal:
         for segment in segments:
             for line in segment.read_bytes().splitlines():
                 try:
-                    items.append(decode(line))
+                    items.append(self._decode(line))
                 except (ValueError, KeyError, TypeError):
                     log.error("journal_line_unreadable", path=str(segment))
         if items:

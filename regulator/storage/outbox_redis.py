@@ -12,6 +12,9 @@ them stay valid on a cluster:
 - ``p:{outbox}:dead:<target>``   zset  event_id → died at (unix seconds): the dead list
 - ``p:{outbox}:meta:<target>``   hash  event_id → ``{"a": attempts, "s": since,
   "e": last error, "d": died at}`` — present while the delivery exists, pending or dead
+- ``p:{outbox}:sent:<target>``   zset  event_id → since: deliveries done, kept for
+  ``sent_retention_s`` so that enqueueing the same event again (a journal replayed
+  after a crash) does not send it twice
 
 Every change is one Lua script, hence atomic: an Ack marking a delivery done can't
 race a retry bringing it back. Durability is the server's: run Redis with AOF
@@ -29,7 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from regulator.interconnect.events import OutboxEvent
-from regulator.interconnect.outbox import DeadLetter, Delivery
+from regulator.interconnect.outbox import SENT_RETENTION_S, DeadLetter, Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,27 +66,34 @@ class OutboxKeys:
     def meta(self, target: str) -> str:
         return f"{self.tag}:meta:{target}"
 
+    def sent(self, target: str) -> str:
+        return f"{self.tag}:sent:{target}"
+
     def per_target(self, target: str) -> list[str]:
         return [self.due(target), self.meta(target), self.dead(target)]
 
 
-# KEYS: events, refs, targets, then (due, meta, dead) per target.
-# ARGV: now, number of targets, target names…, then event_id, body pairs.
+# KEYS: events, refs, targets, then (due, meta, sent) per target.
+# ARGV: now, forget sent deliveries enqueued before, number of targets, target names…,
+# then event_id, body pairs.
 _ENQUEUE = """
 local now = ARGV[1]
-local nt = tonumber(ARGV[2])
-local first = 3 + nt
+local nt = tonumber(ARGV[3])
+local first = 4 + nt
 local count = (#ARGV - first + 1) / 2
 local added = 0
-for i = 1, nt do redis.call('SADD', KEYS[3], ARGV[2 + i]) end
+for i = 1, nt do
+  redis.call('SADD', KEYS[3], ARGV[3 + i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3 + 3 * i], '-inf', '(' .. ARGV[2])
+end
 for j = first, #ARGV, 2 do
   local id, body = ARGV[j], ARGV[j + 1]
   -- Events enqueued together keep their order: scores a microsecond apart, all <= now.
   local rank = (j - first) / 2
   local score = string.format('%.6f', tonumber(now) - (count - rank) * 0.000001)
   for i = 1, nt do
-    local due, meta = KEYS[1 + 3 * i], KEYS[2 + 3 * i]
-    if redis.call('HEXISTS', meta, id) == 0 then
+    local due, meta, sent = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
+    if redis.call('HEXISTS', meta, id) == 0 and not redis.call('ZSCORE', sent, id) then
       redis.call('HSET', meta, id, cjson.encode({a = 0, s = now}))
       redis.call('ZADD', due, score, id)
       redis.call('HINCRBY', KEYS[2], id, 1)
@@ -115,12 +125,15 @@ end
 return out
 """
 
-# KEYS: due, meta, dead, events, refs. ARGV: id.
+# KEYS: due, meta, dead, events, refs, sent. ARGV: id.
 _DELIVERED = """
 local id = ARGV[1]
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZREM', KEYS[3], id)
-if redis.call('HDEL', KEYS[2], id) == 0 then return 0 end
+local m = redis.call('HGET', KEYS[2], id)
+if not m then return 0 end
+redis.call('ZADD', KEYS[6], cjson.decode(m).s, id)
+redis.call('HDEL', KEYS[2], id)
 if redis.call('HINCRBY', KEYS[5], id, -1) <= 0 then
   redis.call('HDEL', KEYS[5], id)
   redis.call('HDEL', KEYS[4], id)
@@ -204,11 +217,17 @@ class OutboxRedisStore:
     name = "redis"
 
     def __init__(
-        self, client: aioredis.Redis, prefix: str = "regulator", *, owns_client: bool = False
+        self,
+        client: aioredis.Redis,
+        prefix: str = "regulator",
+        *,
+        owns_client: bool = False,
+        sent_retention_s: float = SENT_RETENTION_S,
     ) -> None:
         self.client = client
         self.keys = OutboxKeys(prefix)
         self.owns_client = owns_client
+        self.sent_retention_s = sent_retention_s
         self._enqueue = client.register_script(_ENQUEUE)
         self._due = client.register_script(_DUE)
         self._delivered = client.register_script(_DELIVERED)
@@ -235,8 +254,9 @@ class OutboxRedisStore:
         k = self.keys
         keys = [k.events, k.refs, k.targets]
         for target in targets:
-            keys += k.per_target(target)
-        args: list[str | bytes] = [_ts(now), str(len(targets)), *targets]
+            keys += [k.due(target), k.meta(target), k.sent(target)]
+        forget = repr(now.timestamp() - self.sent_retention_s)
+        args: list[str | bytes] = [_ts(now), forget, str(len(targets)), *targets]
         for event in events:
             args += [event.event_id, orjson.dumps(event.as_json())]
         return int(await self._enqueue(keys=keys, args=args))
@@ -266,7 +286,7 @@ class OutboxRedisStore:
 
     async def mark_delivered(self, target: str, event_id: str) -> bool:
         k = self.keys
-        keys = [*k.per_target(target), k.events, k.refs]
+        keys = [*k.per_target(target), k.events, k.refs, k.sent(target)]
         return bool(await self._delivered(keys=keys, args=[event_id]))
 
     async def mark_retry(

@@ -3,6 +3,8 @@
 ``outbox_events`` holds each event once; ``outbox_deliveries`` holds one row per
 (target, event) with its state (``pending`` or ``dead``), attempts, next attempt
 time and last error. An event row is deleted with its last delivery row.
+``outbox_sent`` remembers the deliveries done for ``sent_retention_s`` (enqueue is
+idempotent by event id, also after delivery).
 
 The file is shared with the main store, which has its own connection: WAL mode
 and a busy timeout let both write without "database is locked" errors.
@@ -21,7 +23,7 @@ import aiosqlite
 import orjson
 
 from regulator.interconnect.events import OutboxEvent
-from regulator.interconnect.outbox import DeadLetter, Delivery
+from regulator.interconnect.outbox import SENT_RETENTION_S, DeadLetter, Delivery
 
 T = TypeVar("T")
 
@@ -43,6 +45,15 @@ CREATE TABLE IF NOT EXISTS outbox_deliveries (
 );
 CREATE INDEX IF NOT EXISTS outbox_deliveries_due
     ON outbox_deliveries (target, state, next_at);
+-- Deliveries done, kept for sent_retention_s after their enqueue: enqueueing the same
+-- event again (a journal replayed after a crash) must not send it twice.
+CREATE TABLE IF NOT EXISTS outbox_sent (
+    target      TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    since       REAL NOT NULL,                     -- when the delivery was enqueued
+    PRIMARY KEY (target, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_sent_since ON outbox_sent (since);
 """
 
 
@@ -63,9 +74,16 @@ class OutboxSqliteStore:
 
     name = "sqlite"
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout_ms: int = 5000,
+        sent_retention_s: float = SENT_RETENTION_S,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.sent_retention_s = sent_retention_s
         self._db: aiosqlite.Connection | None = None
         # One connection, many coroutines: transactions must not interleave.
         self._lock = asyncio.Lock()
@@ -136,7 +154,10 @@ class OutboxSqliteStore:
         if not events or not targets:
             return 0
         at = _ts(now)
-        statements: list[tuple[str, Sequence[Any]]] = []
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM outbox_sent WHERE since < ?", (at - self.sent_retention_s,))
+        ]
+        deliveries: list[int] = []  # indexes of the delivery inserts
         for event in events:
             statements.append(
                 (
@@ -145,17 +166,18 @@ class OutboxSqliteStore:
                 )
             )
             for target in targets:
+                deliveries.append(len(statements))
                 statements.append(
                     (
                         "INSERT OR IGNORE INTO outbox_deliveries "
-                        "(target, event_id, next_at, since) VALUES (?, ?, ?, ?)",
-                        (target, event.event_id, at, at),
+                        "(target, event_id, next_at, since) SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                        "(SELECT 1 FROM outbox_sent WHERE target = ? AND event_id = ?)",
+                        (target, event.event_id, at, at, target, event.event_id),
                     )
                 )
+            statements.append(self._gc(event.event_id))  # every target had it already
         counts = await self._write(statements)
-        # Deliveries are every statement but the event inserts (one per event).
-        per_event = 1 + len(targets)
-        return sum(c for i, c in enumerate(counts) if i % per_event != 0)
+        return sum(counts[i] for i in deliveries)
 
     async def due(
         self, target: str, now: datetime, limit: int, lease_s: float = 60.0
@@ -202,13 +224,19 @@ class OutboxSqliteStore:
         counts = await self._write(
             [
                 (
+                    "INSERT OR REPLACE INTO outbox_sent (target, event_id, since) "
+                    "SELECT target, event_id, since FROM outbox_deliveries "
+                    "WHERE target = ? AND event_id = ?",
+                    (target, event_id),
+                ),
+                (
                     "DELETE FROM outbox_deliveries WHERE target = ? AND event_id = ?",
                     (target, event_id),
                 ),
                 self._gc(event_id),
             ]
         )
-        return counts[0] > 0
+        return counts[1] > 0
 
     async def mark_retry(
         self, target: str, event_id: str, next_at: datetime, attempts: int, error: str | None

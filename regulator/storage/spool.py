@@ -21,15 +21,20 @@ moved to ``<spool>.rejected`` for a human to look at, instead of blocking the sp
 
 The spool is per replica (local disk): never point two processes at the same file.
 Only one task may call :meth:`replay`, :meth:`prepend` at a time (the call writer's).
+
+Another writer may keep its own items in a spool of its own (centre 15 events:
+:mod:`regulator.interconnect.feed`): its items are :class:`Spooled` (they write their
+own line) and that spool is built with their ``decoder`` and an ``applier`` that takes
+the place of the store in :meth:`Spool.replay`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -40,7 +45,18 @@ from regulator.storage import codec
 
 log = structlog.get_logger(__name__)
 
-Item = CallRecord | CallUpdate
+
+class Spooled(Protocol):
+    """An item of another writer than the call writer (see the module docstring)."""
+
+    def spool_line(self) -> bytes:
+        """One JSON document, without the newline."""
+        ...
+
+
+Item = CallRecord | CallUpdate | Spooled
+#: Applies one batch of a spool's items (replaces the store for :class:`Spooled` items).
+Applier = Callable[[Sequence[Item]], Awaitable[None]]
 
 _READ_CHUNK = 1 << 16
 _NEWLINE = ord("\n")
@@ -50,7 +66,9 @@ def encode(item: Item) -> bytes:
     """One spool line (with its newline)."""
     if isinstance(item, CallRecord):
         return orjson.dumps({"r": codec.record_to_dict(item)}) + b"\n"
-    return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
+    if isinstance(item, CallUpdate):
+        return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
+    return item.spool_line() + b"\n"
 
 
 def decode(line: bytes) -> Item:
@@ -80,10 +98,19 @@ async def apply(store: Store, items: Sequence[Item]) -> None:
 
 
 class Spool:
-    """The spool file at ``path`` (created on first append; its directory must exist)."""
+    """The spool file at ``path`` (created on first append; its directory must exist).
+    ``decoder`` / ``applier``: for a spool of :class:`Spooled` items (module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        decoder: Callable[[bytes], Item] = decode,
+        applier: Applier | None = None,
+    ) -> None:
         self.path = Path(path)
+        self._decode = decoder
+        self._applier = applier
         self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._fd: int | None = None
         self._pending = 0
@@ -249,12 +276,15 @@ class Spool:
             fh.seek(offset)
             return fh.read()
 
-    async def replay(self, store: Store, *, batch_size: int = 500) -> int:
+    async def replay(self, store: Store | None, *, batch_size: int = 500) -> int:
         """Re-apply everything spooled, oldest first; return how many items were applied.
+        (``store`` is None for a spool built with an ``applier``.)
 
         Raises :class:`StoreError` (after removing what was applied) if the store
         fails again. Items appended while the replay runs are replayed too.
         """
+        if store is None and self._applier is None:
+            raise TypeError("Spool.replay needs a store (or a spool built with an applier)")
         offset = 0
         applied = 0
         while True:
@@ -266,7 +296,7 @@ class Spool:
             bad: list[bytes] = []
             for line in lines:
                 try:
-                    items.append(decode(line))
+                    items.append(self._decode(line))
                     good.append(line)
                 except (ValueError, KeyError, TypeError):
                     bad.append(line)
@@ -292,9 +322,16 @@ class Spool:
         self._torn = False
         return applied
 
-    async def _apply(self, store: Store, items: Sequence[Item]) -> None:
-        try:
+    async def _apply_batch(self, store: Store | None, items: Sequence[Item]) -> None:
+        if self._applier is not None:
+            await self._applier(items)
+        else:
+            assert store is not None  # checked by replay()
             await apply(store, items)
+
+    async def _apply(self, store: Store | None, items: Sequence[Item]) -> None:
+        try:
+            await self._apply_batch(store, items)
         except StoreError:
             raise
         except Exception:
@@ -303,7 +340,7 @@ class Spool:
             log.exception("spool_batch_refused", items=len(items))
             for item in items:
                 try:
-                    await apply(store, [item])
+                    await self._apply_batch(store, [item])
                 except StoreError:
                     raise
                 except Exception as exc:
@@ -328,4 +365,4 @@ def _iter_lines(fh: Any, limit: int) -> Iterator[bytes]:
             return
 
 
-__all__ = ["Item", "Spool", "apply", "decode", "encode"]
+__all__ = ["Applier", "Item", "Spool", "Spooled", "apply", "decode", "encode"]

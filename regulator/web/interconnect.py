@@ -2,16 +2,16 @@
 
 With ``REGULATOR_TARGETS_FILE`` set, every routed call (not the menu step) and every
 referral event is queued in the durable outbox for each target. Webhook handlers
-never await the outbox: events go through a bounded in-memory feed that a
-background task writes in batches, so the caller's answer is never delayed.
+never await the outbox: each event is written to a local journal before the handler
+returns, then a background task writes the events in batches to the outbox store (or,
+while it is down, to a local fsync'd spool replayed for ever): the caller's answer is
+never delayed and no event is lost (:mod:`regulator.interconnect.feed`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +19,8 @@ from aiohttp import web
 from regulator.core.models import CallRecord, Decision, Referral, Route
 from regulator.errors import BadRequest, Forbidden, Unavailable
 from regulator.interconnect.events import OutboxEvent, TargetsError, call_event, referral_event
+from regulator.interconnect.feed import EventFeed
+from regulator.interconnect.outbox import OutboxStore
 from regulator.interconnect.service import Interconnect, outbox_store_for
 from regulator.logs import get_logger
 from regulator.web import keys
@@ -31,59 +33,43 @@ log = get_logger("regulator.interconnect")
 
 @dataclass(eq=False)
 class OutboxFeed:
-    """Bounded hand-off from request handlers to the outbox (never blocks a handler)."""
+    """Hand-off from request handlers to the outbox: an :class:`EventFeed` (journal
+    written before the handler returns, then the outbox store or the local spool)."""
 
     interconnect: Interconnect | None = None
-    queue: asyncio.Queue[OutboxEvent] = field(default_factory=lambda: asyncio.Queue(50_000))
-    dropped: int = 0
+    events: EventFeed | None = None
 
     def put(self, event: OutboxEvent) -> None:
-        if self.interconnect is None:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("outbox_feed_full", event_id=event.event_id, kind=event.kind)
+        if self.events is not None:
+            self.events.put(event)
 
     def on_call(self, record: CallRecord, decision: Decision, first: bool) -> None:
         # Checked before building the event: without targets this runs for nothing
         # on every webhook.
-        if self.interconnect is not None and decision.route is not Route.MENU:
-            self.put(call_event(record))
+        if self.events is not None and decision.route is not Route.MENU:
+            self.events.put(call_event(record))
 
     def on_referral(self, referral: Referral, event: str) -> None:
-        if self.interconnect is not None:
-            self.put(referral_event(referral))  # the kind follows the referral's status
+        if self.events is not None:
+            self.events.put(referral_event(referral))  # the kind follows the referral's status
 
-    async def drain_forever(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < 500:
-                batch.append(self.queue.get_nowait())
-            await self._write(batch)
-
-    async def drain(self) -> None:
-        """Write whatever is queued (shutdown)."""
-        batch = []
-        while not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        if batch:
-            await self._write(batch)
-
-    async def _write(self, batch: list[OutboxEvent]) -> None:
-        assert self.interconnect is not None
-        for attempt in range(5):
-            try:
-                await self.interconnect.enqueue(batch)
-                return
-            except Exception as exc:  # outbox store unreachable: retry, then log loudly
-                log.warning("outbox_enqueue_failed", attempt=attempt + 1, error=str(exc))
-                await asyncio.sleep(0.2 * 2**attempt)
-        log.error("outbox_events_not_queued", count=len(batch))
+    @property
+    def backlog(self) -> int:
+        return self.events.backlog if self.events is not None else 0
 
 
 FEED: web.AppKey[OutboxFeed] = web.AppKey("outbox_feed", OutboxFeed)
+
+
+async def _open_outbox_store(store: OutboxStore) -> bool:
+    """Open the outbox store; a store that is down at start (Redis) is not fatal: the
+    events wait in the local spool until it answers."""
+    try:
+        await store.open()
+    except Exception as exc:
+        log.error("outbox_store_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -93,7 +79,7 @@ async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     store = outbox_store_for(settings)
-    await store.open()
+    opened = await _open_outbox_store(store)
     async with aiohttp.ClientSession() as session:
         try:
             interconnect = Interconnect.from_settings(
@@ -102,14 +88,25 @@ async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
         except TargetsError as exc:
             await store.close()
             raise SystemExit(f"erreur : fichier des cibles invalide : {exc}") from None
+
+        async def sink(events: Sequence[OutboxEvent]) -> None:
+            nonlocal opened
+            if not opened:
+                await store.open()
+                opened = True
+            await interconnect.enqueue(events)
+
+        events = EventFeed(sink, settings.data_dir)
+        if events.recovered:
+            log.warning("outbox_journal_recovered", events=events.recovered)
+        app[keys.METRICS].outbox_local_pending.set_function(lambda: feed.backlog)
         await interconnect.start()
         feed.interconnect = interconnect
-        task = asyncio.create_task(feed.drain_forever())
+        feed.events = events
+        events.start()
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await feed.drain()
+        await events.stop()
+        feed.events = None
         feed.interconnect = None
         await interconnect.stop()
     await store.close()

@@ -445,3 +445,77 @@ async def wait_for(
 def spool_lines(data_dir: Path) -> int:
     path = data_dir / "spool.jsonl"
     return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+# ------------------------------------------------------------------ centre 15 side
+
+WEBHOOK_SECRET = "fault-webhook-secret-0123456789"
+
+
+class WebhookReceiver:
+    """A real regulation-software endpoint (aiohttp, signed webhooks verified) that
+    keeps every call event it receives: event id -> call id, and how many times."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: dict[str, str] = {}  # event id -> call id
+        self.deliveries = 0  # every POST accepted, duplicates included
+        self.bad_signatures = 0
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}/regulator"
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from regulator.interconnect.webhooks import (
+            EVENT_ID_HEADER,
+            SIGNATURE_HEADER,
+            verify_signature,
+        )
+
+        body = await request.read()
+        if not verify_signature(
+            WEBHOOK_SECRET, request.headers.get(SIGNATURE_HEADER, ""), body, time.time()
+        ):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        data = orjson.loads(body)
+        self.deliveries += 1
+        self.received[request.headers[EVENT_ID_HEADER]] = data["payload"]["call_id"]
+        return web.Response(status=200)
+
+    def call_ids(self) -> set[str]:
+        return set(self.received.values())
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/regulator", self.handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, LOCALHOST, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def targets_file(self, service: Service) -> Path:
+        """Point ``service`` at this receiver (one webhook target for Nîmes)."""
+        path = service.workdir / "targets.yaml"
+        path.write_text(
+            f'- {{name: samu30, kind: webhook, url: "{self.url}", '
+            "secret_env: FAULT_WEBHOOK_SECRET, mmgs: [nimes], timeout_s: 2, concurrency: 16}\n",
+            encoding="utf-8",
+        )
+        service.env["REGULATOR_TARGETS_FILE"] = str(path)
+        service.env["FAULT_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+        return path
+
+
+def durability_line(answered: int, stored: int, delivered: int) -> str:
+    """The acceptance line of issue 14: nothing answered is lost on either side."""
+    return f"calls answered={answered} call records stored={stored} events delivered={delivered}"

@@ -161,3 +161,28 @@ def test_backoff_is_full_jitter_under_a_cap(attempts: int) -> None:
     ceiling = min(300.0, 2.0 ** (attempts - 1))
     assert all(0.0 <= v <= ceiling for v in values)
     assert max(values) > ceiling / 2  # spread over the whole range, not a fixed delay
+
+
+async def test_enqueue_after_delivery_does_not_send_again(outbox_store: OutboxStore) -> None:
+    # A journal replayed after a crash writes events the store may already have sent.
+    batch = events(2)
+    await outbox_store.enqueue(batch, [A, B], T0)
+    assert await outbox_store.mark_delivered(A, batch[0].event_id)
+    assert await outbox_store.enqueue(batch, [A, B], T0 + timedelta(seconds=5)) == 0
+    later = T0 + timedelta(hours=1)
+    due_a = await outbox_store.due(A, later, 10)
+    assert [d.event.event_id for d in due_a] == [batch[1].event_id]
+    assert len(await outbox_store.due(B, later, 10)) == 2
+
+
+async def test_a_delivery_is_remembered_for_the_retention_only(
+    store_factory: StoreFactory,
+) -> None:
+    store = await store_factory.open()
+    batch = events(1)
+    await store.enqueue(batch, [A], T0)
+    assert await store.mark_delivered(A, batch[0].event_id)
+    # A restarted process with a shorter memory: past it, the same event is new again.
+    store.sent_retention_s = 60.0  # type: ignore[attr-defined]
+    assert await store.enqueue(batch, [A], T0 + timedelta(seconds=59)) == 0
+    assert await store.enqueue(batch, [A], T0 + timedelta(seconds=61)) == 1
