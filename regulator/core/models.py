@@ -21,6 +21,13 @@ class Route(StrEnum):
     CLOSED = "closed"
 
 
+#: Routes that give the caller a destination (dialled, or announced for a short code):
+#: the ones a dial can fail on and that a call's route history records.
+DESTINATION_ROUTES: frozenset[Route] = frozenset(
+    {Route.REGULATION, Route.DIRECT_ACCESS, Route.PHARMACY}
+)
+
+
 class Ground(StrEnum):
     """The only reasons a caller may reach the front desk without regulation."""
 
@@ -55,7 +62,7 @@ class Stage(StrEnum):
 
     INCOMING = "incoming"  # first webhook of a call: welcome / route
     DIGITS = "digits"  # the caller typed (or did not type) a menu choice
-    DIAL_FAILED = "dial_failed"  # a dial to the regulation line was busy/unanswered
+    DIAL_FAILED = "dial_failed"  # the destination given last was busy, unanswered or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +89,13 @@ class DecisionContext:
     """
 
     pending_referral: bool = False
-    regulation_failed: bool = False  # dial-status of the regulation line: busy/no-answer
-    # With Stage.DIAL_FAILED: which route's dial failed (None = the regulation line).
+    regulation_failed: bool = False  # the regulation line was busy/unanswered (= failed_route)
+    # With Stage.DIAL_FAILED: which destination's dial failed; None = not known (the
+    # platform did not say and the store could not tell).
     failed_route: Route | None = None
+    # Destinations already offered to this call (the failed one included): none is
+    # ever offered twice, whatever the platform posts.
+    offered: frozenset[Route] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +181,16 @@ class CallRecord:
     failsafe: bool = False
     status: str = "in_progress"  # final platform status once the call ended
     duration_s: int | None = None
+    # Route history: the destinations (DESTINATION_ROUTES) offered to the call, in the
+    # order first offered. The stores append each later route change to it.
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CallUpdate:
-    """A later fact about a recorded call: a new route (menu choice, overflow) or its end."""
+    """A later fact about a recorded call: a new route (menu choice, overflow) or its end.
+
+    A new ``route`` that is a destination is also appended to the record's ``routes``."""
 
     call_id: str
     mmg: str

@@ -16,6 +16,7 @@ import orjson
 
 from regulator.core.indicators import reroute_deltas
 from regulator.core.models import (
+    DESTINATION_ROUTES,
     CallRecord,
     CallUpdate,
     DayType,
@@ -66,6 +67,37 @@ loads = orjson.loads
 
 # ------------------------------------------------------------------- call records
 
+_DESTINATIONS = frozenset(r.value for r in DESTINATION_ROUTES)
+
+
+def routes_to_text(routes: tuple[Route, ...]) -> str:
+    """A route history as stored in a column or hash field: ``direct_access,regulation``."""
+    return ",".join(r.value for r in routes)
+
+
+def routes_from_text(text: str | None) -> tuple[Route, ...]:
+    """The stored route history; unknown names (a newer version's) are skipped."""
+    if not text:
+        return ()
+    return tuple(Route(name) for name in text.split(",") if name in _DESTINATIONS)
+
+
+def add_route(history: str, route: Route) -> str:
+    """``history`` with ``route`` appended if it is a destination not offered yet.
+
+    A history never holds a route twice, so re-applying an update changes nothing."""
+    if route.value not in _DESTINATIONS or route.value in history.split(","):
+        return history
+    return f"{history},{route.value}" if history else route.value
+
+
+def history_of(route: Route, routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """The route history of a stored call: a record written before histories existed
+    (empty) has its own route as history."""
+    if routes:
+        return routes
+    return (route,) if route in DESTINATION_ROUTES else ()
+
 
 def record_to_dict(record: CallRecord) -> dict[str, Any]:
     return {
@@ -83,6 +115,7 @@ def record_to_dict(record: CallRecord) -> dict[str, Any]:
         "failsafe": record.failsafe,
         "status": record.status,
         "duration_s": record.duration_s,
+        "routes": [r.value for r in record.routes],
     }
 
 
@@ -104,6 +137,7 @@ def record_from_dict(data: dict[str, Any]) -> CallRecord:
         failsafe=bool(data.get("failsafe", False)),
         status=str(data.get("status", "in_progress")),
         duration_s=int(duration) if duration is not None else None,
+        routes=tuple(Route(r) for r in data.get("routes") or () if r in _DESTINATIONS),
     )
 
 
@@ -273,14 +307,16 @@ class CallState:
     rule: str
     status: str
     duration_s: int | None
+    routes: str = ""  # the route history, as :func:`routes_to_text` writes it
 
 
 def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
     """Apply ``update`` to ``state`` in place; return the counter moves of a route change.
 
-    A new route replaces the ground too (a menu choice to the pharmacy has none).
-    Re-applying the same update finds the call already there: no counter moves, so
-    updates are idempotent and a replay in order converges to the same state.
+    A new route replaces the ground too (a menu choice to the pharmacy has none), and
+    a destination joins the route history (:func:`add_route`). Re-applying the same
+    update finds the call already there: no counter moves, so updates are idempotent
+    and a replay in order converges to the same state.
     """
     deltas: dict[str, int] = {}
     if update.route is not None:
@@ -288,6 +324,7 @@ def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
         new_ground = update.ground.value if update.ground is not None else None
         deltas = reroute_deltas(state.route, state.ground, new_route, new_ground)
         state.route, state.ground = new_route, new_ground
+        state.routes = add_route(state.routes, update.route)
     if update.rule is not None:
         state.rule = update.rule
     if update.status is not None:

@@ -74,7 +74,7 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import StoreError
+from regulator.ports import RouteHistory, StoreError
 from regulator.storage import codec
 from regulator.storage.keys import Keys
 
@@ -246,6 +246,8 @@ def _call_fields(record: CallRecord) -> list[str]:
         record.status,
         "duration_s",
         str(record.duration_s) if record.duration_s is not None else "",
+        "routes",
+        codec.routes_to_text(record.routes),
     ]
 
 
@@ -266,6 +268,7 @@ def _record_from_hash(raw: dict[bytes, bytes]) -> CallRecord:
         failsafe=h.get("failsafe") == "1",
         status=h["status"],
         duration_s=int(h["duration_s"]) if h.get("duration_s") else None,
+        routes=codec.routes_from_text(h.get("routes")),
     )
 
 
@@ -458,7 +461,7 @@ class RedisStore:
             return
         ids = list(dict.fromkeys(u.call_id for u in updates))
         client = self._db()
-        fields = ("mmg", "month", "route", "ground", "rule", "status", "duration_s")
+        fields = ("mmg", "month", "route", "ground", "rule", "status", "duration_s", "routes")
         with self._errors("update_calls"):
             for _ in range(_CAS_ATTEMPTS):
                 async with client.pipeline(transaction=False) as pipe:
@@ -469,7 +472,7 @@ class RedisStore:
                 for call_id, row in zip(ids, rows, strict=True):
                     if row[0] is None:
                         continue  # unknown call (purged, or its record never arrived)
-                    mmg, month, route, ground, rule, status, duration = (
+                    mmg, month, route, ground, rule, status, duration, routes = (
                         _s(v) if v is not None else "" for v in row
                     )
                     read[call_id] = codec.CallState(
@@ -480,6 +483,7 @@ class RedisStore:
                         rule,
                         status,
                         int(duration) if duration else None,
+                        routes,
                     )
                 if not read:
                     return
@@ -508,6 +512,8 @@ class RedisStore:
                         after.status,
                         "duration_s",
                         str(after.duration_s) if after.duration_s is not None else "",
+                        "routes",
+                        after.routes,
                     ]
                     deltas = [str(x) for kv in moves[cid].items() if kv[1] for x in kv]
                     batch.append([before.route, before.ground or "", new_fields, deltas])
@@ -521,6 +527,17 @@ class RedisStore:
                 Awaitable[dict[bytes, bytes]], self._db().hgetall(self.keys.call(call_id))
             )
         return _record_from_hash(raw) if raw else None
+
+    async def route_history(self, call_id: str) -> RouteHistory | None:
+        with self._errors("route_history"):
+            mmg, route, routes = await cast(
+                Awaitable[list[bytes | None]],
+                self._db().hmget(self.keys.call(call_id), ["mmg", "route", "routes"]),
+            )
+        if mmg is None or route is None:
+            return None
+        history = codec.routes_from_text(_s(routes) if routes is not None else None)
+        return RouteHistory(mmg=_s(mmg), routes=codec.history_of(Route(_s(route)), history))
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
         with self._errors("call_counters"):
