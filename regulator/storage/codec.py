@@ -323,8 +323,10 @@ def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
         new_route = update.route.value
         new_ground = update.ground.value if update.ground is not None else None
         deltas = reroute_deltas(state.route, state.ground, new_route, new_ground)
+        # A record stored before route histories existed: its route was the first offer.
+        history = state.routes or (state.route if state.route in _DESTINATIONS else "")
         state.route, state.ground = new_route, new_ground
-        state.routes = add_route(state.routes, update.route)
+        state.routes = add_route(history, update.route)
     if update.rule is not None:
         state.rule = update.rule
     if update.status is not None:
