@@ -37,6 +37,7 @@ from regulator.core.models import (
     DecisionContext,
     Route,
     Stage,
+    offered_by,
 )
 from regulator.core.protocol import Protocol
 from regulator.logs import get_logger
@@ -230,8 +231,9 @@ class CallRouter:
             return self.failsafe("internal_error", protocol, regulation_offered=again)
 
     def _remember_decision(self, call_id: str, mmg: str | None, decision: Decision) -> None:
-        if mmg and decision.route in DESTINATION_ROUTES:
-            self._remember(call_id, mmg, (decision.route,))
+        entry = offered_by(decision)
+        if mmg and entry is not None:
+            self._remember(call_id, mmg, (entry,))
 
     def _record(self, call: Call, protocol: Protocol, decision: Decision, now: datetime) -> None:
         """Queue the call record (first webhook) or the route change (later ones)."""
@@ -239,6 +241,7 @@ class CallRouter:
         day_type = decision.day_type or protocol.schedule.day_type(
             now.astimezone(protocol.tz).date()
         )
+        entry = offered_by(decision)  # what this decision adds to the route history
         record = CallRecord(
             call_id=call.call_id,
             mmg=protocol.id,
@@ -252,7 +255,7 @@ class CallRouter:
             ground=decision.ground,
             rule=decision.rule,
             failsafe=decision.failsafe,
-            routes=(decision.route,) if decision.route in DESTINATION_ROUTES else (),
+            routes=(entry,) if entry is not None else (),
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
@@ -281,6 +284,7 @@ class CallRouter:
                     route=decision.route,
                     ground=decision.ground,
                     rule=decision.rule,
+                    offered=entry,
                 )
             )
         for listener in self.listeners:

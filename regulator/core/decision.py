@@ -6,7 +6,8 @@ Order of reasoning, each step recorded in the decision's trace:
    offered twice to one call):
    a. front desk, pharmacy or a destination nobody can name → regulation (centre 15);
    b. regulation → front desk, once, if the protocol allows overflow and the MMG is open;
-   c. nothing left to offer → announcement "raccrochez et composez le 15";
+   c. nothing left to offer, or the caller already told to dial → announcement
+      "raccrochez et composez le 15";
 2. closed → regulation (or the closed message), whoever calls;
 3. open → exceptional direct access on a named ground only (declared influx,
    professional, pending referral);
@@ -188,7 +189,8 @@ def _after_failed_dial(
     trace: list[str],
 ) -> Decision:
     """Step 1: what follows a failed dial. ``failed`` None: nobody can say which
-    destination failed. ``offered``: destinations this call was already given."""
+    destination failed. ``offered``: destinations this call was already given (and
+    ``CLOSED`` if it was already asked to hang up and dial)."""
     if failed not in DESTINATION_ROUTES:
         failed = None
     if failed is not None:
@@ -196,6 +198,17 @@ def _after_failed_dial(
     what = _FAILED_LABELS[failed] if failed is not None else "destination inconnue"
     tried = ", ".join(_FAILED_LABELS[r] for r in sorted(offered & DESTINATION_ROUTES)) or "aucune"
     trace.append(f"appel sans réponse : {what} ; déjà proposées : {tried}")
+
+    # 1c (first). Already asked to hang up and dial: nothing is dialled any more,
+    # whatever the platform reports (a report after an announcement is noise).
+    if Route.CLOSED in offered:
+        return _dial_15(
+            protocol,
+            state,
+            f"{what} sans réponse, appelant déjà invité à composer le 15 : "
+            "annonce « raccrochez et composez le 15 »",
+            trace,
+        )
 
     # 1a. Front desk, pharmacy or unknown destination: centre 15, unless already tried.
     if failed is not Route.REGULATION:

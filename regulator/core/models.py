@@ -21,11 +21,13 @@ class Route(StrEnum):
     CLOSED = "closed"
 
 
-#: Routes that give the caller a destination (dialled, or announced for a short code):
-#: the ones a dial can fail on and that a call's route history records.
+#: Routes that give the caller a destination to dial: the ones a dial can fail on.
 DESTINATION_ROUTES: frozenset[Route] = frozenset(
     {Route.REGULATION, Route.DIRECT_ACCESS, Route.PHARMACY}
 )
+#: What a call's route history holds: the destinations dialled, and ``CLOSED`` once the
+#: caller was told to hang up and dial a number themselves (nothing is dialled after).
+HISTORY_ROUTES: frozenset[Route] = DESTINATION_ROUTES | {Route.CLOSED}
 
 
 class Ground(StrEnum):
@@ -93,8 +95,8 @@ class DecisionContext:
     # With Stage.DIAL_FAILED: which destination's dial failed; None = not known (the
     # platform did not say and the store could not tell).
     failed_route: Route | None = None
-    # Destinations already offered to this call (the failed one included): none is
-    # ever offered twice, whatever the platform posts.
+    # Destinations already offered to this call (the failed one included), and CLOSED
+    # once it was told to dial 15 itself: none is offered twice, whatever is posted.
     offered: frozenset[Route] = frozenset()
 
 
@@ -181,8 +183,9 @@ class CallRecord:
     failsafe: bool = False
     status: str = "in_progress"  # final platform status once the call ended
     duration_s: int | None = None
-    # Route history: the destinations (DESTINATION_ROUTES) offered to the call, in the
-    # order first offered. The stores append each later route change to it.
+    # Route history (HISTORY_ROUTES): the destinations dialled for the call in the order
+    # first offered, then CLOSED if it was told to hang up and dial. The stores append
+    # each later update's ``offered`` to it.
     routes: tuple[Route, ...] = ()
 
 
@@ -190,7 +193,8 @@ class CallRecord:
 class CallUpdate:
     """A later fact about a recorded call: a new route (menu choice, overflow) or its end.
 
-    A new ``route`` that is a destination is also appended to the record's ``routes``."""
+    ``offered`` joins the record's route history (see :func:`offered_by`); without it
+    (updates spooled by an older version) a ``route`` that is a destination does."""
 
     call_id: str
     mmg: str
@@ -200,6 +204,18 @@ class CallUpdate:
     rule: str | None = None
     status: str | None = None
     duration_s: int | None = None
+    offered: Route | None = None
+
+
+def offered_by(decision: Decision) -> Route | None:
+    """The route history entry of a decision: the route of a destination it dials,
+    ``CLOSED`` when it asks the caller to hang up and dial (15, 3237…), None for a menu."""
+    destination = decision.destination
+    if destination is None:
+        return None
+    if not destination.dialable:
+        return Route.CLOSED
+    return decision.route if decision.route in DESTINATION_ROUTES else None
 
 
 class ReferralStatus(StrEnum):

@@ -16,7 +16,7 @@ import orjson
 
 from regulator.core.indicators import reroute_deltas
 from regulator.core.models import (
-    DESTINATION_ROUTES,
+    HISTORY_ROUTES,
     CallRecord,
     CallUpdate,
     DayType,
@@ -67,7 +67,7 @@ loads = orjson.loads
 
 # ------------------------------------------------------------------- call records
 
-_DESTINATIONS = frozenset(r.value for r in DESTINATION_ROUTES)
+_HISTORY = frozenset(r.value for r in HISTORY_ROUTES)
 
 
 def routes_to_text(routes: tuple[Route, ...]) -> str:
@@ -79,14 +79,14 @@ def routes_from_text(text: str | None) -> tuple[Route, ...]:
     """The stored route history; unknown names (a newer version's) are skipped."""
     if not text:
         return ()
-    return tuple(Route(name) for name in text.split(",") if name in _DESTINATIONS)
+    return tuple(Route(name) for name in text.split(",") if name in _HISTORY)
 
 
 def add_route(history: str, route: Route) -> str:
-    """``history`` with ``route`` appended if it is a destination not offered yet.
+    """``history`` with ``route`` appended if it is a history route not there yet.
 
     A history never holds a route twice, so re-applying an update changes nothing."""
-    if route.value not in _DESTINATIONS or route.value in history.split(","):
+    if route.value not in _HISTORY or route.value in history.split(","):
         return history
     return f"{history},{route.value}" if history else route.value
 
@@ -96,7 +96,7 @@ def history_of(route: Route, routes: tuple[Route, ...]) -> tuple[Route, ...]:
     (empty) has its own route as history."""
     if routes:
         return routes
-    return (route,) if route in DESTINATION_ROUTES else ()
+    return (route,) if route in HISTORY_ROUTES else ()
 
 
 def record_to_dict(record: CallRecord) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def record_from_dict(data: dict[str, Any]) -> CallRecord:
         failsafe=bool(data.get("failsafe", False)),
         status=str(data.get("status", "in_progress")),
         duration_s=int(duration) if duration is not None else None,
-        routes=tuple(Route(r) for r in data.get("routes") or () if r in _DESTINATIONS),
+        routes=tuple(Route(r) for r in data.get("routes") or () if r in _HISTORY),
     )
 
 
@@ -151,6 +151,7 @@ def update_to_dict(update: CallUpdate) -> dict[str, Any]:
         "rule": update.rule,
         "status": update.status,
         "duration_s": update.duration_s,
+        "offered": update.offered.value if update.offered is not None else None,
     }
 
 
@@ -167,6 +168,7 @@ def update_from_dict(data: dict[str, Any]) -> CallUpdate:
         rule=data.get("rule"),
         status=data.get("status"),
         duration_s=int(duration) if duration is not None else None,
+        offered=Route(data["offered"]) if data.get("offered") else None,
     )
 
 
@@ -314,19 +316,21 @@ def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
     """Apply ``update`` to ``state`` in place; return the counter moves of a route change.
 
     A new route replaces the ground too (a menu choice to the pharmacy has none), and
-    a destination joins the route history (:func:`add_route`). Re-applying the same
+    ``update.offered`` joins the route history (:func:`add_route`). Re-applying the same
     update finds the call already there: no counter moves, so updates are idempotent
     and a replay in order converges to the same state.
     """
     deltas: dict[str, int] = {}
+    entry = update.offered or update.route  # updates spooled by older versions: the route
+    if entry is not None and entry.value in _HISTORY:
+        # A record stored before route histories existed: its route was the first offer.
+        history = state.routes or (state.route if state.route in _HISTORY else "")
+        state.routes = add_route(history, entry)
     if update.route is not None:
         new_route = update.route.value
         new_ground = update.ground.value if update.ground is not None else None
         deltas = reroute_deltas(state.route, state.ground, new_route, new_ground)
-        # A record stored before route histories existed: its route was the first offer.
-        history = state.routes or (state.route if state.route in _DESTINATIONS else "")
         state.route, state.ground = new_route, new_ground
-        state.routes = add_route(history, update.route)
     if update.rule is not None:
         state.rule = update.rule
     if update.status is not None:

@@ -61,11 +61,25 @@ async def test_status_and_menu_updates_leave_the_history_alone(store: Store) -> 
         [
             CallUpdate(call_id="CA1", mmg=MMG, month=MONTH, status="completed", duration_s=42),
             _reroute("CA1", Route.MENU),
-            _reroute("CA1", Route.CLOSED),
         ]
     )
     history = await store.route_history("CA1")
     assert history is not None and history.routes == (Route.REGULATION,)
+
+
+async def test_an_announcement_closes_the_history(store: Store) -> None:
+    # "Raccrochez et composez le 15": the route stays regulation, the history says the
+    # caller was told to dial (nothing is dialled for this call any more).
+    await store.record_calls([call("CA1", routes=(Route.REGULATION,))])
+    announce = CallUpdate(
+        call_id="CA1", mmg=MMG, month=MONTH, route=Route.REGULATION, offered=Route.CLOSED
+    )
+    await store.update_calls([announce, announce])
+    history = await store.route_history("CA1")
+    assert history is not None and history.routes == (Route.REGULATION, Route.CLOSED)
+    assert history.last is Route.CLOSED
+    stored = await store.get_call("CA1")
+    assert stored is not None and stored.route is Route.REGULATION
 
 
 async def test_record_without_history_reads_its_route_as_history(store: Store) -> None:
@@ -92,6 +106,13 @@ def test_spooled_records_keep_their_history_and_old_ones_read_empty() -> None:
     assert codec.record_from_dict(data) == record
     del data["routes"]  # a record spooled by the previous version
     assert codec.record_from_dict(data) == replace(record, routes=())
+    update = CallUpdate(
+        call_id="CA1", mmg=MMG, month=MONTH, route=Route.REGULATION, offered=Route.CLOSED
+    )
+    assert codec.update_from_dict(codec.update_to_dict(update)) == update
+    old = codec.update_to_dict(update)
+    del old["offered"]
+    assert codec.update_from_dict(old) == replace(update, offered=None)
 
 
 async def test_sqlite_file_of_the_previous_schema_gains_the_history_column(

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from regulator.core.models import Route
@@ -115,7 +115,8 @@ async def _history(client: AppClient, call_id: str) -> RouteHistory | None:
 
 
 def _expect_history(scenario: Scenario) -> tuple[Route, ...]:
-    return tuple(ROUTE_OF[d] for d in scenario.chain if d is not None)
+    """The destinations dialled in order, then CLOSED: told to hang up and dial 15."""
+    return (*(ROUTE_OF[d] for d in scenario.chain if d is not None), Route.CLOSED)
 
 
 def _check_announcement(offer: Offer) -> None:
@@ -434,7 +435,7 @@ async def test_failed_dial_reported_to_another_replica_follows_the_stored_histor
     _check_announcement(offer)
     history = await _history(b, "rep-1")
     assert history is not None
-    assert history.routes == (Route.PHARMACY, Route.REGULATION, Route.DIRECT_ACCESS)
+    assert history.routes == (Route.PHARMACY, Route.REGULATION, Route.DIRECT_ACCESS, Route.CLOSED)
 
 
 # ------------------------------------------------------- when the store cannot tell
@@ -517,6 +518,7 @@ async def test_any_sequence_of_failures_ends_on_regulation_or_an_announcement(
     that gets it wrong). Whatever they say, no destination is dialled twice; while they
     are right or silent, a failed desk or pharmacy leads to centre 15 or the
     announcement, and the third failure at the latest ends on the announcement."""
+    note(f"scenario={scenario} store_up={store_up} sequence={sequence}")
     app = client if store_up else down_client
     s = SCENARIOS[scenario]
     call_id = _new_id("prop")

@@ -11,6 +11,7 @@ import pytest
 from regulator.core.decision import DIAL_15, decide
 from regulator.core.models import (
     DESTINATION_ROUTES,
+    HISTORY_ROUTES,
     Decision,
     DecisionContext,
     Destination,
@@ -30,7 +31,8 @@ FAILED: tuple[Route | None, ...] = (
     Route.PHARMACY,
     Route.MENU,  # not a destination: read as unknown
 )
-OFFERED = [frozenset(c) for n in range(4) for c in combinations(sorted(DESTINATION_ROUTES), n)]
+# Every subset of what a route history can hold (CLOSED: already told to dial 15).
+OFFERED = [frozenset(c) for n in range(5) for c in combinations(sorted(HISTORY_ROUTES), n)]
 
 
 def _after_failure(
@@ -47,6 +49,8 @@ def _expected(
     if failed not in DESTINATION_ROUTES:
         failed = None
     tried = offered | ({failed} if failed else set())
+    if Route.CLOSED in tried:
+        return None
     if failed is not Route.REGULATION:
         return Route.REGULATION if Route.REGULATION not in tried else None
     overflow = proto.routing.direct_access.regulation_overflow is not None
