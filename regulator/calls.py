@@ -104,7 +104,7 @@ class CallRouter:
         self._calls_counters: dict[tuple[str, str, str, str], Counter] = {}
         # call id → (MMG, destinations offered in order): the second line of defence
         # against offering a destination twice when the store cannot answer.
-        self._offered: OrderedDict[str, tuple[str, tuple[Route, ...]]] = OrderedDict()
+        self._offered: OrderedDict[str, tuple[str | None, tuple[Route, ...]]] = OrderedDict()
 
     def failsafe(
         self, reason: str, protocol: Protocol | None = None, *, regulation_offered: bool = False
@@ -118,10 +118,10 @@ class CallRouter:
             regulation_offered=regulation_offered,
         )
 
-    def _remember(self, call_id: str, mmg: str, routes: tuple[Route, ...]) -> None:
+    def _remember(self, call_id: str, mmg: str | None, routes: tuple[Route, ...]) -> None:
         known = self._offered.get(call_id)
         merged = _merge(known[1] if known else (), routes)
-        self._offered[call_id] = (mmg, merged)
+        self._offered[call_id] = (mmg or (known[0] if known else None), merged)
         self._offered.move_to_end(call_id)
         while len(self._offered) > OFFERED_MEMORY_CALLS:
             self._offered.popitem(last=False)
@@ -155,7 +155,7 @@ class CallRouter:
             failed, source = history[-1], "store"
         else:
             failed, source = None, "unknown"
-        if mmg is not None and history:
+        if history:
             self._remember(call_id, mmg, history)
         offered = frozenset(history) | ({failed} if failed is not None else frozenset())
         return DialFailure(failed=failed, offered=offered, mmg=mmg, source=source)
@@ -232,7 +232,7 @@ class CallRouter:
 
     def _remember_decision(self, call_id: str, mmg: str | None, decision: Decision) -> None:
         entry = offered_by(decision)
-        if mmg and entry is not None:
+        if entry is not None:
             self._remember(call_id, mmg, (entry,))
 
     def _record(self, call: Call, protocol: Protocol, decision: Decision, now: datetime) -> None:

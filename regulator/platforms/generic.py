@@ -124,8 +124,26 @@ def _target(value: object) -> Route | None:
 
 def parse_call_target(req: HookRequest, stage: Stage) -> tuple[Call, Route | None]:
     """``{"call_id", "from", "to", "digits"?, "stage"?, "target"?}``; the body's stage
-    wins. ``target`` (with ``"stage": "dial_failed"``) names the destination that failed."""
-    call, data = f.json_call(req.body, Platform.GENERIC, stage)
+    wins. ``target`` (with ``"stage": "dial_failed"``) names the destination that failed;
+    a ``dial_failed`` report may leave out ``to`` (``called`` is then empty)."""
+    try:
+        call, data = f.json_call(req.body, Platform.GENERIC, stage)
+    except BadHookRequest as exc:
+        # A failure report needs only the call id: the call's record names its MMG.
+        # Refusing it would answer with the fail-safe, which may dial centre 15 twice.
+        if exc.field != "to":
+            raise
+        data = f.json_object(req.body)
+        if _stage(data.get("stage"), stage) is not Stage.DIAL_FAILED:
+            raise
+        call = Call(
+            call_id=f.required(data.get("call_id"), "call_id"),
+            caller=f.text(data.get("from"), "from") or "",
+            called="",
+            platform=Platform.GENERIC,
+            stage=Stage.DIAL_FAILED,
+        )
+        return call, _target(data.get("target"))
     body_stage = _stage(data.get("stage"), stage)
     if body_stage is not stage:
         call = dataclasses.replace(call, stage=body_stage)

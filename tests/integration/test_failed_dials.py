@@ -172,6 +172,23 @@ async def test_twilio_failed_dial_table(client: AppClient, scenario: str, status
     assert history is not None and history.routes == _expect_history(s)
 
 
+async def test_twilio_dial_status_without_target_follows_the_stored_history(
+    client: AppClient,
+) -> None:
+    # A <Dial action> written without ?target= (an older TwiML, a hand-made flow).
+    s = SCENARIOS["nimes-desk"]
+    offer = await _twilio_start(client, "CAnotarget", s)
+    assert offer.dest == "desk"
+    await client.app[keys.WRITER].flush()
+    params = {"CallSid": "CAnotarget", "From": s.caller, "To": s.to, "DialCallStatus": "busy"}
+    _, body = await post_twilio(client, "/hooks/twilio/dial-status?mmg=nimes", params)
+    offer = _twilio_offer(body)
+    assert offer.dest == "regulation"
+    await client.app[keys.WRITER].flush()
+    _, body = await post_twilio(client, "/hooks/twilio/dial-status?mmg=nimes", params)
+    _check_announcement(_twilio_offer(body))
+
+
 # ------------------------------------------------------------------------ Vonage
 
 
@@ -344,6 +361,30 @@ async def test_generic_caller_whose_pharmacy_dial_fails_goes_to_centre_15(
     data = await report(client)
     assert data["calls_by_ground"].get("regulation_overflow", 0) == 0
     assert data["calls_by_route"]["regulation"] == 1
+
+
+async def test_generic_report_without_the_called_number_uses_the_recorded_mmg(
+    client: AppClient,
+) -> None:
+    offer = await _generic_start(client, "g-noto", SCENARIOS["nimes-desk"])
+    assert offer.dest == "desk"
+    await client.app[keys.WRITER].flush()
+    report = {"call_id": "g-noto", "stage": "dial_failed"}
+    offer = await _generic_post(client, "/hooks/generic/call", report)
+    assert offer.dest == "regulation"
+    await client.app[keys.WRITER].flush()
+    _check_announcement(await _generic_post(client, "/hooks/generic/call", report))
+
+
+async def test_report_for_a_call_nobody_knows_dials_the_failsafe_once(client: AppClient) -> None:
+    # No number, no record, no MMG: the fail-safe line, then never again.
+    report = {"call_id": "g-nobody", "stage": "dial_failed"}
+    code, first = await post_generic(client, "/hooks/generic/call", report)
+    assert code == 200 and first["failsafe"] is True
+    assert first["action"] == "dial" and first["destination"]["number"] == "+33466000099"
+    code, again = await post_generic(client, "/hooks/generic/call", report)
+    assert code == 200 and again["action"] == "announce"
+    assert again["destination"]["announce"] == "15"
 
 
 # ------------------------------------------------------------------------ Kamailio

@@ -186,6 +186,20 @@ def test_dial_failed_call_carries_the_failed_target(target: str) -> None:
     assert generic.parse_call_target(request(body, None), Stage.INCOMING)[1] is None
 
 
+def test_dial_failed_report_may_leave_out_the_called_number() -> None:
+    body = orjson.dumps({"call_id": "pbx-1", "stage": "dial_failed", "target": "pharmacy"})
+    call, failed = generic.parse_call_target(request(body, None), Stage.INCOMING)
+    assert (call.call_id, call.called, call.stage, failed) == (
+        "pbx-1",
+        "",
+        Stage.DIAL_FAILED,
+        Route.PHARMACY,
+    )
+    with pytest.raises(BadHookRequest) as err:  # an incoming call still needs it
+        generic.parse_call_target(request(orjson.dumps({"call_id": "pbx-1"}), None), Stage.DIGITS)
+    assert err.value.field == "to"
+
+
 def test_event_is_parsed_with_its_target() -> None:
     body = orjson.dumps(
         {"call_id": "pbx-1", "status": "busy", "duration_s": 3, "target": "regulation"}
