@@ -62,14 +62,12 @@ class DialFailure:
     ``failed`` is the destination that did not answer, None when neither the platform
     nor the store can tell; ``offered`` the destinations the call was already given
     (``failed`` included); ``mmg`` the call's MMG as recorded (for webhooks that do not
-    carry the MMG's number); ``source`` says where ``failed`` came from (logs, tests):
-    ``target`` (posted), ``store`` (route history) or ``unknown``.
+    carry the MMG's number).
     """
 
     failed: Route | None
     offered: frozenset[Route]
     mmg: str | None = None
-    source: str = "unknown"
 
 
 #: Called with every decision taken for a call (SSE consoles, outbox): the call as
@@ -148,17 +146,15 @@ class CallRouter:
         # and each replica starts from the stored one): the merge is the longest.
         history = _merge(stored.routes if stored else (), remembered[1] if remembered else ())
         mmg = stored.mmg if stored else (remembered[0] if remembered else None)
+        failed: Route | None = None
         if target in DESTINATION_ROUTES:
-            failed: Route | None = target
-            source = "target"
+            failed = target
         elif stored is not None and history:
-            failed, source = history[-1], "store"
-        else:
-            failed, source = None, "unknown"
+            failed = history[-1]  # the stored view, plus what this replica gave since
         if history:
             self._remember(call_id, mmg, history)
         offered = frozenset(history) | ({failed} if failed is not None else frozenset())
-        return DialFailure(failed=failed, offered=offered, mmg=mmg, source=source)
+        return DialFailure(failed=failed, offered=offered, mmg=mmg)
 
     def protocol_for(self, called: str | None) -> Protocol | None:
         return self.protocols.current.for_called(called)
