@@ -4,6 +4,13 @@
 decision needs (pending referral), runs the pure engine within its budget,
 queues the call record for group commit and returns the decision. Whatever goes
 wrong, it returns the fail-safe decision: centre 15.
+
+A failed dial (``CallRouter.dial_failure`` then ``route``) is about the destination
+the service gave last for that call: the target the platform names, else the last
+route of the call's route history as stored (any replica may have given it), read
+within the store budget. A bounded in-process memory of the destinations this replica
+gave adds to the stored history, so that even with the store down, or a record not
+stored yet, no destination is offered twice to one call.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import Counter
@@ -20,6 +29,7 @@ from regulator.core import phone
 from regulator.core.decision import decide, failsafe
 from regulator.core.indicators import local_facts
 from regulator.core.models import (
+    DESTINATION_ROUTES,
     Call,
     CallRecord,
     CallUpdate,
@@ -27,6 +37,7 @@ from regulator.core.models import (
     DecisionContext,
     Route,
     Stage,
+    offered_by,
 )
 from regulator.core.protocol import Protocol
 from regulator.logs import get_logger
@@ -38,6 +49,26 @@ from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
 
 log = get_logger("regulator.calls")
+
+#: Calls whose offered destinations one replica remembers (a few bytes each; calls
+#: last minutes, so this covers far more calls than are ever in progress at once).
+OFFERED_MEMORY_CALLS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class DialFailure:
+    """What is known of a failed dial before deciding again.
+
+    ``failed`` is the destination that did not answer, None when neither the platform
+    nor the store can tell; ``offered`` the destinations the call was already given
+    (``failed`` included); ``mmg`` the call's MMG as recorded (for webhooks that do not
+    carry the MMG's number).
+    """
+
+    failed: Route | None
+    offered: frozenset[Route]
+    mmg: str | None = None
+
 
 #: Called with every decision taken for a call (SSE consoles, outbox): the call as
 #: recorded with its current route, the decision, and True for the call's first webhook.
@@ -69,11 +100,61 @@ class CallRouter:
         # Labelled counter children by (mmg, platform, route, ground), created on first
         # use: labels() validates and hashes its arguments on every call.
         self._calls_counters: dict[tuple[str, str, str, str], Counter] = {}
+        # call id → (MMG, destinations offered in order): the second line of defence
+        # against offering a destination twice when the store cannot answer.
+        self._offered: OrderedDict[str, tuple[str | None, tuple[Route, ...]]] = OrderedDict()
 
-    def failsafe(self, reason: str, protocol: Protocol | None = None) -> Decision:
+    def failsafe(
+        self, reason: str, protocol: Protocol | None = None, *, regulation_offered: bool = False
+    ) -> Decision:
         """The fail-safe decision, counted in ``regulator_failsafe_total{reason}``."""
         self.metrics.failsafe.labels(reason=reason).inc()
-        return failsafe(protocol, reason, self.settings.failsafe_number)
+        return failsafe(
+            protocol,
+            reason,
+            self.settings.failsafe_number,
+            regulation_offered=regulation_offered,
+        )
+
+    def _remember(self, call_id: str, mmg: str | None, routes: tuple[Route, ...]) -> None:
+        known = self._offered.get(call_id)
+        merged = _merge(known[1] if known else (), routes)
+        self._offered[call_id] = (mmg or (known[0] if known else None), merged)
+        self._offered.move_to_end(call_id)
+        while len(self._offered) > OFFERED_MEMORY_CALLS:
+            self._offered.popitem(last=False)
+
+    async def dial_failure(self, call_id: str, target: Route | None) -> DialFailure:
+        """What a failed dial of ``call_id`` is about; never raises.
+
+        ``target``: the destination the platform says failed (our callback URL, or the
+        generic PBX's ``target``); without it, the last route of the stored history.
+        The store unreachable or the record not there: the failed destination is
+        unknown, and only what this replica remembers is known to have been offered.
+        """
+        remembered = self._offered.get(call_id)
+        stored = None
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                stored = await self.store.route_history(call_id)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="route_history").inc()
+            log.warning("route_history_lookup_failed", error=str(exc) or "timeout")
+        except Exception:  # a failed dial must be answered whatever the store does
+            log.exception("route_history_lookup_failed")
+        # Every view is a prefix of the call's one history (no route is offered twice
+        # and each replica starts from the stored one): the merge is the longest.
+        history = _merge(stored.routes if stored else (), remembered[1] if remembered else ())
+        mmg = stored.mmg if stored else (remembered[0] if remembered else None)
+        failed: Route | None = None
+        if target in DESTINATION_ROUTES:
+            failed = target
+        elif stored is not None and history:
+            failed = history[-1]  # the stored view, plus what this replica gave since
+        if history:
+            self._remember(call_id, mmg, history)
+        offered = frozenset(history) | ({failed} if failed is not None else frozenset())
+        return DialFailure(failed=failed, offered=offered, mmg=mmg)
 
     def protocol_for(self, called: str | None) -> Protocol | None:
         return self.protocols.current.for_called(called)
@@ -89,17 +170,26 @@ class CallRouter:
         call: Call,
         *,
         menu_capable: bool = True,
-        failed_route: Route | None = None,
+        failure: DialFailure | None = None,
         mmg_hint: str | None = None,
     ) -> Decision:
-        """Decide where ``call`` goes and queue its record; never raises."""
+        """Decide where ``call`` goes and queue its record; never raises.
+
+        ``failure``: with ``Stage.DIAL_FAILED``, what :meth:`dial_failure` found."""
         protocol: Protocol | None = None
+        # Centre 15 already given to this call: a fail-safe must not dial it again.
+        again = failure is not None and Route.REGULATION in failure.offered
         try:
             protocol = self.protocol_for(call.called)
             if protocol is None and mmg_hint:
                 protocol = self.protocols.current.get(mmg_hint)
+            if protocol is None and failure is not None and failure.mmg:
+                protocol = self.protocols.current.get(failure.mmg)
             if protocol is None:
-                return self.failsafe("unknown_number")
+                decision = self.failsafe("unknown_number", regulation_offered=again)
+                if failure is not None:
+                    self._remember_decision(call.call_id, failure.mmg, decision)
+                return decision
             now = self.clock.now()
             pending = False
             if call.stage is Stage.INCOMING and protocol.schedule.state(now).open:
@@ -113,7 +203,11 @@ class CallRouter:
                     decision = self.failsafe("storage_error", protocol)
                     self._record(call, protocol, decision, now)
                     return decision
-            ctx = DecisionContext(pending_referral=pending, failed_route=failed_route)
+            ctx = DecisionContext(
+                pending_referral=pending,
+                failed_route=failure.failed if failure is not None else None,
+                offered=failure.offered if failure is not None else frozenset(),
+            )
             engine_call = call
             if not menu_capable and call.stage is Stage.INCOMING:
                 # No voice menu on this platform (SIP proxy): take the menu's default.
@@ -123,14 +217,19 @@ class CallRouter:
             elapsed = time.perf_counter() - started
             self.metrics.decision_seconds.observe(elapsed)
             if elapsed > self.decision_budget_s:
-                decision = self.failsafe("decision_timeout", protocol)
+                decision = self.failsafe("decision_timeout", protocol, regulation_offered=again)
             elif decision.failsafe:
                 self.metrics.failsafe.labels(reason="internal_error").inc()
             self._record(call, protocol, decision, now)
             return decision
         except Exception as exc:  # the caller must be routed whatever happens
             log.exception("call_route_failed", error=type(exc).__name__)
-            return self.failsafe("internal_error", protocol)
+            return self.failsafe("internal_error", protocol, regulation_offered=again)
+
+    def _remember_decision(self, call_id: str, mmg: str | None, decision: Decision) -> None:
+        entry = offered_by(decision)
+        if entry is not None:
+            self._remember(call_id, mmg, (entry,))
 
     def _record(self, call: Call, protocol: Protocol, decision: Decision, now: datetime) -> None:
         """Queue the call record (first webhook) or the route change (later ones)."""
@@ -138,6 +237,7 @@ class CallRouter:
         day_type = decision.day_type or protocol.schedule.day_type(
             now.astimezone(protocol.tz).date()
         )
+        entry = offered_by(decision)  # what this decision adds to the route history
         record = CallRecord(
             call_id=call.call_id,
             mmg=protocol.id,
@@ -151,7 +251,9 @@ class CallRouter:
             ground=decision.ground,
             rule=decision.rule,
             failsafe=decision.failsafe,
+            routes=(entry,) if entry is not None else (),
         )
+        self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
         if first:
             self.writer.submit_record(record)
@@ -178,6 +280,7 @@ class CallRouter:
                     route=decision.route,
                     ground=decision.ground,
                     rule=decision.rule,
+                    offered=entry,
                 )
             )
         for listener in self.listeners:
@@ -200,3 +303,10 @@ class CallRouter:
                 duration_s=ev.duration_s,
             )
         )
+
+
+def _merge(first: tuple[Route, ...], second: tuple[Route, ...]) -> tuple[Route, ...]:
+    """``first`` then the routes of ``second`` it lacks, in order (each route once)."""
+    if not second or second == first:
+        return first
+    return first + tuple(r for r in dict.fromkeys(second) if r not in first)

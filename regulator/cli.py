@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 
 from regulator.core.decision import decide
-from regulator.core.models import Call, DecisionContext, Platform, Stage
+from regulator.core.models import Call, DecisionContext, Platform, Route, Stage
 from regulator.core.protocol import (
     ProtocolLoadError,
     ProtocolSet,
@@ -144,7 +144,10 @@ def cmd_decide(args: argparse.Namespace) -> int:
         stage=stage,
         digits=args.digits,
     )
-    ctx = DecisionContext(pending_referral=args.pending_referral)
+    ctx = DecisionContext(
+        pending_referral=args.pending_referral,
+        failed_route=Route.REGULATION if args.overflow else None,
+    )
     decision = decide(proto, call, now, ctx)
     if args.json:
         out = decision.as_json()

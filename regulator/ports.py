@@ -9,6 +9,7 @@ because platforms retry and replicas race.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ from regulator.core.models import (
     CallUpdate,
     Referral,
     ReferralStatus,
+    Route,
     Visit,
 )
 
@@ -53,6 +55,20 @@ class FixedClock:
 
 class StoreError(Exception):
     """The store could not do what was asked (unreachable, full, read-only…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHistory:
+    """What the store knows of the destinations one call was given (:meth:`Store.route_history`)."""
+
+    mmg: str
+    #: The destinations offered, oldest first, none twice; the last is the one a
+    #: failed dial without a named target is about.
+    routes: tuple[Route, ...]
+
+    @property
+    def last(self) -> Route | None:
+        return self.routes[-1] if self.routes else None
 
 
 @runtime_checkable
@@ -99,6 +115,15 @@ class Store(Protocol):
         ...
 
     async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+    async def route_history(self, call_id: str) -> RouteHistory | None:
+        """The call's MMG and its route history (``CallRecord.routes``, extended by
+        every route change ``update_calls`` applied), or None if no record of the call is
+        stored. A record stored before route histories existed has its route as history.
+
+        Read by whichever replica receives a failed-dial webhook: the answer must not
+        depend on which replica gave the destination that failed."""
+        ...
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
         """Pre-aggregated call counters of one MMG and month (no scan of the log).
@@ -154,4 +179,4 @@ class Store(Protocol):
         ...
 
 
-__all__ = ["Clock", "FixedClock", "Store", "StoreError", "SystemClock"]
+__all__ = ["Clock", "FixedClock", "RouteHistory", "Store", "StoreError", "SystemClock"]

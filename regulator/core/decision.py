@@ -2,8 +2,12 @@
 
 Order of reasoning, each step recorded in the decision's trace:
 
-1. a failed dial to the regulation line (overflow callback) → front desk if the
-   protocol allows overflow and the MMG is open, else regulation again;
+1. a failed dial (the destination given last did not answer; nothing is ever
+   offered twice to one call):
+   a. front desk, pharmacy or a destination nobody can name → regulation (centre 15);
+   b. regulation → front desk, once, if the protocol allows overflow and the MMG is open;
+   c. nothing left to offer, or the caller already told to dial → announcement
+      "raccrochez et composez le 15";
 2. closed → regulation (or the closed message), whoever calls;
 3. open → exceptional direct access on a named ground only (declared influx,
    professional, pending referral);
@@ -19,6 +23,7 @@ from datetime import datetime
 from regulator.core import phone
 from regulator.core.calendar import OpenState
 from regulator.core.models import (
+    DESTINATION_ROUTES,
     Call,
     Decision,
     DecisionContext,
@@ -32,6 +37,19 @@ from regulator.core.protocol import Destination as ProtocolDestination
 from regulator.core.protocol import Protocol
 
 _NO_CONTEXT = DecisionContext()
+
+#: Read when every destination this call may have has been tried (or centre 15 itself
+#: failed): the caller dials 15 on their own phone, which no platform can do for them.
+DIAL_15 = (
+    "Nous n'avons pas pu vous mettre en relation. Raccrochez et composez le 15. "
+    "En cas d'urgence vitale, composez le 15."
+)
+
+_FAILED_LABELS = {
+    Route.DIRECT_ACCESS: "accueil de la MMG",
+    Route.PHARMACY: "pharmacie de garde",
+    Route.REGULATION: "régulation",
+}
 
 
 def _dest(dest: ProtocolDestination, label: str) -> Destination:
@@ -49,12 +67,20 @@ def failsafe(
     reason: str,
     failsafe_number: str | None = None,
     trace: tuple[str, ...] = (),
+    *,
+    regulation_offered: bool = False,
 ) -> Decision:
     """Route to centre 15 whatever happened: the protocol's regulation line if known,
-    else the configured long number, else a message asking to dial 15."""
-    if protocol is not None:
+    else the configured long number, else a message asking to dial 15.
+
+    ``regulation_offered``: centre 15 was already given to this call (a failed dial
+    being handled); it is not dialled twice, the caller is asked to dial 15."""
+    if regulation_offered:
+        destination = Destination(announce="15", label="centre 15")
+        say: tuple[str, ...] = (DIAL_15,)
+    elif protocol is not None:
         destination = regulation_destination(protocol)
-        say: tuple[str, ...] = (protocol.messages.failsafe,)
+        say = (protocol.messages.failsafe,)
     elif failsafe_number:
         destination = Destination(number=failsafe_number, label="centre 15")
         say = ("Nous vous mettons en relation avec le centre 15.",)
@@ -90,14 +116,28 @@ def decide(
     try:
         return _decide(protocol, call, now, context)
     except Exception as exc:  # the caller must always be routed somewhere safe
-        return failsafe(protocol, f"erreur interne {type(exc).__name__}")
+        failed = Route.REGULATION if context.regulation_failed else context.failed_route
+        again = call.stage is Stage.DIAL_FAILED or context.regulation_failed
+        return failsafe(
+            protocol,
+            f"erreur interne {type(exc).__name__}",
+            regulation_offered=again and Route.REGULATION in {failed, *context.offered},
+        )
 
 
 def _regulation(
-    protocol: Protocol, state: OpenState, rule: str, trace: list[str], *say: str
+    protocol: Protocol,
+    state: OpenState,
+    rule: str,
+    trace: list[str],
+    *say: str,
+    overflow_possible: bool = True,
 ) -> Decision:
     overflow = protocol.routing.direct_access.regulation_overflow
-    timeout = overflow.after_s if overflow is not None and state.open else None
+    # The ring time before the overflow callback, only if an overflow may follow.
+    timeout = (
+        overflow.after_s if overflow is not None and state.open and overflow_possible else None
+    )
     return Decision(
         mmg=protocol.id,
         route=Route.REGULATION,
@@ -124,6 +164,92 @@ def _direct(
         day_type=state.day_type,
         say=(protocol.messages.direct_access,),
         trace=(*trace, f"règle : {rule}"),
+    )
+
+
+def _dial_15(protocol: Protocol, state: OpenState, rule: str, trace: list[str]) -> Decision:
+    """Nothing left to dial: the caller is asked to hang up and dial 15 (a regulated call)."""
+    return Decision(
+        mmg=protocol.id,
+        route=Route.REGULATION,
+        rule=rule,
+        destination=Destination(announce="15", label="centre 15"),
+        open=state.open,
+        day_type=state.day_type,
+        say=(DIAL_15,),
+        trace=(*trace, f"règle : {rule}"),
+    )
+
+
+def _after_failed_dial(
+    protocol: Protocol,
+    state: OpenState,
+    failed: Route | None,
+    offered: frozenset[Route],
+    trace: list[str],
+) -> Decision:
+    """Step 1: what follows a failed dial. ``failed`` None: nobody can say which
+    destination failed. ``offered``: destinations this call was already given (and
+    ``CLOSED`` if it was already asked to hang up and dial)."""
+    if failed not in DESTINATION_ROUTES:
+        failed = None
+    if failed is not None:
+        offered = offered | {failed}
+    what = _FAILED_LABELS[failed] if failed is not None else "destination inconnue"
+    tried = ", ".join(_FAILED_LABELS[r] for r in sorted(offered & DESTINATION_ROUTES)) or "aucune"
+    trace.append(f"appel sans réponse : {what} ; déjà proposées : {tried}")
+
+    # 1c (first). Already asked to hang up and dial: nothing is dialled any more,
+    # whatever the platform reports (a report after an announcement is noise).
+    if Route.CLOSED in offered:
+        return _dial_15(
+            protocol,
+            state,
+            f"{what} sans réponse, appelant déjà invité à composer le 15 : "
+            "annonce « raccrochez et composez le 15 »",
+            trace,
+        )
+
+    # 1a. Front desk, pharmacy or unknown destination: centre 15, unless already tried.
+    if failed is not Route.REGULATION:
+        if Route.REGULATION not in offered:
+            return _regulation(
+                protocol,
+                state,
+                f"{what} sans réponse : renvoi vers la régulation (centre 15)",
+                trace,
+                overflow_possible=Route.DIRECT_ACCESS not in offered,
+            )
+        return _dial_15(
+            protocol,
+            state,
+            f"{what} sans réponse, régulation déjà proposée : "
+            "annonce « raccrochez et composez le 15 »",
+            trace,
+        )
+    # 1b. Centre 15 did not answer: the front desk, once, where the protocol allows it.
+    overflow = protocol.routing.direct_access.regulation_overflow
+    if state.open and overflow is not None and Route.DIRECT_ACCESS not in offered:
+        return _direct(
+            protocol,
+            state,
+            Ground.REGULATION_OVERFLOW,
+            f"régulation sans réponse après {overflow.after_s} s : "
+            "accès direct à l'accueil (débordement autorisé)",
+            trace,
+        )
+    # 1c. Nothing left to offer: never a second dial to the same line.
+    if not state.open:
+        why = "MMG fermée"
+    elif overflow is None:
+        why = "débordement non prévu par le protocole"
+    else:
+        why = "accueil déjà proposé"
+    return _dial_15(
+        protocol,
+        state,
+        f"régulation sans réponse, {why} : annonce « raccrochez et composez le 15 »",
+        trace,
     )
 
 
@@ -183,36 +309,10 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
     access = protocol.routing.direct_access
     msgs = protocol.messages
 
-    # 1a. Another destination (front desk, pharmacy) did not answer: regulation takes it.
-    failed = ctx.failed_route
-    if call.stage is Stage.DIAL_FAILED and failed not in (None, Route.REGULATION):
-        assert failed is not None
-        return _regulation(
-            protocol,
-            state,
-            f"destination {failed.value} sans réponse : renvoi vers la régulation",
-            trace,
-        )
-    # 1b. Overflow callback: the regulation line did not answer.
+    # 1. A failed dial (step 1 a-c in _after_failed_dial).
     if call.stage is Stage.DIAL_FAILED or ctx.regulation_failed:
-        overflow = access.regulation_overflow
-        if state.open and overflow is not None:
-            return _direct(
-                protocol,
-                state,
-                Ground.REGULATION_OVERFLOW,
-                f"régulation sans réponse après {overflow.after_s} s : "
-                "accès direct à l'accueil (débordement autorisé)",
-                trace,
-            )
-        why = "MMG fermée" if not state.open else "débordement non prévu par le protocole"
-        return _regulation(
-            protocol,
-            state,
-            f"régulation sans réponse, {why} : nouvel essai vers la régulation",
-            trace,
-            msgs.overflow_retry,
-        )
+        failed = Route.REGULATION if ctx.regulation_failed else ctx.failed_route
+        return _after_failed_dial(protocol, state, failed, ctx.offered, trace)
 
     # 2. Closed: everyone goes to regulation (or hears the closed message).
     if not state.open:

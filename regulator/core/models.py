@@ -21,6 +21,15 @@ class Route(StrEnum):
     CLOSED = "closed"
 
 
+#: Routes that give the caller a destination to dial: the ones a dial can fail on.
+DESTINATION_ROUTES: frozenset[Route] = frozenset(
+    {Route.REGULATION, Route.DIRECT_ACCESS, Route.PHARMACY}
+)
+#: What a call's route history holds: the destinations dialled, and ``CLOSED`` once the
+#: caller was told to hang up and dial a number themselves (nothing is dialled after).
+HISTORY_ROUTES: frozenset[Route] = DESTINATION_ROUTES | {Route.CLOSED}
+
+
 class Ground(StrEnum):
     """The only reasons a caller may reach the front desk without regulation."""
 
@@ -55,7 +64,7 @@ class Stage(StrEnum):
 
     INCOMING = "incoming"  # first webhook of a call: welcome / route
     DIGITS = "digits"  # the caller typed (or did not type) a menu choice
-    DIAL_FAILED = "dial_failed"  # a dial to the regulation line was busy/unanswered
+    DIAL_FAILED = "dial_failed"  # the destination given last was busy, unanswered or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +91,13 @@ class DecisionContext:
     """
 
     pending_referral: bool = False
-    regulation_failed: bool = False  # dial-status of the regulation line: busy/no-answer
-    # With Stage.DIAL_FAILED: which route's dial failed (None = the regulation line).
+    regulation_failed: bool = False  # the regulation line was busy/unanswered (= failed_route)
+    # With Stage.DIAL_FAILED: which destination's dial failed; None = not known (the
+    # platform did not say and the store could not tell).
     failed_route: Route | None = None
+    # Destinations already offered to this call (the failed one included), and CLOSED
+    # once it was told to dial 15 itself: none is offered twice, whatever is posted.
+    offered: frozenset[Route] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +183,18 @@ class CallRecord:
     failsafe: bool = False
     status: str = "in_progress"  # final platform status once the call ended
     duration_s: int | None = None
+    # Route history (HISTORY_ROUTES): the destinations dialled for the call in the order
+    # first offered, then CLOSED if it was told to hang up and dial. The stores append
+    # each later update's ``offered`` to it.
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CallUpdate:
-    """A later fact about a recorded call: a new route (menu choice, overflow) or its end."""
+    """A later fact about a recorded call: a new route (menu choice, overflow) or its end.
+
+    ``offered`` joins the record's route history (see :func:`offered_by`); without it
+    (updates spooled by an older version) a ``route`` that is a destination does."""
 
     call_id: str
     mmg: str
@@ -184,6 +204,18 @@ class CallUpdate:
     rule: str | None = None
     status: str | None = None
     duration_s: int | None = None
+    offered: Route | None = None
+
+
+def offered_by(decision: Decision) -> Route | None:
+    """The route history entry of a decision: the route of a destination it dials,
+    ``CLOSED`` when it asks the caller to hang up and dial (15, 3237…), None for a menu."""
+    destination = decision.destination
+    if destination is None:
+        return None
+    if not destination.dialable:
+        return Route.CLOSED
+    return decision.route if decision.route in DESTINATION_ROUTES else None
 
 
 class ReferralStatus(StrEnum):

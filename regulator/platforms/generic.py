@@ -18,7 +18,7 @@ import re
 
 import orjson
 
-from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.core.models import DESTINATION_ROUTES, Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -110,21 +110,62 @@ def _stage(value: object, default: Stage) -> Stage:
         raise BadHookRequest("stage", "expected incoming, digits or dial_failed") from None
 
 
+_TARGETS = {r.value: r for r in DESTINATION_ROUTES}
+
+
+def _target(value: object) -> Route | None:
+    """The destination a failed dial was about: ``regulation``, ``direct_access`` or
+    ``pharmacy`` (the ``route`` of the answer that gave it). Anything else reads as
+    absent rather than as a bad request: the call is then decided from its route
+    history, where a bad request would only get the fail-safe dial to centre 15, and
+    could offer it twice."""
+    return _TARGETS.get(value) if isinstance(value, str) else None
+
+
+def parse_call_target(req: HookRequest, stage: Stage) -> tuple[Call, Route | None]:
+    """``{"call_id", "from", "to", "digits"?, "stage"?, "target"?}``; the body's stage
+    wins. ``target`` (with ``"stage": "dial_failed"``) names the destination that failed;
+    a ``dial_failed`` report may leave out ``to`` (``called`` is then empty)."""
+    try:
+        call, data = f.json_call(req.body, Platform.GENERIC, stage)
+    except BadHookRequest as exc:
+        # A failure report needs only the call id: the call's record names its MMG.
+        # Refusing it would answer with the fail-safe, which may dial centre 15 twice.
+        if exc.field != "to":
+            raise
+        data = f.json_object(req.body)
+        if _stage(data.get("stage"), stage) is not Stage.DIAL_FAILED:
+            raise
+        call = Call(
+            call_id=f.required(data.get("call_id"), "call_id"),
+            caller=f.text(data.get("from"), "from") or "",
+            called="",
+            platform=Platform.GENERIC,
+            stage=Stage.DIAL_FAILED,
+        )
+        return call, _target(data.get("target"))
+    body_stage = _stage(data.get("stage"), stage)
+    if body_stage is not stage:
+        call = dataclasses.replace(call, stage=body_stage)
+    return call, _target(data.get("target"))
+
+
 def parse_call(req: HookRequest, stage: Stage) -> Call:
     """``{"call_id", "from", "to", "digits"?, "stage"?}``; the body's stage wins."""
-    call, data = f.json_call(req.body, Platform.GENERIC, stage)
-    body_stage = _stage(data.get("stage"), stage)
-    return call if body_stage is stage else dataclasses.replace(call, stage=body_stage)
+    return parse_call_target(req, stage)[0]
 
 
 def parse_event(req: HookRequest) -> CallEvent:
-    """``{"call_id", "status", "duration_s"?, "target"?, "from"?, "to"?}``."""
+    """``{"call_id", "status", "duration_s"?, "target"?, "from"?, "to"?}``.
+
+    A ``busy``, ``no-answer`` or ``failed`` status is a failed dial, of ``target`` when
+    given (read as :func:`parse_call_target` reads it), else of the call's last route."""
     data = f.json_object(req.body)
     return CallEvent(
         call_id=f.required(data.get("call_id"), "call_id"),
         status=f.status(data.get("status"), "status"),
         duration_s=f.duration(data.get("duration_s"), "duration_s"),
-        target=f.target(data.get("target")),
+        target=_target(data.get("target")),
         caller=f.text(data.get("from"), "from"),
         called=f.text(data.get("to"), "to"),
     )
@@ -143,8 +184,9 @@ def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) ->
 
     ``action`` tells the PBX what to do: ``menu`` (play ``say`` then ``menu.text``,
     collect one key, post it back with ``"stage": "digits"``), ``dial`` (play ``say``,
-    then dial ``destination``; on failure post ``"stage": "dial_failed"``) or
-    ``announce`` (play ``say`` and hang up). ``urls`` is unused.
+    then dial ``destination``; on failure post ``"stage": "dial_failed"`` with
+    ``"target"`` = this answer's ``route``) or ``announce`` (play ``say`` and hang up).
+    ``urls`` is unused.
     """
     del urls
     destination = decision.destination

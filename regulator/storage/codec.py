@@ -17,6 +17,7 @@ import orjson
 
 from regulator.core.indicators import reroute_deltas
 from regulator.core.models import (
+    HISTORY_ROUTES,
     CallRecord,
     CallUpdate,
     DayType,
@@ -67,6 +68,37 @@ loads = orjson.loads
 
 # ------------------------------------------------------------------- call records
 
+_HISTORY = frozenset(r.value for r in HISTORY_ROUTES)
+
+
+def routes_to_text(routes: tuple[Route, ...]) -> str:
+    """A route history as stored in a column or hash field: ``direct_access,regulation``."""
+    return ",".join(r.value for r in routes)
+
+
+def routes_from_text(text: str | None) -> tuple[Route, ...]:
+    """The stored route history; unknown names (a newer version's) are skipped."""
+    if not text:
+        return ()
+    return tuple(Route(name) for name in text.split(",") if name in _HISTORY)
+
+
+def add_route(history: str, route: Route) -> str:
+    """``history`` with ``route`` appended if it is a history route not there yet.
+
+    A history never holds a route twice, so re-applying an update changes nothing."""
+    if route.value not in _HISTORY or route.value in history.split(","):
+        return history
+    return f"{history},{route.value}" if history else route.value
+
+
+def history_of(route: Route, routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """The route history of a stored call: a record written before histories existed
+    (empty) has its own route as history."""
+    if routes:
+        return routes
+    return (route,) if route in HISTORY_ROUTES else ()
+
 
 def record_to_dict(record: CallRecord) -> dict[str, Any]:
     return {
@@ -84,6 +116,7 @@ def record_to_dict(record: CallRecord) -> dict[str, Any]:
         "failsafe": record.failsafe,
         "status": record.status,
         "duration_s": record.duration_s,
+        "routes": [r.value for r in record.routes],
     }
 
 
@@ -105,6 +138,7 @@ def record_from_dict(data: dict[str, Any]) -> CallRecord:
         failsafe=bool(data.get("failsafe", False)),
         status=str(data.get("status", "in_progress")),
         duration_s=int(duration) if duration is not None else None,
+        routes=tuple(Route(r) for r in data.get("routes") or () if r in _HISTORY),
     )
 
 
@@ -118,6 +152,7 @@ def update_to_dict(update: CallUpdate) -> dict[str, Any]:
         "rule": update.rule,
         "status": update.status,
         "duration_s": update.duration_s,
+        "offered": update.offered.value if update.offered is not None else None,
     }
 
 
@@ -134,6 +169,7 @@ def update_from_dict(data: dict[str, Any]) -> CallUpdate:
         rule=data.get("rule"),
         status=data.get("status"),
         duration_s=int(duration) if duration is not None else None,
+        offered=Route(data["offered"]) if data.get("offered") else None,
     )
 
 
@@ -287,16 +323,23 @@ class CallState:
     rule: str
     status: str
     duration_s: int | None
+    routes: str = ""  # the route history, as :func:`routes_to_text` writes it
 
 
 def apply_update(state: CallState, update: CallUpdate) -> dict[str, int]:
     """Apply ``update`` to ``state`` in place; return the counter moves of a route change.
 
-    A new route replaces the ground too (a menu choice to the pharmacy has none).
-    Re-applying the same update finds the call already there: no counter moves, so
-    updates are idempotent and a replay in order converges to the same state.
+    A new route replaces the ground too (a menu choice to the pharmacy has none), and
+    ``update.offered`` joins the route history (:func:`add_route`). Re-applying the same
+    update finds the call already there: no counter moves, so updates are idempotent
+    and a replay in order converges to the same state.
     """
     deltas: dict[str, int] = {}
+    entry = update.offered or update.route  # updates spooled by older versions: the route
+    if entry is not None and entry.value in _HISTORY:
+        # A record stored before route histories existed: its route was the first offer.
+        history = state.routes or (state.route if state.route in _HISTORY else "")
+        state.routes = add_route(history, entry)
     if update.route is not None:
         new_route = update.route.value
         new_ground = update.ground.value if update.ground is not None else None
@@ -325,6 +368,7 @@ def record_with_updates(record: CallRecord, updates: Iterable[CallUpdate]) -> Ca
         record.rule,
         record.status,
         record.duration_s,
+        routes_to_text(history_of(record.route, record.routes)),
     )
     for update in updates:
         apply_update(state, update)
@@ -335,6 +379,7 @@ def record_with_updates(record: CallRecord, updates: Iterable[CallUpdate]) -> Ca
         rule=state.rule,
         status=state.status,
         duration_s=state.duration_s,
+        routes=routes_from_text(state.routes),
     )
 
 

@@ -10,7 +10,9 @@ then used for failover, not for spreading keys.
 Layout (``P`` is the prefix; types in brackets):
 
 - ``P:call:{call_id}`` [hash] one call record (fields of :class:`CallRecord`, ``xid`` =
-  its entry in the month's log); its existence makes ``record_calls`` idempotent.
+  its entry in the month's log, ``routes`` = its route history ``direct_access,regulation``,
+  read by ``route_history`` on a failed dial); its existence makes ``record_calls``
+  idempotent.
 - ``P:calls:{mmg}:{month}`` [stream] the call log of one MMG and month (``call_id``, ``at``).
 - ``P:calls:by_at`` [sorted set] call ids scored by call time (µs): the retention index.
 - ``P:counters:{mmg}:{month}`` [hash] counter key → int (see ``indicators.call_counter_deltas``).

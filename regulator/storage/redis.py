@@ -81,7 +81,7 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import Clock, StoreError, SystemClock
+from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.keys import Keys
 
@@ -251,12 +251,14 @@ return {1, ARGV[2]}
 # ------------------------------------------------------------------------ helpers
 
 #: Fields of a call hash that an update may change, in the order they are written.
-_UPDATE_FIELDS = ("route", "ground", "rule", "status", "duration_s")
+_UPDATE_FIELDS = ("route", "ground", "rule", "status", "duration_s", "routes")
 
 
 def _carried_fields(update: CallUpdate) -> set[str]:
     """The call-hash fields ``update`` sets (a new route sets the ground too)."""
     carried = {"route", "ground"} if update.route is not None else set()
+    if update.offered is not None or update.route is not None:
+        carried.add("routes")  # the route history grows (codec.apply_update)
     if update.rule is not None:
         carried.add("rule")
     if update.status is not None:
@@ -308,6 +310,8 @@ def _call_fields(record: CallRecord) -> list[str]:
         record.status,
         "duration_s",
         str(record.duration_s) if record.duration_s is not None else "",
+        "routes",
+        codec.routes_to_text(record.routes),
     ]
 
 
@@ -328,6 +332,7 @@ def _record_from_hash(raw: dict[bytes, bytes]) -> CallRecord:
         failsafe=h.get("failsafe") == "1",
         status=h["status"],
         duration_s=int(h["duration_s"]) if h.get("duration_s") else None,
+        routes=codec.routes_from_text(h.get("routes")),
     )
 
 
@@ -543,7 +548,7 @@ class RedisStore:
             return
         ids = list(dict.fromkeys(u.call_id for u in updates))
         client = self._db()
-        fields = ("mmg", "month", "route", "ground", "rule", "status", "duration_s")
+        fields = ("mmg", "month", "route", "ground", "rule", "status", "duration_s", "routes")
         with self._errors("update_calls"):
             for _ in range(_CAS_ATTEMPTS):
                 async with client.pipeline(transaction=False) as pipe:
@@ -554,7 +559,7 @@ class RedisStore:
                 for call_id, row in zip(ids, rows, strict=True):
                     if row[0] is None:
                         continue  # not recorded yet (or purged): kept as an orphan below
-                    mmg, month, route, ground, rule, status, duration = (
+                    mmg, month, route, ground, rule, status, duration, routes = (
                         _s(v) if v is not None else "" for v in row
                     )
                     read[call_id] = codec.CallState(
@@ -565,6 +570,7 @@ class RedisStore:
                         rule,
                         status,
                         int(duration) if duration else None,
+                        routes,
                     )
                 state = {cid: replace(s) for cid, s in read.items()}
                 moves: dict[str, dict[str, int]] = {cid: {} for cid in read}
@@ -627,6 +633,17 @@ class RedisStore:
                 Awaitable[dict[bytes, bytes]], self._db().hgetall(self.keys.call(call_id))
             )
         return _record_from_hash(raw) if raw else None
+
+    async def route_history(self, call_id: str) -> RouteHistory | None:
+        with self._errors("route_history"):
+            mmg, route, routes = await cast(
+                Awaitable[list[bytes | None]],
+                self._db().hmget(self.keys.call(call_id), ["mmg", "route", "routes"]),
+            )
+        if mmg is None or route is None:
+            return None
+        history = codec.routes_from_text(_s(routes) if routes is not None else None)
+        return RouteHistory(mmg=_s(mmg), routes=codec.history_of(Route(_s(route)), history))
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
         with self._errors("call_counters"):

@@ -43,14 +43,14 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import Clock, StoreError, SystemClock
+from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: calls.routes (route history)
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
 
 _SCHEMA = """
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS calls (
     rule       TEXT NOT NULL,
     failsafe   INTEGER NOT NULL,
     status     TEXT NOT NULL,
-    duration_s INTEGER
+    duration_s INTEGER,
+    routes     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS calls_mmg_month ON calls (mmg, month);
 CREATE INDEX IF NOT EXISTS calls_at ON calls (at_us);
@@ -124,10 +125,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 _CALL_COLUMNS = (
     "call_id, mmg, month, platform, caller, at_us, day_type, hour, route, ground, rule,"
-    " failsafe, status, duration_s"
+    " failsafe, status, duration_s, routes"
 )
 # Only constant column lists and "?" placeholders are ever formatted into SQL (S608).
-_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 14)})"  # noqa: S608
+_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
 _ADD_COUNTER = (
     "INSERT INTO counters (mmg, month, key, value) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (mmg, month, key) DO UPDATE SET value = value + excluded.value"
@@ -169,6 +170,7 @@ def _call_row(r: CallRecord) -> tuple[Any, ...]:
         int(r.failsafe),
         r.status,
         r.duration_s,
+        codec.routes_to_text(r.routes),
     )
 
 
@@ -188,6 +190,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> CallRecord:
         failsafe,
         status,
         duration_s,
+        routes,
     ) = tuple(row)
     return CallRecord(
         call_id=call_id,
@@ -204,6 +207,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> CallRecord:
         failsafe=bool(failsafe),
         status=status,
         duration_s=duration_s,
+        routes=codec.routes_from_text(routes),
     )
 
 
@@ -252,6 +256,7 @@ class SqliteStore:
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.executescript(_SCHEMA)
+            await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()
         except (sqlite3.Error, OSError) as exc:
@@ -278,6 +283,14 @@ class SqliteStore:
                     await reader.close()
             raise
         return readers
+
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        """Bring a file written by an older version up to this schema (additive only)."""
+        async with conn.execute("PRAGMA table_info(calls)") as cur:
+            columns = {row[1] for row in await cur.fetchall()}
+        if "routes" not in columns:  # schema 1: no route history
+            await conn.execute("ALTER TABLE calls ADD COLUMN routes TEXT NOT NULL DEFAULT ''")
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -430,7 +443,8 @@ class SqliteStore:
             state: dict[str, codec.CallState] = {}
             for chunk in _chunks(ids):
                 sql = (
-                    "SELECT call_id, mmg, month, route, ground, rule, status, duration_s"  # noqa: S608
+                    "SELECT call_id, mmg, month, route, ground, rule, status, duration_s,"  # noqa: S608
+                    " routes"
                     f" FROM calls WHERE call_id IN ({_marks(chunk)})"
                 )
                 async with conn.execute(sql, chunk) as cur:
@@ -450,10 +464,10 @@ class SqliteStore:
                 await self._keep_orphans(conn, early)
             if touched:
                 await conn.executemany(
-                    "UPDATE calls SET route = ?, ground = ?, rule = ?, status = ?, duration_s = ?"
-                    " WHERE call_id = ?",
+                    "UPDATE calls SET route = ?, ground = ?, rule = ?, status = ?, duration_s = ?,"
+                    " routes = ? WHERE call_id = ?",
                     [
-                        (c.route, c.ground, c.rule, c.status, c.duration_s, cid)
+                        (c.route, c.ground, c.rule, c.status, c.duration_s, c.routes, cid)
                         for cid, c in ((cid, state[cid]) for cid in touched)
                     ],
                 )
@@ -465,6 +479,18 @@ class SqliteStore:
             async with conn.execute(sql, (call_id,)) as cur:
                 row = await cur.fetchone()
         return _record_from_row(row) if row is not None else None
+
+    async def route_history(self, call_id: str) -> RouteHistory | None:
+        async with self._read() as conn:
+            sql = "SELECT mmg, route, routes FROM calls WHERE call_id = ?"
+            async with conn.execute(sql, (call_id,)) as cur:
+                row = await cur.fetchone()
+        if row is None:
+            return None
+        mmg, route, routes = row
+        return RouteHistory(
+            mmg=str(mmg), routes=codec.history_of(Route(route), codec.routes_from_text(routes))
+        )
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
         async with self._read() as conn:

@@ -5,7 +5,9 @@ secret configured, 403 for a bad signature — no call record), parse, route
 through :class:`~regulator.calls.CallRouter`, render the platform's answer. After
 authentication nothing reaches the platform but a valid answer: any failure
 becomes the fail-safe route to centre 15 (never a 5xx, never a stack trace).
-Retried webhooks get the answer given the first time (answer cache).
+Retried webhooks get the answer given the first time (answer cache), except failed
+dials: each one is decided again from the call's route history, so a repeated
+failure report can never bring the caller back to a destination already offered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Histogram
 
-from regulator.calls import CallRouter
+from regulator.calls import CallRouter, DialFailure
 from regulator.core import phone
 from regulator.core.decision import regulation_destination
 from regulator.core.models import Call, Decision, Platform, Route, Stage
@@ -308,32 +310,48 @@ class Hooks:
         base: str,
         out: Outcome,
         *,
-        extra_key: str = "",
-        failed_route: Route | None = None,
+        failure: DialFailure | None = None,
         mmg: str | None = None,
     ) -> Answer:
         out.call_id = call.call_id
         out.caller = call.caller
-        key = (platform.value, call.call_id, call.stage.value, call.digits or "", extra_key)
-        cached = self.answers.get(key)
-        if cached is not None:
-            out.cached = True
-            return cached
+        # Not for failed dials: the same report twice is a second failure to decide on
+        # (the route history has moved on), never a replay of the first answer.
+        key = (platform.value, call.call_id, call.stage.value, call.digits or "")
+        if failure is None:
+            cached = self.answers.get(key)
+            if cached is not None:
+                out.cached = True
+                return cached
         decision = await self.router.route(
             call,
             menu_capable=platform is not Platform.KAMAILIO,
-            failed_route=failed_route,
+            failure=failure,
             mmg_hint=mmg,
         )
         out.from_decision(decision)
         answer = self._render(platform, decision, base, call)
-        self.answers.put(key, answer)
+        if failure is None:
+            self.answers.put(key, answer)
         return answer
+
+    async def _dial_failed(
+        self,
+        platform: Platform,
+        call: Call,
+        base: str,
+        out: Outcome,
+        target: Route | None,
+        mmg: str | None = None,
+    ) -> Answer:
+        """Decide again after a failed dial of ``target`` (None: the call's last route)."""
+        failure = await self.router.dial_failure(call.call_id, target)
+        return await self._decide(platform, call, base, out, failure=failure, mmg=mmg)
 
     async def _dial_event(
         self, platform: Platform, ev: CallEvent, base: str, out: Outcome, mmg: str | None = None
     ) -> Answer | None:
-        """A dial outcome: on failure, decide again (overflow); on success, end quietly."""
+        """A dial outcome: on failure, decide again; on success, end quietly."""
         out.call_id = ev.call_id
         if not ev.dial_failed:
             self.router.event(ev)
@@ -345,10 +363,7 @@ class Hooks:
             platform=platform,
             stage=Stage.DIAL_FAILED,
         )
-        target = ev.target.value if ev.target else ""
-        return await self._decide(
-            platform, call, base, out, extra_key=target, failed_route=ev.target, mmg=mmg
-        )
+        return await self._dial_failed(platform, call, base, out, ev.target, mmg)
 
     # ------------------------------------------------------------------ Twilio
     async def twilio_voice(self, request: web.Request) -> web.StreamResponse:
@@ -425,7 +440,10 @@ class Hooks:
     # ------------------------------------------------------------------ generic
     async def generic_call(self, request: web.Request) -> web.StreamResponse:
         async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
-            call = generic.parse_call(req, Stage.INCOMING)
+            call, target = generic.parse_call_target(req, Stage.INCOMING)
+            if call.stage is Stage.DIAL_FAILED:
+                mmg = req.query.get("mmg")
+                return await self._dial_failed(Platform.GENERIC, call, base, out, target, mmg)
             return await self._decide(Platform.GENERIC, call, base, out)
 
         return await self._run(request, Platform.GENERIC, work)
@@ -433,7 +451,7 @@ class Hooks:
     async def generic_event(self, request: web.Request) -> web.StreamResponse:
         async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
             ev = generic.parse_event(req)
-            if ev.target is not None and ev.dial_failed:
+            if ev.dial_failed:  # busy, no-answer, failed: a failed dial, target or not
                 return await self._dial_event(Platform.GENERIC, ev, base, out, req.query.get("mmg"))
             out.call_id = ev.call_id
             self.router.event(ev)

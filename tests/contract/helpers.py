@@ -41,6 +41,7 @@ def call(
     failsafe: bool = False,
     platform: str = "twilio",
     caller: str = CALLER,
+    routes: tuple[Route, ...] = (),
 ) -> CallRecord:
     return CallRecord(
         call_id=call_id,
@@ -55,6 +56,7 @@ def call(
         ground=ground,
         rule="test rule",
         failsafe=failsafe,
+        routes=routes,
     )
 
 

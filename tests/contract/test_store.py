@@ -227,6 +227,7 @@ async def test_updates_that_arrive_before_their_record_are_applied_when_it_lands
         rule="overflow after 90 s",
         status="completed",
         duration_s=42,
+        routes=(Route.DIRECT_ACCESS,),  # the reroute joins the route history
     )
     assert await store.get_call("CA1") == final, "early updates were dropped"
     assert await store.call_counters(MMG, MONTH) == expected_counters([final, call("CA2")])

@@ -232,6 +232,7 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
                     call_id="e2e-3",
                     to=NIMES,
                     stage="dial_failed",
+                    target="regulation",
                     **{"from": "+33611000003"},
                 )
             await expect(reg.locator('#calls-body tr[data-call="e2e-1"]')).to_contain_text(

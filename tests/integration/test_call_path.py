@@ -175,7 +175,7 @@ async def test_twilio_answered_dial_ends_the_call(client: AppClient) -> None:
     assert twiml(body).find("Hangup") is not None
 
 
-async def test_twilio_overflow_not_allowed_retries_regulation(
+async def test_twilio_overflow_not_allowed_asks_to_dial_15_not_the_same_line_again(
     client: AppClient, clock: FixedClock
 ) -> None:
     clock.set(paris("2026-11-24T21:00"))
@@ -185,8 +185,9 @@ async def test_twilio_overflow_not_allowed_retries_regulation(
         {"CallSid": "CA7", "From": CALLER, "To": METZ, "DialCallStatus": "busy"},
     )
     assert status == 200
-    assert dialled(body) == "+33387000015"
-    assert "occupées" in said(body)
+    assert dialled(body) is None
+    assert twiml(body).find("Hangup") is not None
+    assert "Raccrochez et composez le 15" in said(body)
 
 
 async def test_twilio_closed_hours_route_to_regulation(

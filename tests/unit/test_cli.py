@@ -105,7 +105,8 @@ def test_trace_only_with_explain(capsys: pytest.CaptureFixture[str]) -> None:
                 "destination": "sip:accueil@mmg-metz.example",
             },
         ),
-        # Overflow while open: Nîmes allows it; Metz (null) retries regulation.
+        # Overflow while open: Nîmes allows it; Metz (null) asks to dial 15 (never a
+        # second dial to the regulation line that did not answer).
         (
             "nimes",
             "0612000001",
@@ -118,7 +119,7 @@ def test_trace_only_with_explain(capsys: pytest.CaptureFixture[str]) -> None:
             "0612000001",
             "2026-11-24T21:00",
             ("--overflow",),
-            {"route": "regulation", "ground": None, "destination": "+33387000015"},
+            {"route": "regulation", "ground": None, "destination": "15"},
         ),
         # Good Friday in Moselle.
         (

@@ -38,8 +38,13 @@ def _decide(
     digits: str | None = None,
     pending_referral: bool = False,
     regulation_failed: bool = False,
+    failed_route: Route | None = None,
 ) -> Decision:
-    ctx = DecisionContext(pending_referral=pending_referral, regulation_failed=regulation_failed)
+    ctx = DecisionContext(
+        pending_referral=pending_referral,
+        regulation_failed=regulation_failed,
+        failed_route=failed_route,
+    )
     decision = decide(proto, call(caller, stage=stage, digits=digits), at, ctx)
     assert not decision.failsafe, decision.failsafe_reason
     return decision
@@ -90,7 +95,9 @@ class TestPendingReferral:
 
 class TestRegulationOverflow:
     def test_dial_failed_while_open_overflows_to_front_desk(self, nimes: Protocol) -> None:
-        decision = _decide(nimes, paris(NIMES_OPEN), stage=Stage.DIAL_FAILED)
+        decision = _decide(
+            nimes, paris(NIMES_OPEN), stage=Stage.DIAL_FAILED, failed_route=Route.REGULATION
+        )
         assert (decision.route, decision.ground) == (
             Route.DIRECT_ACCESS,
             Ground.REGULATION_OVERFLOW,
@@ -102,20 +109,26 @@ class TestRegulationOverflow:
         decision = _decide(nimes, paris(NIMES_OPEN), regulation_failed=True)
         assert decision.ground is Ground.REGULATION_OVERFLOW
 
-    def test_dial_failed_while_closed_retries_regulation(self, nimes: Protocol) -> None:
-        decision = _decide(nimes, paris(NIMES_CLOSED), stage=Stage.DIAL_FAILED)
+    def test_regulation_failed_while_closed_asks_to_dial_15(self, nimes: Protocol) -> None:
+        decision = _decide(
+            nimes, paris(NIMES_CLOSED), stage=Stage.DIAL_FAILED, failed_route=Route.REGULATION
+        )
         assert (decision.route, decision.ground) == (Route.REGULATION, None)
-        assert decision.destination == NIMES_REGULATION
-        assert nimes.messages.overflow_retry in decision.say
+        assert decision.destination == Destination(announce="15", label="centre 15")
+        assert "Raccrochez et composez le 15" in " ".join(decision.say)
+        assert "MMG fermée" in decision.rule
 
-    def test_dial_failed_without_overflow_in_protocol_retries_regulation(
+    def test_regulation_failed_without_overflow_in_protocol_asks_to_dial_15(
         self, metz: Protocol
     ) -> None:
         assert metz.routing.direct_access.regulation_overflow is None
-        decision = _decide(metz, paris("2026-11-24T21:00"), stage=Stage.DIAL_FAILED)
+        decision = _decide(
+            metz, paris("2026-11-24T21:00"), stage=Stage.DIAL_FAILED, failed_route=Route.REGULATION
+        )
         assert (decision.route, decision.ground) == (Route.REGULATION, None)
         assert decision.open
-        assert decision.destination == METZ_REGULATION
+        assert decision.destination is not None and not decision.destination.dialable
+        assert "débordement non prévu" in decision.rule
 
     @pytest.mark.parametrize(
         ("mmg_fixture", "at", "timeout"),

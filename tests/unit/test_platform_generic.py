@@ -166,6 +166,40 @@ def test_body_too_large_or_not_json_is_refused() -> None:
         assert err.value.field == "body"
 
 
+@pytest.mark.parametrize("target", ["front_desk", "menu", "closed", 3, None, ["regulation"]])
+def test_event_target_that_names_no_destination_reads_as_absent(target: object) -> None:
+    # A typo must not turn a failed dial into a bad request (whose fail-safe answer
+    # could dial centre 15 twice): the call's route history decides instead.
+    body = orjson.dumps({"call_id": "pbx-1", "status": "busy", "target": target})
+    assert generic.parse_event(request(body, None)).target is None
+
+
+@pytest.mark.parametrize("target", ["regulation", "direct_access", "pharmacy"])
+def test_dial_failed_call_carries_the_failed_target(target: str) -> None:
+    body = orjson.dumps(
+        {"call_id": "pbx-1", "to": "0466123456", "stage": "dial_failed", "target": target}
+    )
+    call, failed = generic.parse_call_target(request(body, None), Stage.INCOMING)
+    assert call.stage is Stage.DIAL_FAILED
+    assert failed is Route(target)
+    body = orjson.dumps({"call_id": "pbx-1", "to": "0466123456", "stage": "dial_failed"})
+    assert generic.parse_call_target(request(body, None), Stage.INCOMING)[1] is None
+
+
+def test_dial_failed_report_may_leave_out_the_called_number() -> None:
+    body = orjson.dumps({"call_id": "pbx-1", "stage": "dial_failed", "target": "pharmacy"})
+    call, failed = generic.parse_call_target(request(body, None), Stage.INCOMING)
+    assert (call.call_id, call.called, call.stage, failed) == (
+        "pbx-1",
+        "",
+        Stage.DIAL_FAILED,
+        Route.PHARMACY,
+    )
+    with pytest.raises(BadHookRequest) as err:  # an incoming call still needs it
+        generic.parse_call_target(request(orjson.dumps({"call_id": "pbx-1"}), None), Stage.DIGITS)
+    assert err.value.field == "to"
+
+
 def test_event_is_parsed_with_its_target() -> None:
     body = orjson.dumps(
         {"call_id": "pbx-1", "status": "busy", "duration_s": 3, "target": "regulation"}
@@ -183,7 +217,6 @@ def test_event_is_parsed_with_its_target() -> None:
     [
         ({"call_id": "pbx-1"}, "status"),
         ({"call_id": "pbx-1", "status": "BUSY!!"}, "status"),
-        ({"call_id": "pbx-1", "status": "busy", "target": "front_desk"}, "target"),
         ({"call_id": "pbx-1", "status": "busy", "duration_s": -1}, "duration_s"),
         ({"call_id": "pbx-1", "status": "busy", "duration_s": True}, "duration_s"),
         ({"call_id": "pbx-1", "status": "busy", "duration_s": "3s"}, "duration_s"),
