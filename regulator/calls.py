@@ -68,6 +68,7 @@ class DialFailure:
     failed: Route | None
     offered: frozenset[Route]
     mmg: str | None = None
+    caller: str = ""  # as recorded by the first webhook; empty when the store can't tell
 
 
 #: Called with every decision taken for a call (SSE consoles, outbox): the call as
@@ -154,7 +155,8 @@ class CallRouter:
         if history:
             self._remember(call_id, mmg, history)
         offered = frozenset(history) | ({failed} if failed is not None else frozenset())
-        return DialFailure(failed=failed, offered=offered, mmg=mmg)
+        caller = stored.caller if stored else ""
+        return DialFailure(failed=failed, offered=offered, mmg=mmg, caller=caller)
 
     def protocol_for(self, called: str | None) -> Protocol | None:
         return self.protocols.current.for_called(called)

@@ -65,6 +65,9 @@ class RouteHistory:
     #: The destinations offered, oldest first, none twice; the last is the one a
     #: failed dial without a named target is about.
     routes: tuple[Route, ...]
+    #: The caller's number as recorded by the call's first webhook: later webhooks may
+    #: not carry it (a Vonage failed leg's ``from`` is the MMG number we presented).
+    caller: str = ""
 
     @property
     def last(self) -> Route | None:

@@ -636,14 +636,18 @@ class RedisStore:
 
     async def route_history(self, call_id: str) -> RouteHistory | None:
         with self._errors("route_history"):
-            mmg, route, routes = await cast(
+            mmg, route, routes, caller = await cast(
                 Awaitable[list[bytes | None]],
-                self._db().hmget(self.keys.call(call_id), ["mmg", "route", "routes"]),
+                self._db().hmget(self.keys.call(call_id), ["mmg", "route", "routes", "caller"]),
             )
         if mmg is None or route is None:
             return None
         history = codec.routes_from_text(_s(routes) if routes is not None else None)
-        return RouteHistory(mmg=_s(mmg), routes=codec.history_of(Route(_s(route)), history))
+        return RouteHistory(
+            mmg=_s(mmg),
+            routes=codec.history_of(Route(_s(route)), history),
+            caller=_s(caller) if caller is not None else "",
+        )
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:
         with self._errors("call_counters"):

@@ -482,14 +482,16 @@ class SqliteStore:
 
     async def route_history(self, call_id: str) -> RouteHistory | None:
         async with self._read() as conn:
-            sql = "SELECT mmg, route, routes FROM calls WHERE call_id = ?"
+            sql = "SELECT mmg, route, routes, caller FROM calls WHERE call_id = ?"
             async with conn.execute(sql, (call_id,)) as cur:
                 row = await cur.fetchone()
         if row is None:
             return None
-        mmg, route, routes = row
+        mmg, route, routes, caller = row
         return RouteHistory(
-            mmg=str(mmg), routes=codec.history_of(Route(route), codec.routes_from_text(routes))
+            mmg=str(mmg),
+            routes=codec.history_of(Route(route), codec.routes_from_text(routes)),
+            caller=str(caller or ""),
         )
 
     async def call_counters(self, mmg: str, month: str) -> dict[str, int]:

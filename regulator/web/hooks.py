@@ -12,6 +12,7 @@ failure report can never bring the caller back to a destination already offered.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -346,6 +347,10 @@ class Hooks:
     ) -> Answer:
         """Decide again after a failed dial of ``target`` (None: the call's last route)."""
         failure = await self.router.dial_failure(call.call_id, target)
+        if failure.caller:
+            # The recorded caller, not the failed leg's ``from``: on Vonage that is the
+            # MMG's number we presented, and centre 15 must learn the patient's.
+            call = dataclasses.replace(call, caller=failure.caller)
         return await self._decide(platform, call, base, out, failure=failure, mmg=mmg)
 
     async def _dial_event(

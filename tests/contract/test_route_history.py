@@ -14,7 +14,7 @@ from regulator.core.models import CallUpdate, Ground, Route
 from regulator.ports import RouteHistory, Store
 from regulator.storage import codec
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import MMG, MONTH, call
+from tests.contract.helpers import CALLER, MMG, MONTH, call
 
 
 def _reroute(call_id: str, route: Route, ground: Ground | None = None) -> CallUpdate:
@@ -31,14 +31,14 @@ async def test_history_starts_with_the_recorded_destination(store: Store) -> Non
     )
     await store.record_calls([record])
     history = await store.route_history("CA1")
-    assert history == RouteHistory(mmg=MMG, routes=(Route.DIRECT_ACCESS,))
+    assert history == RouteHistory(mmg=MMG, routes=(Route.DIRECT_ACCESS,), caller=CALLER)
     assert history.last is Route.DIRECT_ACCESS
     assert await store.get_call("CA1") == record
 
 
 async def test_every_new_destination_is_appended_once_in_order(store: Store) -> None:
     await store.record_calls([call("CA1", route=Route.MENU)])
-    assert await store.route_history("CA1") == RouteHistory(mmg=MMG, routes=())
+    assert await store.route_history("CA1") == RouteHistory(mmg=MMG, routes=(), caller=CALLER)
     pharmacy = _reroute("CA1", Route.PHARMACY)
     regulation = _reroute("CA1", Route.REGULATION)
     overflow = _reroute("CA1", Route.DIRECT_ACCESS, Ground.REGULATION_OVERFLOW)
@@ -85,8 +85,10 @@ async def test_an_announcement_closes_the_history(store: Store) -> None:
 async def test_record_without_history_reads_its_route_as_history(store: Store) -> None:
     # Records written before route histories existed (or replayed from an old spool).
     await store.record_calls([call("OLD", route=Route.PHARMACY), call("MENU", route=Route.MENU)])
-    assert await store.route_history("OLD") == RouteHistory(mmg=MMG, routes=(Route.PHARMACY,))
-    assert await store.route_history("MENU") == RouteHistory(mmg=MMG, routes=())
+    assert await store.route_history("OLD") == RouteHistory(
+        mmg=MMG, routes=(Route.PHARMACY,), caller=CALLER
+    )
+    assert await store.route_history("MENU") == RouteHistory(mmg=MMG, routes=(), caller=CALLER)
 
 
 async def test_histories_of_two_calls_are_independent(store: Store) -> None:
@@ -136,7 +138,7 @@ async def test_sqlite_file_of_the_previous_schema_gains_the_history_column(
     await store.open()
     try:
         assert await store.route_history("OLD") == RouteHistory(
-            mmg=MMG, routes=(Route.DIRECT_ACCESS,)
+            mmg=MMG, routes=(Route.DIRECT_ACCESS,), caller="+33611223344"
         )
         await store.update_calls([_reroute("OLD", Route.REGULATION)])
         history = await store.route_history("OLD")

@@ -151,3 +151,38 @@ async def test_twilio_overflow_keeps_the_callers_number(client: AppClient) -> No
     overflow = dial(text)
     assert overflow.findtext("Number") == FRONT_DESK_NIMES
     assert overflow.get("callerId") == CALLER
+
+
+async def test_vonage_overflow_keeps_the_patients_number_in_the_call_seen_by_centre_15(
+    client: AppClient,
+) -> None:
+    # The failed leg's ``from`` is the MMG's number (what we presented): the routed
+    # call that the consoles and the outbox learn of must still name the patient.
+    from regulator.core.models import CallRecord, Decision
+    from regulator.web import keys
+
+    seen: list[CallRecord] = []
+
+    def listen(record: CallRecord, decision: Decision, first: bool) -> None:
+        seen.append(record)
+
+    client.app[keys.ROUTER].listeners.append(listen)
+    await vonage(client, "/hooks/vonage/answer", answer("CON-P", NIMES[1:], CALLER[1:]))
+    ncco = await vonage(
+        client,
+        "/hooks/vonage/input",
+        {**answer("CON-P", NIMES[1:], CALLER[1:]), "dtmf": {"digits": "1", "timed_out": False}},
+    )
+    await client.app[keys.WRITER].flush()  # the record is stored, as on another replica
+    path = ncco[-1]["eventUrl"][0].removeprefix(PUBLIC)
+    failed_leg = {
+        "uuid": "leg-P2",
+        "conversation_uuid": "CON-P",
+        "from": NIMES[1:],
+        "to": "33466000015",
+        "status": "timeout",
+    }
+    await vonage(client, path, failed_leg)
+    overflow = seen[-1]
+    assert overflow.route.value == "direct_access"
+    assert overflow.caller == CALLER, f"overflow record names {overflow.caller}, not the patient"
