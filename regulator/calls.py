@@ -74,6 +74,12 @@ class DialFailure:
 #: Called with every decision taken for a call (SSE consoles, outbox): the call as
 #: recorded with its current route, the decision, and True for the call's first webhook.
 CallListener = Callable[[CallRecord, Decision, bool], None]
+#: Called once a call has ended (a final status callback), with the call as recorded
+#: and its final status and duration (the outbox's ``call.completed``).
+CompletionListener = Callable[[CallRecord], None]
+
+#: Call statuses that end a call (CallEvent's vocabulary, platforms/base.py).
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 
 class CallRouter:
@@ -98,6 +104,12 @@ class CallRouter:
         self.decision_budget_s = settings.decision_budget_ms / 1000
         self.store_budget_s = settings.store_budget_ms / 1000
         self.listeners: list[CallListener] = []
+        # Registered only while something needs them (the outbox with targets), so a
+        # status callback reads the store for nothing otherwise.
+        self.completion_listeners: list[CompletionListener] = []
+        # call id → the call as this replica last recorded it: what a completion is
+        # built from when the store cannot say (bounded like ``_offered``).
+        self._recent: OrderedDict[str, CallRecord] = OrderedDict()
         # Labelled counter children by (mmg, platform, route, ground), created on first
         # use: labels() validates and hashes its arguments on every call.
         self._calls_counters: dict[tuple[str, str, str, str], Counter] = {}
@@ -257,6 +269,8 @@ class CallRouter:
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
+        if self.completion_listeners:
+            self._remember_record(record, first)
         if first:
             self.writer.submit_record(record)
             labels = (
@@ -291,8 +305,56 @@ class CallRouter:
             except Exception:  # a console or outbox problem never affects the call
                 log.exception("call_listener_failed")
 
-    def event(self, ev: CallEvent) -> None:
-        """A status callback: completes the call record (status, duration)."""
+    def _remember_record(self, record: CallRecord, first: bool) -> None:
+        known = self._recent.get(record.call_id)
+        if known is not None and not first:
+            # A later decision: the call keeps its first webhook's caller and time.
+            record = dataclasses.replace(
+                record, caller=known.caller or record.caller, at=known.at, hour=known.hour
+            )
+        self._recent[record.call_id] = record
+        self._recent.move_to_end(record.call_id)
+        while len(self._recent) > OFFERED_MEMORY_CALLS:
+            self._recent.popitem(last=False)
+
+    async def _ended_call(self, ev: CallEvent) -> CallRecord | None:
+        """The call ``ev`` ends, as recorded (store first: any replica may have routed
+        it), with the final status and duration; None if nobody knows the call."""
+        record: CallRecord | None = None
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                record = await self.store.get_call(ev.call_id)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="get_call").inc()
+            log.warning("ended_call_lookup_failed", error=str(exc) or "timeout")
+        except Exception:  # the status callback is answered whatever the store does
+            log.exception("ended_call_lookup_failed")
+        if record is None:
+            record = self._recent.get(ev.call_id)
+        if record is None:
+            return None
+        duration = ev.duration_s if ev.duration_s is not None else record.duration_s
+        return dataclasses.replace(record, status=ev.status, duration_s=duration)
+
+    async def event(self, ev: CallEvent) -> None:
+        """A status callback: completes the call record (status, duration) and, once the
+        call has ended, tells the completion listeners (before the callback is answered,
+        so the outbox journals ``call.completed`` as it does ``call.routed``)."""
+        self._submit_status(ev)
+        if ev.status not in FINAL_STATUSES or not self.completion_listeners:
+            return
+        ended = await self._ended_call(ev)
+        if ended is None:
+            log.warning("ended_call_unknown", status=ev.status)
+            return
+        self._recent.pop(ev.call_id, None)
+        for listener in self.completion_listeners:
+            try:
+                listener(ended)
+            except Exception:  # an outbox problem never affects the call
+                log.exception("completion_listener_failed")
+
+    def _submit_status(self, ev: CallEvent) -> None:
         protocol = self.protocol_for(ev.called) if ev.called else None
         now = self.clock.now()
         month = local_facts(now, protocol.tz)[0] if protocol else now.strftime("%Y-%m")

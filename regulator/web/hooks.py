@@ -359,7 +359,7 @@ class Hooks:
         """A dial outcome: on failure, decide again; on success, end quietly."""
         out.call_id = ev.call_id
         if not ev.dial_failed:
-            self.router.event(ev)
+            await self.router.event(ev)
             return None
         call = Call(
             call_id=ev.call_id,
@@ -400,7 +400,7 @@ class Hooks:
         async def work(req: HookRequest, base: str, out: Outcome) -> Answer | None:
             ev = twilio.parse_event(req)
             out.call_id = ev.call_id
-            self.router.event(ev)
+            await self.router.event(ev)
             return None
 
         return await self._run(request, Platform.TWILIO, work)
@@ -427,7 +427,7 @@ class Hooks:
             ev = vonage.parse_event(req)
             if ev.target is None:
                 out.call_id = ev.call_id
-                self.router.event(ev)
+                await self.router.event(ev)
                 return None
             return await self._dial_event(Platform.VONAGE, ev, base, out, req.query.get("mmg"))
 
@@ -459,7 +459,7 @@ class Hooks:
             if ev.dial_failed:  # busy, no-answer, failed: a failed dial, target or not
                 return await self._dial_event(Platform.GENERIC, ev, base, out, req.query.get("mmg"))
             out.call_id = ev.call_id
-            self.router.event(ev)
+            await self.router.event(ev)
             return Answer(b'{"ok":true}', "application/json")
 
         return await self._run(request, Platform.GENERIC, work)

@@ -49,6 +49,10 @@ class OutboxFeed:
         if self.events is not None and decision.route is not Route.MENU:
             self.events.put(call_event(record))
 
+    def on_completed(self, record: CallRecord) -> None:
+        if self.events is not None:
+            self.events.put(call_event(record, "call.completed"))
+
     def on_referral(self, referral: Referral, event: str) -> None:
         if self.events is not None:
             self.events.put(referral_event(referral))  # the kind follows the referral's status
@@ -104,7 +108,10 @@ async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
         feed.interconnect = interconnect
         feed.events = events
         events.start()
+        router = app[keys.ROUTER]
+        router.completion_listeners.append(feed.on_completed)
         yield
+        router.completion_listeners.remove(feed.on_completed)
         await events.stop()
         feed.events = None
         feed.interconnect = None

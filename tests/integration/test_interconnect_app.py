@@ -113,3 +113,36 @@ async def test_outbox_views_answer_503_without_targets(client: AppClient) -> Non
     resp = await client.get("/api/v1/outbox/dead", headers=bearer("admin"))
     assert resp.status == 503
     assert "REGULATOR_TARGETS_FILE" in (await resp.json())["message"]
+
+
+async def test_a_call_that_ends_reaches_the_regulation_webhook_as_completed_after_routed(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+    clock: FixedClock,
+    receiver: tuple[Receiver, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec, url = receiver
+    monkeypatch.setenv("SAMU30_WEBHOOK_SECRET", SECRET)
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        f'- {{name: samu30-lrm, kind: webhook, url: "{url}", '
+        "secret_env: SAMU30_WEBHOOK_SECRET, mmgs: [nimes]}\n",
+        encoding="utf-8",
+    )
+    settings = make_settings(tmp_path, targets_file=targets)
+    client: AppClient = await aiohttp_client(
+        create_app(settings, SqliteStore(settings.data_dir / "regulator.sqlite3"), clock)
+    )
+    params = {"CallSid": "CAend1", "From": "+33611000002", "To": NIMES}
+    await post_twilio(client, "/hooks/twilio/voice", params)
+    await post_twilio(client, "/hooks/twilio/gather", params | {"Digits": "1"})
+    status = params | {"CallStatus": "completed", "CallDuration": "95"}
+    await post_twilio(client, "/hooks/twilio/status", status)
+    await post_twilio(client, "/hooks/twilio/status", status)  # a retried callback
+    await wait_for(lambda: len(rec.events) >= 2)
+    await asyncio.sleep(0.3)  # a duplicate would have arrived by now
+    kinds = [e["kind"] for e in rec.events]
+    assert kinds == ["call.routed", "call.completed"], f"events received: {kinds}"
+    done = rec.events[-1]["payload"]
+    assert (done["route"], done["status"], done["duration_s"]) == ("regulation", "completed", 95)
