@@ -18,6 +18,7 @@ from datetime import datetime
 
 from regulator.core import phone
 from regulator.core.calendar import OpenState
+from regulator.core.labels import DAY_TYPE_NAMES, ROUTE_DESTINATIONS
 from regulator.core.models import (
     Call,
     Decision,
@@ -175,7 +176,7 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
         # Same text as f"{local:%Y-%m-%d %H:%M %Z}", without strftime (hot path).
         f"MMG {protocol.id} — heure locale {local.year}-{local.month:02d}-{local.day:02d} "
         f"{local.hour:02d}:{local.minute:02d} {local.tzname() or ''}",
-        f"type de jour : {state.day_type.value}",
+        f"type de jour : {DAY_TYPE_NAMES[state.day_type]}",
         f"{'ouverte' if state.open else 'fermée'} : {state.reason}",
     ]
     caller = phone.try_normalize(call.caller)
@@ -190,7 +191,7 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
         return _regulation(
             protocol,
             state,
-            f"destination {failed.value} sans réponse : renvoi vers la régulation",
+            f"{ROUTE_DESTINATIONS[failed]} sans réponse : renvoi vers la régulation",
             trace,
         )
     # 1b. Overflow callback: the regulation line did not answer.
