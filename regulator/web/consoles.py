@@ -30,13 +30,12 @@ from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
 from regulator.core.indicators import (
-    DAY_TYPE_LABELS,
     INDICATORS,
-    ROUTE_LABELS,
     build_report,
     report_rows,
     valid_month,
 )
+from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS
 from regulator.core.models import DayType, ReferralStatus, VisitChannel
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
@@ -48,6 +47,9 @@ from regulator.web.api import csrf_token, principal
 from regulator.web.middlewares import json_response
 
 log = get_logger("regulator.consoles")
+
+DAY_TYPE_LABELS = {str(k): v for k, v in DAY_TYPE_PLURALS.items()}
+ROUTE_LABELS = {str(k): v for k, v in ROUTE_REPORT_LABELS.items()}
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -361,13 +363,6 @@ def _options(pairs: Iterable[tuple[str, str]], empty: str | None = None) -> Html
 # ----------------------------------------------------------- MMG state "now"
 
 
-def _french_reason(reason: str) -> str:
-    """The calendar's reason without the English day-type tag (shown apart, in French)."""
-    for day_type in DAY_TYPE_NAMES:
-        reason = reason.replace(f" ({day_type})", "")
-    return reason
-
-
 def mmg_state(proto: Protocol, now: datetime) -> dict[str, Any]:
     """Open/closed now and the pharmacy on duty now, for the consoles (JSON-ready)."""
     state = proto.schedule.state(now)
@@ -385,7 +380,7 @@ def mmg_state(proto: Protocol, now: datetime) -> dict[str, Any]:
         "timezone": proto.timezone,
         "open": state.open,
         "state_label": "Ouverte" if state.open else "Fermée",
-        "reason": _french_reason(state.reason),
+        "reason": state.reason,
         "day_type": state.day_type.value,
         "day_type_label": DAY_TYPE_NAMES[state.day_type.value],
         "local_time": state.local.strftime("%H:%M"),
