@@ -14,7 +14,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from regulator.core.labels import STATUS_LABELS
+from regulator.core.labels import OUTCOME_PHRASES, STATUS_LABELS
 from regulator.core.models import Outcome, Referral, Visit
 from regulator.core.phone import InvalidNumber, normalize
 from regulator.errors import Unprocessable
@@ -234,6 +234,7 @@ def referral_json(ref: Referral) -> dict[str, Any]:
         "tiers_payant": ref.tiers_payant,
         "note": ref.note,
         "outcome": ref.outcome.value if ref.outcome else None,
+        "outcome_label": OUTCOME_PHRASES[ref.outcome] if ref.outcome else None,
         "acts": ref.acts,
         "visit_id": ref.visit_id,
         "created_at": _iso(ref.created_at),

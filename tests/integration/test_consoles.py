@@ -440,6 +440,7 @@ async def test_desk_counters_count_waiting_arrived_and_todays_visits(
     }
     page = await (await client.get("/console/desk/nimes", headers=cookie("desk"))).text()
     assert '<span class="counter-value" data-counter="visits_today">2</span>' in page
+    assert 'data-active="acknowledged arrived pending"' in page  # the board's statuses
     other = await client.get("/console/desk/metz/summary.json", headers=cookie("desk"))
     assert other.status == 403
 

@@ -165,6 +165,7 @@ async def desk_page(request: web.Request) -> web.Response:
         channels=WALK_IN_CHANNELS,
         outcomes=OUTCOME_OPTIONS,
         age_bands=AGE_BANDS,
+        on_the_desk=sorted(ON_THE_DESK),
     )
 
 

@@ -216,16 +216,10 @@
     return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
   }
 
-  const OUTCOMES = {
-    home: 'retour à domicile',
-    emergency: 'réorienté vers les urgences',
-    hospitalised: 'hospitalisé',
-    other: 'autre issue',
-  };
-
+  /* The status and the outcome in the API's French words (status_label, outcome_label). */
   function statusBadge(ref) {
     let text = ref.status_label || ref.status;
-    if (ref.status === 'completed' && ref.outcome) text += ` — ${OUTCOMES[ref.outcome] || ref.outcome}`;
+    if (ref.status === 'completed' && ref.outcome) text += ` — ${ref.outcome_label || ref.outcome}`;
     return el('span', { class: `status status-${ref.status}`, 'data-status': ref.status, text });
   }
 
@@ -265,6 +259,6 @@
 
   window.Regulator = {
     api, el, clearErrors, showErrors, say, sentence, live, time, dateTime, zonedToIso,
-    newKey, statusBadge, refreshState, every, OUTCOMES,
+    newKey, statusBadge, refreshState, every,
   };
 })();
