@@ -54,6 +54,18 @@ GROUND_LABELS: Final[dict[Ground, str]] = {
     Ground.DECLARED_INFLUX: "afflux déclaré",
 }
 
+#: The platforms' normalised call statuses (``platforms/base.py`` CALL_STATUSES).
+CALL_STATUS_LABELS: Final[dict[str, str]] = {
+    "started": "appel lancé",
+    "ringing": "sonnerie en cours",
+    "answered": "appel décroché",
+    "completed": "appel terminé normalement",
+    "busy": "ligne occupée",
+    "no-answer": "sans réponse",
+    "failed": "échec de l'appel",
+    "canceled": "appel annulé",
+}
+
 # ------------------------------------------------------------------ calendar
 
 #: One day of that kind: "jour de semaine" (console state, trace, calendar reasons).

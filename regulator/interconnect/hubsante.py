@@ -61,7 +61,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from regulator.core.labels import OUTCOME_PHRASES, ROUTE_PHRASES
+from regulator.core.labels import CALL_STATUS_LABELS, OUTCOME_PHRASES, ROUTE_PHRASES
 from regulator.interconnect.events import HubSanteTarget, OutboxEvent
 from regulator.interconnect.outbox import OutboxStore, Result, SendResult
 from regulator.ports import Clock
@@ -305,9 +305,10 @@ def _call_case(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
 
 def _call_update(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
     p = event.payload
-    status = p.get("status") or "terminé"
+    status = str(p.get("status") or "")
+    said = CALL_STATUS_LABELS.get(status, f"statut « {status} »") if status else "terminé"
     duration = p.get("duration_s")
-    text = f"Appel terminé ({status}" + (f", {duration} s)" if duration is not None else ")")
+    text = f"Appel terminé ({said}" + (f", {duration} s)" if duration is not None else ")")
     return {
         "caseId": _case_id(event, target),
         "senderCaseId": str(p["call_id"]),

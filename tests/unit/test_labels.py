@@ -65,6 +65,13 @@ def test_labels_answer_the_stored_string_value_too(
         assert table[member.value] == table[member]
 
 
+def test_every_normalised_call_status_has_a_french_label() -> None:
+    from regulator.platforms.base import CALL_STATUSES
+
+    assert set(labels.CALL_STATUS_LABELS) == CALL_STATUSES
+    assert all(text.strip() for text in labels.CALL_STATUS_LABELS.values())
+
+
 def test_twelve_months_in_french_and_the_month_label() -> None:
     assert len(labels.MONTHS) == 12
     assert labels.month_label("2026-11") == "novembre 2026"
@@ -134,3 +141,42 @@ def test_report_rows_name_grounds_and_day_types_in_french() -> None:
     assert rows["calls_by_day_type.holiday"] == "Appels reçus — jours fériés"
     for key, label in rows.items():
         assert _english_codes(label) == set(), (key, label)
+
+
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        ("completed", "Appel terminé (appel terminé normalement, 95 s)"),
+        ("no-answer", "Appel terminé (sans réponse, 95 s)"),
+        ("machine", "Appel terminé (statut « machine », 95 s)"),  # passed through by Vonage
+    ],
+)
+def test_hub_sante_call_update_says_the_call_status_in_french(status: str, text: str) -> None:
+    import dataclasses
+
+    from regulator.interconnect.events import call_event
+    from regulator.interconnect.hubsante import use_case
+    from tests.interconnect.helpers import call_record, hub_target
+
+    record = dataclasses.replace(call_record(), status=status, duration_s=95)
+    key, body, _ = use_case(call_event(record), hub_target("fr.health.mmg", "hubsante"))
+    assert key == "createCaseHealthUpdate"
+    assert body["freetext"] == text
+
+
+@pytest.mark.parametrize(
+    ("outcome", "phrase"),
+    [(Outcome.HOME, "retour à domicile"), (Outcome.HOSPITALISED, "hospitalisé")],
+)
+def test_hub_sante_completed_referral_names_the_outcome_in_french(
+    outcome: Outcome, phrase: str
+) -> None:
+    import dataclasses
+
+    from regulator.interconnect.events import referral_event
+    from regulator.interconnect.hubsante import use_case
+    from tests.interconnect.helpers import hub_target, referral
+
+    ref = dataclasses.replace(referral(status=ReferralStatus.COMPLETED), outcome=outcome, acts=1)
+    _, body, _ = use_case(referral_event(ref), hub_target("fr.health.mmg", "hubsante"))
+    assert body["freetext"] == f"Consultation terminée à la MMG « nimes » : {phrase}, 1 acte(s)"
