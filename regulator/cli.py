@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import orjson
 
 from regulator.core.decision import decide
+from regulator.core.labels import DAY_TYPE_NAMES, GROUND_LABELS, ROUTE_PHRASES
 from regulator.core.models import Call, DecisionContext, Platform, Route, Stage
 from regulator.core.protocol import (
     ProtocolLoadError,
@@ -156,12 +157,15 @@ def cmd_decide(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
         return 0
     dest = decision.destination.display() if decision.destination else "—"
-    print(f"route       : {decision.route.value}")
-    print(f"motif       : {decision.ground.value if decision.ground else '—'}")
+    # The code for scripts, its French meaning for the person reading.
+    print(f"route       : {decision.route.value} ({ROUTE_PHRASES[decision.route]})")
+    ground = decision.ground
+    print(f"motif       : {f'{ground.value} ({GROUND_LABELS[ground]})' if ground else '—'}")
     print(f"destination : {dest}")
     print(f"règle       : {decision.rule}")
     print(f"ouverte     : {'oui' if decision.open else 'non'}")
-    print(f"type de jour: {decision.day_type.value if decision.day_type else '—'}")
+    day_type = decision.day_type
+    print(f"type de jour: {f'{day_type.value} ({DAY_TYPE_NAMES[day_type]})' if day_type else '—'}")
     if args.explain:
         print("explication :")
         for step in decision.trace:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from regulator.core.labels import DAY_TYPE_NAMES
 from regulator.core.models import DayType
 
 if TYPE_CHECKING:
@@ -226,10 +227,12 @@ class Schedule:
             if period.from_ <= day <= period.to:
                 slots = period.slots_for(weekly)
                 if slots is not None:
-                    label = f"période « {period.name} » ({weekly.value})"
+                    label = f"période « {period.name} » ({DAY_TYPE_NAMES[weekly]})"
                     return DayPlan(day, kind, _minutes(slots), label)
         slots = opening.slots_for(weekly)
-        return DayPlan(day, kind, _minutes(slots), f"horaires hebdomadaires ({weekly.value})")
+        return DayPlan(
+            day, kind, _minutes(slots), f"horaires hebdomadaires ({DAY_TYPE_NAMES[weekly]})"
+        )
 
     def state(self, instant: datetime) -> OpenState:
         """Open or closed at an aware instant, with the reason in French."""

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from regulator.core import phone
 from regulator.core.calendar import OpenState
+from regulator.core.labels import DAY_TYPE_NAMES, ROUTE_DESTINATIONS
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
@@ -44,12 +45,6 @@ DIAL_15 = (
     "Nous n'avons pas pu vous mettre en relation. Raccrochez et composez le 15. "
     "En cas d'urgence vitale, composez le 15."
 )
-
-_FAILED_LABELS = {
-    Route.DIRECT_ACCESS: "accueil de la MMG",
-    Route.PHARMACY: "pharmacie de garde",
-    Route.REGULATION: "régulation",
-}
 
 
 def _dest(dest: ProtocolDestination, label: str) -> Destination:
@@ -195,8 +190,9 @@ def _after_failed_dial(
         failed = None
     if failed is not None:
         offered = offered | {failed}
-    what = _FAILED_LABELS[failed] if failed is not None else "destination inconnue"
-    tried = ", ".join(_FAILED_LABELS[r] for r in sorted(offered & DESTINATION_ROUTES)) or "aucune"
+    what = ROUTE_DESTINATIONS[failed] if failed is not None else "destination inconnue"
+    tried_routes = sorted(offered & DESTINATION_ROUTES)
+    tried = ", ".join(ROUTE_DESTINATIONS[r] for r in tried_routes) or "aucune"
     trace.append(f"appel sans réponse : {what} ; déjà proposées : {tried}")
 
     # 1c (first). Already asked to hang up and dial: nothing is dialled any more,
@@ -301,7 +297,7 @@ def _decide(protocol: Protocol, call: Call, now: datetime, ctx: DecisionContext)
         # Same text as f"{local:%Y-%m-%d %H:%M %Z}", without strftime (hot path).
         f"MMG {protocol.id} — heure locale {local.year}-{local.month:02d}-{local.day:02d} "
         f"{local.hour:02d}:{local.minute:02d} {local.tzname() or ''}",
-        f"type de jour : {state.day_type.value}",
+        f"type de jour : {DAY_TYPE_NAMES[state.day_type]}",
         f"{'ouverte' if state.open else 'fermée'} : {state.reason}",
     ]
     caller = phone.try_normalize(call.caller)

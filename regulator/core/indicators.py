@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from regulator.core.labels import DAY_TYPE_PLURALS, GROUND_LABELS, ROUTE_REPORT_LABELS
 from regulator.core.models import (
     CallRecord,
     DayType,
@@ -177,22 +178,6 @@ SHARE_REGULATED = Indicator(
     "share_regulated", "Part des personnes vues venues via la régulation de la PDS"
 )
 
-ROUTE_LABELS: dict[str, str] = {
-    "regulation": "Appels régulés par le centre 15",
-    "direct_access": "Appels en accès direct exceptionnel",
-    "pharmacy": "Appels orientés vers la pharmacie de garde",
-    "menu": "Appels terminés au menu vocal",
-    "closed": "Appels reçus MMG fermée (message)",
-}
-
-DAY_TYPE_LABELS: dict[str, str] = {
-    "weekday": "jours de semaine",
-    "saturday": "samedis",
-    "sunday": "dimanches",
-    "holiday": "jours fériés",
-    "bridge": "ponts",
-}
-
 _WEEKEND = (DayType.SATURDAY, DayType.SUNDAY)
 _HOLIDAY_LIKE = (DayType.HOLIDAY, DayType.BRIDGE)
 
@@ -323,12 +308,14 @@ def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """Flat (key, French label, value) rows: the circular's figures then the breakdowns."""
     rows = [(i.key, i.label, int(_value(report, i.key))) for i in INDICATORS]
     for route, count in report["calls_by_route"].items():
-        rows.append((f"calls_by_route.{route}", ROUTE_LABELS[route], count))
+        rows.append((f"calls_by_route.{route}", ROUTE_REPORT_LABELS[route], count))
     for ground, count in report["calls_by_ground"].items():
-        rows.append((f"calls_by_ground.{ground}", f"Accès direct, motif {ground}", count))
+        rows.append(
+            (f"calls_by_ground.{ground}", f"Accès direct, motif : {GROUND_LABELS[ground]}", count)
+        )
     for day_type, count in report["calls_by_day_type"].items():
         rows.append(
-            (f"calls_by_day_type.{day_type}", f"Appels reçus — {DAY_TYPE_LABELS[day_type]}", count)
+            (f"calls_by_day_type.{day_type}", f"Appels reçus — {DAY_TYPE_PLURALS[day_type]}", count)
         )
     for hour, count in enumerate(report["calls_by_hour"]):
         rows.append(
@@ -382,7 +369,7 @@ def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
                 share_row = share_text(report["share_regulated"])
                 lines.append(f"| {SHARE_REGULATED.label} | {share_row} |")
     lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
-    lines += [f"| {ROUTE_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
+    lines += [f"| {ROUTE_REPORT_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
     peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])
     peak = report["calls_by_hour"][peak_hour]
     lines += [

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from regulator.core.indicators import local_facts
+from regulator.core.labels import STATUS_LABELS
 from regulator.core.models import (
     Outcome,
     Referral,
@@ -43,25 +44,20 @@ class Action(StrEnum):
     NO_SHOW = "no_show"
 
 
+#: Statuses in which the patient is still expected: the direct-access ground on the
+#: phone, the desk's "en attente" counter, the no-show sweeper. The one definition.
+OPEN_STATUSES = frozenset({S.PENDING, S.ACKNOWLEDGED})
+
+#: Referrals on the front desk's board: still expected, or arrived with no outcome yet.
+ON_THE_DESK = OPEN_STATUSES | {S.ARRIVED}
+
 #: action → (statuses it may start from, status it leads to)
 TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
     Action.ACK: (frozenset({S.PENDING}), S.ACKNOWLEDGED),
-    Action.ARRIVED: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.ARRIVED),
+    Action.ARRIVED: (OPEN_STATUSES, S.ARRIVED),
     Action.OUTCOME: (frozenset({S.ARRIVED}), S.COMPLETED),
-    Action.CANCEL: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.CANCELLED),
-    Action.NO_SHOW: (frozenset({S.PENDING, S.ACKNOWLEDGED}), S.NO_SHOW),
-}
-
-#: Statuses in which the patient is still expected (direct-access ground on the phone).
-OPEN_STATUSES = frozenset({S.PENDING, S.ACKNOWLEDGED})
-
-STATUS_LABELS: dict[ReferralStatus, str] = {
-    S.PENDING: "en attente",
-    S.ACKNOWLEDGED: "vue par l'accueil",
-    S.ARRIVED: "patient arrivé",
-    S.COMPLETED: "consultation terminée",
-    S.CANCELLED: "annulée",
-    S.NO_SHOW: "patient non venu",
+    Action.CANCEL: (OPEN_STATUSES, S.CANCELLED),
+    Action.NO_SHOW: (OPEN_STATUSES, S.NO_SHOW),
 }
 
 ACTION_LABELS: dict[Action, str] = {

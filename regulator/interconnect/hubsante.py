@@ -61,6 +61,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from regulator.core.labels import CALL_STATUS_LABELS, OUTCOME_PHRASES, ROUTE_PHRASES
 from regulator.interconnect.events import HubSanteTarget, OutboxEvent
 from regulator.interconnect.outbox import OutboxStore, Result, SendResult
 from regulator.ports import Clock
@@ -73,19 +74,10 @@ URI_SCHEME: Final = "hubsante"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
-_ROUTES_FR: Final = {
-    "regulation": "transféré à la régulation (centre 15 / SAS)",
-    "direct_access": "accès direct à l'accueil de la maison médicale de garde",
-    "pharmacy": "orienté vers la pharmacie de garde",
-    "menu": "menu vocal",
-    "closed": "message de fermeture",
-}
-_OUTCOMES_FR: Final = {
-    "home": "retour à domicile",
-    "emergency": "orienté vers les urgences",
-    "hospitalised": "hospitalisé",
-    "other": "autre issue",
-}
+#: French wording of routes and outcomes in the free texts (core/labels.py), looked up
+#: by the payload's plain string values.
+_ROUTES_FR: Final[dict[str, str]] = {str(k): v for k, v in ROUTE_PHRASES.items()}
+_OUTCOMES_FR: Final[dict[str, str]] = {str(k): v for k, v in OUTCOME_PHRASES.items()}
 
 
 # ---- mapping ----------------------------------------------------------------------------
@@ -313,9 +305,10 @@ def _call_case(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
 
 def _call_update(event: OutboxEvent, target: HubSanteTarget) -> dict[str, Any]:
     p = event.payload
-    status = p.get("status") or "terminé"
+    status = str(p.get("status") or "")
+    said = CALL_STATUS_LABELS.get(status, f"statut « {status} »") if status else "terminé"
     duration = p.get("duration_s")
-    text = f"Appel terminé ({status}" + (f", {duration} s)" if duration is not None else ")")
+    text = f"Appel terminé ({said}" + (f", {duration} s)" if duration is not None else ")")
     return {
         "caseId": _case_id(event, target),
         "senderCaseId": str(p["call_id"]),

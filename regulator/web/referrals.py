@@ -14,6 +14,7 @@ from regulator.core.indicators import local_facts, valid_month
 from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
 from regulator.core.protocol import Protocol
 from regulator.core.referrals import (
+    OPEN_STATUSES,
     TRANSITIONS,
     Action,
     TransitionError,
@@ -303,9 +304,8 @@ async def sweep_no_shows(app: web.Application) -> int:
     store = app[keys.STORE]
     now = app[keys.CLOCK].now()
     delay = timedelta(minutes=app[keys.SETTINGS].referral_no_show_minutes)
-    open_statuses = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})
     closed = 0
-    for ref in await store.list_referrals(statuses=open_statuses, limit=1000):
+    for ref in await store.list_referrals(statuses=OPEN_STATUSES, limit=1000):
         proto = app[keys.PROTOCOLS].current.get(ref.mmg)
         if proto is None or not overdue(ref, now, delay):
             continue

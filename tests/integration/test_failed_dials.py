@@ -335,7 +335,8 @@ async def test_generic_professional_whose_desk_dial_fails_goes_to_centre_15(
         None,
         REGULATION_NIMES,
     ), after["rule"]
-    assert after["rule"] == "accueil de la MMG sans réponse : renvoi vers la régulation (centre 15)"
+    rule = "l'accueil de la MMG sans réponse : renvoi vers la régulation (centre 15)"
+    assert after["rule"] == rule
 
 
 async def test_generic_caller_whose_pharmacy_dial_fails_goes_to_centre_15(

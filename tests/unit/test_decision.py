@@ -343,7 +343,7 @@ class TestFailSafe:
     def test_trace_explains_open_state_and_rule(self, nimes: Protocol) -> None:
         decision = _decide(nimes, paris("2026-05-15T10:00"))
         text = "\n".join(decision.trace)
-        assert "type de jour : bridge" in text
+        assert "type de jour : pont" in text
         assert "pont (art. R.6315-1)" in text
         assert text.endswith(f"règle : {decision.rule}")
         assert ORDINARY_CALLER not in text  # callers are masked in the trace

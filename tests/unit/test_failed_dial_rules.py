@@ -85,8 +85,8 @@ def test_failed_dial_table(
 @pytest.mark.parametrize(
     ("failed", "rule"),
     [
-        (Route.DIRECT_ACCESS, "accueil de la MMG sans réponse : renvoi vers la régulation"),
-        (Route.PHARMACY, "pharmacie de garde sans réponse : renvoi vers la régulation"),
+        (Route.DIRECT_ACCESS, "l'accueil de la MMG sans réponse : renvoi vers la régulation"),
+        (Route.PHARMACY, "la pharmacie de garde sans réponse : renvoi vers la régulation"),
         (None, "destination inconnue sans réponse : renvoi vers la régulation"),
     ],
 )

@@ -1,6 +1,6 @@
 /* Shared helpers of the consoles: API calls (cookie + X-CSRF-Token), live events
- * (EventSource), DOM building without innerHTML, French validation messages,
- * and times in the MMG's time zone. Exposed as window.Regulator. */
+ * (EventSource), DOM building without innerHTML, the API's French validation
+ * messages next to their fields, and times in the MMG's time zone. Exposed as window.Regulator. */
 (function () {
   'use strict';
 
@@ -70,33 +70,6 @@
     return node;
   }
 
-  /* The API validates with pydantic: its built-in messages are English; say them in French. */
-  const MESSAGES = [
-    [/^Field required/, () => 'Champ obligatoire.'],
-    [/^String should have at least 1 character/, () => 'Champ obligatoire.'],
-    [/^String should have at least (\d+) characters/, (m) => `Au moins ${m[1]} caractères.`],
-    [/^String should have at most (\d+) characters?/, (m) => `${m[1]} caractères au maximum.`],
-    [/^String should match pattern/, () => 'Format invalide.'],
-    [/^Input should be a valid datetime/, () => 'Date et heure invalides.'],
-    [/^Input should have timezone info/, () => 'Date et heure sans fuseau horaire.'],
-    [/^Input should be a valid integer/, () => 'Nombre entier attendu.'],
-    [/^Input should be a valid boolean/, () => 'Oui ou non attendu.'],
-    [/^Input should be greater than or equal to (\S+)/, (m) => `Doit être au moins ${m[1]}.`],
-    [/^Input should be less than or equal to (\S+)/, (m) => `Doit être au plus ${m[1]}.`],
-    [/^Input should be /, () => 'Valeur non autorisée.'],
-    [/^Extra inputs are not permitted/, () => 'Champ non prévu.'],
-  ];
-
-  function french(message) {
-    const text = String(message || 'Valeur invalide.');
-    for (const [pattern, say] of MESSAGES) {
-      const match = pattern.exec(text);
-      if (match) return say(match);
-    }
-    const first = text.charAt(0).toUpperCase() + text.slice(1);
-    return /[.!?]$/.test(first) ? first : first + '.';
-  }
-
   function clearErrors(form) {
     form.querySelectorAll('[aria-invalid="true"]').forEach((n) => n.removeAttribute('aria-invalid'));
     form.querySelectorAll('.field-error').forEach((n) => {
@@ -117,7 +90,7 @@
     const general = [];
     for (const error of errors || []) {
       const field = error.field || '';
-      const message = french(error.message);
+      const message = sentence(String(error.message || 'Valeur invalide.'));
       const input = field ? form.querySelector(`[data-field="${CSS.escape(field)}"]`) : null;
       const slot = field ? form.querySelector(`[data-error-for="${CSS.escape(field)}"]`) : null;
       if (input && slot) {
@@ -243,16 +216,10 @@
     return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
   }
 
-  const OUTCOMES = {
-    home: 'retour à domicile',
-    emergency: 'réorienté vers les urgences',
-    hospitalised: 'hospitalisé',
-    other: 'autre issue',
-  };
-
+  /* The status and the outcome in the API's French words (status_label, outcome_label). */
   function statusBadge(ref) {
     let text = ref.status_label || ref.status;
-    if (ref.status === 'completed' && ref.outcome) text += ` — ${OUTCOMES[ref.outcome] || ref.outcome}`;
+    if (ref.status === 'completed' && ref.outcome) text += ` — ${ref.outcome_label || ref.outcome}`;
     return el('span', { class: `status status-${ref.status}`, 'data-status': ref.status, text });
   }
 
@@ -291,7 +258,7 @@
   }
 
   window.Regulator = {
-    api, el, french, clearErrors, showErrors, say, sentence, live, time, dateTime, zonedToIso,
-    newKey, statusBadge, refreshState, every, OUTCOMES,
+    api, el, clearErrors, showErrors, say, sentence, live, time, dateTime, zonedToIso,
+    newKey, statusBadge, refreshState, every,
   };
 })();

@@ -8,7 +8,12 @@
   const root = document.getElementById('desk');
   const mmg = root.dataset.mmg;
   const tz = root.dataset.tz;
-  const ACTIVE = ['pending', 'acknowledged', 'arrived'];
+  /* Statuses kept on the board (core/referrals.py ON_THE_DESK, given by the page). */
+  const ACTIVE = (root.dataset.active || '').split(' ');
+  /* The outcome choices, worded by the server (the walk-in form's own options). */
+  const OUTCOMES = Array.from(document.querySelectorAll('#v-outcome option'))
+    .filter((option) => option.value)
+    .map((option) => [option.value, option.textContent]);
 
   /* ------------------------------------------------------- sound + alert */
   let audio = null;
@@ -131,12 +136,12 @@
 
   function outcomeForm(ref) {
     const id = ref.id;
-    const radios = Object.entries(R.OUTCOMES).map(([value, label], i) => el('div', { class: 'radio' },
+    const radios = OUTCOMES.map(([value, label], i) => el('div', { class: 'radio' },
       el('input', {
         type: 'radio', name: 'outcome', value, id: `o-${id}-${value}`, 'data-field': i === 0 ? 'outcome' : null,
         'aria-describedby': `o-${id}-error`,
       }),
-      el('label', { for: `o-${id}-${value}` }, label.charAt(0).toUpperCase() + label.slice(1))));
+      el('label', { for: `o-${id}-${value}` }, label)));
     const form = el('form', { class: 'outcome-form', novalidate: true, hidden: true },
       el('p', { class: 'form-alert', role: 'alert', hidden: true }),
       el('fieldset', {},

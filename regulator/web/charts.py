@@ -1,0 +1,227 @@
+"""The report's two charts as data: scale, bar geometry, legend and the data table.
+
+Pure functions, no markup: ``templates/charts.html`` draws the SVG from what they
+return (server-side, no chart library, nothing inline for the CSP to refuse), and
+renders each chart's numbers again as a table beside it for screen readers and
+for anyone who prefers figures to bars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from regulator.core.labels import CHANNEL_SEEN_LABELS, DAY_TYPE_PLURALS
+from regulator.core.models import DayType, VisitChannel
+
+
+def french_number(value: int) -> str:
+    """French grouping of thousands (narrow no-break space): ``12 345``."""
+    return f"{value:,}".replace(",", "\u202f")
+
+
+def nice_scale(peak: int) -> tuple[int, int]:
+    """(top of the axis, step between grid lines) for a maximum value ``peak``:
+    about four grid lines, steps of 1, 2 or 5 times a power of ten."""
+    if peak <= 0:
+        return 4, 1
+    raw = peak / 4
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next((f * magnitude for f in (1, 2, 5) if f * magnitude >= raw), 10 * magnitude)
+    return math.ceil(peak / step) * step, step
+
+
+@dataclass(frozen=True, slots=True)
+class DataTable:
+    """A chart's figures as rows: ``(row header, values…)`` under ``columns``."""
+
+    columns: tuple[str, ...]  # the first one heads the row headers
+    rows: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GridLine:
+    value: int
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One stacked segment: ``series`` is the day type (the CSS class ``s-…``)."""
+
+    series: str
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegendItem:
+    series: str
+    x: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoursChart:
+    """Calls per local hour, stacked by day type."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    plot_w: int
+    plot_h: int
+    unit: str
+    total: int
+    axis_top: int
+    step: int
+    grid: tuple[GridLine, ...]
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    legend: tuple[LegendItem, ...]
+    legend_y: int
+    table: DataTable
+
+    @property
+    def empty(self) -> bool:
+        return self.total == 0
+
+
+def hours_chart(peaks: Mapping[str, Sequence[int]], unit: str = "appel") -> HoursChart:
+    """Stacked bars of ``peaks`` (day type → 24 counts), scaled to a round axis maximum."""
+    width, height = 760, 320
+    left, right, top, bottom = 48, 12, 16, 84
+    plot_w, plot_h = width - left - right, height - top - bottom
+    order = list(DayType)
+    totals = [sum(peaks[d][h] for d in order) for h in range(24)]
+    axis_top, step = nice_scale(max(totals))
+    grid = tuple(
+        GridLine(value, top + plot_h - value / axis_top * plot_h)
+        for value in range(0, axis_top + 1, step)
+    )
+    slot = plot_w / 24
+    bar_w = slot * 0.72
+    bars: list[Bar] = []
+    ticks: list[Tick] = []
+    for hour in range(24):
+        x = left + hour * slot + (slot - bar_w) / 2
+        base = float(top + plot_h)
+        for day_type in order:
+            count = peaks[day_type][hour]
+            if count <= 0:
+                continue
+            h = count / axis_top * plot_h
+            base -= h
+            plural = "s" if count > 1 else ""
+            title = (
+                f"{hour:02d} h — {DAY_TYPE_PLURALS[day_type]} : "
+                f"{french_number(count)} {unit}{plural}"
+            )
+            bars.append(Bar(day_type.value, x, base, bar_w, h, title))
+        ticks.append(Tick(x + bar_w / 2, str(hour)))
+    legend: list[LegendItem] = []
+    legend_x = float(left)
+    for day_type in order:
+        label = DAY_TYPE_PLURALS[day_type]
+        legend.append(LegendItem(day_type.value, legend_x, label))
+        legend_x += 30 + 7.2 * len(label)
+    table = DataTable(
+        ("Heure", *(DAY_TYPE_PLURALS[d] for d in order), "Total"),
+        tuple((f"{h:02d} h", (*(peaks[d][h] for d in order), totals[h])) for h in range(24)),
+    )
+    return HoursChart(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        plot_w=plot_w,
+        plot_h=plot_h,
+        unit=unit,
+        total=sum(totals),
+        axis_top=axis_top,
+        step=step,
+        grid=grid,
+        bars=tuple(bars),
+        ticks=tuple(ticks),
+        legend=tuple(legend),
+        legend_y=height - 18,
+        table=table,
+    )
+
+
+#: Persons-seen chart: (report key, channel) in the order of the bars.
+SEEN_SERIES: tuple[tuple[str, VisitChannel], ...] = (
+    ("via_regulation", VisitChannel.REGULATION),
+    ("direct_access", VisitChannel.DIRECT),
+    ("emergency_reorientation", VisitChannel.EMERGENCY_REORIENTATION),
+    ("other", VisitChannel.OTHER),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """One horizontal bar: ``channel`` is the CSS class ``c-…``."""
+
+    channel: str
+    label: str
+    value: int
+    y: int
+    width: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelsChart:
+    """Persons seen by how they came to the MMG."""
+
+    width: int
+    height: int
+    row: int
+    label_w: int
+    plot_w: int
+    total: int
+    rows: tuple[ChannelRow, ...]
+    table: DataTable
+
+
+def channels_chart(seen: Mapping[str, int]) -> ChannelsChart:
+    """Horizontal bars of the report's ``persons_seen``; the largest fills the track."""
+    width, row, top = 760, 44, 12
+    label_w, value_w = 330, 60
+    plot_w = width - label_w - value_w
+    peak = max((seen[key] for key, _ in SEEN_SERIES), default=0)
+    rows = tuple(
+        ChannelRow(
+            channel.value,
+            CHANNEL_SEEN_LABELS[channel],
+            seen[key],
+            top + i * row,
+            seen[key] / peak * plot_w if peak else 0.0,
+        )
+        for i, (key, channel) in enumerate(SEEN_SERIES)
+    )
+    table = DataTable(
+        ("Mode d'accès", "Personnes"),
+        (*((r.label, (r.value,)) for r in rows), ("Total", (seen["total"],))),
+    )
+    return ChannelsChart(
+        width=width,
+        height=top * 2 + row * len(SEEN_SERIES),
+        row=row,
+        label_w=label_w,
+        plot_w=plot_w,
+        total=seen["total"],
+        rows=rows,
+        table=table,
+    )

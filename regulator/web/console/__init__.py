@@ -1,0 +1,1 @@
+"""The French web consoles, page by page (registered by :mod:`regulator.web.consoles`)."""

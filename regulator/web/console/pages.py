@@ -1,0 +1,193 @@
+"""The regulation and front-desk consoles, the MMGs' state now, the French 404."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+
+from regulator.auth import Principal
+from regulator.core.labels import (
+    AGE_BANDS,
+    CHANNEL_LABELS,
+    DAY_TYPE_NAMES,
+    OUTCOME_LABELS,
+    URGENCIES,
+)
+from regulator.core.models import ReferralStatus, VisitChannel
+from regulator.core.phone import is_short_code
+from regulator.core.protocol import Protocol
+from regulator.core.referrals import ON_THE_DESK, OPEN_STATUSES
+from regulator.errors import Forbidden, NotFound, Unavailable
+from regulator.logs import get_logger
+from regulator.ports import StoreError
+from regulator.web import keys
+from regulator.web.api import principal
+from regulator.web.console.render import (
+    denied,
+    display_number,
+    error_page,
+    mmg_page_access,
+    page,
+    protocols,
+    to_login,
+    who,
+)
+from regulator.web.middlewares import json_response
+
+log = get_logger("regulator.consoles")
+
+#: The walk-in form's channels: regulated persons arrive through their referral.
+WALK_IN_CHANNELS = tuple(
+    (c.value, CHANNEL_LABELS[c]) for c in VisitChannel if c is not VisitChannel.REGULATION
+)
+OUTCOME_OPTIONS = tuple((o.value, label) for o, label in OUTCOME_LABELS.items())
+URGENCY_OPTIONS = tuple((u, u) for u in URGENCIES)
+
+
+def mmg_state(proto: Protocol, now: datetime) -> dict[str, Any]:
+    """Open/closed now and the pharmacy on duty now, for the consoles (JSON-ready)."""
+    state = proto.schedule.state(now)
+    pharmacy = proto.destinations.pharmacy
+    entry = pharmacy.on_duty(state.local.replace(tzinfo=None))
+    if entry is not None:
+        number = entry.number
+        name: str | None = entry.name
+    else:
+        number = pharmacy.fallback
+        name = None
+    return {
+        "mmg": proto.id,
+        "name": proto.name,
+        "timezone": proto.timezone,
+        "open": state.open,
+        "state_label": "Ouverte" if state.open else "Fermée",
+        "reason": state.reason,
+        "day_type": state.day_type.value,
+        "day_type_label": DAY_TYPE_NAMES[state.day_type],
+        "local_time": state.local.strftime("%H:%M"),
+        "direct_access": state.direct_access,
+        "pharmacy_name": name,
+        "pharmacy_number": number,
+        "pharmacy_display": display_number(number),
+        "pharmacy_short_code": is_short_code(number),
+    }
+
+
+# --------------------------------------------------------------- regulation
+
+
+async def regulation_page(request: web.Request) -> web.Response:
+    """``GET /console/regulation``: calls, MMG states, referral form and list."""
+    person = who(request)
+    if person is None:
+        return to_login(request)
+    if not person.is_regulator:
+        return denied(request, person, "la console de régulation (rôle « regulator »)")
+    now = request.app[keys.CLOCK].now()
+    protos = [p for p in protocols(request) if person.can_regulate(p.id)]
+    return page(
+        request,
+        person,
+        "regulation.html",
+        title="Console de régulation",
+        scripts=("common.js", "regulation.js"),
+        current="regulation",
+        rows=[(proto, mmg_state(proto, now)) for proto in protos],
+        age_bands=AGE_BANDS,
+        urgencies=URGENCY_OPTIONS,
+    )
+
+
+# --------------------------------------------------------------- front desk
+
+
+async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]:
+    """Today's counters of one front desk (MMG's local day)."""
+    store = request.app[keys.STORE]
+    local = request.app[keys.CLOCK].now().astimezone(proto.tz)
+    refs = await store.list_referrals(mmg=proto.id, statuses=ON_THE_DESK, limit=1000)
+    today: date = local.date()
+    visits = [
+        v
+        for v in await store.visits(proto.id, local.strftime("%Y-%m"))
+        if v.at.astimezone(proto.tz).date() == today
+    ]
+    return {
+        "pending": sum(1 for r in refs if r.status in OPEN_STATUSES),
+        "arrived": sum(1 for r in refs if r.status is ReferralStatus.ARRIVED),
+        "visits_today": len(visits),
+        "via_regulation_today": sum(1 for v in visits if v.channel is VisitChannel.REGULATION),
+    }
+
+
+def _desk_access(request: web.Request) -> tuple[Principal, Protocol]:
+    """For the desk's JSON endpoints: errors become JSON through the middleware."""
+    person = principal(request)
+    mmg = request.match_info["mmg"]
+    proto = request.app[keys.PROTOCOLS].current.get(mmg)
+    if proto is None:
+        raise NotFound(f"MMG inconnue : {mmg!r}.")
+    if not person.can_desk(mmg):
+        raise Forbidden(f"Le jeton « {person.name} » n'est pas celui de l'accueil de {mmg}.")
+    return person, proto
+
+
+async def desk_page(request: web.Request) -> web.Response:
+    """``GET /console/desk/{mmg}``: incoming referrals, walk-in visits, today's counters."""
+    access = mmg_page_access(
+        request,
+        Principal.can_desk,
+        lambda proto: f"l'accueil de « {proto.name} » (rôle « desk:{proto.id} »)",
+    )
+    if isinstance(access, web.Response):
+        return access
+    person, proto = access
+    try:
+        summary: Mapping[str, object] = await _desk_summary(request, proto)
+    except (StoreError, OSError) as exc:
+        log.warning("desk_summary_failed", mmg=proto.id, error=str(exc))
+        summary = dict.fromkeys(("pending", "arrived", "visits_today", "via_regulation_today"), "—")
+    return page(
+        request,
+        person,
+        "desk.html",
+        title=f"Accueil — {proto.name}",
+        scripts=("common.js", "desk.js"),
+        current=f"desk:{proto.id}",
+        mmg=proto.id,
+        name=proto.name,
+        tz=proto.timezone,
+        state=mmg_state(proto, request.app[keys.CLOCK].now()),
+        summary=summary,
+        channels=WALK_IN_CHANNELS,
+        outcomes=OUTCOME_OPTIONS,
+        age_bands=AGE_BANDS,
+        on_the_desk=sorted(ON_THE_DESK),
+    )
+
+
+async def desk_summary(request: web.Request) -> web.Response:
+    """``GET /console/desk/{mmg}/summary.json``: the counters, refreshed by the page."""
+    _, proto = _desk_access(request)
+    try:
+        return json_response(await _desk_summary(request, proto))
+    except (StoreError, OSError) as exc:
+        raise Unavailable("Stockage indisponible ; nouvel essai dans un instant.") from exc
+
+
+async def state_json(request: web.Request) -> web.Response:
+    """``GET /console/state.json``: open/closed and pharmacy now, for the visible MMGs."""
+    person = principal(request)
+    now = request.app[keys.CLOCK].now()
+    states = [mmg_state(p, now) for p in protocols(request) if person.can_see(p.id)]
+    return json_response({"at": now.isoformat(), "mmgs": states})
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Any other ``/console/…`` path: a French 404 page."""
+    return error_page(
+        request, who(request), 404, "Page introuvable", "Cette page de la console n'existe pas."
+    )

@@ -1,0 +1,156 @@
+"""The monthly indicators page: the circular's figures, two charts, qualitative data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from regulator.auth import Principal
+from regulator.core.indicators import INDICATORS, build_report, report_rows, valid_month
+from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS, month_label
+from regulator.core.models import DayType, Route
+from regulator.logs import get_logger
+from regulator.ports import StoreError
+from regulator.web import keys
+from regulator.web.charts import channels_chart, hours_chart
+from regulator.web.console.render import (
+    denied,
+    error_page,
+    mmg_page_access,
+    page,
+    protocols,
+    redirect,
+    to_login,
+    who,
+)
+
+log = get_logger("regulator.consoles")
+
+#: (row key or "", French label, value): one line of an indicators table.
+Row = tuple[str, str, int]
+
+
+def shift_month(month: str, delta: int) -> str:
+    """``2026-12`` + 1 → ``2027-01``."""
+    year, mon = int(month[:4]), int(month[5:])
+    index = year * 12 + (mon - 1) + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def circular_rows(report: Mapping[str, Any]) -> list[Row]:
+    """The circular's figures, in its order."""
+    return report_rows(report)[: len(INDICATORS)]
+
+
+def detail_rows(report: Mapping[str, Any]) -> list[Row]:
+    """Calls by route and by day type, and the fail-safe count."""
+    rows: list[Row] = [
+        (f"calls_by_route.{route}", ROUTE_REPORT_LABELS[Route(route)], count)
+        for route, count in report["calls_by_route"].items()
+    ]
+    rows += [
+        ("", f"Appels reçus — {DAY_TYPE_PLURALS[DayType(day)]}", count)
+        for day, count in report["calls_by_day_type"].items()
+    ]
+    rows.append(
+        (
+            "calls_failsafe",
+            "Appels routés par sécurité vers le centre 15",
+            report["calls_failsafe"],
+        )
+    )
+    return rows
+
+
+def qualitative_tables(report: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, int]]]:
+    """(caption, column head, counts) for each qualitative breakdown with data."""
+    tables = (
+        ("age_band", "Tranches d'âge des personnes vues", "Tranche d'âge"),
+        ("reason", "Motifs de consultation", "Motif"),
+    )
+    return [
+        (title, head, report["qualitative"][key])
+        for key, title, head in tables
+        if report["qualitative"][key]
+    ]
+
+
+async def reports_redirect(request: web.Request) -> web.Response:
+    """``GET /console/reports?mmg=…&month=…``: the month picker's target."""
+    person = who(request)
+    if person is None:
+        return to_login(request)
+    mmg = request.query.get("mmg", "")
+    if not mmg:
+        reportable = [p.id for p in protocols(request) if person.can_report(p.id)]
+        if not reportable:
+            return denied(request, person, "aux indicateurs")
+        mmg = reportable[0]
+    month = request.query.get("month", "")
+    suffix = "?" + urlencode({"month": month}) if month else ""
+    return redirect(f"/console/reports/{quote(mmg)}{suffix}")
+
+
+async def reports_page(request: web.Request) -> web.Response:
+    """``GET /console/reports/{mmg}?month=YYYY-MM``: the month's indicators and charts."""
+    access = mmg_page_access(
+        request, Principal.can_report, lambda proto: f"aux indicateurs de « {proto.name} »"
+    )
+    if isinstance(access, web.Response):
+        return access
+    person, proto = access
+    mmg = proto.id
+    now_month = request.app[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
+    month = request.query.get("month") or now_month
+    if not valid_month(month):
+        return error_page(
+            request,
+            person,
+            400,
+            "Mois invalide",
+            f"Mois « {month} » invalide : format attendu AAAA-MM (par exemple {now_month}).",
+        )
+    store = request.app[keys.STORE]
+    try:
+        counters = await store.call_counters(mmg, month)
+        visits = await store.visits(mmg, month)
+    except (StoreError, OSError) as exc:
+        log.warning("report_store_failed", mmg=mmg, error=str(exc))
+        return error_page(
+            request,
+            person,
+            503,
+            "Stockage indisponible",
+            "Les indicateurs ne peuvent pas être lus pour le moment ; réessayez dans un instant.",
+        )
+    report = build_report(mmg, month, counters, visits)
+    api = f"/api/v1/reports/{quote(mmg)}/{month}"
+    prev_month, next_month = shift_month(month, -1), shift_month(month, 1)
+    return page(
+        request,
+        person,
+        "reports.html",
+        title=f"Indicateurs — {proto.name} — {month_label(month)}",
+        current="reports",
+        mmg=mmg,
+        name=proto.name,
+        month=month,
+        month_label=month_label(month),
+        mmgs=[p for p in protocols(request) if person.can_report(p.id)],
+        prev_href=f"/console/reports/{quote(mmg)}?month={prev_month}",
+        prev_label=month_label(prev_month),
+        next_href=f"/console/reports/{quote(mmg)}?month={next_month}",
+        next_label=month_label(next_month),
+        csv_href=f"{api}?format=csv",
+        md_href=f"{api}?format=md",
+        json_href=api,
+        report=report,
+        circular=circular_rows(report),
+        details=detail_rows(report),
+        hours=hours_chart(report["peaks"]["calls"]),
+        channels=channels_chart(report["persons_seen"]),
+        qualitative=qualitative_tables(report),
+    )
