@@ -138,7 +138,14 @@ def _call_id(req: HookRequest) -> str:
 
 
 def parse_call(req: HookRequest, stage: Stage) -> Call:
-    """The first post (``Stage.INCOMING``) or the bound speak's post (``Stage.DIGITS``)."""
+    """The first post (``Stage.INCOMING``) or the bound speak's post (``Stage.DIGITS``).
+
+    httapi's last post (``exiting=true``) is no call to decide, whatever the path it
+    reached: refused here (:func:`is_exiting` lets the web layer take it to
+    :func:`parse_event` first), so it can never record a menu choice nobody made.
+    """
+    if is_exiting(req):
+        raise BadHookRequest("exiting", "the call has ended (an event, not a call)")
     digits = _param(req, DIGITS_PARAM)
     if digits is not None and digits.strip() == "invalid":  # httapi's "no match" marker
         digits = None

@@ -400,6 +400,8 @@ def test_dialplan_has_entry_menu_fallback_and_hangup_handler(dialplan: dict[str,
     # The hangup handler is a subroutine: it must Return.
     assert dialplan["regulator-hangup"].apps()[-1] == "Return()"
     assert any(a.startswith("Read(") for a in dialplan["regulator-menu"].apps())
+    dials = [a for a in dialplan["regulator-apply"].apps() if a.startswith("Dial(")]
+    assert len(dials) == 2 and all(a.endswith(",${REGULATOR_RING},g)") for a in dials)
     fallback = dialplan["regulator-fallback"].apps()
     assert any(a.startswith("Dial(PJSIP/${REGULATOR_FALLBACK_NUMBER}@") for a in fallback)
 

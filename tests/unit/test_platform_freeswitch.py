@@ -179,6 +179,14 @@ def test_exiting_post_is_the_calls_end_wherever_it_is_sent() -> None:
     assert not freeswitch.is_exiting(hook(FIRST_POST))
 
 
+def test_exiting_post_is_never_taken_for_a_menu_choice() -> None:
+    with pytest.raises(BadHookRequest) as err:
+        freeswitch.parse_call(
+            hook({**FIRST_POST, "exiting": "true"}, url=URLS.gather), Stage.DIGITS
+        )
+    assert err.value.field == "exiting"
+
+
 def test_post_after_bridge_without_target_or_with_unknown_one_is_refused() -> None:
     with pytest.raises(BadHookRequest) as err:
         freeswitch.parse_event(hook(FIRST_POST))
