@@ -241,7 +241,8 @@ _VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.tex
 @settings(max_examples=300, deadline=None)
 @given(
     body=st.one_of(
-        st.dictionaries(_FIELDS, _VALUES, max_size=8).map(orjson.dumps),
+        # json, not orjson: integers beyond 64 bits reach the parser too.
+        st.dictionaries(_FIELDS, _VALUES, max_size=8).map(lambda d: json.dumps(d).encode()),
         st.binary(max_size=80),
     ),
     query=st.dictionaries(st.sampled_from(["target", "call_sid", "to"]), st.text(max_size=20)),
