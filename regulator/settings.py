@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from regulator.core import phone
-from regulator.platforms.asterisk import parse_allowlist
+from regulator.platforms.asterisk import Network, parse_allowlist
 from regulator.platforms.telnyx import load_public_key
 
 
@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         if config:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
         return tuple(sources)
+
+    def asterisk_allowlist(self) -> tuple[Network, ...]:
+        """The Asterisk hooks' source networks (empty: any source), for
+        :func:`regulator.platforms.asterisk.source_allowed`."""
+        return parse_allowlist(self.asterisk_allowed_sources)
 
     def secret(self, name: str) -> str | None:
         value: Any = getattr(self, name)

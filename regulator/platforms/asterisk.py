@@ -34,6 +34,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
 from regulator.core.models import Call, Decision, Platform, Route, Stage
@@ -112,9 +113,11 @@ def verify(req: HookRequest, secret: str) -> None:
         raise SignatureError("X-Regulator-Secret does not match")
 
 
+@lru_cache(maxsize=8)
 def parse_allowlist(text: str | None) -> tuple[Network, ...]:
     """``REGULATOR_ASTERISK_ALLOWED_SOURCES`` (comma-separated addresses or CIDRs) as
-    networks; empty when unset. ValueError names an entry that is neither."""
+    networks; empty when unset. ValueError names an entry that is neither. Cached: the
+    web layer may call it per request."""
     networks: list[Network] = []
     for entry in (text or "").split(","):
         entry = entry.strip()

@@ -105,9 +105,9 @@ def test_empty_allowlist_admits_every_source() -> None:
 
 def test_settings_refuse_a_bad_allowlist_entry() -> None:
     ok = Settings(asterisk_allowed_sources="192.0.2.0/24")
-    assert asterisk.parse_allowlist(ok.asterisk_allowed_sources) == asterisk.parse_allowlist(
-        "192.0.2.0/24"
-    )
+    assert asterisk.source_allowed(ok.asterisk_allowlist(), "192.0.2.77")
+    assert not asterisk.source_allowed(ok.asterisk_allowlist(), "198.51.100.1")
+    assert Settings().asterisk_allowlist() == ()
     with pytest.raises(ValueError, match=r"192\.0\.2\.300"):
         Settings(asterisk_allowed_sources="192.0.2.0/24,192.0.2.300")
 
@@ -455,3 +455,18 @@ def test_dialplan_posts_the_fields_and_paths_the_adapter_reads() -> None:
     assert paths == {"call", "gather", "dial-status", "status"}
     posted = set(re.findall(r"[,&](\w+)=\$\{", text))
     assert {"call_id", "from", "to", "digits", "dialstatus", "target", "duration"} <= posted
+
+
+def test_each_new_platform_has_one_secret_setting_kept_out_of_reprs() -> None:
+    values = {
+        "asterisk_secret": "s-asterisk",
+        "freeswitch_secret": "s-freeswitch",
+        "jambonz_secret": "s-jambonz",
+    }
+    configured = Settings(**values)  # type: ignore[arg-type]
+    for name, value in values.items():
+        assert configured.secret(name) == value
+        assert value not in repr(configured)
+    unset = Settings()
+    assert all(unset.secret(name) is None for name in (*values, "telnyx_public_key"))
+    assert {p.value for p in Platform} >= {"asterisk", "freeswitch", "jambonz", "telnyx"}
