@@ -19,6 +19,8 @@ from pydantic_settings import (
 )
 
 from regulator.core import phone
+from regulator.platforms.asterisk import Network, parse_allowlist
+from regulator.platforms.telnyx import load_public_key
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,18 @@ class Settings(BaseSettings):
     vonage_signature_secret: SecretStr | None = None
     kamailio_secret: SecretStr | None = None
     generic_secret: SecretStr | None = None
+    #: Shared secret the Asterisk dialplan sends in ``X-Regulator-Secret``.
+    asterisk_secret: SecretStr | None = None
+    #: Optional comma-separated CIDRs (``192.0.2.10/32,2001:db8::/48``) the Asterisk
+    #: hooks accept requests from; unset: any source holding the secret.
+    asterisk_allowed_sources: str | None = None
+    #: Password of the HTTP Basic credentials of the FreeSWITCH ``httapi`` profile.
+    freeswitch_secret: SecretStr | None = None
+    #: jambonz webhook signing secret (``Jambonz-Signature``).
+    jambonz_secret: SecretStr | None = None
+    #: Telnyx account public key (base64, Mission Control → Keys & Credentials): it
+    #: verifies ``telnyx-signature-ed25519``. Not secret, kept as one for uniformity.
+    telnyx_public_key: SecretStr | None = None
     failsafe_number: str | None = None
     #: Host (``host[:port]``) of the SIP trunk through which Kamailio dials numbers
     #: (``sip:<E.164>@<sip_gateway>``). Unset: destinations known only by number get
@@ -69,6 +83,22 @@ class Settings(BaseSettings):
             return None
         return value.strip() or None
 
+    @field_validator("asterisk_allowed_sources")
+    @classmethod
+    def _allowed_sources(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_allowlist(value)  # raises ValueError naming the bad entry
+        return value.strip()
+
+    @field_validator("telnyx_public_key")
+    @classmethod
+    def _telnyx_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        load_public_key(value.get_secret_value())  # raises ValueError when unusable
+        return value
+
     @field_validator("failsafe_number")
     @classmethod
     def _failsafe(cls, value: str | None) -> str | None:
@@ -96,6 +126,11 @@ class Settings(BaseSettings):
         if config:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
         return tuple(sources)
+
+    def asterisk_allowlist(self) -> tuple[Network, ...]:
+        """The Asterisk hooks' source networks (empty: any source), for
+        :func:`regulator.platforms.asterisk.source_allowed`."""
+        return parse_allowlist(self.asterisk_allowed_sources)
 
     def secret(self, name: str) -> str | None:
         value: Any = getattr(self, name)

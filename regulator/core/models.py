@@ -56,6 +56,10 @@ class Platform(StrEnum):
     VONAGE = "vonage"
     KAMAILIO = "kamailio"
     GENERIC = "generic"
+    ASTERISK = "asterisk"
+    FREESWITCH = "freeswitch"
+    JAMBONZ = "jambonz"
+    TELNYX = "telnyx"
     CLI = "cli"
 
 

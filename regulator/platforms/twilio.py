@@ -244,11 +244,14 @@ def render(
     *,
     caller: str | None = None,
     own_number: str | None = None,
+    max_dial_timeout_s: int = 600,
 ) -> Answer:
     """The decision as TwiML: Say each message, then gather, dial or hang up.
 
     ``caller`` is the caller's number as Twilio sent it (``From``) and ``own_number``
     the MMG's number (E.164) they dialled; :func:`caller_id` picks what a dial presents.
+    ``max_dial_timeout_s`` bounds the ``<Dial timeout>`` (Telnyx's TeXML, which reuses
+    this renderer, accepts at most 120).
     """
     says = _says(decision.say)
     destination = decision.destination
@@ -269,7 +272,7 @@ def render(
         presented = caller_id(caller, own_number)
         verbs = says + _DIAL.format(
             action=_attr(action),
-            timeout=f.clamp(timeout, 5, 600),
+            timeout=f.clamp(timeout, 5, max_dial_timeout_s),
             caller_id=_CALLER_ID.format(presented) if presented else "",
             target=target,
         )

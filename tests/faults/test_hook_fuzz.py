@@ -4,15 +4,22 @@ Correctly signed but arbitrary requests — random fields, types, encodings, hug
 missing values, bytes that are not what the content type says — get a 4xx or a valid
 answer of the platform's format (a fail-safe one when unusable); never a 5xx, never a
 stack trace. Bodies over ``max_body_bytes`` get 413.
+
+Asterisk, FreeSWITCH, jambonz and Telnyx are fuzzed at the adapter level (their routes
+are wired into the app separately): a correctly signed arbitrary request passes
+``verify``, then ``parse_call``/``parse_event`` give a Call/CallEvent or raise only
+``BadHookRequest``, and the answer the hook would give — the platform's fail-safe on a
+bad request — is a valid document of the platform's format.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -23,10 +30,15 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regulator.platforms import generic, twilio
+from regulator.core.decision import decide, failsafe
+from regulator.core.models import Call, DecisionContext, Stage
+from regulator.platforms import asterisk, freeswitch, generic, jambonz, telnyx, twilio
+from regulator.platforms.base import Answer, BadHookRequest, HookRequest, HookUrls
 from regulator.ports import FixedClock
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
@@ -40,8 +52,14 @@ from tests.integration.conftest import (
     make_settings,
     paris,
 )
+from tests.unit.helpers import protocol
 
 AppClient = TestClient[web.Request, web.Application]
+
+TELNYX_KEY = Ed25519PrivateKey.generate()
+TELNYX_PUBLIC = base64.b64encode(
+    TELNYX_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+).decode()
 
 FUZZ = settings(
     max_examples=120,
@@ -278,6 +296,155 @@ async def test_generic_any_signed_request_gets_4xx_or_valid_json(
         headers={"X-Regulator-Signature": header, "Content-Type": "application/json"},
     )
     check("generic", resp.status, await resp.read())
+
+
+# ------------------------------------------- adapters whose routes the integrator wires
+
+ADAPTER_SECRET = "fuzz-shared-secret"
+ADAPTER_URLS = HookUrls(
+    gather="https://regulator.example/hooks/x/gather",
+    dial_status="https://regulator.example/hooks/x/dial-status?mmg=nimes",
+)
+#: The answers to a bad request: the fail-safe with the configured number, and without.
+ADAPTER_FAILSAFES = (
+    failsafe(None, "bad_request", FAILSAFE),
+    failsafe(None, "bad_request"),
+)
+ASTERISK_FIELDS = ["call_id", "from", "to", "digits", "dialstatus", "target", "status", "duration"]
+FREESWITCH_FIELDS = [
+    "session_id",
+    "Caller-Unique-ID",
+    "Caller-Caller-ID-Number",
+    "Caller-Destination-Number",
+    "digits",
+    "exiting",
+    "variable_originate_disposition",
+    "variable_DIALSTATUS",
+    "variable_billsec",
+]
+JAMBONZ_FIELDS = ["call_sid", "from", "to", "digits", "call_status", "dial_call_status", "duration"]
+form_fields = st.dictionaries(
+    st.sampled_from(ASTERISK_FIELDS + FREESWITCH_FIELDS + TWILIO_FIELDS) | printable,
+    form_text(),
+    max_size=10,
+)
+
+
+ADAPTER_PROTOCOL = protocol("nimes")
+ADAPTER_NOW = paris("2026-11-24T21:00")  # Tuesday evening: open, the menu path
+
+
+def adapter_answers(module: Any, req: HookRequest, render: Callable[[Any], Answer]) -> list[Answer]:
+    """What the hook answers: the engine's decision for a request that parses, the
+    fail-safe's document on BadHookRequest (both fail-safes), the hang-up after an event."""
+    answers: list[Answer] = []
+    for stage in (Stage.INCOMING, Stage.DIGITS):
+        try:
+            call = module.parse_call(req, stage)
+        except BadHookRequest:
+            answers.extend(render(d) for d in ADAPTER_FAILSAFES)
+            continue
+        answers.append(render(decide(ADAPTER_PROTOCOL, call, ADAPTER_NOW)))
+    try:
+        event = module.parse_event(req)
+    except BadHookRequest:
+        answers.extend(render(d) for d in ADAPTER_FAILSAFES)
+    else:
+        if event.dial_failed:
+            call = Call(event.call_id, event.caller or "", NIMES, stage=Stage.DIAL_FAILED)
+            context = DecisionContext(failed_route=event.target)
+            answers.append(render(decide(ADAPTER_PROTOCOL, call, ADAPTER_NOW, context)))
+    answers.append(module.render_hangup())
+    return answers
+
+
+def form_request(
+    url: str, headers: dict[str, str], form: dict[str, str], body: bytes
+) -> HookRequest:
+    query = dict(parse_qsl(url.partition("?")[2], keep_blank_values=True))
+    return HookRequest("POST", url, headers, query, body, form, time.time())
+
+
+@FUZZ
+@given(form=form_fields, raw=st.none() | st.binary(max_size=300), params=query)
+def test_asterisk_any_authentic_request_gets_a_readable_answer(
+    form: dict[str, str], raw: bytes | None, params: dict[str, str]
+) -> None:
+    body = urlencode(form).encode() if raw is None else raw
+    url = path_with("https://regulator.example/hooks/asterisk/dial-status", params)
+    req = form_request(
+        url, {"x-regulator-secret": ADAPTER_SECRET}, form if raw is None else {}, body
+    )
+    asterisk.verify(req, ADAPTER_SECRET)
+    for answer in adapter_answers(asterisk, req, lambda d: asterisk.render(d, ADAPTER_URLS)):
+        line = answer.body.decode("ascii")
+        assert line.endswith("\n") and line.count("\n") == 1
+        keys = [piece.partition("=")[0] for piece in line.strip().split("&")]
+        assert tuple(keys) == asterisk.KEYS
+
+
+@FUZZ
+@given(form=form_fields, params=query, user=printable)
+def test_freeswitch_any_authentic_request_gets_an_httapi_document(
+    form: dict[str, str], params: dict[str, str], user: str
+) -> None:
+    url = path_with("https://regulator.example/hooks/freeswitch/dial-status", params)
+    credentials = f"{user.replace(':', '')}:{ADAPTER_SECRET}".encode()
+    headers = {"authorization": "Basic " + base64.b64encode(credentials).decode()}
+    req = form_request(url, headers, form, urlencode(form).encode())
+    freeswitch.verify(req, ADAPTER_SECRET)
+    freeswitch.is_exiting(req)
+    for answer in adapter_answers(freeswitch, req, lambda d: freeswitch.render(d, ADAPTER_URLS)):
+        root = ET.fromstring(answer.body)
+        assert root.tag == "document" and root.attrib["type"] == "xml/freeswitch-httapi"
+        work = root.find("work")
+        assert work is not None and len(work) > 0
+        dial = work.find("dial")
+        if dial is not None:
+            assert (dial.text or "").strip()
+
+
+@FUZZ
+@given(
+    body=st.one_of(fields(JAMBONZ_FIELDS, json_value).map(dumps), json_body),
+    params=query,
+    get=st.booleans(),
+    get_query=fields(JAMBONZ_FIELDS, form_text()),
+)
+def test_jambonz_any_signed_request_gets_a_verb_array(
+    body: bytes, params: dict[str, str], get: bool, get_query: dict[str, str]
+) -> None:
+    sent = b"" if get else body
+    url = path_with(
+        "https://regulator.example/hooks/jambonz/dial-status",
+        {**get_query, **params} if get else params,
+    )
+    headers = {"jambonz-signature": jambonz.sign(ADAPTER_SECRET, sent, int(time.time()))}
+    req = form_request(url, headers, {}, sent)
+    jambonz.verify(req, ADAPTER_SECRET)
+    for answer in adapter_answers(jambonz, req, lambda d: jambonz.render(d, ADAPTER_URLS)):
+        verbs = orjson.loads(answer.body)
+        assert isinstance(verbs, list) and verbs
+        assert all(v["verb"] in ("say", "gather", "dial", "hangup") for v in verbs)
+        assert verbs[-1]["verb"] in ("gather", "dial", "hangup")
+
+
+@FUZZ
+@given(
+    form=fields(TWILIO_FIELDS, form_text()), raw=st.none() | st.binary(max_size=300), params=query
+)
+def test_telnyx_any_signed_request_gets_valid_texml(
+    form: dict[str, str], raw: bytes | None, params: dict[str, str]
+) -> None:
+    body = urlencode(form).encode() if raw is None else raw
+    timestamp = str(int(time.time()))
+    signature = base64.b64encode(TELNYX_KEY.sign(timestamp.encode() + b"|" + body)).decode()
+    headers = {"telnyx-timestamp": timestamp, "telnyx-signature-ed25519": signature}
+    url = path_with("https://regulator.example/hooks/telnyx/dial-status", params)
+    req = form_request(url, headers, form if raw is None else {}, body)
+    telnyx.verify(req, TELNYX_PUBLIC)
+    for answer in adapter_answers(telnyx, req, lambda d: telnyx.render(d, ADAPTER_URLS)):
+        check("twilio", 200, answer.body)
 
 
 # ------------------------------------------------------------------------ body size
