@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -23,15 +24,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from regulator.core import phone
 from regulator.core.calendar import DEPARTMENTS, BridgeDays, Schedule, outside_pds
-from regulator.core.models import DayType
+from regulator.core.models import DayType, Prompt
 
 _SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -356,23 +360,87 @@ class Routing(_Frozen):
         return self
 
 
-class Messages(_Frozen):
-    """French text read to callers. Placeholders: {name}, {number}."""
+def _prompt(value: Any, info: ValidationInfo) -> Prompt:
+    """A message: plain text, or ``{audio: "https://…", text: "…"}`` (a recording and
+    its text, read where the platform plays no audio and if the recording fails)."""
+    field = f"messages.{info.field_name}"
+    if isinstance(value, Prompt):
+        return value
+    if isinstance(value, str):
+        return Prompt(value)
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'{field} : attendu un texte ou {{audio: "https://…", text: "…"}}, '
+            f"reçu {type(value).__name__}"
+        )
+    unknown = sorted(str(k) for k in value if k not in ("audio", "text"))
+    if unknown:
+        raise ValueError(
+            f"{field} : clé(s) inconnue(s) {', '.join(unknown)} (audio et text seules)"
+        )
+    text = value.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(
+            f"{field}.text : le texte est obligatoire à côté de l'enregistrement "
+            "(il est lu par les plateformes sans audio et si l'enregistrement échoue)"
+        )
+    audio = value.get("audio")
+    if audio is None:
+        return Prompt(text)
+    if not isinstance(audio, str) or not _https_url(audio):
+        raise ValueError(
+            f"{field}.audio : {audio!r} n'est pas une adresse https:// valide ; seuls les "
+            "enregistrements servis en https sont acceptés (les plateformes vont les chercher)"
+        )
+    return Prompt(text, audio.strip())
 
-    welcome: str = "Vous êtes en relation avec la maison médicale de garde."
-    menu: str = "Pour un médecin, tapez 1. Pour la pharmacie de garde, tapez 2."
-    closed: str = "La maison médicale de garde est fermée. En cas d'urgence vitale, composez le 15."
-    regulation: str = "Nous vous mettons en relation avec le médecin régulateur."
-    direct_access: str = "Nous vous mettons en relation avec l'accueil de la maison médicale."
-    pharmacy: str = "La pharmacie de garde est la {name}. Nous vous mettons en relation."
-    pharmacy_fallback: str = (
+
+def _https_url(value: str) -> bool:
+    text = value.strip()
+    if not text or len(text) > 2048 or re.search(r"[\s\x00-\x1f\x7f<>\"']", text):
+        return False
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname)
+
+
+def _prompt_dump(value: Prompt) -> str | dict[str, str]:
+    return {"audio": value.audio, "text": str(value)} if value.audio else str(value)
+
+
+#: A message of the protocol: plain text or a recording with its text (DESIGN.md §5).
+PromptText = Annotated[Prompt, PlainValidator(_prompt), PlainSerializer(_prompt_dump)]
+
+
+class Messages(_Frozen):
+    """French text read to callers. Placeholders: {name}, {number}.
+
+    Each may also be ``{audio: "https://…", text: "…"}``: platforms that play audio
+    play the recording, the others (and a failed recording) read the text.
+    """
+
+    welcome: PromptText = Prompt("Vous êtes en relation avec la maison médicale de garde.")
+    menu: PromptText = Prompt("Pour un médecin, tapez 1. Pour la pharmacie de garde, tapez 2.")
+    closed: PromptText = Prompt(
+        "La maison médicale de garde est fermée. En cas d'urgence vitale, composez le 15."
+    )
+    regulation: PromptText = Prompt("Nous vous mettons en relation avec le médecin régulateur.")
+    direct_access: PromptText = Prompt(
+        "Nous vous mettons en relation avec l'accueil de la maison médicale."
+    )
+    pharmacy: PromptText = Prompt(
+        "La pharmacie de garde est la {name}. Nous vous mettons en relation."
+    )
+    pharmacy_fallback: PromptText = Prompt(
         "Pour connaître la pharmacie de garde, raccrochez et composez le {number}."
     )
-    overflow_retry: str = (
+    overflow_retry: PromptText = Prompt(
         "Toutes les lignes de régulation sont occupées. Merci de patienter, "
         "nous renouvelons votre appel."
     )
-    failsafe: str = "Nous vous mettons en relation avec le centre 15."
+    failsafe: PromptText = Prompt("Nous vous mettons en relation avec le centre 15.")
 
 
 class Protocol(_Frozen):
