@@ -21,6 +21,7 @@ from regulator.core.protocol import (
     ProtocolSet,
     load_protocols,
     pds_hours_warnings,
+    roster_gap_warnings,
 )
 
 Command = Callable[[argparse.Namespace], int]
@@ -46,10 +47,12 @@ def _load(directory: str) -> ProtocolSet | None:
 
 
 def _warn_pds_hours(protocols: ProtocolSet) -> int:
-    """Print one warning per slot outside the R.6315-1 PDS hours; return how many."""
+    """Print one warning per slot outside the R.6315-1 PDS hours and per pharmacy
+    roster gap during them; return how many."""
     count = 0
     for proto in protocols:
-        for issue in pds_hours_warnings(proto, protocols.files.get(proto.id, proto.id)):
+        file = protocols.files.get(proto.id, proto.id)
+        for issue in [*pds_hours_warnings(proto, file), *roster_gap_warnings(proto, file)]:
             _err(f"avertissement : {issue}")
             count += 1
     return count
@@ -168,6 +171,60 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roster_check(args: argparse.Namespace) -> int:
+    """Read one roster file (ICS or CSV) and print its stretches, one per line.
+
+    Exit 1 naming each unreadable stretch or overlap; gaps between stretches during
+    the PDS hours (metropolitan calendar, or ``--subdiv``) are warnings.
+    """
+    from pathlib import Path
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from pydantic import ValidationError
+
+    from regulator import rosters
+    from regulator.core.calendar import Schedule, format_local
+    from regulator.core.protocol import (
+        CalendarConfig,
+        Opening,
+        phone_region,
+        roster_gaps,
+        roster_overlaps,
+    )
+
+    try:
+        calendar = CalendarConfig(subdiv=args.subdiv)
+        schedule = Schedule(args.timezone, calendar, Opening())
+    except (ZoneInfoNotFoundError, ValueError, ValidationError):
+        _err(f"erreur : fuseau {args.timezone!r} ou département {args.subdiv!r} inconnu")
+        return 2
+    path = Path(args.file)
+    try:
+        entries = rosters.read_roster(
+            path, timezone=args.timezone, region=phone_region(calendar.subdiv)
+        )
+    except rosters.RosterFileError as exc:
+        for problem in exc.problems:
+            _err(f"erreur : {exc.file} : {problem}")
+        return 1
+    for entry in sorted(entries, key=lambda e: e.from_):
+        print(
+            f"du {format_local(entry.from_)} au {format_local(entry.to)} : "
+            f"{entry.name} ({entry.number})"
+        )
+    overlaps = roster_overlaps(entries)
+    for problem in overlaps:
+        _err(f"erreur : {path} : {problem}")
+    for start, end in roster_gaps(entries, schedule):
+        _err(
+            f"avertissement : {path} : aucune pharmacie de garde du {format_local(start)} "
+            f"au {format_local(end)} pendant des heures de PDS"
+        )
+    plural = "s" if len(entries) > 1 else ""
+    print(f"{len(entries)} période{plural} de garde dans {path}")
+    return 1 if overlaps else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from regulator.web.app import serve
 
@@ -222,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true")
     p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("roster", help="pharmacy duty roster files")
+    rsub = p.add_subparsers(dest="roster_command", required=True)
+    r = rsub.add_parser("check", help="read one roster file (ICS or CSV), print its stretches")
+    r.add_argument("file")
+    r.add_argument(
+        "--timezone", default="Europe/Paris", help="MMG time zone (for ICS times in UTC)"
+    )
+    r.add_argument("--subdiv", help="department (57, 974…): holidays and number region")
+    r.set_defaults(func=cmd_roster_check)
 
     p = sub.add_parser("report", help="monthly indicator report")
     p.add_argument("--mmg", required=True)

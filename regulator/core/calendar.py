@@ -175,6 +175,22 @@ class OpenState:
         return self.override is not None and self.override.open and self.override.direct_access
 
 
+#: French names of the weekdays (Monday first) and of the day types, for coordinators.
+WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+DAY_TYPES_FR: dict[DayType, str] = {
+    DayType.WEEKDAY: "jour de semaine",
+    DayType.SATURDAY: "samedi",
+    DayType.SUNDAY: "dimanche",
+    DayType.HOLIDAY: "jour férié",
+    DayType.BRIDGE: "pont (art. R.6315-1)",
+}
+
+
+def format_local(moment: datetime) -> str:
+    """``samedi 21/11/2026 19:00``: a local wall-clock time as coordinators write it."""
+    return f"{WEEKDAYS_FR[moment.weekday()]} {moment:%d/%m/%Y %H:%M}"
+
+
 def _fmt(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 

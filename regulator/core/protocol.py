@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -34,7 +34,14 @@ from pydantic import (
 )
 
 from regulator.core import phone
-from regulator.core.calendar import DEPARTMENTS, BridgeDays, Schedule, outside_pds
+from regulator.core.calendar import (
+    DEPARTMENTS,
+    PDS_HOURS,
+    BridgeDays,
+    Schedule,
+    format_local,
+    outside_pds,
+)
 from regulator.core.models import DayType, Prompt
 
 _SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -270,6 +277,9 @@ class RosterEntry(_Frozen):
     to: datetime
     name: str = Field(min_length=1)
     number: PhoneNumber
+    # Where a stretch read from a roster file comes from ("garde.ics, événement …"),
+    # set by regulator.rosters; empty for the YAML roster, where it is not a key.
+    source: str = Field(default="", exclude=True, repr=False)
 
     @field_validator("from_", "to")
     @classmethod
@@ -280,6 +290,13 @@ class RosterEntry(_Frozen):
             raise ValueError("roster times are local wall-clock times: remove the UTC offset")
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _from_file_only(cls, value: str, info: ValidationInfo) -> str:
+        if value and not (info.context or {}).get("roster_file"):
+            raise ValueError("source is set by the roster file loader, not in the protocol")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> RosterEntry:
         if self.to <= self.from_:
@@ -287,21 +304,59 @@ class RosterEntry(_Frozen):
         return self
 
 
+def roster_overlaps(entries: Sequence[RosterEntry]) -> list[str]:
+    """Every pair of overlapping stretches, named by pharmacy, times and origin
+    (``roster[i]`` for the YAML roster, the file and line or event for a file)."""
+    labelled = [(e, e.source or f"roster[{i}]") for i, e in enumerate(entries)]
+    labelled.sort(key=lambda pair: (pair[0].from_, pair[0].to))
+    problems = []
+    latest: tuple[RosterEntry, str] | None = None  # the stretch that ends last so far
+    for entry, label in labelled:
+        if latest is not None and entry.from_ < latest[0].to:
+            before, where = latest
+            problems.append(
+                f"roster entries {before.name!r} (until {before.to:%Y-%m-%dT%H:%M}) and "
+                f"{entry.name!r} (from {entry.from_:%Y-%m-%dT%H:%M}) overlap: "
+                f"{where} ; {label}"
+            )
+        if latest is None or entry.to > latest[0].to:
+            latest = (entry, label)
+    return problems
+
+
 class Pharmacy(_Frozen):
+    """The pharmacy on duty: a dated roster (YAML ``roster`` and/or ``roster_file``),
+    the national line (``fallback``) when nobody is on it."""
+
     fallback: PhoneNumber = "3237"
     roster: list[RosterEntry] = Field(default_factory=list)
+    # An iCalendar or CSV file, relative to the protocol file (regulator.rosters); its
+    # stretches join ``roster`` at load.
+    roster_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict) or value.get("roster_file") is None:
+            return value
+        entries = (info.context or {}).get("roster_file_entries")
+        if entries is None:
+            raise ValueError(
+                "roster_file is read when the protocol is loaded from its file "
+                "(load_protocol_file), not from a bare document"
+            )
+        yaml_roster = value.get("roster") or []
+        if not isinstance(yaml_roster, list):
+            return value  # the field's own validation names the error
+        return {**value, "roster": [*yaml_roster, *entries]}
 
     @field_validator("roster")
     @classmethod
     def _no_overlap(cls, value: list[RosterEntry]) -> list[RosterEntry]:
-        ordered = sorted(value, key=lambda r: r.from_)
-        for before, after in itertools.pairwise(ordered):
-            if after.from_ < before.to:
-                raise ValueError(
-                    f"roster entries {before.name!r} (until {before.to:%Y-%m-%dT%H:%M}) and "
-                    f"{after.name!r} (from {after.from_:%Y-%m-%dT%H:%M}) overlap"
-                )
-        return ordered
+        problems = roster_overlaps(value)
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return sorted(value, key=lambda r: r.from_)
 
     def on_duty(self, local: datetime) -> RosterEntry | None:
         """The roster entry covering a local naive time ([from, to)), or None."""
@@ -545,18 +600,73 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-def parse_protocol(data: Any, file: str) -> Protocol:
-    """Validate one parsed YAML document; raise :class:`ProtocolLoadError` on error."""
+def parse_protocol(
+    data: Any, file: str, roster_file_entries: Sequence[RosterEntry] | None = None
+) -> Protocol:
+    """Validate one parsed YAML document; raise :class:`ProtocolLoadError` on error.
+
+    ``roster_file_entries`` are the stretches read from the document's
+    ``destinations.pharmacy.roster_file`` (:func:`load_protocol_file` reads them).
+    """
     if not isinstance(data, dict):
         raise ProtocolLoadError([ProtocolIssue(file, "", "", "expected a YAML mapping")])
+    context = {"roster_file_entries": roster_file_entries}
     try:
-        return Protocol.model_validate(data)
+        return Protocol.model_validate(data, context=context)
     except ValidationError as exc:
         issues = []
         for err in exc.errors(include_url=False):
             reason = err["msg"].removeprefix("Value error, ")
             issues.append(ProtocolIssue(file, _loc(err["loc"]), _short(err.get("input")), reason))
         raise ProtocolLoadError(issues) from None
+
+
+#: The phonenumbers region of each overseas department, for numbers in roster files.
+_REGIONS = {"971": "GP", "972": "MQ", "973": "GF", "974": "RE", "975": "PM", "976": "YT"}
+
+
+def phone_region(subdiv: object) -> str:
+    """The region national-notation numbers of a department are read in (FR default)."""
+    return _REGIONS.get(str(subdiv), "FR") if subdiv is not None else "FR"
+
+
+def _dig(data: object, *keys: str) -> object:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _read_roster_file(data: object, path: Path) -> list[RosterEntry] | None:
+    """The stretches of the document's ``roster_file`` (None if it names none).
+
+    The file I/O and parsing live in :mod:`regulator.rosters`; the time zone and
+    region come from the raw document (the protocol is not validated yet: if they are
+    wrong, validation says so, and the defaults only keep this step going).
+    """
+    value = _dig(data, "destinations", "pharmacy", "roster_file")
+    if not isinstance(value, str) or not value.strip():
+        return None  # absent, or not a string: the model's validation names it
+    from regulator import rosters  # I/O and file formats stay out of the pure core
+
+    timezone = _dig(data, "timezone")
+    try:
+        zone = ZoneInfo(timezone) if isinstance(timezone, str) else None
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = None
+    region = phone_region(_dig(data, "calendar", "subdiv"))
+    try:
+        return rosters.read_roster(
+            path.parent / value.strip(),
+            timezone=zone.key if zone is not None else "Europe/Paris",
+            region=region,
+        )
+    except rosters.RosterFileError as exc:
+        field = "destinations.pharmacy.roster_file"
+        raise ProtocolLoadError(
+            [ProtocolIssue(str(path), field, repr(value), problem) for problem in exc.problems]
+        ) from None
 
 
 def load_protocol_file(path: Path) -> Protocol:
@@ -568,7 +678,7 @@ def load_protocol_file(path: Path) -> Protocol:
         raise ProtocolLoadError(
             [ProtocolIssue(str(path), "", "", f"invalid YAML: {exc}".replace("\n", " "))]
         ) from None
-    return parse_protocol(data, str(path))
+    return parse_protocol(data, str(path), _read_roster_file(data, path))
 
 
 # ------------------------------------------------------------ PDS hours check
@@ -628,6 +738,60 @@ def pds_hours_warnings(protocol: Protocol, file: str) -> list[ProtocolIssue]:
             file, f"{where}.saturday", DayType.SATURDAY, period.saturday or [], prefix
         )
     return issues
+
+
+def roster_gaps(
+    roster: Sequence[RosterEntry], schedule: Schedule
+) -> list[tuple[datetime, datetime]]:
+    """Holes in a pharmacy roster (between its first and last stretch) that overlap
+    the PDS hours of R.6315-1 in ``schedule``'s calendar: nobody on duty then, callers
+    get the national line. Daytime holes (pharmacies are open) are not gaps.
+    Local wall-clock times.
+    """
+    gaps = []
+    covered_until: datetime | None = None
+    for entry in sorted(roster, key=lambda e: e.from_):
+        if (
+            covered_until is not None
+            and entry.from_ > covered_until
+            and _overlaps_pds(schedule, covered_until, entry.from_)
+        ):
+            gaps.append((covered_until, entry.from_))
+        if covered_until is None or entry.to > covered_until:
+            covered_until = entry.to
+    return gaps
+
+
+def _overlaps_pds(schedule: Schedule, start: datetime, end: datetime) -> bool:
+    # Every day has PDS hours and no day is without PDS for 12 h or more (weekdays
+    # 08:00-20:00 at most): a longer hole always overlaps them.
+    if end - start >= timedelta(hours=12):
+        return True
+    day = start.date()
+    while day <= end.date():
+        midnight = datetime(day.year, day.month, day.day)
+        for pds_start, pds_end in PDS_HOURS[schedule.day_type(day)]:
+            window_start = midnight + timedelta(minutes=pds_start)
+            window_end = midnight + timedelta(minutes=pds_end)
+            if window_start < end and start < window_end:
+                return True
+        day += timedelta(days=1)
+    return False
+
+
+def roster_gap_warnings(protocol: Protocol, file: str) -> list[ProtocolIssue]:
+    """One warning per roster gap (:func:`roster_gaps`), with its dates, in French."""
+    fallback = protocol.destinations.pharmacy.fallback
+    return [
+        ProtocolIssue(
+            file,
+            "destinations.pharmacy.roster",
+            "",
+            f"aucune pharmacie de garde du {format_local(start)} au {format_local(end)} "
+            f"pendant des heures de PDS (les appelants sont renvoyés vers le {fallback})",
+        )
+        for start, end in roster_gaps(protocol.destinations.pharmacy.roster, protocol.schedule)
+    ]
 
 
 class ProtocolSet:
