@@ -1,4 +1,5 @@
-"""Command line: ``regulator serve | check-protocols | decide | report | export | token``.
+"""Command line: ``regulator serve | check-protocols | decide | calendar | roster |
+report | export | token``.
 
 Each sub-command is a small function taking parsed arguments and returning an exit
 code; heavy imports (aiohttp, storage) happen inside the commands that need them so
@@ -171,6 +172,46 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Longest plan ``regulator calendar`` prints (a year and a day: a leap year).
+MAX_CALENDAR_DAYS = 366
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """Print an MMG's plan: day types, slots and their source, pharmacy on duty,
+    routing when open and closed (text, json) or its opening hours (ics)."""
+    from datetime import date
+
+    from regulator.core.plan import build_plan, to_ics, to_json, to_text
+
+    directory = args.protocols or _default_protocols_dir()
+    protocols = _load(directory)
+    if protocols is None:
+        return 1
+    proto = protocols.get(args.mmg)
+    if proto is None:
+        known = ", ".join(p.id for p in protocols) or "aucune"
+        _err(f"erreur : MMG inconnue {args.mmg!r} (connues : {known})")
+        return 2
+    now = datetime.now(UTC)
+    try:
+        start = date.fromisoformat(args.from_) if args.from_ else now.astimezone(proto.tz).date()
+    except ValueError:
+        _err(f"erreur : --from {args.from_!r} n'est pas une date (ex. 2026-12-21)")
+        return 2
+    if not 1 <= args.days <= MAX_CALENDAR_DAYS:
+        _err(f"erreur : --days doit être entre 1 et {MAX_CALENDAR_DAYS}")
+        return 2
+    plan = build_plan(proto, start, args.days)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(to_json(plan), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.format == "ics":
+        sys.stdout.buffer.write(to_ics(proto, plan, now))
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(to_text(plan))
+    return 0
+
+
 def cmd_roster_check(args: argparse.Namespace) -> int:
     """Read one roster file (ICS or CSV) and print its stretches, one per line.
 
@@ -279,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true")
     p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("calendar", help="an MMG's plan: days, slots, pharmacy on duty")
+    p.add_argument("--protocols", help="protocols directory (default: settings)")
+    p.add_argument("--mmg", required=True, help="MMG id")
+    p.add_argument("--from", dest="from_", help="first local date, YYYY-MM-DD (default: today)")
+    p.add_argument("--days", type=int, default=14, help="number of days (default: 14)")
+    p.add_argument("--format", choices=["text", "json", "ics"], default="text")
+    p.set_defaults(func=cmd_calendar)
 
     p = sub.add_parser("roster", help="pharmacy duty roster files")
     rsub = p.add_subparsers(dest="roster_command", required=True)

@@ -157,6 +157,9 @@ class DayPlan:
     day_type: DayType
     slots: tuple[tuple[int, int], ...]  # (start, end) in minutes since local midnight
     source: str  # human-readable: which part of the protocol gave these slots
+    # Which part, for regulator calendar: weekly, holiday, bridge or period (its name).
+    kind: str = "weekly"
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,16 +237,16 @@ class Schedule:
         kind = self.day_type(day)
         if kind is DayType.HOLIDAY and opening.holiday is not None:
             name = holiday_name(day, self._calendar.subdiv)
-            return DayPlan(day, kind, _minutes(opening.holiday), f"jour férié ({name})")
+            return DayPlan(day, kind, _minutes(opening.holiday), f"jour férié ({name})", "holiday")
         if kind is DayType.BRIDGE and opening.bridge is not None:
-            return DayPlan(day, kind, _minutes(opening.bridge), "pont (art. R.6315-1)")
+            return DayPlan(day, kind, _minutes(opening.bridge), "pont (art. R.6315-1)", "bridge")
         weekly = weekly_kind(day)
         for period in opening.periods:
             if period.from_ <= day <= period.to:
                 slots = period.slots_for(weekly)
                 if slots is not None:
                     label = f"période « {period.name} » ({weekly.value})"
-                    return DayPlan(day, kind, _minutes(slots), label)
+                    return DayPlan(day, kind, _minutes(slots), label, "period", period.name)
         slots = opening.slots_for(weekly)
         return DayPlan(day, kind, _minutes(slots), f"horaires hebdomadaires ({weekly.value})")
 
