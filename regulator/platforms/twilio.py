@@ -217,16 +217,16 @@ def _attr(value: str) -> str:
 
 
 def _says(texts: tuple[str, ...]) -> str:
-    # Keyed on (text, recording): a Prompt equals its text, so two protocols with the
+    # Keyed on the recordings too: a Prompt equals its text, so two protocols with the
     # same words but different recordings must not share a cache entry.
-    return _verbs(tuple((str(t), audio_of(t)) for t in texts))
+    return _verbs(texts, tuple(audio_of(t) for t in texts))
 
 
 # The texts read to callers are the protocols' messages: the same few tuples all day.
 @lru_cache(maxsize=1024)
-def _verbs(prompts: tuple[tuple[str, str | None], ...]) -> str:
+def _verbs(texts: tuple[str, ...], audios: tuple[str | None, ...]) -> str:
     out = []
-    for text, audio in prompts:
+    for text, audio in zip(texts, audios, strict=True):
         if audio:
             out.append(_PLAY.format(_text(audio)))
         elif text and text.strip():
