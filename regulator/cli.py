@@ -167,8 +167,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
         print("explication :")
         for step in decision.trace:
             print(f"  - {step}")
-        for text in decision.say:
-            print(f"  « {text} »")
+        for text, audio in decision.prompts:
+            print(f"  « {text} »" + (f" (enregistrement : {audio})" if audio else ""))
     return 0
 
 

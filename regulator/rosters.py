@@ -77,6 +77,8 @@ def read_roster(
         data = path.read_bytes()
     except OSError as exc:
         raise RosterFileError(name, [f"lecture impossible : {exc.strerror or exc}"]) from None
+    except ValueError:  # a NUL in the path: not a file name at all
+        raise RosterFileError(name, ["lecture impossible : nom de fichier invalide"]) from None
     if suffix == ".ics":
         return parse_ics(data, path.name, ZoneInfo(timezone), region)
     return parse_csv(data, path.name, region)

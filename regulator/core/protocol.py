@@ -337,8 +337,10 @@ class Pharmacy(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _with_file(cls, value: Any, info: ValidationInfo) -> Any:
-        if not isinstance(value, dict) or value.get("roster_file") is None:
-            return value
+        if not isinstance(value, dict) or not isinstance(value.get("roster_file"), str):
+            return value  # none, or not a path: the field's own validation names it
+        if not value["roster_file"].strip():
+            raise ValueError("roster_file is empty: name an .ics or .csv file, or remove it")
         entries = (info.context or {}).get("roster_file_entries")
         if entries is None:
             raise ValueError(

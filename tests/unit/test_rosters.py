@@ -410,3 +410,18 @@ def test_a_roster_file_that_appears_is_noticed(tmp_path: Path) -> None:
     _copy("nimes-weekends.ics", tmp_path, "later.ics")
     assert registry.changed()
     assert registry.reload()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (5, "Input should be a valid string"),
+        ("  ", "roster_file is empty"),
+        ("bad\x00name.ics", "nom de fichier invalide"),
+        ("garde.xlsx", "attendu un fichier .ics ou .csv"),
+    ],
+)
+def test_bad_roster_file_values_are_load_errors(tmp_path: Path, value: Any, reason: str) -> None:
+    with pytest.raises(ProtocolLoadError) as caught:
+        load_protocols(_protocol_dir(tmp_path, value))
+    assert any(reason in issue.reason for issue in caught.value.issues), caught.value.issues
