@@ -45,6 +45,8 @@ from regulator.core.protocol import RosterEntry, protocol_files
 
 #: Roster files are a few hundred stretches; anything larger is not a roster.
 MAX_BYTES = 5 * 1024 * 1024
+#: Stretches one file may hold: years of nightly duties, far from a runaway RRULE.
+MAX_STRETCHES = 5000
 #: How far past the file's last date an RRULE without UNTIL or COUNT is expanded.
 OPEN_ENDED_DAYS = 400
 
@@ -199,8 +201,20 @@ def parse_ics(data: bytes, file: str, tz: ZoneInfo, region: str = "FR") -> list[
     if problems:
         raise RosterFileError(file, problems)
     start, end = _window(events)
+    occurrences = []
     try:
-        occurrences = list(recurring_ical_events.of(calendar).between(start, end))
+        # Lazily, in start order, so a rule every minute for years stops at the cap
+        # instead of expanding in memory first.
+        for occurrence in recurring_ical_events.of(calendar).after(start):
+            if _naive(occurrence["DTSTART"].dt) > end:
+                break
+            occurrences.append(occurrence)
+            if len(occurrences) > MAX_STRETCHES:
+                raise RosterFileError(
+                    file, [f"plus de {MAX_STRETCHES} périodes de garde : récurrence trop dense ?"]
+                )
+    except RosterFileError:
+        raise
     except Exception as exc:  # the library raises its own errors for broken RRULEs
         raise RosterFileError(file, [f"récurrence illisible : {exc}"]) from None
     occurrences.sort(key=lambda e: _local(e["DTSTART"].dt, tz))

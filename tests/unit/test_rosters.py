@@ -425,3 +425,18 @@ def test_bad_roster_file_values_are_load_errors(tmp_path: Path, value: Any, reas
     with pytest.raises(ProtocolLoadError) as caught:
         load_protocols(_protocol_dir(tmp_path, value))
     assert any(reason in issue.reason for issue in caught.value.issues), caught.value.issues
+
+
+def test_a_runaway_recurrence_stops_at_the_cap(tmp_path: Path) -> None:
+    path = _ics(
+        tmp_path,
+        _event(
+            "Pharmacie A",
+            "20261121T190000",
+            "20261121T190100",
+            LOCATION="04 66 11 11 11",
+            RRULE="FREQ=MINUTELY;INTERVAL=2",
+        ),
+    )
+    with pytest.raises(rosters.RosterFileError, match="plus de 5000 périodes de garde"):
+        rosters.read_roster(path)
