@@ -236,7 +236,7 @@ def cmd_roster_check(args: argparse.Namespace) -> int:
     try:
         calendar = CalendarConfig(subdiv=args.subdiv)
         schedule = Schedule(args.timezone, calendar, Opening())
-    except (ZoneInfoNotFoundError, ValueError, ValidationError):
+    except (ZoneInfoNotFoundError, ValueError, OSError, ValidationError):
         _err(f"erreur : fuseau {args.timezone!r} ou département {args.subdiv!r} inconnu")
         return 2
     path = Path(args.file)

@@ -521,7 +521,7 @@ class Protocol(_Frozen):
     def _tz(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a tzdata directory
             raise ValueError(
                 f"unknown time zone {value!r} (IANA name such as Europe/Paris)"
             ) from None
@@ -655,7 +655,7 @@ def _read_roster_file(data: object, path: Path) -> list[RosterEntry] | None:
     timezone = _dig(data, "timezone")
     try:
         zone = ZoneInfo(timezone) if isinstance(timezone, str) else None
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a tzdata directory
         zone = None
     region = phone_region(_dig(data, "calendar", "subdiv"))
     try:
