@@ -1,4 +1,5 @@
-"""Command line: ``regulator serve | check-protocols | decide | report | export | token``.
+"""Command line: ``regulator serve | check-protocols | decide | calendar | roster |
+report | export | token``.
 
 Each sub-command is a small function taking parsed arguments and returning an exit
 code; heavy imports (aiohttp, storage) happen inside the commands that need them so
@@ -22,6 +23,7 @@ from regulator.core.protocol import (
     ProtocolSet,
     load_protocols,
     pds_hours_warnings,
+    roster_gap_warnings,
 )
 
 Command = Callable[[argparse.Namespace], int]
@@ -47,10 +49,12 @@ def _load(directory: str) -> ProtocolSet | None:
 
 
 def _warn_pds_hours(protocols: ProtocolSet) -> int:
-    """Print one warning per slot outside the R.6315-1 PDS hours; return how many."""
+    """Print one warning per slot outside the R.6315-1 PDS hours and per pharmacy
+    roster gap during them; return how many."""
     count = 0
     for proto in protocols:
-        for issue in pds_hours_warnings(proto, protocols.files.get(proto.id, proto.id)):
+        file = protocols.files.get(proto.id, proto.id)
+        for issue in [*pds_hours_warnings(proto, file), *roster_gap_warnings(proto, file)]:
             _err(f"avertissement : {issue}")
             count += 1
     return count
@@ -170,9 +174,103 @@ def cmd_decide(args: argparse.Namespace) -> int:
         print("explication :")
         for step in decision.trace:
             print(f"  - {step}")
-        for text in decision.say:
-            print(f"  « {text} »")
+        for text, audio in decision.prompts:
+            print(f"  « {text} »" + (f" (enregistrement : {audio})" if audio else ""))
     return 0
+
+
+#: Longest plan ``regulator calendar`` prints (a year and a day: a leap year).
+MAX_CALENDAR_DAYS = 366
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """Print an MMG's plan: day types, slots and their source, pharmacy on duty,
+    routing when open and closed (text, json) or its opening hours (ics)."""
+    from datetime import date
+
+    from regulator.core.plan import build_plan, to_ics, to_json, to_text
+
+    directory = args.protocols or _default_protocols_dir()
+    protocols = _load(directory)
+    if protocols is None:
+        return 1
+    proto = protocols.get(args.mmg)
+    if proto is None:
+        known = ", ".join(p.id for p in protocols) or "aucune"
+        _err(f"erreur : MMG inconnue {args.mmg!r} (connues : {known})")
+        return 2
+    now = datetime.now(UTC)
+    try:
+        start = date.fromisoformat(args.from_) if args.from_ else now.astimezone(proto.tz).date()
+    except ValueError:
+        _err(f"erreur : --from {args.from_!r} n'est pas une date (ex. 2026-12-21)")
+        return 2
+    if not 1 <= args.days <= MAX_CALENDAR_DAYS:
+        _err(f"erreur : --days doit être entre 1 et {MAX_CALENDAR_DAYS}")
+        return 2
+    plan = build_plan(proto, start, args.days)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(to_json(plan), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.format == "ics":
+        sys.stdout.buffer.write(to_ics(proto, plan, now))
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(to_text(plan))
+    return 0
+
+
+def cmd_roster_check(args: argparse.Namespace) -> int:
+    """Read one roster file (ICS or CSV) and print its stretches, one per line.
+
+    Exit 1 naming each unreadable stretch or overlap; gaps between stretches during
+    the PDS hours (metropolitan calendar, or ``--subdiv``) are warnings.
+    """
+    from pathlib import Path
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from pydantic import ValidationError
+
+    from regulator import rosters
+    from regulator.core.calendar import Schedule, format_local
+    from regulator.core.protocol import (
+        CalendarConfig,
+        Opening,
+        phone_region,
+        roster_gaps,
+        roster_overlaps,
+    )
+
+    try:
+        calendar = CalendarConfig(subdiv=args.subdiv)
+        schedule = Schedule(args.timezone, calendar, Opening())
+    except (ZoneInfoNotFoundError, ValueError, OSError, ValidationError):
+        _err(f"erreur : fuseau {args.timezone!r} ou département {args.subdiv!r} inconnu")
+        return 2
+    path = Path(args.file)
+    try:
+        entries = rosters.read_roster(
+            path, timezone=args.timezone, region=phone_region(calendar.subdiv)
+        )
+    except rosters.RosterFileError as exc:
+        for problem in exc.problems:
+            _err(f"erreur : {exc.file} : {problem}")
+        return 1
+    for entry in sorted(entries, key=lambda e: e.from_):
+        print(
+            f"du {format_local(entry.from_)} au {format_local(entry.to)} : "
+            f"{entry.name} ({entry.number})"
+        )
+    overlaps = roster_overlaps(entries)
+    for problem in overlaps:
+        _err(f"erreur : {path} : {problem}")
+    for start, end in roster_gaps(entries, schedule):
+        _err(
+            f"avertissement : {path} : aucune pharmacie de garde du {format_local(start)} "
+            f"au {format_local(end)} pendant des heures de PDS"
+        )
+    plural = "s" if len(entries) > 1 else ""
+    print(f"{len(entries)} période{plural} de garde dans {path}")
+    return 1 if overlaps else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -229,6 +327,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true")
     p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("calendar", help="an MMG's plan: days, slots, pharmacy on duty")
+    p.add_argument("--protocols", help="protocols directory (default: settings)")
+    p.add_argument("--mmg", required=True, help="MMG id")
+    p.add_argument("--from", dest="from_", help="first local date, YYYY-MM-DD (default: today)")
+    p.add_argument("--days", type=int, default=14, help="number of days (default: 14)")
+    p.add_argument("--format", choices=["text", "json", "ics"], default="text")
+    p.set_defaults(func=cmd_calendar)
+
+    p = sub.add_parser("roster", help="pharmacy duty roster files")
+    rsub = p.add_subparsers(dest="roster_command", required=True)
+    r = rsub.add_parser("check", help="read one roster file (ICS or CSV), print its stretches")
+    r.add_argument("file")
+    r.add_argument(
+        "--timezone", default="Europe/Paris", help="MMG time zone (for ICS times in UTC)"
+    )
+    r.add_argument("--subdiv", help="department (57, 974…): holidays and number region")
+    r.set_defaults(func=cmd_roster_check)
 
     p = sub.add_parser("report", help="monthly indicator report")
     p.add_argument("--mmg", required=True)

@@ -1,5 +1,8 @@
 """The protocols in force, reloadable without restart (SIGHUP or file change).
 
+The files watched are the protocol files and the pharmacy roster files they name
+(``destinations.pharmacy.roster_file``): editing a roster reloads its protocol.
+
 A reload validates the whole directory first; if anything is wrong the error is
 logged, counted in ``regulator_protocol_reloads_total{result="error"}`` and the
 previous protocols stay in force — a typo never takes a clinic off the air.
@@ -8,7 +11,6 @@ previous protocols stay in force — a typo never takes a clinic off the air.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from regulator.core.models import Call
 from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols, protocol_files
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
+from regulator.rosters import referenced_roster_files
 
 log = get_logger("regulator.protocols")
 
@@ -41,22 +44,32 @@ class ProtocolRegistry:
         self.current: ProtocolSet = initial if initial is not None else ProtocolSet(())
         self.last_error: str | None = None
         self._fingerprint: tuple[tuple[str, float, int], ...] = ()
+        #: Roster files the protocols name, found at the last (re)load attempt.
+        self._rosters: tuple[Path, ...] = ()
 
     def fingerprint(self) -> tuple[tuple[str, float, int], ...]:
-        """Names, mtimes and sizes of the protocol files (cheap change detection)."""
+        """Names, mtimes and sizes of the protocol files and of the roster files they
+        named at the last reload (cheap change detection; a new ``roster_file`` is a
+        protocol change, which refreshes the list)."""
         try:
             files = protocol_files(self.directory)
         except OSError:
             return ()
         out = []
-        for path in files:
-            with contextlib.suppress(OSError):
+        for path in (*files, *self._rosters):
+            try:
                 st = path.stat()
-                out.append((path.name, st.st_mtime, st.st_size))
+            except OSError:
+                out.append((str(path), -1.0, -1))  # missing: its return is a change too
+                continue
+            out.append((str(path), st.st_mtime, st.st_size))
         return tuple(out)
 
     def reload(self) -> bool:
         """Load the directory; on success swap it in. Returns True on success."""
+        # Found from the YAML even when a protocol does not validate: fixing its
+        # roster file must trigger the reload that puts it back in force.
+        self._rosters = tuple(referenced_roster_files(self.directory))
         fingerprint = self.fingerprint()
         try:
             loaded = load_protocols(self.directory)

@@ -158,6 +158,9 @@ class DayPlan:
     day_type: DayType
     slots: tuple[tuple[int, int], ...]  # (start, end) in minutes since local midnight
     source: str  # human-readable: which part of the protocol gave these slots
+    # Which part, for regulator calendar: weekly, holiday, bridge or period (its name).
+    kind: str = "weekly"
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,22 @@ class OpenState:
     def direct_access(self) -> bool:
         """True when a dated override declares an influx with direct access."""
         return self.override is not None and self.override.open and self.override.direct_access
+
+
+#: French names of the weekdays (Monday first) and of the day types, for coordinators.
+WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+DAY_TYPES_FR: dict[DayType, str] = {
+    DayType.WEEKDAY: "jour de semaine",
+    DayType.SATURDAY: "samedi",
+    DayType.SUNDAY: "dimanche",
+    DayType.HOLIDAY: "jour férié",
+    DayType.BRIDGE: "pont (art. R.6315-1)",
+}
+
+
+def format_local(moment: datetime) -> str:
+    """``samedi 21/11/2026 19:00``: a local wall-clock time as coordinators write it."""
+    return f"{WEEKDAYS_FR[moment.weekday()]} {moment:%d/%m/%Y %H:%M}"
 
 
 def _fmt(minutes: int) -> str:
@@ -219,16 +238,16 @@ class Schedule:
         kind = self.day_type(day)
         if kind is DayType.HOLIDAY and opening.holiday is not None:
             name = holiday_name(day, self._calendar.subdiv)
-            return DayPlan(day, kind, _minutes(opening.holiday), f"jour férié ({name})")
+            return DayPlan(day, kind, _minutes(opening.holiday), f"jour férié ({name})", "holiday")
         if kind is DayType.BRIDGE and opening.bridge is not None:
-            return DayPlan(day, kind, _minutes(opening.bridge), "pont (art. R.6315-1)")
+            return DayPlan(day, kind, _minutes(opening.bridge), "pont (art. R.6315-1)", "bridge")
         weekly = weekly_kind(day)
         for period in opening.periods:
             if period.from_ <= day <= period.to:
                 slots = period.slots_for(weekly)
                 if slots is not None:
                     label = f"période « {period.name} » ({DAY_TYPE_NAMES[weekly]})"
-                    return DayPlan(day, kind, _minutes(slots), label)
+                    return DayPlan(day, kind, _minutes(slots), label, "period", period.name)
         slots = opening.slots_for(weekly)
         return DayPlan(
             day, kind, _minutes(slots), f"horaires hebdomadaires ({DAY_TYPE_NAMES[weekly]})"

@@ -127,6 +127,39 @@ class Destination:
         return self.sip or self.number or self.announce
 
 
+class Prompt(str):
+    """A message read to callers: its text, and optionally a recording (``https`` URL).
+
+    A ``str`` so that every user of a decision's texts keeps working unchanged; the
+    platforms that can play audio (Twilio ``<Play>``, Vonage ``stream``, the generic
+    ``play`` field) read :attr:`audio` through :func:`audio_of`, the others read the
+    text, which stays the fallback. ``format`` keeps the recording: a message with
+    ``{name}`` is recorded without the name, and its text fills it in.
+    """
+
+    audio: str | None
+
+    def __new__(cls, text: str, audio: str | None = None) -> Prompt:
+        self = super().__new__(cls, text)
+        self.audio = audio
+        return self
+
+    def format(self, *args: object, **kwargs: object) -> Prompt:
+        return Prompt(str.format(self, *args, **kwargs), self.audio)
+
+    def __repr__(self) -> str:
+        text = str.__repr__(self)
+        return f"Prompt({text}, audio={self.audio!r})" if self.audio else text
+
+    def __reduce__(self) -> tuple[type[Prompt], tuple[str, str | None]]:
+        return (Prompt, (str(self), self.audio))
+
+
+def audio_of(text: str) -> str | None:
+    """The recording to play for a message (a :class:`Prompt`'s), or None: say its text."""
+    return text.audio if isinstance(text, Prompt) else None
+
+
 @dataclass(frozen=True, slots=True)
 class MenuPrompt:
     """What a platform needs to collect a menu choice."""
@@ -154,6 +187,11 @@ class Decision:
     # Seconds to ring the regulation line before the overflow callback; None = platform default.
     dial_timeout_s: int | None = None
     trace: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def prompts(self) -> tuple[tuple[str, str | None], ...]:
+        """Each message of :attr:`say` as (text, recording URL or None), in order."""
+        return tuple((str(text), audio_of(text)) for text in self.say)
 
     def as_json(self) -> dict[str, object]:
         """The stable JSON shape of ``regulator decide --json`` (DESIGN.md §5)."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -23,15 +24,25 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from regulator.core import phone
-from regulator.core.calendar import DEPARTMENTS, BridgeDays, Schedule, outside_pds
-from regulator.core.models import DayType
+from regulator.core.calendar import (
+    DEPARTMENTS,
+    PDS_HOURS,
+    BridgeDays,
+    Schedule,
+    format_local,
+    outside_pds,
+)
+from regulator.core.models import DayType, Prompt
 
 _SLOT = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -266,6 +277,9 @@ class RosterEntry(_Frozen):
     to: datetime
     name: str = Field(min_length=1)
     number: PhoneNumber
+    # Where a stretch read from a roster file comes from ("garde.ics, événement …"),
+    # set by regulator.rosters; empty for the YAML roster, where it is not a key.
+    source: str = Field(default="", exclude=True, repr=False)
 
     @field_validator("from_", "to")
     @classmethod
@@ -276,6 +290,13 @@ class RosterEntry(_Frozen):
             raise ValueError("roster times are local wall-clock times: remove the UTC offset")
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _from_file_only(cls, value: str, info: ValidationInfo) -> str:
+        if value and not (info.context or {}).get("roster_file"):
+            raise ValueError("source is set by the roster file loader, not in the protocol")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> RosterEntry:
         if self.to <= self.from_:
@@ -283,21 +304,61 @@ class RosterEntry(_Frozen):
         return self
 
 
+def roster_overlaps(entries: Sequence[RosterEntry]) -> list[str]:
+    """Every pair of overlapping stretches, named by pharmacy, times and origin
+    (``roster[i]`` for the YAML roster, the file and line or event for a file)."""
+    labelled = [(e, e.source or f"roster[{i}]") for i, e in enumerate(entries)]
+    labelled.sort(key=lambda pair: (pair[0].from_, pair[0].to))
+    problems = []
+    latest: tuple[RosterEntry, str] | None = None  # the stretch that ends last so far
+    for entry, label in labelled:
+        if latest is not None and entry.from_ < latest[0].to:
+            before, where = latest
+            problems.append(
+                f"roster entries {before.name!r} (until {before.to:%Y-%m-%dT%H:%M}) and "
+                f"{entry.name!r} (from {entry.from_:%Y-%m-%dT%H:%M}) overlap: "
+                f"{where} ; {label}"
+            )
+        if latest is None or entry.to > latest[0].to:
+            latest = (entry, label)
+    return problems
+
+
 class Pharmacy(_Frozen):
+    """The pharmacy on duty: a dated roster (YAML ``roster`` and/or ``roster_file``),
+    the national line (``fallback``) when nobody is on it."""
+
     fallback: PhoneNumber = "3237"
     roster: list[RosterEntry] = Field(default_factory=list)
+    # An iCalendar or CSV file, relative to the protocol file (regulator.rosters); its
+    # stretches join ``roster`` at load.
+    roster_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get("roster_file"), str):
+            return value  # none, or not a path: the field's own validation names it
+        if not value["roster_file"].strip():
+            raise ValueError("roster_file is empty: name an .ics or .csv file, or remove it")
+        entries = (info.context or {}).get("roster_file_entries")
+        if entries is None:
+            raise ValueError(
+                "roster_file is read when the protocol is loaded from its file "
+                "(load_protocol_file), not from a bare document"
+            )
+        yaml_roster = value.get("roster") or []
+        if not isinstance(yaml_roster, list):
+            return value  # the field's own validation names the error
+        return {**value, "roster": [*yaml_roster, *entries]}
 
     @field_validator("roster")
     @classmethod
     def _no_overlap(cls, value: list[RosterEntry]) -> list[RosterEntry]:
-        ordered = sorted(value, key=lambda r: r.from_)
-        for before, after in itertools.pairwise(ordered):
-            if after.from_ < before.to:
-                raise ValueError(
-                    f"roster entries {before.name!r} (until {before.to:%Y-%m-%dT%H:%M}) and "
-                    f"{after.name!r} (from {after.from_:%Y-%m-%dT%H:%M}) overlap"
-                )
-        return ordered
+        problems = roster_overlaps(value)
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return sorted(value, key=lambda r: r.from_)
 
     def on_duty(self, local: datetime) -> RosterEntry | None:
         """The roster entry covering a local naive time ([from, to)), or None."""
@@ -356,23 +417,87 @@ class Routing(_Frozen):
         return self
 
 
-class Messages(_Frozen):
-    """French text read to callers. Placeholders: {name}, {number}."""
+def _prompt(value: Any, info: ValidationInfo) -> Prompt:
+    """A message: plain text, or ``{audio: "https://…", text: "…"}`` (a recording and
+    its text, read where the platform plays no audio and if the recording fails)."""
+    field = f"messages.{info.field_name}"
+    if isinstance(value, Prompt):
+        return value
+    if isinstance(value, str):
+        return Prompt(value)
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'{field} : attendu un texte ou {{audio: "https://…", text: "…"}}, '
+            f"reçu {type(value).__name__}"
+        )
+    unknown = sorted(str(k) for k in value if k not in ("audio", "text"))
+    if unknown:
+        raise ValueError(
+            f"{field} : clé(s) inconnue(s) {', '.join(unknown)} (audio et text seules)"
+        )
+    text = value.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(
+            f"{field}.text : le texte est obligatoire à côté de l'enregistrement "
+            "(il est lu par les plateformes sans audio et si l'enregistrement échoue)"
+        )
+    audio = value.get("audio")
+    if audio is None:
+        return Prompt(text)
+    if not isinstance(audio, str) or not _https_url(audio):
+        raise ValueError(
+            f"{field}.audio : {audio!r} n'est pas une adresse https:// valide ; seuls les "
+            "enregistrements servis en https sont acceptés (les plateformes vont les chercher)"
+        )
+    return Prompt(text, audio.strip())
 
-    welcome: str = "Vous êtes en relation avec la maison médicale de garde."
-    menu: str = "Pour un médecin, tapez 1. Pour la pharmacie de garde, tapez 2."
-    closed: str = "La maison médicale de garde est fermée. En cas d'urgence vitale, composez le 15."
-    regulation: str = "Nous vous mettons en relation avec le médecin régulateur."
-    direct_access: str = "Nous vous mettons en relation avec l'accueil de la maison médicale."
-    pharmacy: str = "La pharmacie de garde est la {name}. Nous vous mettons en relation."
-    pharmacy_fallback: str = (
+
+def _https_url(value: str) -> bool:
+    text = value.strip()
+    if not text or len(text) > 2048 or re.search(r"[\s\x00-\x1f\x7f<>\"']", text):
+        return False
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname)
+
+
+def _prompt_dump(value: Prompt) -> str | dict[str, str]:
+    return {"audio": value.audio, "text": str(value)} if value.audio else str(value)
+
+
+#: A message of the protocol: plain text or a recording with its text (DESIGN.md §5).
+PromptText = Annotated[Prompt, PlainValidator(_prompt), PlainSerializer(_prompt_dump)]
+
+
+class Messages(_Frozen):
+    """French text read to callers. Placeholders: {name}, {number}.
+
+    Each may also be ``{audio: "https://…", text: "…"}``: platforms that play audio
+    play the recording, the others (and a failed recording) read the text.
+    """
+
+    welcome: PromptText = Prompt("Vous êtes en relation avec la maison médicale de garde.")
+    menu: PromptText = Prompt("Pour un médecin, tapez 1. Pour la pharmacie de garde, tapez 2.")
+    closed: PromptText = Prompt(
+        "La maison médicale de garde est fermée. En cas d'urgence vitale, composez le 15."
+    )
+    regulation: PromptText = Prompt("Nous vous mettons en relation avec le médecin régulateur.")
+    direct_access: PromptText = Prompt(
+        "Nous vous mettons en relation avec l'accueil de la maison médicale."
+    )
+    pharmacy: PromptText = Prompt(
+        "La pharmacie de garde est la {name}. Nous vous mettons en relation."
+    )
+    pharmacy_fallback: PromptText = Prompt(
         "Pour connaître la pharmacie de garde, raccrochez et composez le {number}."
     )
-    overflow_retry: str = (
+    overflow_retry: PromptText = Prompt(
         "Toutes les lignes de régulation sont occupées. Merci de patienter, "
         "nous renouvelons votre appel."
     )
-    failsafe: str = "Nous vous mettons en relation avec le centre 15."
+    failsafe: PromptText = Prompt("Nous vous mettons en relation avec le centre 15.")
 
 
 class Protocol(_Frozen):
@@ -396,7 +521,7 @@ class Protocol(_Frozen):
     def _tz(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a tzdata directory
             raise ValueError(
                 f"unknown time zone {value!r} (IANA name such as Europe/Paris)"
             ) from None
@@ -477,18 +602,73 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-def parse_protocol(data: Any, file: str) -> Protocol:
-    """Validate one parsed YAML document; raise :class:`ProtocolLoadError` on error."""
+def parse_protocol(
+    data: Any, file: str, roster_file_entries: Sequence[RosterEntry] | None = None
+) -> Protocol:
+    """Validate one parsed YAML document; raise :class:`ProtocolLoadError` on error.
+
+    ``roster_file_entries`` are the stretches read from the document's
+    ``destinations.pharmacy.roster_file`` (:func:`load_protocol_file` reads them).
+    """
     if not isinstance(data, dict):
         raise ProtocolLoadError([ProtocolIssue(file, "", "", "expected a YAML mapping")])
+    context = {"roster_file_entries": roster_file_entries}
     try:
-        return Protocol.model_validate(data)
+        return Protocol.model_validate(data, context=context)
     except ValidationError as exc:
         issues = []
         for err in exc.errors(include_url=False):
             reason = err["msg"].removeprefix("Value error, ")
             issues.append(ProtocolIssue(file, _loc(err["loc"]), _short(err.get("input")), reason))
         raise ProtocolLoadError(issues) from None
+
+
+#: The phonenumbers region of each overseas department, for numbers in roster files.
+_REGIONS = {"971": "GP", "972": "MQ", "973": "GF", "974": "RE", "975": "PM", "976": "YT"}
+
+
+def phone_region(subdiv: object) -> str:
+    """The region national-notation numbers of a department are read in (FR default)."""
+    return _REGIONS.get(str(subdiv), "FR") if subdiv is not None else "FR"
+
+
+def _dig(data: object, *keys: str) -> object:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _read_roster_file(data: object, path: Path) -> list[RosterEntry] | None:
+    """The stretches of the document's ``roster_file`` (None if it names none).
+
+    The file I/O and parsing live in :mod:`regulator.rosters`; the time zone and
+    region come from the raw document (the protocol is not validated yet: if they are
+    wrong, validation says so, and the defaults only keep this step going).
+    """
+    value = _dig(data, "destinations", "pharmacy", "roster_file")
+    if not isinstance(value, str) or not value.strip():
+        return None  # absent, or not a string: the model's validation names it
+    from regulator import rosters  # I/O and file formats stay out of the pure core
+
+    timezone = _dig(data, "timezone")
+    try:
+        zone = ZoneInfo(timezone) if isinstance(timezone, str) else None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a tzdata directory
+        zone = None
+    region = phone_region(_dig(data, "calendar", "subdiv"))
+    try:
+        return rosters.read_roster(
+            path.parent / value.strip(),
+            timezone=zone.key if zone is not None else "Europe/Paris",
+            region=region,
+        )
+    except rosters.RosterFileError as exc:
+        field = "destinations.pharmacy.roster_file"
+        raise ProtocolLoadError(
+            [ProtocolIssue(str(path), field, repr(value), problem) for problem in exc.problems]
+        ) from None
 
 
 def load_protocol_file(path: Path) -> Protocol:
@@ -500,7 +680,7 @@ def load_protocol_file(path: Path) -> Protocol:
         raise ProtocolLoadError(
             [ProtocolIssue(str(path), "", "", f"invalid YAML: {exc}".replace("\n", " "))]
         ) from None
-    return parse_protocol(data, str(path))
+    return parse_protocol(data, str(path), _read_roster_file(data, path))
 
 
 # ------------------------------------------------------------ PDS hours check
@@ -560,6 +740,60 @@ def pds_hours_warnings(protocol: Protocol, file: str) -> list[ProtocolIssue]:
             file, f"{where}.saturday", DayType.SATURDAY, period.saturday or [], prefix
         )
     return issues
+
+
+def roster_gaps(
+    roster: Sequence[RosterEntry], schedule: Schedule
+) -> list[tuple[datetime, datetime]]:
+    """Holes in a pharmacy roster (between its first and last stretch) that overlap
+    the PDS hours of R.6315-1 in ``schedule``'s calendar: nobody on duty then, callers
+    get the national line. Daytime holes (pharmacies are open) are not gaps.
+    Local wall-clock times.
+    """
+    gaps = []
+    covered_until: datetime | None = None
+    for entry in sorted(roster, key=lambda e: e.from_):
+        if (
+            covered_until is not None
+            and entry.from_ > covered_until
+            and _overlaps_pds(schedule, covered_until, entry.from_)
+        ):
+            gaps.append((covered_until, entry.from_))
+        if covered_until is None or entry.to > covered_until:
+            covered_until = entry.to
+    return gaps
+
+
+def _overlaps_pds(schedule: Schedule, start: datetime, end: datetime) -> bool:
+    # Every day has PDS hours and no day is without PDS for 12 h or more (weekdays
+    # 08:00-20:00 at most): a longer hole always overlaps them.
+    if end - start >= timedelta(hours=12):
+        return True
+    day = start.date()
+    while day <= end.date():
+        midnight = datetime(day.year, day.month, day.day)
+        for pds_start, pds_end in PDS_HOURS[schedule.day_type(day)]:
+            window_start = midnight + timedelta(minutes=pds_start)
+            window_end = midnight + timedelta(minutes=pds_end)
+            if window_start < end and start < window_end:
+                return True
+        day += timedelta(days=1)
+    return False
+
+
+def roster_gap_warnings(protocol: Protocol, file: str) -> list[ProtocolIssue]:
+    """One warning per roster gap (:func:`roster_gaps`), with its dates, in French."""
+    fallback = protocol.destinations.pharmacy.fallback
+    return [
+        ProtocolIssue(
+            file,
+            "destinations.pharmacy.roster",
+            "",
+            f"aucune pharmacie de garde du {format_local(start)} au {format_local(end)} "
+            f"pendant des heures de PDS (les appelants sont renvoyés vers le {fallback})",
+        )
+        for start, end in roster_gaps(protocol.destinations.pharmacy.roster, protocol.schedule)
+    ]
 
 
 class ProtocolSet:

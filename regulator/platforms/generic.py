@@ -18,7 +18,15 @@ import re
 
 import orjson
 
-from regulator.core.models import DESTINATION_ROUTES, Call, Decision, Platform, Route, Stage
+from regulator.core.models import (
+    DESTINATION_ROUTES,
+    Call,
+    Decision,
+    Platform,
+    Route,
+    Stage,
+    audio_of,
+)
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -47,6 +55,7 @@ _HANGUP = orjson.dumps(
         "ground": None,
         "destination": None,
         "say": [],
+        "play": [],
         "menu": None,
         "dial_timeout_s": None,
         "rule": None,
@@ -187,6 +196,10 @@ def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) ->
     then dial ``destination``; on failure post ``"stage": "dial_failed"`` with
     ``"target"`` = this answer's ``route``) or ``announce`` (play ``say`` and hang up).
     ``urls`` is unused.
+
+    ``play`` runs beside ``say``, one entry per message: the https URL of its
+    recording, or null (say the text); ``menu.play`` likewise for the menu's text. A
+    PBX without audio playback reads ``say`` and ignores ``play``.
     """
     del urls
     destination = decision.destination
@@ -210,9 +223,15 @@ def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) ->
                 if destination is not None
                 else None
             ),
-            "say": list(decision.say),
+            "say": [str(text) for text in decision.say],
+            "play": [audio_of(text) for text in decision.say],
             "menu": (
-                {"text": menu.text, "timeout_s": menu.timeout_s, "options": list(menu.options)}
+                {
+                    "text": str(menu.text),
+                    "play": audio_of(menu.text),
+                    "timeout_s": menu.timeout_s,
+                    "options": list(menu.options),
+                }
                 if menu is not None
                 else None
             ),

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from regulator.core import phone
-from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.core.models import Call, Decision, Platform, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -51,6 +51,9 @@ _ATTR_ENTITIES = {'"': "&quot;"}
 
 _DOCUMENT = '<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>'
 _SAY = '<Say language="fr-FR">{}</Say>'
+# A recorded prompt (an https URL checked at load); its text is the fallback of the
+# platforms without audio, Twilio plays the recording.
+_PLAY = "<Play>{}</Play>"
 _GATHER = (
     '<Gather input="dtmf" numDigits="1" timeout="{timeout}" action="{action}" method="POST">'
     "{prompts}</Gather>"
@@ -213,10 +216,22 @@ def _attr(value: str) -> str:
     return escape(_XML_ILLEGAL.sub("", value), _ATTR_ENTITIES)
 
 
+def _says(texts: tuple[str, ...]) -> str:
+    # Keyed on the recordings too: a Prompt equals its text, so two protocols with the
+    # same words but different recordings must not share a cache entry.
+    return _verbs(texts, tuple(audio_of(t) for t in texts))
+
+
 # The texts read to callers are the protocols' messages: the same few tuples all day.
 @lru_cache(maxsize=1024)
-def _says(texts: tuple[str, ...]) -> str:
-    return "".join(_SAY.format(_text(t)) for t in texts if t and t.strip())
+def _verbs(texts: tuple[str, ...], audios: tuple[str | None, ...]) -> str:
+    out = []
+    for text, audio in zip(texts, audios, strict=True):
+        if audio:
+            out.append(_PLAY.format(_text(audio)))
+        elif text and text.strip():
+            out.append(_SAY.format(_text(text)))
+    return "".join(out)
 
 
 def caller_id(caller: str | None, own_number: str | None) -> str | None:
@@ -246,7 +261,8 @@ def render(
     own_number: str | None = None,
     max_dial_timeout_s: int = 600,
 ) -> Answer:
-    """The decision as TwiML: Say each message, then gather, dial or hang up.
+    """The decision as TwiML: Say each message (Play its recording, if it has one),
+    then gather, dial or hang up.
 
     ``caller`` is the caller's number as Twilio sent it (``From``) and ``own_number``
     the MMG's number (E.164) they dialled; :func:`caller_id` picks what a dial presents.

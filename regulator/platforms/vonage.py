@@ -29,7 +29,7 @@ import jwt
 import orjson
 from jwt.algorithms import HMACAlgorithm
 
-from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.core.models import Call, Decision, Platform, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -225,7 +225,14 @@ def parse_event(req: HookRequest) -> CallEvent:
 
 
 def _talk(text: str, *, barge_in: bool = False) -> dict[str, object]:
-    action: dict[str, object] = {"action": "talk", "text": text, "language": _LANGUAGE}
+    """A message: ``stream`` its recording if it has one (an https URL checked at load),
+    else ``talk`` its text."""
+    audio = audio_of(text)
+    action: dict[str, object]
+    if audio:
+        action = {"action": "stream", "streamUrl": [audio]}
+    else:
+        action = {"action": "talk", "text": str(text), "language": _LANGUAGE}
     if barge_in:
         action["bargeIn"] = True
     return action
@@ -240,7 +247,8 @@ def _msisdn(number: str | None) -> str | None:
 
 
 def render(decision: Decision, urls: HookUrls, *, from_number: str | None = None) -> Answer:
-    """The decision as an NCCO: talk each message, then input, connect or end.
+    """The decision as an NCCO: talk each message (stream its recording, if it has
+    one), then input, connect or end.
 
     ``from_number`` is the MMG's own number (E.164), the one the caller dialled: a
     number of this Vonage application. A connect's ``from`` must be one of the
@@ -250,7 +258,9 @@ def render(decision: Decision, urls: HookUrls, *, from_number: str | None = None
     to read), ``randomFromNumber`` lets Vonage pick one of the application's numbers:
     a connect always has one or the other, as Vonage's SDK requires.
     """
-    ncco: list[dict[str, object]] = [_talk(t) for t in decision.say if t and t.strip()]
+    ncco: list[dict[str, object]] = [
+        _talk(t) for t in decision.say if (t and t.strip()) or audio_of(t)
+    ]
     destination = decision.destination
     if decision.menu is not None:
         menu = decision.menu

@@ -20,7 +20,7 @@ from regulator.core.models import (
     Route,
     Stage,
 )
-from regulator.core.protocol import Protocol, load_protocol_file, parse_protocol
+from regulator.core.protocol import Messages, Protocol, load_protocol_file, parse_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS_DIR = ROOT / "protocols"
@@ -108,3 +108,19 @@ def decision(
         menu=menu,
         dial_timeout_s=dial_timeout_s,
     )
+
+
+#: Where the recordings of :func:`recorded` live (https, as the loader requires).
+AUDIO_BASE = "https://audio.mmg.example/messages"
+
+
+def recorded(mmg: str) -> Protocol:
+    """An example protocol whose every message is a recording with its text."""
+    data = raw_protocol(mmg)
+    texts = {**Messages().model_dump(), **data.get("messages", {})}
+    messages = {
+        name: {"audio": f"{AUDIO_BASE}/{mmg}/{name}.mp3", "text": str(text)}
+        for name, text in texts.items()
+    }
+    data["messages"] = messages
+    return parse_protocol(data, f"{mmg}-recorded.yaml")

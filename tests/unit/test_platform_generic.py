@@ -294,6 +294,7 @@ def test_dial_decision_is_rendered_in_full() -> None:
             "label": "accueil MMG",
         },
         "say": ["Nous vous mettons en relation avec l'accueil."],
+        "play": [None],
         "menu": None,
         "dial_timeout_s": 25,
         "rule": "professionnel de santé référencé",
@@ -314,7 +315,12 @@ def test_menu_and_announce_decisions() -> None:
     assert "call_id" not in document
     assert document["action"] == "menu"
     assert document["destination"] is None
-    assert document["menu"] == {"text": "Tapez 1 ou 2.", "timeout_s": 6, "options": ["1", "2"]}
+    assert document["menu"] == {
+        "text": "Tapez 1 ou 2.",
+        "play": None,
+        "timeout_s": 6,
+        "options": ["1", "2"],
+    }
     failsafe = Decision(
         mmg=None,
         route=Route.REGULATION,

@@ -7,6 +7,7 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
+from regulator.core.decision import decide
+from regulator.core.models import (
+    Call,
+    Decision,
+    Destination,
+    MenuPrompt,
+    Platform,
+    Prompt,
+    Route,
+    Stage,
+)
 from regulator.platforms import twilio
 from regulator.platforms.base import (
     BadHookRequest,
@@ -22,7 +33,7 @@ from regulator.platforms.base import (
     HookUrls,
     SignatureError,
 )
-from tests.unit.helpers import decision
+from tests.unit.helpers import AUDIO_BASE, PARIS, REUNION, decision, recorded
 
 TOKEN = "12345"
 NOW = 1_800_000_000.0
@@ -536,3 +547,60 @@ def test_render_hangup_is_a_single_hangup() -> None:
     answer = twilio.render_hangup()
     assert answer.content_type == twilio.CONTENT_TYPE
     assert [child.tag for child in twiml(answer.body)] == ["Hangup"]
+
+
+# --------------------------------------------------------------- recorded prompts
+
+
+def _twiml_of(proto: Any, at: datetime, **call: Any) -> ET.Element:
+    args = {"call_id": "CA1", "caller": "+33612000001", "called": proto.numbers[0], **call}
+    result = decide(proto, Call(platform=Platform.TWILIO, **args), at)
+    return twiml(twilio.render(result, URLS, own_number=proto.numbers[0]).body)
+
+
+def test_recorded_menu_prompts_are_played_inside_the_gather() -> None:
+    nimes = recorded("nimes")
+    root = _twiml_of(nimes, datetime(2026, 11, 24, 21, 0, tzinfo=PARIS))
+    gather, redirect = list(root)
+    assert [(v.tag, v.text) for v in gather] == [
+        ("Play", f"{AUDIO_BASE}/nimes/welcome.mp3"),
+        ("Play", f"{AUDIO_BASE}/nimes/menu.mp3"),
+    ]
+    assert redirect.tag == "Redirect"
+
+
+def test_recorded_pharmacy_message_is_played_before_the_dial() -> None:
+    nimes = recorded("nimes")
+    at = datetime(2026, 11, 23, 21, 0, tzinfo=PARIS)
+    play, dial = list(_twiml_of(nimes, at, stage=Stage.DIGITS, digits="2"))
+    assert (play.tag, play.text) == ("Play", f"{AUDIO_BASE}/nimes/pharmacy.mp3")
+    assert dial.tag == "Dial"
+    assert [n.text for n in dial] == ["+33466222222"]
+
+
+def test_recorded_closed_message_is_played_then_the_call_ends() -> None:
+    reunion = recorded("saint-denis-reunion")
+    root = _twiml_of(reunion, datetime(2026, 11, 24, 10, 0, tzinfo=REUNION))
+    assert [(v.tag, v.text) for v in root] == [
+        ("Play", f"{AUDIO_BASE}/saint-denis-reunion/welcome.mp3"),
+        ("Play", f"{AUDIO_BASE}/saint-denis-reunion/closed.mp3"),
+        ("Hangup", None),
+    ]
+
+
+def test_text_and_recorded_prompts_mix_and_never_share_a_cache_entry() -> None:
+    same_words = "Bienvenue à la MMG."
+    spoken = decision(Route.MENU, None, say=(same_words,), menu=MenuPrompt("Tapez 1.", 6, ("1",)))
+    played = decision(
+        Route.MENU,
+        None,
+        say=(Prompt(same_words, f"{AUDIO_BASE}/a.mp3?v=1&lang=fr"),),
+        menu=MenuPrompt("Tapez 1.", 6, ("1",)),
+    )
+    (gather, _) = list(twiml(twilio.render(spoken, URLS).body))
+    assert [v.tag for v in gather] == ["Say", "Say"]
+    (gather, _) = list(twiml(twilio.render(played, URLS).body))
+    assert [(v.tag, v.text) for v in gather] == [
+        ("Play", f"{AUDIO_BASE}/a.mp3?v=1&lang=fr"),  # the & was escaped, parsed back
+        ("Say", "Tapez 1."),
+    ]

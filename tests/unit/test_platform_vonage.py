@@ -40,7 +40,7 @@ from regulator.platforms.base import (
     HookUrls,
     SignatureError,
 )
-from tests.unit.helpers import PROTOCOLS_DIR, decision, variant
+from tests.unit.helpers import AUDIO_BASE, PARIS, PROTOCOLS_DIR, decision, recorded, variant
 from tests.unit.vonage_ncco import NccoRejected, check_ncco
 
 
@@ -528,7 +528,12 @@ def _sip_only(mmg: str) -> Protocol:
 def _protocols() -> list[Protocol]:
     examples = [load_protocol_file(p) for p in sorted(PROTOCOLS_DIR.glob("*.yaml"))]
     assert {p.id for p in examples} >= {"nimes", "metz", "saint-denis-reunion"}
-    return [*examples, *(_sip_only(p.id) for p in examples)]
+    # Each example again with every message a recording: every NCCO with stream actions.
+    return [
+        *examples,
+        *(_sip_only(p.id) for p in examples),
+        *(recorded(p.id) for p in examples),
+    ]
 
 
 def _scenarios(proto: Protocol) -> Iterator[tuple[Call, DecisionContext]]:
@@ -582,6 +587,7 @@ def _last_action(body: bytes, mmg_number: str | None) -> str:
 
 def test_every_ncco_the_service_can_produce_is_accepted_by_vonages_sdk() -> None:
     seen: set[tuple[str, str, str]] = set()
+    actions: set[str] = set()
     refused: dict[str, str] = {}
     kinds: dict[tuple[bytes, str | None], str] = {}
     for mmg_number, decision_ in _every_ncco():
@@ -595,9 +601,63 @@ def test_every_ncco_the_service_can_produce_is_accepted_by_vonages_sdk() -> None
                 continue
         ground = decision_.ground.value if decision_.ground else "-"
         seen.add((decision_.route.value, ground, kind))
+        actions.update(str(a["action"]) for a in orjson.loads(body))
     check_ncco(vonage.render_hangup().body)
     assert not refused, "\n".join(f"{why}\n  {body}" for why, body in refused.items())
     # The enumeration reached every route, every ground and both endpoint types.
     assert {r for r, _, _ in seen} == {r.value for r in Route}
     assert {g for _, g, _ in seen} == {"-", *(g.value for g in Ground)}
-    assert {k for _, _, k in seen} == {"talk", "input", "connect:phone", "connect:sip"}
+    # A recorded closed message ends the NCCO with its stream.
+    assert {k for _, _, k in seen} == {
+        "talk",
+        "stream",
+        "input",
+        "connect:phone",
+        "connect:sip",
+    }
+    assert actions == {"talk", "stream", "input", "connect"}
+
+
+# --------------------------------------------------------------- recorded prompts
+
+
+def _ncco_of(proto: Protocol, at: datetime, **call: Any) -> list[dict[str, Any]]:
+    args = {"call_id": "CON-1", "caller": "+33612000001", "called": proto.numbers[0], **call}
+    result = decide(proto, Call(platform=Platform.VONAGE, **args), at)
+    return check_ncco(vonage.render(result, URLS, from_number=proto.numbers[0]).body)
+
+
+def test_recorded_menu_is_streamed_and_the_menu_prompt_can_be_interrupted() -> None:
+    nimes = recorded("nimes")
+    welcome, prompt, collect = _ncco_of(nimes, datetime(2026, 11, 24, 21, 0, tzinfo=PARIS))
+    assert welcome == {"action": "stream", "streamUrl": [f"{AUDIO_BASE}/nimes/welcome.mp3"]}
+    assert prompt == {
+        "action": "stream",
+        "streamUrl": [f"{AUDIO_BASE}/nimes/menu.mp3"],
+        "bargeIn": True,
+    }
+    assert collect["action"] == "input"
+
+
+def test_recorded_regulation_message_is_streamed_before_the_connect() -> None:
+    metz = recorded("metz")
+    welcome, regulation, connect = _ncco_of(metz, datetime(2026, 11, 24, 21, 0, tzinfo=PARIS))
+    assert welcome["streamUrl"] == [f"{AUDIO_BASE}/metz/welcome.mp3"]
+    assert regulation["streamUrl"] == [f"{AUDIO_BASE}/metz/regulation.mp3"]
+    assert connect["action"] == "connect"
+    assert connect["endpoint"] == [{"type": "phone", "number": "33387000015"}]
+
+
+def test_recorded_closed_message_ends_the_ncco() -> None:
+    reunion = recorded("saint-denis-reunion")
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Indian/Reunion"))
+    assert _ncco_of(reunion, at) == [
+        {"action": "stream", "streamUrl": [f"{AUDIO_BASE}/saint-denis-reunion/welcome.mp3"]},
+        {"action": "stream", "streamUrl": [f"{AUDIO_BASE}/saint-denis-reunion/closed.mp3"]},
+    ]
+
+
+def test_plain_text_messages_are_still_talked() -> None:
+    metz = load_protocol_file(PROTOCOLS_DIR / "metz.yaml")
+    talks = _ncco_of(metz, datetime(2026, 11, 24, 21, 0, tzinfo=PARIS))[:-1]
+    assert [a["action"] for a in talks] == ["talk", "talk"]

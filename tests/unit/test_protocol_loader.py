@@ -415,3 +415,16 @@ def test_shipped_protocols_pass_strict_without_warnings(
     captured = capsys.readouterr()
     assert "attention" not in captured.err
     assert "avertissement" not in captured.out
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "Indian"])
+def test_a_time_zone_that_is_a_zone_directory_is_a_load_error(zone: str) -> None:
+    # tzdata stores zones as files under region directories: ZoneInfo("Europe") opens
+    # a directory and raises IsADirectoryError (found by tests/faults' text fuzzing).
+    data = raw_protocol("nimes")
+    data["timezone"] = zone
+    with pytest.raises(ProtocolLoadError) as caught:
+        parse_protocol(data, "nimes.yaml")
+    (issue,) = caught.value.issues
+    assert issue.field == "timezone"
+    assert f"unknown time zone {zone!r}" in issue.reason
