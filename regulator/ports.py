@@ -126,10 +126,19 @@ class Store(Protocol):
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        """Newest first (``created_at``, then id, descending)."""
+        """Newest first (``created_at``, then id, descending), at most ``limit``.
+
+        ``mmg``, ``mmgs`` (the caller's scope; None = every MMG, empty = none) and
+        ``statuses`` all filter *before* ``limit`` applies: a caller scoped to one MMG
+        gets that MMG's newest, however many newer referrals other MMGs have.
+        ``before`` = (``created_at``, ``id``) of the last referral of the previous page
+        continues the listing (keyset paging: nothing skipped while statuses change).
+        """
         ...
 
     async def save_referral(

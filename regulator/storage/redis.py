@@ -741,29 +741,45 @@ class RedisStore:
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if limit <= 0 or (statuses is not None and not statuses) or (mmgs is not None and not mmgs):
+            return []
+        # The indexes to merge: one per MMG in scope (or the all-MMG one) and status.
+        # Each gives at most ``limit`` candidates already inside the scope, so the
+        # merged page is the ``limit`` newest of the scope, never a filtered page.
+        scopes: list[str | None] = (
+            [mmg] if mmgs is None else list(sorted(mmgs if mmg is None else mmgs & {mmg}))
+        )
+        index_keys = [
+            self.keys.referrals(scope, status)
+            for scope in scopes
+            for status in (sorted(statuses) if statuses is not None else [None])
+        ]
+        if not index_keys:
             return []
         client = self._db()
         with self._errors("list_referrals"):
-            if statuses is None:
-                ids = [
-                    _s(i) for i in await client.zrevrange(self.keys.referrals(mmg), 0, limit - 1)
-                ]
-            else:
-                async with client.pipeline(transaction=False) as pipe:
-                    for status in sorted(statuses):
-                        pipe.zrevrange(
-                            self.keys.referrals(mmg, status), 0, limit - 1, withscores=True
+            async with client.pipeline(transaction=False) as pipe:
+                for key in index_keys:
+                    if before is None:
+                        pipe.zrevrange(key, 0, limit - 1, withscores=True)
+                    else:
+                        at_us = codec.to_us(before[0])
+                        # Same instant, smaller id (all of them: ties are rare), then older.
+                        pipe.zrangebyscore(key, at_us, at_us, withscores=True)
+                        pipe.zrevrangebyscore(
+                            key, f"({at_us}", "-inf", start=0, num=limit, withscores=True
                         )
-                    ranked = await pipe.execute()
-                merged = sorted(
-                    ((score, _s(member)) for rows in ranked for member, score in rows),
-                    reverse=True,
-                )
-                ids = [member for _, member in merged[:limit]]
+                ranked = await pipe.execute()
+            candidates = {(int(score), _s(member)) for rows in ranked for member, score in rows}
+            if before is not None:
+                cursor = (codec.to_us(before[0]), before[1])
+                candidates = {c for c in candidates if c < cursor}
+            ids = [member for _, member in sorted(candidates, reverse=True)[:limit]]
             if not ids:
                 return []
             async with client.pipeline(transaction=False) as pipe:

@@ -536,19 +536,28 @@ class SqliteStore:
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if limit <= 0 or (statuses is not None and not statuses) or (mmgs is not None and not mmgs):
             return []
         where: list[str] = []
         params: list[Any] = []
         if mmg is not None:
             where.append("mmg = ?")
             params.append(mmg)
+        if mmgs is not None:
+            where.append(f"mmg IN ({_marks(mmgs)})")
+            params.extend(sorted(mmgs))
         if statuses is not None:
             where.append(f"status IN ({_marks(statuses)})")
             params.extend(sorted(s.value for s in statuses))
+        if before is not None:
+            where.append("(created_us < ? OR (created_us = ? AND id < ?))")
+            at_us = codec.to_us(before[0])
+            params.extend((at_us, at_us, before[1]))
         sql = "SELECT data FROM referrals"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -14,6 +14,7 @@ from regulator.core.indicators import local_facts, valid_month
 from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
 from regulator.core.protocol import Protocol
 from regulator.core.referrals import (
+    OPEN_STATUSES,
     TRANSITIONS,
     Action,
     TransitionError,
@@ -37,6 +38,9 @@ from regulator.web.schemas import (
 )
 
 log = get_logger("regulator.referrals")
+
+#: Referrals the no-show sweeper reads per store query (it reads every open one).
+_SWEEP_PAGE = 500
 
 #: Called with every referral change (outbox, …): (referral, event name).
 ReferralListener = Callable[[Referral, str], None]
@@ -232,7 +236,10 @@ async def list_referrals(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     if mmg is not None and not who.can_see(mmg):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {mmg}.")
-    refs = await request.app[keys.STORE].list_referrals(mmg=mmg, statuses=statuses, limit=limit)
+    # The scope goes to the store: filtered before the limit, not after.
+    refs = await request.app[keys.STORE].list_referrals(
+        mmg=mmg, mmgs=who.visible_mmgs(), statuses=statuses, limit=limit
+    )
     visible = [referral_json(r) for r in refs if who.can_see(r.mmg)]
     return json_response({"referrals": visible, "count": len(visible)})
 
@@ -303,22 +310,28 @@ async def sweep_no_shows(app: web.Application) -> int:
     store = app[keys.STORE]
     now = app[keys.CLOCK].now()
     delay = timedelta(minutes=app[keys.SETTINGS].referral_no_show_minutes)
-    open_statuses = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})
     closed = 0
-    for ref in await store.list_referrals(statuses=open_statuses, limit=1000):
-        proto = app[keys.PROTOCOLS].current.get(ref.mmg)
-        if proto is None or not overdue(ref, now, delay):
-            continue
-        try:
-            updated, _ = apply(
-                ref, Action.NO_SHOW, protocol=proto, now=now, by="système", no_show_after=delay
-            )
-        except TransitionError:
-            continue
-        if await store.save_referral(updated, ref.version, None):
-            _notify(app, updated)
-            closed += 1
-    return closed
+    # Every open referral, page by page (keyset: closing one does not shift the next
+    # page): an old one left open would keep granting its callback number direct access.
+    before: tuple[datetime, str] | None = None
+    while True:
+        page = await store.list_referrals(statuses=OPEN_STATUSES, limit=_SWEEP_PAGE, before=before)
+        for ref in page:
+            proto = app[keys.PROTOCOLS].current.get(ref.mmg)
+            if proto is None or not overdue(ref, now, delay):
+                continue
+            try:
+                updated, _ = apply(
+                    ref, Action.NO_SHOW, protocol=proto, now=now, by="système", no_show_after=delay
+                )
+            except TransitionError:
+                continue
+            if await store.save_referral(updated, ref.version, None):
+                _notify(app, updated)
+                closed += 1
+        if len(page) < _SWEEP_PAGE:
+            return closed
+        before = (page[-1].created_at, page[-1].id)
 
 
 def setup_referrals(app: web.Application) -> None:

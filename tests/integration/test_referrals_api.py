@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from regulator.ports import FixedClock
+from regulator.auth import hash_token
+from regulator.ports import FixedClock, Store
 from regulator.web import keys
-from tests.integration.conftest import AppClient, bearer, paris
+from regulator.web.app import create_app
+from tests.integration.conftest import (
+    AppClient,
+    ClientFactory,
+    bearer,
+    make_settings,
+    paris,
+)
 
 REFERRAL: dict[str, Any] = {
     "mmg": "nimes",
@@ -255,3 +265,60 @@ async def test_openapi_document_lists_every_api_path(client: AppClient) -> None:
         "/api/v1/reports/{mmg}/{month}",
     ):
         assert path in doc["paths"]
+
+
+# ------------------------------------------------------------------- scopes (issue 18)
+
+
+def _scoped_tokens(path: Path) -> Path:
+    lines = [
+        f'- {{name: samu30-nimes, sha256: "{hash_token("tok-nimes-only")}", '
+        "roles: [regulator], mmgs: [nimes]}",
+        f'- {{name: samu57, sha256: "{hash_token("tok-metz")}", roles: [regulator], mmgs: [metz]}}',
+        f'- {{name: ars-gard, sha256: "{hash_token("tok-ars-gard")}", '
+        "roles: [coordinator], mmgs: [nimes]}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_a_regulator_limited_to_one_mmg_lists_its_referrals_however_many_others_exist(
+    aiohttp_client: ClientFactory, tmp_path: Path, store: Store, clock: FixedClock
+) -> None:
+    settings = make_settings(tmp_path, tokens_file=_scoped_tokens(tmp_path / "scoped.yaml"))
+    client = await aiohttp_client(create_app(settings, store, clock))
+    nimes = {"Authorization": "Bearer tok-nimes-only"}
+    metz = {"Authorization": "Bearer tok-metz"}
+    resp = await client.post("/api/v1/referrals", json=REFERRAL, headers=nimes)
+    assert resp.status == 201, await resp.text()
+    for i in range(100):
+        clock.set(paris("2026-11-24T21:00") + timedelta(seconds=i + 1))
+        body = REFERRAL | {"mmg": "metz", "case_id": f"DRFR57{i:09}"}
+        resp = await client.post("/api/v1/referrals", json=body, headers=metz)
+        assert resp.status == 201, await resp.text()
+    listing = await (await client.get("/api/v1/referrals?limit=50", headers=nimes)).json()
+    print(
+        "1 nimes referral + 100 newer metz referrals, regulator limited to nimes: "
+        f"count={listing['count']}"
+    )
+    assert listing["count"] == 1
+    assert listing["referrals"][0]["mmg"] == "nimes"
+
+
+async def test_a_coordinator_limited_to_one_mmg_reads_only_its_reports_and_visits(
+    aiohttp_client: ClientFactory, tmp_path: Path, store: Store, clock: FixedClock
+) -> None:
+    settings = make_settings(tmp_path, tokens_file=_scoped_tokens(tmp_path / "scoped.yaml"))
+    client = await aiohttp_client(create_app(settings, store, clock))
+    ars = {"Authorization": "Bearer tok-ars-gard"}
+    statuses = {
+        path: (await client.get(path, headers=ars)).status
+        for path in (
+            "/api/v1/reports/nimes/2026-11",
+            "/api/v1/reports/metz/2026-11",
+            "/api/v1/visits?mmg=nimes&month=2026-11",
+            "/api/v1/visits?mmg=metz&month=2026-11",
+        )
+    }
+    print(f"coordinator limited to nimes: {statuses}")
+    assert list(statuses.values()) == [200, 403, 200, 403]
