@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from regulator.auth import hash_token
+from regulator.core.models import ReferralStatus
 from regulator.ports import FixedClock, Store
 from regulator.web import keys
 from regulator.web.app import create_app
@@ -322,3 +323,23 @@ async def test_a_coordinator_limited_to_one_mmg_reads_only_its_reports_and_visit
     }
     print(f"coordinator limited to nimes: {statuses}")
     assert list(statuses.values()) == [200, 403, 200, 403]
+
+
+async def test_the_sweeper_closes_overdue_referrals_older_than_the_newest_thousand(
+    client: AppClient, clock: FixedClock
+) -> None:
+    from regulator.web.referrals import sweep_no_shows
+    from tests.contract.helpers import referral
+
+    store = client.app[keys.STORE]
+    start = paris("2026-11-24T10:00")
+    for i in range(1200):  # the 200 oldest are long overdue, the 1,000 newest expected soon
+        at = start + timedelta(hours=0 if i < 200 else 11, seconds=i)
+        await store.create_referral(referral(f"ref_{i:04}", mmg="nimes", created_at=at), None)
+    closed = await sweep_no_shows(client.app)
+    still_open = await store.list_referrals(
+        statuses=frozenset({ReferralStatus.PENDING}), limit=1000, mmg="nimes"
+    )
+    print(f"1,200 open referrals, the 200 oldest overdue: sweeper closed {closed}")
+    assert closed == 200
+    assert len(still_open) == 1000
