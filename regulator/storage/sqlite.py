@@ -22,6 +22,7 @@ keeps the number of commits per second low.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager, suppress
@@ -45,6 +46,7 @@ from regulator.core.models import (
 )
 from regulator.ports import Clock, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
 
@@ -243,6 +245,14 @@ class SqliteStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The file holds phone numbers: created 0600 before SQLite opens it, so the
+            # -wal and -shm files it creates take the same mode (SQLite copies the main
+            # file's); those an older version left wider are tightened.
+            if not self.path.exists():
+                with suppress(FileExistsError):  # another process created it meanwhile
+                    os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                make_private(self.path.with_name(self.path.name + suffix))
             conn = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
