@@ -224,7 +224,8 @@ def _statuses(raw: str | None) -> frozenset[ReferralStatus] | None:
 def _limit(raw: str | None, default: int = 200) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # ASCII digits only: str.isdigit() also accepts "²" (int() then fails) and "١".
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise BadRequest("limit doit être un entier entre 1 et 1000.", field="limit", value=raw)
     return int(raw)
 
@@ -282,7 +283,9 @@ async def list_visits(request: web.Request) -> web.Response:
     if proto is None:
         raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
     if not valid_month(month):
-        raise BadRequest(f"Mois invalide {month!r} : format AAAA-MM.", field="month", value=month)
+        raise BadRequest(
+            f"Paramètre month invalide {month!r} : format AAAA-MM.", field="month", value=month
+        )
     if not (who.can_desk(proto.id) or who.can_report(proto.id)):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les passages de {proto.id}.")
     visits = await request.app[keys.STORE].visits(proto.id, month)

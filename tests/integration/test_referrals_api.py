@@ -343,3 +343,36 @@ async def test_the_sweeper_closes_overdue_referrals_older_than_the_newest_thousa
     print(f"1,200 open referrals, the 200 oldest overdue: sweeper closed {closed}")
     assert closed == 200
     assert len(still_open) == 1000
+
+
+# -------------------------------------------------------------- inputs (issue 18, point 7)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/referrals?limit=²", "limit"),
+        ("/api/v1/referrals?limit=١٠", "limit"),
+        ("/api/v1/reports/nimes/²²²²-01", "month"),
+        ("/api/v1/reports/nimes/2026-¹²", "month"),
+        ("/api/v1/visits?mmg=nimes&month=２０２６-11", "month"),
+        ("/api/v1/events?last_event_id=²", "last_event_id"),
+        ("/api/v1/events?last_event_id=-1", "last_event_id"),
+    ],
+)
+async def test_unicode_digits_are_a_400_naming_the_field(
+    client: AppClient, path: str, field: str
+) -> None:
+    resp = await client.get(path, headers=bearer("admin"))
+    text = await resp.text()
+    print(f"GET {path}: {resp.status} {text[:160]}")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["field"] == field
+    assert field in body["message"]
+
+
+async def test_last_event_id_in_the_header_is_checked_too(client: AppClient) -> None:
+    resp = await client.get("/api/v1/events", headers=bearer("admin") | {"Last-Event-ID": "٣"})
+    assert resp.status == 400
+    assert (await resp.json())["field"] == "Last-Event-ID"
