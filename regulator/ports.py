@@ -55,6 +55,17 @@ class StoreError(Exception):
     """The store could not do what was asked (unreachable, full, read-only…)."""
 
 
+class IdempotencyMismatch(Exception):
+    """An Idempotency-Key reused with another request than the one it was first sent
+    with: ``fingerprint`` is the first request's (the caller tells which fields
+    differ); ``existing_id`` what it created. Nothing is written."""
+
+    def __init__(self, existing_id: str, fingerprint: str) -> None:
+        super().__init__(f"idempotency key reused with another request (first: {existing_id})")
+        self.existing_id = existing_id
+        self.fingerprint = fingerprint
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence of calls, referrals and visits."""
@@ -114,10 +125,14 @@ class Store(Protocol):
 
     # ---- referrals --------------------------------------------------------
     async def create_referral(
-        self, referral: Referral, idempotency_key: str | None
+        self, referral: Referral, idempotency_key: str | None, fingerprint: str = ""
     ) -> tuple[Referral, bool]:
         """Store a new referral. With an idempotency key already used, return the
-        referral created then and False; likewise if ``referral.id`` already exists."""
+        referral created then and False; likewise if ``referral.id`` already exists.
+
+        ``fingerprint`` (opaque, the request's) is kept with the key: a later use of
+        the key with another non-empty fingerprint raises :class:`IdempotencyMismatch`
+        (a key recorded without one matches any request)."""
         ...
 
     async def get_referral(self, referral_id: str) -> Referral | None: ...
@@ -154,7 +169,9 @@ class Store(Protocol):
         ...
 
     # ---- visits --------------------------------------------------------------
-    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+    async def add_visit(
+        self, visit: Visit, idempotency_key: str | None, fingerprint: str = ""
+    ) -> tuple[Visit, bool]:
         """Store a walk-in visit; idempotent by key like :meth:`create_referral`."""
         ...
 
@@ -163,4 +180,4 @@ class Store(Protocol):
         ...
 
 
-__all__ = ["Clock", "FixedClock", "Store", "StoreError", "SystemClock"]
+__all__ = ["Clock", "FixedClock", "IdempotencyMismatch", "Store", "StoreError", "SystemClock"]

@@ -44,7 +44,7 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import Clock, StoreError, SystemClock
+from regulator.ports import Clock, IdempotencyMismatch, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.spool import make_private, open_private
 
@@ -52,7 +52,7 @@ T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
 
 _SCHEMA = """
@@ -120,9 +120,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key        TEXT NOT NULL,
     id         TEXT NOT NULL,
     created_us INTEGER NOT NULL,
+    request    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 """
+
+#: Columns added after version 1, created on open in files made before them.
+_MIGRATIONS = (("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),)
 
 _CALL_COLUMNS = (
     "call_id, mmg, month, platform, caller, at_us, day_type, hour, route, ground, rule,"
@@ -133,6 +137,9 @@ _INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.joi
 _ADD_COUNTER = (
     "INSERT INTO counters (mmg, month, key, value) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (mmg, month, key) DO UPDATE SET value = value + excluded.value"
+)
+_INSERT_IDEMPOTENCY = (
+    "INSERT INTO idempotency (scope, key, id, created_us, request) VALUES (?, ?, ?, ?, ?)"
 )
 _UPSERT_VISIT = (
     "INSERT INTO visits (id, mmg, month, at_us, referral_id, data) VALUES (?, ?, ?, ?, ?, ?)"
@@ -262,6 +269,7 @@ class SqliteStore:
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.executescript(_SCHEMA)
+            await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()
         except (sqlite3.Error, OSError) as exc:
@@ -272,6 +280,15 @@ class SqliteStore:
         for reader in readers:
             self._idle.put_nowait(reader)
         self._conn = conn
+
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        """Add the columns a file made by an older version lacks (idempotent)."""
+        for table, column, decl in _MIGRATIONS:
+            async with conn.execute(f"PRAGMA table_info({table})") as cur:
+                present = {row[1] for row in await cur.fetchall()}
+            if column not in present:
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     async def _open_readers(self) -> list[aiosqlite.Connection]:
         """The read connections (after the writer made the file WAL and created the schema)."""
@@ -493,20 +510,31 @@ class SqliteStore:
         return max(count, 0)
 
     # ----------------------------------------------------------------- referrals
-    async def _idempotent_id(self, conn: aiosqlite.Connection, scope: str, key: str) -> str | None:
-        sql = "SELECT id FROM idempotency WHERE scope = ? AND key = ?"
+    @staticmethod
+    async def _idempotent_id(
+        conn: aiosqlite.Connection, scope: str, key: str, fingerprint: str
+    ) -> str | None:
+        """The id recorded with ``key``; :class:`IdempotencyMismatch` if it was recorded
+        with another request."""
+        sql = "SELECT id, request FROM idempotency WHERE scope = ? AND key = ?"
         async with conn.execute(sql, (scope, key)) as cur:
             row = await cur.fetchone()
-        return str(row[0]) if row is not None else None
+        if row is None:
+            return None
+        first_id, first = str(row[0]), str(row[1])
+        if first and fingerprint and first != fingerprint:
+            raise IdempotencyMismatch(first_id, first)
+        return first_id
 
     async def create_referral(
-        self, referral: Referral, idempotency_key: str | None
+        self, referral: Referral, idempotency_key: str | None, fingerprint: str = ""
     ) -> tuple[Referral, bool]:
         async with self._tx() as conn:
             existing_id = referral.id
             if idempotency_key is not None:
                 existing_id = (
-                    await self._idempotent_id(conn, "referral", idempotency_key) or referral.id
+                    await self._idempotent_id(conn, "referral", idempotency_key, fingerprint)
+                    or referral.id
                 )
             async with conn.execute(
                 "SELECT data FROM referrals WHERE id = ?", (existing_id,)
@@ -530,8 +558,14 @@ class SqliteStore:
             )
             if idempotency_key is not None:
                 await conn.execute(
-                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
-                    ("referral", idempotency_key, referral.id, codec.to_us(referral.created_at)),
+                    _INSERT_IDEMPOTENCY,
+                    (
+                        "referral",
+                        idempotency_key,
+                        referral.id,
+                        codec.to_us(referral.created_at),
+                        fingerprint,
+                    ),
                 )
         return referral, True
 
@@ -613,11 +647,16 @@ class SqliteStore:
         return row is not None
 
     # -------------------------------------------------------------------- visits
-    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+    async def add_visit(
+        self, visit: Visit, idempotency_key: str | None, fingerprint: str = ""
+    ) -> tuple[Visit, bool]:
         async with self._tx() as conn:
             existing_id = visit.id
             if idempotency_key is not None:
-                existing_id = await self._idempotent_id(conn, "visit", idempotency_key) or visit.id
+                existing_id = (
+                    await self._idempotent_id(conn, "visit", idempotency_key, fingerprint)
+                    or visit.id
+                )
             async with conn.execute("SELECT data FROM visits WHERE id = ?", (existing_id,)) as cur:
                 row = await cur.fetchone()
             if row is not None:
@@ -625,8 +664,8 @@ class SqliteStore:
             await conn.execute(_UPSERT_VISIT, _visit_row(visit))
             if idempotency_key is not None:
                 await conn.execute(
-                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
-                    ("visit", idempotency_key, visit.id, codec.to_us(visit.at)),
+                    _INSERT_IDEMPOTENCY,
+                    ("visit", idempotency_key, visit.id, codec.to_us(visit.at), fingerprint),
                 )
         return visit, True
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from regulator.auth import Principal
 from regulator.core.indicators import local_facts, valid_month
@@ -25,6 +28,7 @@ from regulator.core.referrals import (
 )
 from regulator.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from regulator.logs import get_logger
+from regulator.ports import IdempotencyMismatch
 from regulator.web import keys
 from regulator.web.api import principal
 from regulator.web.middlewares import json_response
@@ -67,6 +71,52 @@ def _idempotency_key(request: web.Request) -> str | None:
             field="Idempotency-Key",
         )
     return key
+
+
+def _flatten(value: object, path: str, out: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(value, datetime):
+        out[path] = value.astimezone(UTC).isoformat()  # one instant, whatever the offset
+    else:
+        out[path] = value
+
+
+def request_fingerprint(body: BaseModel) -> str:
+    """What an Idempotency-Key remembers of the request it was first sent with: one
+    short hash per field of the validated body (so a reuse can say which fields
+    differ, as Stripe does, without keeping a second copy of the personal data)."""
+    fields: dict[str, object] = {}
+    _flatten(body.model_dump(), "", fields)
+    digests = {
+        name: hashlib.sha256(orjson.dumps(value, default=str)).hexdigest()[:16]
+        for name, value in fields.items()
+    }
+    return orjson.dumps(digests, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def differing_fields(first: str, again: str) -> list[str]:
+    """The fields whose values differ between two :func:`request_fingerprint`."""
+    try:
+        a, b = orjson.loads(first), orjson.loads(again)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return []
+    return sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+
+
+def _reused_key(exc: IdempotencyMismatch, fingerprint: str, what: str) -> Conflict:
+    fields = differing_fields(exc.fingerprint, fingerprint)
+    listed = ", ".join(fields) if fields else "corps de la requête"
+    return Conflict(
+        f"Cette clé Idempotency-Key a déjà servi pour {what} avec d'autres valeurs "
+        f"(champs différents : {listed}) ; rien n'a été modifié. Pour corriger, "
+        "utilisez une nouvelle clé.",
+        id=exc.existing_id,
+        fields=fields,
+    )
 
 
 def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
@@ -115,7 +165,11 @@ async def create_referral(request: web.Request) -> web.Response:
         now=now,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].create_referral(ref, scoped)
+    fingerprint = request_fingerprint(body)
+    try:
+        stored, created = await request.app[keys.STORE].create_referral(ref, scoped, fingerprint)
+    except IdempotencyMismatch as exc:
+        raise _reused_key(exc, fingerprint, "une orientation") from None
     if created:
         _notify(request.app, stored)
     elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
@@ -269,7 +323,11 @@ async def create_visit(request: web.Request) -> web.Response:
         reason=body.reason,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].add_visit(visit, scoped)
+    fingerprint = request_fingerprint(body)
+    try:
+        stored, created = await request.app[keys.STORE].add_visit(visit, scoped, fingerprint)
+    except IdempotencyMismatch as exc:
+        raise _reused_key(exc, fingerprint, "un passage") from None
     if created:
         request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
     return json_response(visit_json(stored), status=201 if created else 200)

@@ -376,3 +376,37 @@ async def test_last_event_id_in_the_header_is_checked_too(client: AppClient) -> 
     resp = await client.get("/api/v1/events", headers=bearer("admin") | {"Last-Event-ID": "٣"})
     assert resp.status == 400
     assert (await resp.json())["field"] == "Last-Event-ID"
+
+
+async def test_a_retry_with_a_corrected_callback_number_or_urgency_is_409_naming_them(
+    client: AppClient,
+) -> None:
+    headers = bearer("regulator") | {"Idempotency-Key": "k-corrected"}
+    first = await client.post("/api/v1/referrals", json=REFERRAL, headers=headers)
+    assert first.status == 201
+    corrected = REFERRAL | {"callback_number": "06 99 88 77 66", "urgency": "P1"}
+    again = await client.post("/api/v1/referrals", json=corrected, headers=headers)
+    body = await again.json()
+    print(
+        "same Idempotency-Key, corrected callback number and urgency: "
+        f"{again.status} {body.get('message', '')} fields={body.get('fields')} "
+        f"urgency={body.get('urgency')}"
+    )
+    assert again.status == 409
+    assert body["fields"] == ["callback_number", "urgency"]
+    assert "callback_number, urgency" in body["message"]
+    assert body["id"] == (await first.json())["id"]
+    # The same request again (another notation of the same number) is still a retry.
+    same = REFERRAL | {"callback_number": "+33611223344"}
+    retry = await client.post("/api/v1/referrals", json=same, headers=headers)
+    assert retry.status == 200
+
+
+async def test_a_visit_retry_with_other_values_is_409_naming_them(client: AppClient) -> None:
+    headers = bearer("desk") | {"Idempotency-Key": "v-1"}
+    body = {"mmg": "nimes", "channel": "direct", "outcome": "home", "acts": 1}
+    assert (await client.post("/api/v1/visits", json=body, headers=headers)).status == 201
+    again = await client.post("/api/v1/visits", json=body | {"acts": 2}, headers=headers)
+    assert again.status == 409
+    assert (await again.json())["fields"] == ["acts"]
+    assert (await client.post("/api/v1/visits", json=body, headers=headers)).status == 200
