@@ -118,6 +118,10 @@ class Principal:
         """Read the monthly indicators of ``mmg`` (``mmgs`` narrows a coordinator too)."""
         return ("coordinator" in self.roles and self._in_centre(mmg)) or self.can_see(mmg)
 
+    def can_amend_closed_month(self, mmg: str) -> bool:
+        """Record visits into a month already exported (see ``core.referrals.month_closed``)."""
+        return self.is_admin or ("coordinator" in self.roles and self._in_centre(mmg))
+
     def visible_mmgs(self) -> frozenset[str] | None:
         """The MMGs whose referrals :meth:`can_see` allows; None = every MMG.
 

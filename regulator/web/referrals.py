@@ -23,6 +23,7 @@ from regulator.core.referrals import (
     TransitionError,
     apply,
     make_visit,
+    month_closed,
     new_referral,
     overdue,
 )
@@ -304,8 +305,6 @@ async def create_visit(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = parse_body(VisitIn, await request.read())
     proto = _protocol(request, body.mmg, in_body=True)
-    if not who.can_desk(proto.id):
-        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
     now = request.app[keys.CLOCK].now()
     at = body.at or now
     if at > now + timedelta(minutes=5):
@@ -313,6 +312,16 @@ async def create_visit(request: web.Request) -> web.Response:
             "La date de passage est dans le futur.",
             errors=[{"field": "at", "value": at.isoformat(), "message": "date future"}],
         )
+    month = local_facts(at, proto.tz)[0]
+    closed = month_closed(month, now, proto.tz)
+    if closed and not who.can_amend_closed_month(proto.id):
+        raise Forbidden(
+            f"Le mois {month} de {proto.id} est clos (indicateurs déjà transmis) : "
+            "seul un jeton coordinateur peut y enregistrer un passage.",
+            field="at",
+        )
+    if not closed and not who.can_desk(proto.id):
+        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
     visit = make_visit(
         proto,
         channel=VisitChannel(body.channel),
@@ -328,6 +337,15 @@ async def create_visit(request: web.Request) -> web.Response:
         stored, created = await request.app[keys.STORE].add_visit(visit, scoped, fingerprint)
     except IdempotencyMismatch as exc:
         raise _reused_key(exc, fingerprint, "un passage") from None
+    if created and closed:
+        log.warning(
+            "audit_visit_in_closed_month",
+            by=who.name,
+            mmg=stored.mmg,
+            month=stored.month,
+            visit_id=stored.id,
+            channel=stored.channel.value,
+        )
     if created:
         request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
     return json_response(visit_json(stored), status=201 if created else 200)
@@ -336,10 +354,11 @@ async def create_visit(request: web.Request) -> web.Response:
 async def list_visits(request: web.Request) -> web.Response:
     who = principal(request)
     mmg = request.query.get("mmg", "")
-    month = request.query.get("month") or request.app[keys.CLOCK].now().strftime("%Y-%m")
     proto = _protocol(request, mmg, in_body=False) if mmg else None
     if proto is None:
         raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
+    # Default: the MMG's current month, in its own time zone (not UTC's).
+    month = request.query.get("month") or local_facts(request.app[keys.CLOCK].now(), proto.tz)[0]
     if not valid_month(month):
         raise BadRequest(
             f"Paramètre month invalide {month!r} : format AAAA-MM.", field="month", value=month

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -410,3 +410,47 @@ async def test_a_visit_retry_with_other_values_is_409_naming_them(client: AppCli
     assert again.status == 409
     assert (await again.json())["fields"] == ["acts"]
     assert (await client.post("/api/v1/visits", json=body, headers=headers)).status == 200
+
+
+async def test_visits_default_to_the_mmg_local_month_not_the_utc_one(
+    client: AppClient, clock: FixedClock
+) -> None:
+    # Still 30 November in UTC, and the clock says so (like the system clock).
+    clock.set(paris("2026-12-01T00:30").astimezone(UTC))
+    body = {"mmg": "nimes", "channel": "direct", "outcome": "home", "acts": 1}
+    assert (await client.post("/api/v1/visits", json=body, headers=bearer("desk"))).status == 201
+    listing = await (await client.get("/api/v1/visits?mmg=nimes", headers=bearer("desk"))).json()
+    months = {v["month"] for v in listing["visits"]}
+    print(f"visit at 00:30 on 1 December in Nîmes, listing without month: count={listing['count']}")
+    assert listing["count"] == 1
+    assert months == {"2026-12"}
+
+
+@pytest.mark.parametrize(
+    ("at", "role", "expected"),
+    [
+        ("2026-11-02T10:00:00+01:00", "desk", 201),  # this month
+        ("2026-10-15T10:00:00+02:00", "desk", 201),  # the previous month: still open
+        ("2026-09-30T10:00:00+02:00", "desk", 403),  # exported: closed to the desk
+        ("2026-09-30T10:00:00+02:00", "coordinator", 201),  # the coordinator amends it
+        ("2025-01-10T10:00:00+01:00", "admin", 201),
+    ],
+)
+async def test_a_visit_dated_into_an_exported_month_needs_the_coordinator_and_is_audited(
+    client: AppClient, at: str, role: str, expected: int
+) -> None:
+    from structlog.testing import capture_logs
+
+    body = {"mmg": "nimes", "channel": "direct", "outcome": "home", "acts": 1, "at": at}
+    with capture_logs() as logs:
+        resp = await client.post("/api/v1/visits", json=body, headers=bearer(role))
+    audit = [line for line in logs if line["event"] == "audit_visit_in_closed_month"]
+    print(f"visit dated {at} by {role} on 24/11/2026: {resp.status}, audit lines={len(audit)}")
+    assert resp.status == expected, await resp.text()
+    if expected == 403:
+        assert "coordinat" in (await resp.json())["message"]
+    closed = at < "2026-10"
+    assert len(audit) == (1 if closed and expected == 201 else 0)
+    if audit:
+        assert audit[0]["by"] in ("ars", "admin")
+        assert audit[0]["mmg"] == "nimes"
