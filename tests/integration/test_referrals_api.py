@@ -454,3 +454,13 @@ async def test_a_visit_dated_into_an_exported_month_needs_the_coordinator_and_is
     if audit:
         assert audit[0]["by"] in ("ars", "admin")
         assert audit[0]["mmg"] == "nimes"
+
+
+async def test_an_age_band_in_non_ascii_digits_is_refused_naming_the_field(
+    client: AppClient,
+) -> None:
+    body = {"mmg": "nimes", "channel": "direct", "outcome": "home", "age_band": "١٨-٦٤"}
+    resp = await client.post("/api/v1/visits", json=body, headers=bearer("desk"))
+    print(f"visit with age_band '١٨-٦٤': {resp.status}")
+    assert resp.status == 422
+    assert "age_band" in [e["field"] for e in (await resp.json())["errors"]]
