@@ -241,12 +241,13 @@ async def transition(request: web.Request) -> web.Response:
         if key is not None and ref.status is TRANSITIONS[action][1]:
             return json_response(referral_json(ref))  # a retried request: same answer
         existing = await _arrival_visit(request, ref, proto) if action is Action.OUTCOME else None
+        now = request.app[keys.CLOCK].now()
         try:
             updated, visit = apply(
                 ref,
                 action,
                 protocol=proto,
-                now=request.app[keys.CLOCK].now(),
+                now=now,
                 by=who.name,
                 outcome=outcome_in.outcome if outcome_in else None,
                 acts=outcome_in.acts if outcome_in else None,
@@ -255,7 +256,23 @@ async def transition(request: web.Request) -> web.Response:
             )
         except TransitionError as exc:
             raise Conflict(exc.message, status=ref.status.value) from None
+        # An outcome for a patient who arrived in an exported month changes that month.
+        closed = visit is not None and month_closed(visit.month, now, proto.tz)
+        if closed and visit is not None and not who.can_amend_closed_month(ref.mmg):
+            raise Forbidden(
+                f"Le mois {visit.month} de {ref.mmg} est clos (indicateurs déjà transmis) : "
+                "seul un jeton coordinateur peut y modifier un passage."
+            )
         if await store.save_referral(updated, ref.version, visit):
+            if closed and visit is not None:
+                log.warning(
+                    "audit_visit_in_closed_month",
+                    by=who.name,
+                    mmg=ref.mmg,
+                    month=visit.month,
+                    visit_id=visit.id,
+                    referral_id=ref.id,
+                )
             _notify(request.app, updated)
             return json_response(referral_json(updated))
     raise Conflict("L'orientation a été modifiée entre-temps ; rechargez-la et réessayez.")

@@ -464,3 +464,24 @@ async def test_an_age_band_in_non_ascii_digits_is_refused_naming_the_field(
     print(f"visit with age_band '١٨-٦٤': {resp.status}")
     assert resp.status == 422
     assert "age_band" in [e["field"] for e in (await resp.json())["errors"]]
+
+
+async def test_an_outcome_for_an_arrival_in_an_exported_month_needs_the_coordinator(
+    client: AppClient, clock: FixedClock
+) -> None:
+    from structlog.testing import capture_logs
+
+    clock.set(paris("2026-09-10T21:00"))
+    ref = await create(client, REFERRAL | {"expected_at": "2026-09-10T21:30:00+02:00"})
+    assert (await act(client, ref["id"], "arrived"))[0] == 200
+    clock.set(paris("2026-11-24T21:00"))
+    outcome = {"outcome": "home", "acts": 1}
+    desk_status, _ = await act(client, ref["id"], "outcome", body=outcome)
+    with capture_logs() as logs:
+        admin_status, _ = await act(client, ref["id"], "outcome", role="admin", body=outcome)
+    audit = [line for line in logs if line["event"] == "audit_visit_in_closed_month"]
+    print(
+        f"outcome on 24/11 for an arrival on 10/09: desk {desk_status}, admin {admin_status}, "
+        f"audit lines={len(audit)}"
+    )
+    assert (desk_status, admin_status, len(audit)) == (403, 200, 1)
