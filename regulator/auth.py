@@ -6,16 +6,25 @@ Tokens are stored hashed (SHA-256) in ``REGULATOR_TOKENS_FILE``::
     - {name: accueil-nimes, sha256: "<hex>", roles: ["desk:nimes"]}
     - {name: ars-occitanie, sha256: "<hex>", roles: [coordinator]}
 
-Roles: ``regulator`` (referrals of every MMG of its centre — ``mmgs`` narrows
-the centre, absent means all), ``desk:<mmg>`` (one MMG's front desk),
-``coordinator`` (reports), ``admin`` (everything). A request carries the token
-as ``Authorization: Bearer <token>`` or in the ``regulator_token`` cookie.
-Tokens are never logged.
+Roles: ``regulator`` (referrals of every MMG of its centre), ``desk:<mmg>`` (one
+MMG's front desk), ``coordinator`` (reports), ``admin`` (everything). ``mmgs``
+narrows a token to some MMGs, for every role it carries: the regulator's centre,
+the coordinator's reports; a ``desk:<mmg>`` role outside ``mmgs`` and ``mmgs`` on an
+admin token are refused at load, as are two tokens with one name (the name scopes
+idempotency keys and rate limits) or one hash. A request carries the token as
+``Authorization: Bearer <token>`` or in the ``regulator_token`` cookie. Tokens are
+never logged.
+
+The file is reloaded on SIGHUP and when it changes (:class:`TokenBook` ``watch``):
+a removed token stops working within a second; a broken file is refused, logged,
+and the tokens in force stay.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import hashlib
 import re
 import secrets
@@ -25,6 +34,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from regulator.logs import get_logger
+
+log = get_logger("regulator.auth")
 _ROLE = re.compile(r"^(regulator|coordinator|admin|desk:[a-z0-9][a-z0-9-]{0,62})$")
 COOKIE = "regulator_token"
 
@@ -46,6 +58,26 @@ class TokenEntry(BaseModel):
                     f"unknown role {role!r} (regulator, coordinator, admin or desk:<mmg>)"
                 )
         return value
+
+    def scope_problem(self) -> str | None:
+        """Why ``mmgs`` cannot be honoured for this token's roles (French), or None."""
+        if self.mmgs is None:
+            return None
+        if not self.mmgs:
+            return "« mmgs » est vide : ce jeton ne donnerait accès à rien (retirez-le)"
+        if "admin" in self.roles:
+            return (
+                "« mmgs » ne peut pas restreindre le rôle admin (qui donne tout) : "
+                "retirez « mmgs » ou remplacez admin par regulator/coordinator"
+            )
+        outside = sorted(
+            r
+            for r in self.roles
+            if r.startswith("desk:") and r.removeprefix("desk:") not in self.mmgs
+        )
+        if outside:
+            return f"rôle(s) {', '.join(outside)} hors de « mmgs » {sorted(self.mmgs)}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +115,21 @@ class Principal:
         return self.can_regulate(mmg) or self.can_desk(mmg)
 
     def can_report(self, mmg: str) -> bool:
-        """Read the monthly indicators of ``mmg``."""
-        return "coordinator" in self.roles or self.can_see(mmg)
+        """Read the monthly indicators of ``mmg`` (``mmgs`` narrows a coordinator too)."""
+        return ("coordinator" in self.roles and self._in_centre(mmg)) or self.can_see(mmg)
+
+    def can_amend_closed_month(self, mmg: str) -> bool:
+        """Record visits into a month already exported (see ``core.referrals.month_closed``)."""
+        return self.is_admin or ("coordinator" in self.roles and self._in_centre(mmg))
+
+    def visible_mmgs(self) -> frozenset[str] | None:
+        """The MMGs whose referrals :meth:`can_see` allows; None = every MMG.
+
+        Handed to the store so a listing is filtered before its limit applies."""
+        if self.is_admin or ("regulator" in self.roles and self.mmgs is None):
+            return None
+        regulated = self.mmgs if "regulator" in self.roles and self.mmgs else frozenset()
+        return regulated | self.desk_mmgs()
 
 
 #: Everything allowed: used only with REGULATOR_INSECURE_DEV=1 and no tokens file.
@@ -99,34 +144,78 @@ class TokenError(ValueError):
     """The tokens file is unreadable or invalid."""
 
 
-class TokenBook:
-    """Hashed tokens loaded from the tokens file."""
+def _principal(entry: TokenEntry) -> Principal:
+    mmgs = frozenset(entry.mmgs) if entry.mmgs is not None else None
+    return Principal(entry.name, frozenset(entry.roles), mmgs)
 
-    def __init__(self, entries: list[TokenEntry]) -> None:
-        self._by_hash = {
-            e.sha256: Principal(
-                e.name, frozenset(e.roles), frozenset(e.mmgs) if e.mmgs is not None else None
+
+def _fingerprint(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
+def load_entries(path: Path) -> list[TokenEntry]:
+    """Read and check the whole tokens file; :class:`TokenError` on the first problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise TokenError(f"{path}: {exc}") from None
+    if not isinstance(data, list):
+        raise TokenError(f"{path}: expected a YAML list of tokens")
+    entries: list[TokenEntry] = []
+    names: dict[str, int] = {}
+    hashes: dict[str, int] = {}
+    for i, item in enumerate(data):
+        try:
+            entry = TokenEntry.model_validate(item)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise TokenError(f"{path}: [{i}].{field}: {first['msg']}") from None
+        problem = entry.scope_problem()
+        if problem is not None:
+            raise TokenError(f"{path}: [{i}] jeton « {entry.name} » : {problem}")
+        if entry.name in names:
+            raise TokenError(
+                f"{path}: [{i}] nom « {entry.name} » déjà pris par le jeton [{names[entry.name]}] "
+                "(le nom sépare les clés Idempotency-Key et les limites de débit : "
+                "un nom par jeton)"
             )
-            for e in entries
-        }
+        # Load time, the operator's own file: no timing to protect (dict look-up).
+        same = hashes.setdefault(entry.sha256, i)
+        if same != i:
+            raise TokenError(
+                f"{path}: [{i}] jeton « {entry.name} » : même empreinte sha256 que le jeton "
+                f"[{same}] (générez un jeton par usage : regulator token new)"
+            )
+        names[entry.name] = i
+        entries.append(entry)
+    return entries
+
+
+class TokenBook:
+    """Hashed tokens loaded from the tokens file; the one object the app holds.
+
+    :meth:`reload` swaps the whole table in one attribute assignment, so every
+    holder sees the new tokens at once and a request sees either the old table or
+    the new one, never a mix.
+    """
+
+    def __init__(self, entries: list[TokenEntry], path: Path | None = None) -> None:
+        self.path = path
+        self.last_error: str | None = None
+        self._by_hash = {e.sha256: _principal(e) for e in entries}
+        self._fingerprint = _fingerprint(path) if path is not None else None
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        except (OSError, yaml.YAMLError) as exc:
-            raise TokenError(f"{path}: {exc}") from None
-        if not isinstance(data, list):
-            raise TokenError(f"{path}: expected a YAML list of tokens")
-        entries = []
-        for i, item in enumerate(data):
-            try:
-                entries.append(TokenEntry.model_validate(item))
-            except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                field = ".".join(str(p) for p in first["loc"])
-                raise TokenError(f"{path}: [{i}].{field}: {first['msg']}") from None
-        return cls(entries)
+        fingerprint = _fingerprint(path)
+        book = cls(load_entries(path), path)
+        book._fingerprint = fingerprint
+        return book
 
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:
@@ -135,6 +224,47 @@ class TokenBook:
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self._by_hash.values())
+
+    def reload(self) -> bool:
+        """Re-read the file; on success swap it in, else log and keep the tokens in force."""
+        if self.path is None:
+            return False
+        fingerprint = _fingerprint(self.path)
+        try:
+            entries = load_entries(self.path)
+        except TokenError as exc:
+            self._fingerprint = fingerprint
+            self.last_error = str(exc)
+            log.error("tokens_reload_failed", error=str(exc), kept=len(self._by_hash))
+            return False
+        before = self.names()
+        self._fingerprint = fingerprint
+        self._by_hash = {e.sha256: _principal(e) for e in entries}
+        self.last_error = None
+        after = self.names()
+        log.info(
+            "tokens_loaded",
+            tokens=len(self._by_hash),
+            added=sorted(after - before),
+            removed=sorted(before - after),
+        )
+        return True
+
+    def changed(self) -> bool:
+        return self.path is not None and _fingerprint(self.path) != self._fingerprint
+
+    async def watch(self, interval_s: float = 0.5) -> None:
+        """Poll the file (one ``stat``) and reload when it changes (runs until cancelled).
+
+        Half a second: a revoked token stops working within a second of the edit."""
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(Exception):  # never let the watcher die
+                if self.changed():
+                    self.reload()
 
 
 def run_token_new(args: argparse.Namespace) -> int:

@@ -3,7 +3,11 @@
 Request-scoped fields (request_id, call_id, mmg…) travel in context variables
 and are merged into every line; one canonical line is written per webhook.
 Phone numbers are masked before logging (:func:`regulator.core.phone.mask`);
-a last-resort processor masks any E.164-looking value left in a line.
+a last-resort scrubber masks any phone number left in a line, in every notation
+people and platforms use (``+33611223344``, ``0611223344``, ``33611223344``,
+``06 11 22 33 44``, ``06.11.22.33.44``, ``+33 6 11 22 33 44``, ``+262…``), and runs
+after tracebacks are formatted, so an exception message carrying a number is
+masked too; the standard library's log lines (aiohttp's own) go through it as well.
 """
 
 from __future__ import annotations
@@ -19,32 +23,74 @@ import structlog
 
 from regulator.core.phone import mask
 
-_E164 = re.compile(r"\+\d{8,15}")
+# A phone number in any notation, not inside a word, a decimal or a longer number.
+# Timestamps, durations, call ids and UUIDs do not match: digits next to letters or
+# dots, groups of 4 (years) and runs longer than a number are left alone.
+_PHONE = re.compile(
+    r"""
+    (?<![\w.+-])
+    (?:
+        (?P<intl>(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\d){6,13})
+      | (?P<bare>(?:33|262|269|508|590|594|596|681|687|689)[1-9]\d{8})
+      | (?P<national>0[1-9](?:[ .-]?\d{2}){4})
+    )
+    (?![\w]|[.,]\d)
+    """,
+    re.VERBOSE,
+)
+_SEPARATORS = re.compile(r"[ .()-]")
 _SECRET_KEYS = frozenset({"token", "authorization", "secret", "password", "cookie"})
 
 
 def _mask_match(match: re.Match[str]) -> str:
-    return mask(match.group(0))
+    digits = _SEPARATORS.sub("", match.group(0))
+    if match.group("intl"):
+        digits = digits.replace("+", "")
+        digits = "+" + (digits[2:] if digits.startswith("00") else digits)
+        # "+33 (0)6…": the trunk zero is not part of the international number.
+        if "(0)" in match.group(0):
+            digits = digits.replace("+330", "+33", 1)
+    elif match.group("bare"):
+        digits = "+" + digits
+    return mask(digits)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every phone number masked."""
+    return _PHONE.sub(_mask_match, text)
 
 
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str) and "+" in value:
-        return _E164.sub(_mask_match, value)
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
     return value
 
 
 def scrub_numbers(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Mask phone numbers and drop secrets anywhere in a log line (defence in depth)."""
+    """Mask phone numbers and drop secrets anywhere in a log line (defence in depth).
+
+    Runs after ``format_exc_info``: the formatted traceback is a value like any other."""
     # Runs on every line (one per webhook): values are replaced in place — no new
-    # keys, so iterating while assigning is safe — and only where something changes.
+    # keys, so iterating while assigning is safe.
     for key, value in event_dict.items():
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "•••"
-        elif isinstance(value, str) and "+" in value:
-            event_dict[key] = _E164.sub(_mask_match, value)
+        elif isinstance(value, str | list | tuple | dict):
+            event_dict[key] = _scrub(value)
     return event_dict
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Standard-library log lines, traceback included, with phone numbers masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_text(super().format(record))
 
 
 def _dumps(obj: Any, default: Any = None) -> str:
@@ -62,7 +108,6 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        scrub_numbers,
     ]
     renderer: Any
     factory: Any
@@ -79,15 +124,16 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        # The scrubber after the traceback is formatted: it must see its text.
+        processors=[*shared, structlog.processors.format_exc_info, scrub_numbers, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(log_level),
         logger_factory=factory,
         # Module-level loggers bind their processors once instead of on every call.
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=log_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=log_level, handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

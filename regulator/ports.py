@@ -74,6 +74,17 @@ class RouteHistory:
         return self.routes[-1] if self.routes else None
 
 
+class IdempotencyMismatch(Exception):
+    """An Idempotency-Key reused with another request than the one it was first sent
+    with: ``fingerprint`` is the first request's (the caller tells which fields
+    differ); ``existing_id`` what it created. Nothing is written."""
+
+    def __init__(self, existing_id: str, fingerprint: str) -> None:
+        super().__init__(f"idempotency key reused with another request (first: {existing_id})")
+        self.existing_id = existing_id
+        self.fingerprint = fingerprint
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence of calls, referrals and visits."""
@@ -142,10 +153,14 @@ class Store(Protocol):
 
     # ---- referrals --------------------------------------------------------
     async def create_referral(
-        self, referral: Referral, idempotency_key: str | None
+        self, referral: Referral, idempotency_key: str | None, fingerprint: str = ""
     ) -> tuple[Referral, bool]:
         """Store a new referral. With an idempotency key already used, return the
-        referral created then and False; likewise if ``referral.id`` already exists."""
+        referral created then and False; likewise if ``referral.id`` already exists.
+
+        ``fingerprint`` (opaque, the request's) is kept with the key: a later use of
+        the key with another non-empty fingerprint raises :class:`IdempotencyMismatch`
+        (a key recorded without one matches any request)."""
         ...
 
     async def get_referral(self, referral_id: str) -> Referral | None: ...
@@ -154,10 +169,19 @@ class Store(Protocol):
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        """Newest first (``created_at``, then id, descending)."""
+        """Newest first (``created_at``, then id, descending), at most ``limit``.
+
+        ``mmg``, ``mmgs`` (the caller's scope; None = every MMG, empty = none) and
+        ``statuses`` all filter *before* ``limit`` applies: a caller scoped to one MMG
+        gets that MMG's newest, however many newer referrals other MMGs have.
+        ``before`` = (``created_at``, ``id``) of the last referral of the previous page
+        continues the listing (keyset paging: nothing skipped while statuses change).
+        """
         ...
 
     async def save_referral(
@@ -173,7 +197,9 @@ class Store(Protocol):
         ...
 
     # ---- visits --------------------------------------------------------------
-    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+    async def add_visit(
+        self, visit: Visit, idempotency_key: str | None, fingerprint: str = ""
+    ) -> tuple[Visit, bool]:
         """Store a walk-in visit; idempotent by key like :meth:`create_referral`."""
         ...
 
@@ -182,4 +208,12 @@ class Store(Protocol):
         ...
 
 
-__all__ = ["Clock", "FixedClock", "RouteHistory", "Store", "StoreError", "SystemClock"]
+__all__ = [
+    "Clock",
+    "FixedClock",
+    "IdempotencyMismatch",
+    "RouteHistory",
+    "Store",
+    "StoreError",
+    "SystemClock",
+]

@@ -90,7 +90,10 @@ def valid_month(month: str) -> bool:
     if len(month) != 7 or month[4] != "-":
         return False
     year, mon = month[:4], month[5:]
-    return year.isdigit() and mon.isdigit() and 1 <= int(mon) <= 12 and int(year) >= 2000
+    # ASCII digits only: str.isdigit() also accepts "²" (int() then fails) and "٢".
+    if not (year.isascii() and mon.isascii() and year.isdigit() and mon.isdigit()):
+        return False
+    return 1 <= int(mon) <= 12 and int(year) >= 2000
 
 
 # ------------------------------------------------------------------ definitions

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from regulator.core.indicators import local_facts
 from regulator.core.labels import STATUS_LABELS
@@ -275,6 +276,21 @@ def apply(
         **changes,  # type: ignore[arg-type]
     )
     return updated, visit
+
+
+def month_closed(month: str, now: datetime, tz: ZoneInfo) -> bool:
+    """True if ``month`` (YYYY-MM) counts as exported: before the previous month in the
+    MMG's time zone.
+
+    The monthly indicators are exported in the first days of the next month, so the
+    current and the previous month stay open to the front desk (a visit recorded late
+    on the 31st, a correction on the 2nd); anything older has been sent to the ARS and
+    changing it needs the coordinator (who re-exports), with an audit line.
+    """
+    local = now.astimezone(tz)
+    index = local.year * 12 + local.month - 1
+    year, mon = divmod(index - 1, 12)
+    return month < f"{year:04d}-{mon + 1:02d}"
 
 
 def overdue(referral: Referral, now: datetime, no_show_after: timedelta) -> bool:

@@ -49,7 +49,7 @@ import structlog
 
 from regulator.core.models import CallRecord, CallUpdate
 from regulator.ports import Store, StoreError
-from regulator.storage.spool import Item, Spool, decode, encode
+from regulator.storage.spool import Item, Spool, decode, encode, open_private
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,8 @@ class Journal:
             if self._fd is None:
                 self._number += 1
                 name = self.path.with_name(f"{self.path.name}.{self._number:06d}")
-                self._fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+                self._fd = open_private(name, flags)
                 self._size = 0
             view = memoryview(data)
             while view:

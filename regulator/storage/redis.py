@@ -81,7 +81,7 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
+from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.keys import Keys
 
@@ -178,8 +178,9 @@ return {1, dropped}
 # KEYS: 1 referral, 2 idempotency key (or KEYS[1]), 3 index all, 4 index all+status,
 #       5 index mmg, 6 index mmg+status, 7 pending set (or KEYS[1])
 # ARGV: 1 has idem, 2 id, 3 json, 4 version, 5 status, 6 mmg, 7 created µs,
-#       8 pending key name or '', 9 idem ttl
-# Returns {1, id} if created, {0, existing id} otherwise.
+#       8 pending key name or '', 9 idem ttl, 10 request fingerprint
+# Returns {1, id} if created, {0, existing id} otherwise; the idempotency key's value
+# is "<id>\n<fingerprint>" (just "<id>" when written by an older version).
 _CREATE_REFERRAL_LUA = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[2])
@@ -190,7 +191,7 @@ if ARGV[8] ~= '' then redis.call('SADD', KEYS[7], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', ARGV[5], 'm', ARGV[6], 'c', ARGV[7],
            'p', ARGV[8], 'd', ARGV[3])
 for k = 3, 6 do redis.call('ZADD', KEYS[k], ARGV[7], ARGV[2]) end
-if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[9]) end
+if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[10], 'EX', ARGV[9]) end
 return {1, ARGV[2]}
 """
 
@@ -234,7 +235,7 @@ return out
 """
 
 # KEYS: 1 visit location, 2 idempotency key (or KEYS[1]), 3 visits hash
-# ARGV: 1 has idem, 2 id, 3 json, 4 idem ttl
+# ARGV: 1 has idem, 2 id, 3 json, 4 idem ttl, 5 request fingerprint
 _ADD_VISIT_LUA = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[2])
@@ -243,7 +244,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[2]} end
 redis.call('SET', KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4]) end
+if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[5], 'EX', ARGV[4]) end
 return {1, ARGV[2]}
 """
 
@@ -277,6 +278,15 @@ def _s(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
+
+
+def _first_id(raw: Any, fingerprint: str) -> str:
+    """The id an idempotency key names ("<id>\\n<fingerprint>" or a bare id);
+    :class:`IdempotencyMismatch` if it was first used with another request."""
+    first_id, _, first = _s(raw).partition("\n")
+    if first and fingerprint and first != fingerprint:
+        raise IdempotencyMismatch(first_id, first)
+    return first_id
 
 
 def _call_fields(record: CallRecord) -> list[str]:
@@ -713,7 +723,7 @@ class RedisStore:
 
     # ----------------------------------------------------------------- referrals
     async def create_referral(
-        self, referral: Referral, idempotency_key: str | None
+        self, referral: Referral, idempotency_key: str | None, fingerprint: str = ""
     ) -> tuple[Referral, bool]:
         k = self.keys
         ref_key = k.referral(referral.id)
@@ -741,12 +751,13 @@ class RedisStore:
             codec.to_us(referral.created_at),
             pending,
             self._idem_ttl,
+            fingerprint,
         ]
         with self._errors("create_referral"):
             created, ref_id = await self._script("create_referral", keys, args)
             if int(created) == 1:
                 return referral, True
-            existing = await self.get_referral(_s(ref_id))
+            existing = await self.get_referral(_first_id(ref_id, fingerprint))
         if existing is None:
             raise StoreError("Redis create_referral: idempotency key names a missing referral")
         return existing, False
@@ -762,29 +773,45 @@ class RedisStore:
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if limit <= 0 or (statuses is not None and not statuses) or (mmgs is not None and not mmgs):
+            return []
+        # The indexes to merge: one per MMG in scope (or the all-MMG one) and status.
+        # Each gives at most ``limit`` candidates already inside the scope, so the
+        # merged page is the ``limit`` newest of the scope, never a filtered page.
+        scopes: list[str | None] = (
+            [mmg] if mmgs is None else list(sorted(mmgs if mmg is None else mmgs & {mmg}))
+        )
+        index_keys = [
+            self.keys.referrals(scope, status)
+            for scope in scopes
+            for status in (sorted(statuses) if statuses is not None else [None])
+        ]
+        if not index_keys:
             return []
         client = self._db()
         with self._errors("list_referrals"):
-            if statuses is None:
-                ids = [
-                    _s(i) for i in await client.zrevrange(self.keys.referrals(mmg), 0, limit - 1)
-                ]
-            else:
-                async with client.pipeline(transaction=False) as pipe:
-                    for status in sorted(statuses):
-                        pipe.zrevrange(
-                            self.keys.referrals(mmg, status), 0, limit - 1, withscores=True
+            async with client.pipeline(transaction=False) as pipe:
+                for key in index_keys:
+                    if before is None:
+                        pipe.zrevrange(key, 0, limit - 1, withscores=True)
+                    else:
+                        at_us = codec.to_us(before[0])
+                        # Same instant, smaller id (all of them: ties are rare), then older.
+                        pipe.zrangebyscore(key, at_us, at_us, withscores=True)
+                        pipe.zrevrangebyscore(
+                            key, f"({at_us}", "-inf", start=0, num=limit, withscores=True
                         )
-                    ranked = await pipe.execute()
-                merged = sorted(
-                    ((score, _s(member)) for rows in ranked for member, score in rows),
-                    reverse=True,
-                )
-                ids = [member for _, member in merged[:limit]]
+                ranked = await pipe.execute()
+            candidates = {(int(score), _s(member)) for rows in ranked for member, score in rows}
+            if before is not None:
+                cursor = (codec.to_us(before[0]), before[1])
+                candidates = {c for c in candidates if c < cursor}
+            ids = [member for _, member in sorted(candidates, reverse=True)[:limit]]
             if not ids:
                 return []
             async with client.pipeline(transaction=False) as pipe:
@@ -882,7 +909,9 @@ class RedisStore:
                 waiter.set_result(int(flag) > 0)
 
     # -------------------------------------------------------------------- visits
-    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+    async def add_visit(
+        self, visit: Visit, idempotency_key: str | None, fingerprint: str = ""
+    ) -> tuple[Visit, bool]:
         k = self.keys
         loc = k.visit(visit.id)
         keys = [
@@ -895,12 +924,13 @@ class RedisStore:
             visit.id,
             codec.visit_to_json(visit),
             self._idem_ttl,
+            fingerprint,
         ]
         with self._errors("add_visit"):
             created, visit_id = await self._script("add_visit", keys, args)
             if int(created) == 1:
                 return visit, True
-            existing = await self._get_visit(_s(visit_id))
+            existing = await self._get_visit(_first_id(visit_id, fingerprint))
         if existing is None:
             raise StoreError("Redis add_visit: idempotency key names a missing visit")
         return existing, False

@@ -26,6 +26,10 @@ Another writer may keep its own items in a spool of its own (centre 15 events:
 :mod:`regulator.interconnect.feed`): its items are :class:`Spooled` (they write their
 own line) and that spool is built with their ``decoder`` and an ``applier`` that takes
 the place of the store in :meth:`Spool.replay`.
+
+Every file here holds phone numbers: it is created 0600 whatever the umask (and a
+file an older version left wider is tightened when opened), rewrites included
+(:func:`open_private`); so are the write-ahead journal and the SQLite store.
 """
 
 from __future__ import annotations
@@ -60,6 +64,37 @@ Applier = Callable[[Sequence[Item]], Awaitable[None]]
 
 _READ_CHUNK = 1 << 16
 _NEWLINE = ord("\n")
+
+#: Files holding personal data: owner read/write only.
+PRIVATE_MODE = 0o600
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` a file that holds personal data: created 0600 (the umask can only
+    narrow that), and with any group/other bits dropped if it already existed wider (an
+    older version, a hand copy). Returns the descriptor."""
+    fd = os.open(path, flags, PRIVATE_MODE)
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode & 0o077:
+            os.fchmod(fd, mode & 0o700)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def make_private(path: Path) -> None:
+    """Drop the group/other bits of an existing file (nothing if it does not exist);
+    the owner's bits stay, so a file made read-only on purpose stays read-only."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # not ours to change: say so, never refuse to start over it
+        log.warning("private_mode_not_set", path=str(path), error=str(exc))
 
 
 def encode(item: Item) -> bytes:
@@ -116,6 +151,8 @@ class Spool:
         self._pending = 0
         self._rejected = 0
         self._torn = False  # a failed append left the file ending in half a line
+        make_private(self.path)
+        make_private(self.rejected_path)
         self._recover()
 
     # ------------------------------------------------------------------ state
@@ -147,7 +184,7 @@ class Spool:
 
     def _append_fd(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return self._fd
 
     def _reopen(self) -> None:
@@ -159,7 +196,8 @@ class Spool:
     def _reject(self, lines: Sequence[bytes], reason: str) -> None:
         self._rejected += len(lines)
         log.error("spool_rejected", path=str(self.rejected_path), lines=len(lines), reason=reason)
-        with open(self.rejected_path, "ab") as fh:
+        fd = open_private(self.rejected_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "ab") as fh:
             for line in lines:
                 fh.write(line.rstrip(b"\n") + b"\n")
             fh.flush()
@@ -214,7 +252,9 @@ class Spool:
     def _rewrite(self, head: bytes, offset: int) -> None:
         """Replace the file by ``head`` + the current file from ``offset``, atomically."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+        # The replacement gets its mode at creation, not the umask's 0644 of open().
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with open(self.path, "rb") as src, os.fdopen(fd, "wb") as dst:
             dst.write(head)
             src.seek(offset)
             while chunk := src.read(_READ_CHUNK):

@@ -22,6 +22,7 @@ keeps the number of commits per second low.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager, suppress
@@ -43,14 +44,15 @@ from regulator.core.models import (
     Route,
     Visit,
 )
-from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
+from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 2  # 2: calls.routes (route history)
+_SCHEMA_VERSION = 3  # 2: calls.routes (route history); 3: idempotency.request
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
 
 _SCHEMA = """
@@ -119,9 +121,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key        TEXT NOT NULL,
     id         TEXT NOT NULL,
     created_us INTEGER NOT NULL,
+    request    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 """
+
+#: Columns added after version 1, created on open in files made before them.
+_MIGRATIONS = (
+    ("calls", "routes", "TEXT NOT NULL DEFAULT ''"),  # 2: the route history
+    ("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),  # 3: the request's fingerprint
+)
 
 _CALL_COLUMNS = (
     "call_id, mmg, month, platform, caller, at_us, day_type, hour, route, ground, rule,"
@@ -132,6 +141,9 @@ _INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.joi
 _ADD_COUNTER = (
     "INSERT INTO counters (mmg, month, key, value) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (mmg, month, key) DO UPDATE SET value = value + excluded.value"
+)
+_INSERT_IDEMPOTENCY = (
+    "INSERT INTO idempotency (scope, key, id, created_us, request) VALUES (?, ?, ?, ?, ?)"
 )
 _UPSERT_VISIT = (
     "INSERT INTO visits (id, mmg, month, at_us, referral_id, data) VALUES (?, ?, ?, ?, ?, ?)"
@@ -247,6 +259,14 @@ class SqliteStore:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The file holds phone numbers: created 0600 before SQLite opens it, so the
+            # -wal and -shm files it creates take the same mode (SQLite copies the main
+            # file's); those an older version left wider are tightened.
+            if not self.path.exists():
+                with suppress(FileExistsError):  # another process created it meanwhile
+                    os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                make_private(self.path.with_name(self.path.name + suffix))
             conn = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
@@ -268,6 +288,15 @@ class SqliteStore:
             self._idle.put_nowait(reader)
         self._conn = conn
 
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        """Add the columns a file made by an older version lacks (idempotent)."""
+        for table, column, decl in _MIGRATIONS:
+            async with conn.execute(f"PRAGMA table_info({table})") as cur:
+                present = {row[1] for row in await cur.fetchall()}
+            if column not in present:
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
     async def _open_readers(self) -> list[aiosqlite.Connection]:
         """The read connections (after the writer made the file WAL and created the schema)."""
         readers: list[aiosqlite.Connection] = []
@@ -283,14 +312,6 @@ class SqliteStore:
                     await reader.close()
             raise
         return readers
-
-    @staticmethod
-    async def _migrate(conn: aiosqlite.Connection) -> None:
-        """Bring a file written by an older version up to this schema (additive only)."""
-        async with conn.execute("PRAGMA table_info(calls)") as cur:
-            columns = {row[1] for row in await cur.fetchall()}
-        if "routes" not in columns:  # schema 1: no route history
-            await conn.execute("ALTER TABLE calls ADD COLUMN routes TEXT NOT NULL DEFAULT ''")
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -511,20 +532,31 @@ class SqliteStore:
         return max(count, 0)
 
     # ----------------------------------------------------------------- referrals
-    async def _idempotent_id(self, conn: aiosqlite.Connection, scope: str, key: str) -> str | None:
-        sql = "SELECT id FROM idempotency WHERE scope = ? AND key = ?"
+    @staticmethod
+    async def _idempotent_id(
+        conn: aiosqlite.Connection, scope: str, key: str, fingerprint: str
+    ) -> str | None:
+        """The id recorded with ``key``; :class:`IdempotencyMismatch` if it was recorded
+        with another request."""
+        sql = "SELECT id, request FROM idempotency WHERE scope = ? AND key = ?"
         async with conn.execute(sql, (scope, key)) as cur:
             row = await cur.fetchone()
-        return str(row[0]) if row is not None else None
+        if row is None:
+            return None
+        first_id, first = str(row[0]), str(row[1])
+        if first and fingerprint and first != fingerprint:
+            raise IdempotencyMismatch(first_id, first)
+        return first_id
 
     async def create_referral(
-        self, referral: Referral, idempotency_key: str | None
+        self, referral: Referral, idempotency_key: str | None, fingerprint: str = ""
     ) -> tuple[Referral, bool]:
         async with self._tx() as conn:
             existing_id = referral.id
             if idempotency_key is not None:
                 existing_id = (
-                    await self._idempotent_id(conn, "referral", idempotency_key) or referral.id
+                    await self._idempotent_id(conn, "referral", idempotency_key, fingerprint)
+                    or referral.id
                 )
             async with conn.execute(
                 "SELECT data FROM referrals WHERE id = ?", (existing_id,)
@@ -548,8 +580,14 @@ class SqliteStore:
             )
             if idempotency_key is not None:
                 await conn.execute(
-                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
-                    ("referral", idempotency_key, referral.id, codec.to_us(referral.created_at)),
+                    _INSERT_IDEMPOTENCY,
+                    (
+                        "referral",
+                        idempotency_key,
+                        referral.id,
+                        codec.to_us(referral.created_at),
+                        fingerprint,
+                    ),
                 )
         return referral, True
 
@@ -564,19 +602,28 @@ class SqliteStore:
         self,
         *,
         mmg: str | None = None,
+        mmgs: frozenset[str] | None = None,
         statuses: frozenset[ReferralStatus] | None = None,
         limit: int = 200,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Referral]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if limit <= 0 or (statuses is not None and not statuses) or (mmgs is not None and not mmgs):
             return []
         where: list[str] = []
         params: list[Any] = []
         if mmg is not None:
             where.append("mmg = ?")
             params.append(mmg)
+        if mmgs is not None:
+            where.append(f"mmg IN ({_marks(mmgs)})")
+            params.extend(sorted(mmgs))
         if statuses is not None:
             where.append(f"status IN ({_marks(statuses)})")
             params.extend(sorted(s.value for s in statuses))
+        if before is not None:
+            where.append("(created_us < ? OR (created_us = ? AND id < ?))")
+            at_us = codec.to_us(before[0])
+            params.extend((at_us, at_us, before[1]))
         sql = "SELECT data FROM referrals"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -622,11 +669,16 @@ class SqliteStore:
         return row is not None
 
     # -------------------------------------------------------------------- visits
-    async def add_visit(self, visit: Visit, idempotency_key: str | None) -> tuple[Visit, bool]:
+    async def add_visit(
+        self, visit: Visit, idempotency_key: str | None, fingerprint: str = ""
+    ) -> tuple[Visit, bool]:
         async with self._tx() as conn:
             existing_id = visit.id
             if idempotency_key is not None:
-                existing_id = await self._idempotent_id(conn, "visit", idempotency_key) or visit.id
+                existing_id = (
+                    await self._idempotent_id(conn, "visit", idempotency_key, fingerprint)
+                    or visit.id
+                )
             async with conn.execute("SELECT data FROM visits WHERE id = ?", (existing_id,)) as cur:
                 row = await cur.fetchone()
             if row is not None:
@@ -634,8 +686,8 @@ class SqliteStore:
             await conn.execute(_UPSERT_VISIT, _visit_row(visit))
             if idempotency_key is not None:
                 await conn.execute(
-                    "INSERT INTO idempotency (scope, key, id, created_us) VALUES (?, ?, ?, ?)",
-                    ("visit", idempotency_key, visit.id, codec.to_us(visit.at)),
+                    _INSERT_IDEMPOTENCY,
+                    ("visit", idempotency_key, visit.id, codec.to_us(visit.at), fingerprint),
                 )
         return visit, True
 

@@ -113,7 +113,9 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
         raise Forbidden(f"Le jeton « {who.name} » ne donne pas accès aux indicateurs de {mmg}.")
     if not valid_month(month):
         raise BadRequest(
-            f"Mois invalide {month!r} : format attendu AAAA-MM.", field="month", value=month
+            f"Paramètre month invalide {month!r} : format attendu AAAA-MM.",
+            field="month",
+            value=month,
         )
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv", "md"):

@@ -64,17 +64,26 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Reload protocols on SIGHUP and when a file changes."""
+    """Reload protocols and the tokens file on SIGHUP and when a file changes."""
     registry = app[keys.PROTOCOLS]
     settings = app[keys.SETTINGS]
+    tokens = app[keys.TOKENS]
     loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:  # one handler per signal: it reloads both
+        registry.reload()
+        if tokens is not None:
+            tokens.reload()
+
     hup = False
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, registry.reload)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         hup = True
-    task = asyncio.create_task(registry.watch()) if settings.watch_protocols else None
+    tasks = [asyncio.create_task(registry.watch())] if settings.watch_protocols else []
+    if tokens is not None:  # always watched: revoking a token must not wait for a SIGHUP
+        tasks.append(asyncio.create_task(tokens.watch()))
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from regulator.auth import Principal
 from regulator.core.indicators import local_facts, valid_month
@@ -20,11 +23,13 @@ from regulator.core.referrals import (
     TransitionError,
     apply,
     make_visit,
+    month_closed,
     new_referral,
     overdue,
 )
 from regulator.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from regulator.logs import get_logger
+from regulator.ports import IdempotencyMismatch
 from regulator.web import keys
 from regulator.web.api import principal
 from regulator.web.middlewares import json_response
@@ -38,6 +43,9 @@ from regulator.web.schemas import (
 )
 
 log = get_logger("regulator.referrals")
+
+#: Referrals the no-show sweeper reads per store query (it reads every open one).
+_SWEEP_PAGE = 500
 
 #: Called with every referral change (outbox, …): (referral, event name).
 ReferralListener = Callable[[Referral, str], None]
@@ -64,6 +72,52 @@ def _idempotency_key(request: web.Request) -> str | None:
             field="Idempotency-Key",
         )
     return key
+
+
+def _flatten(value: object, path: str, out: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(value, datetime):
+        out[path] = value.astimezone(UTC).isoformat()  # one instant, whatever the offset
+    else:
+        out[path] = value
+
+
+def request_fingerprint(body: BaseModel) -> str:
+    """What an Idempotency-Key remembers of the request it was first sent with: one
+    short hash per field of the validated body (so a reuse can say which fields
+    differ, as Stripe does, without keeping a second copy of the personal data)."""
+    fields: dict[str, object] = {}
+    _flatten(body.model_dump(), "", fields)
+    digests = {
+        name: hashlib.sha256(orjson.dumps(value, default=str)).hexdigest()[:16]
+        for name, value in fields.items()
+    }
+    return orjson.dumps(digests, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def differing_fields(first: str, again: str) -> list[str]:
+    """The fields whose values differ between two :func:`request_fingerprint`."""
+    try:
+        a, b = orjson.loads(first), orjson.loads(again)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return []
+    return sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+
+
+def _reused_key(exc: IdempotencyMismatch, fingerprint: str, what: str) -> Conflict:
+    fields = differing_fields(exc.fingerprint, fingerprint)
+    listed = ", ".join(fields) if fields else "corps de la requête"
+    return Conflict(
+        f"Cette clé Idempotency-Key a déjà servi pour {what} avec d'autres valeurs "
+        f"(champs différents : {listed}) ; rien n'a été modifié. Pour corriger, "
+        "utilisez une nouvelle clé.",
+        id=exc.existing_id,
+        fields=fields,
+    )
 
 
 def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
@@ -112,7 +166,11 @@ async def create_referral(request: web.Request) -> web.Response:
         now=now,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].create_referral(ref, scoped)
+    fingerprint = request_fingerprint(body)
+    try:
+        stored, created = await request.app[keys.STORE].create_referral(ref, scoped, fingerprint)
+    except IdempotencyMismatch as exc:
+        raise _reused_key(exc, fingerprint, "une orientation") from None
     if created:
         _notify(request.app, stored)
     elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
@@ -183,12 +241,13 @@ async def transition(request: web.Request) -> web.Response:
         if key is not None and ref.status is TRANSITIONS[action][1]:
             return json_response(referral_json(ref))  # a retried request: same answer
         existing = await _arrival_visit(request, ref, proto) if action is Action.OUTCOME else None
+        now = request.app[keys.CLOCK].now()
         try:
             updated, visit = apply(
                 ref,
                 action,
                 protocol=proto,
-                now=request.app[keys.CLOCK].now(),
+                now=now,
                 by=who.name,
                 outcome=outcome_in.outcome if outcome_in else None,
                 acts=outcome_in.acts if outcome_in else None,
@@ -197,7 +256,23 @@ async def transition(request: web.Request) -> web.Response:
             )
         except TransitionError as exc:
             raise Conflict(exc.message, status=ref.status.value) from None
+        # An outcome for a patient who arrived in an exported month changes that month.
+        closed = visit is not None and month_closed(visit.month, now, proto.tz)
+        if closed and visit is not None and not who.can_amend_closed_month(ref.mmg):
+            raise Forbidden(
+                f"Le mois {visit.month} de {ref.mmg} est clos (indicateurs déjà transmis) : "
+                "seul un jeton coordinateur peut y modifier un passage."
+            )
         if await store.save_referral(updated, ref.version, visit):
+            if closed and visit is not None:
+                log.warning(
+                    "audit_visit_in_closed_month",
+                    by=who.name,
+                    mmg=ref.mmg,
+                    month=visit.month,
+                    visit_id=visit.id,
+                    referral_id=ref.id,
+                )
             _notify(request.app, updated)
             return json_response(referral_json(updated))
     raise Conflict("L'orientation a été modifiée entre-temps ; rechargez-la et réessayez.")
@@ -221,7 +296,8 @@ def _statuses(raw: str | None) -> frozenset[ReferralStatus] | None:
 def _limit(raw: str | None, default: int = 200) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # ASCII digits only: str.isdigit() also accepts "²" (int() then fails) and "١".
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise BadRequest("limit doit être un entier entre 1 et 1000.", field="limit", value=raw)
     return int(raw)
 
@@ -233,7 +309,10 @@ async def list_referrals(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     if mmg is not None and not who.can_see(mmg):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {mmg}.")
-    refs = await request.app[keys.STORE].list_referrals(mmg=mmg, statuses=statuses, limit=limit)
+    # The scope goes to the store: filtered before the limit, not after.
+    refs = await request.app[keys.STORE].list_referrals(
+        mmg=mmg, mmgs=who.visible_mmgs(), statuses=statuses, limit=limit
+    )
     visible = [referral_json(r) for r in refs if who.can_see(r.mmg)]
     return json_response({"referrals": visible, "count": len(visible)})
 
@@ -243,8 +322,6 @@ async def create_visit(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = parse_body(VisitIn, await request.read())
     proto = _protocol(request, body.mmg, in_body=True)
-    if not who.can_desk(proto.id):
-        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
     now = request.app[keys.CLOCK].now()
     at = body.at or now
     if at > now + timedelta(minutes=5):
@@ -252,6 +329,16 @@ async def create_visit(request: web.Request) -> web.Response:
             "La date de passage est dans le futur.",
             errors=[{"field": "at", "value": at.isoformat(), "message": "date future"}],
         )
+    month = local_facts(at, proto.tz)[0]
+    closed = month_closed(month, now, proto.tz)
+    if closed and not who.can_amend_closed_month(proto.id):
+        raise Forbidden(
+            f"Le mois {month} de {proto.id} est clos (indicateurs déjà transmis) : "
+            "seul un jeton coordinateur peut y enregistrer un passage.",
+            field="at",
+        )
+    if not closed and not who.can_desk(proto.id):
+        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
     visit = make_visit(
         proto,
         channel=VisitChannel(body.channel),
@@ -262,7 +349,20 @@ async def create_visit(request: web.Request) -> web.Response:
         reason=body.reason,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].add_visit(visit, scoped)
+    fingerprint = request_fingerprint(body)
+    try:
+        stored, created = await request.app[keys.STORE].add_visit(visit, scoped, fingerprint)
+    except IdempotencyMismatch as exc:
+        raise _reused_key(exc, fingerprint, "un passage") from None
+    if created and closed:
+        log.warning(
+            "audit_visit_in_closed_month",
+            by=who.name,
+            mmg=stored.mmg,
+            month=stored.month,
+            visit_id=stored.id,
+            channel=stored.channel.value,
+        )
     if created:
         request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
     return json_response(visit_json(stored), status=201 if created else 200)
@@ -271,12 +371,15 @@ async def create_visit(request: web.Request) -> web.Response:
 async def list_visits(request: web.Request) -> web.Response:
     who = principal(request)
     mmg = request.query.get("mmg", "")
-    month = request.query.get("month") or request.app[keys.CLOCK].now().strftime("%Y-%m")
     proto = _protocol(request, mmg, in_body=False) if mmg else None
     if proto is None:
         raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
+    # Default: the MMG's current month, in its own time zone (not UTC's).
+    month = request.query.get("month") or local_facts(request.app[keys.CLOCK].now(), proto.tz)[0]
     if not valid_month(month):
-        raise BadRequest(f"Mois invalide {month!r} : format AAAA-MM.", field="month", value=month)
+        raise BadRequest(
+            f"Paramètre month invalide {month!r} : format AAAA-MM.", field="month", value=month
+        )
     if not (who.can_desk(proto.id) or who.can_report(proto.id)):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les passages de {proto.id}.")
     visits = await request.app[keys.STORE].visits(proto.id, month)
@@ -305,20 +408,27 @@ async def sweep_no_shows(app: web.Application) -> int:
     now = app[keys.CLOCK].now()
     delay = timedelta(minutes=app[keys.SETTINGS].referral_no_show_minutes)
     closed = 0
-    for ref in await store.list_referrals(statuses=OPEN_STATUSES, limit=1000):
-        proto = app[keys.PROTOCOLS].current.get(ref.mmg)
-        if proto is None or not overdue(ref, now, delay):
-            continue
-        try:
-            updated, _ = apply(
-                ref, Action.NO_SHOW, protocol=proto, now=now, by="système", no_show_after=delay
-            )
-        except TransitionError:
-            continue
-        if await store.save_referral(updated, ref.version, None):
-            _notify(app, updated)
-            closed += 1
-    return closed
+    # Every open referral, page by page (keyset: closing one does not shift the next
+    # page): an old one left open would keep granting its callback number direct access.
+    before: tuple[datetime, str] | None = None
+    while True:
+        page = await store.list_referrals(statuses=OPEN_STATUSES, limit=_SWEEP_PAGE, before=before)
+        for ref in page:
+            proto = app[keys.PROTOCOLS].current.get(ref.mmg)
+            if proto is None or not overdue(ref, now, delay):
+                continue
+            try:
+                updated, _ = apply(
+                    ref, Action.NO_SHOW, protocol=proto, now=now, by="système", no_show_after=delay
+                )
+            except TransitionError:
+                continue
+            if await store.save_referral(updated, ref.version, None):
+                _notify(app, updated)
+                closed += 1
+        if len(page) < _SWEEP_PAGE:
+            return closed
+        before = (page[-1].created_at, page[-1].id)
 
 
 def setup_referrals(app: web.Application) -> None:

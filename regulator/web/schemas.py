@@ -33,7 +33,9 @@ def _phone(value: Any) -> Any:
 
 
 PhoneField = Annotated[str | None, BeforeValidator(_phone)]
-AgeBand = Annotated[str, Field(pattern=r"^\d{1,3}(-\d{1,3}|\+)$", max_length=8)]
+AgeBand = Annotated[
+    str, Field(pattern=r"^[0-9]{1,3}(-[0-9]{1,3}|\+)$", max_length=8)
+]  # ASCII digits
 
 
 def _printable(value: Any) -> Any:

@@ -16,6 +16,7 @@ from regulator.bus import BusEvent, EventBus
 from regulator.calls import CallListener
 from regulator.core.models import CallRecord, Decision
 from regulator.core.phone import mask
+from regulator.errors import BadRequest
 from regulator.web import keys
 from regulator.web.api import principal
 
@@ -26,6 +27,26 @@ SSE_CLIENTS: web.AppKey[set[web.StreamResponse]] = web.AppKey("sse_clients")
 def _frame(event: BusEvent) -> bytes:
     data = orjson.dumps({"kind": event.kind, "mmg": event.mmg, **event.data})
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.kind.encode(), data)
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    """Where a reconnecting client resumes: ``Last-Event-ID`` or ``?last_event_id``.
+
+    ASCII digits only (``str.isdigit`` also accepts "²", which ``int`` refuses)."""
+    field = "Last-Event-ID"
+    raw = request.headers.get(field)
+    if not raw:
+        field, raw = "last_event_id", request.query.get("last_event_id")
+    if not raw:
+        return None
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise BadRequest(
+            f"{field} doit être un identifiant d'événement (entier positif).",
+            field=field,
+            value=raw[:32],
+        )
+    return int(raw)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -39,8 +60,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     def accept(event: BusEvent) -> bool:
         return who.can_see(event.mmg) and (only is None or event.mmg == only)
 
-    raw_last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    last_id = int(raw_last) if raw_last and raw_last.isdigit() else None
+    last_id = _last_event_id(request)
     bus = request.app[keys.BUS]
     response = web.StreamResponse(
         headers={

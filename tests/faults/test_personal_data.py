@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -316,3 +317,60 @@ def test_logs_and_metrics_hold_no_phone_number_token_or_secret(
     fault_counts.records_checked = len(log.splitlines())
     fault_counts.notes.append(f"{len(log)} bytes of logs and {len(metrics)} of metrics scanned")
     assert not leaks, leaks
+
+
+# ------------------------------------------------------- files at rest (issue 18, point 6)
+
+
+async def test_every_file_holding_personal_data_is_0600_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    import os
+    import stat
+    from datetime import UTC, datetime
+
+    from regulator.storage.batch import Journal
+    from regulator.storage.spool import Spool
+    from regulator.storage.sqlite import SqliteStore
+    from tests.contract.helpers import call, referral
+
+    previous = os.umask(0o022)
+    try:
+        store = SqliteStore(tmp_path / "regulator.sqlite3")
+        await store.open()
+        await store.create_referral(
+            referral("R1", created_at=datetime(2026, 11, 24, tzinfo=UTC)), None
+        )
+        await store.record_calls([call("CA0")])
+        spool = Spool(tmp_path / "spool.jsonl")
+        spool.append([call("CA1")])
+        spool.prepend([call("CA2")])  # rewritten through a temporary file
+        with spool.path.open("ab") as fh:
+            fh.write(b'{"r": torn')  # a crash mid-line: set aside on the next open
+        Spool(spool.path)
+        journal = Journal(tmp_path / "journal")
+        journal.append(1, call("CA3"))
+        # A file left readable by an older version is tightened when it is opened again.
+        (tmp_path / "old-spool.jsonl").write_bytes(b"")
+        os.chmod(tmp_path / "old-spool.jsonl", 0o644)
+        Spool(tmp_path / "old-spool.jsonl").append([call("CA4")])
+        modes = {
+            p.name: oct(stat.S_IMODE(p.stat().st_mode))
+            for p in sorted(tmp_path.iterdir())  # noqa: ASYNC240 - a test's check
+            if p.is_file()
+        }
+        await store.close()
+    finally:
+        os.umask(previous)
+    print(f"umask 022, file modes: {modes}")
+    expected = {
+        "regulator.sqlite3",
+        "regulator.sqlite3-wal",
+        "regulator.sqlite3-shm",
+        "spool.jsonl",
+        "spool.jsonl.rejected",
+        "journal.000001",
+        "old-spool.jsonl",
+    }
+    assert expected <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode != "0o600"} == {}

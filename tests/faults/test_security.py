@@ -24,7 +24,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from regulator.auth import TokenBook
+from regulator.auth import TokenBook, hash_token
 from regulator.platforms import generic, twilio
 from regulator.ports import FixedClock, Store
 from regulator.storage.sqlite import SqliteStore
@@ -487,3 +487,72 @@ async def test_consoles_and_api_send_security_headers(client: AppClient, path: s
     for directive in ("default-src 'self'", "frame-ancestors 'none'", "script-src 'self'"):
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+
+# ------------------------------------------------------------ tokens reload (issue 18)
+
+
+async def test_a_token_removed_from_the_file_stops_working_within_a_second(
+    aiohttp_client: Any, tmp_path: Path, store: Store
+) -> None:
+    client = await make_client(aiohttp_client, tmp_path, store)
+    tokens_file = client.app[keys.SETTINGS].tokens_file
+    assert tokens_file is not None
+    desk = {"Authorization": f"Bearer {TOKENS['desk']}"}
+    assert (await client.get("/api/v1/referrals", headers=desk)).status == 200
+    kept = [ln for ln in tokens_file.read_text().splitlines() if "accueil-nimes" not in ln]
+    tokens_file.write_text("\n".join(kept) + "\n")
+    started = time.monotonic()
+    status = 200
+    while status == 200 and time.monotonic() - started < 3:
+        await asyncio.sleep(0.05)
+        status = (await client.get("/api/v1/referrals", headers=desk)).status
+    elapsed = time.monotonic() - started
+    print(f"desk token removed from the tokens file: {status} after {elapsed:.2f} s")
+    assert status == 401
+    assert elapsed < 1.0
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    assert (await client.get("/api/v1/referrals", headers=admin)).status == 200
+
+
+async def test_sighup_reloads_the_tokens_file_and_a_broken_one_keeps_the_tokens_in_force(
+    aiohttp_client: Any, tmp_path: Path, store: Store
+) -> None:
+    import os
+    import signal
+
+    client = await make_client(aiohttp_client, tmp_path, store)
+    assert signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL  # the app's handler is set
+    tokens_file = client.app[keys.SETTINGS].tokens_file
+    assert tokens_file is not None
+    desk = {"Authorization": f"Bearer {TOKENS['desk']}"}
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    original = tokens_file.read_text()
+    stat = tokens_file.stat()
+
+    def rewrite(text: str) -> None:
+        # Same size and mtime as before: only SIGHUP, not the file watcher, can notice.
+        assert len(text.encode()) == stat.st_size
+        tokens_file.write_text(text)
+        os.utime(tokens_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    rewrite(original.replace(hash_token(TOKENS["desk"]), "0" * 64))
+    await asyncio.sleep(0.7)  # the watcher saw no change
+    assert (await client.get("/api/v1/referrals", headers=desk)).status == 200
+    os.kill(os.getpid(), signal.SIGHUP)
+    await asyncio.sleep(0.1)
+    after_hup = (await client.get("/api/v1/referrals", headers=desk)).status
+    broken = original.replace("roles: [admin]", "roles: [admin")
+    tokens_file.write_text(broken)
+    os.kill(os.getpid(), signal.SIGHUP)
+    await asyncio.sleep(0.1)
+    after_broken = (await client.get("/api/v1/referrals", headers=admin)).status
+    print(
+        f"desk token revoked then SIGHUP: {after_hup}; broken file then SIGHUP, "
+        f"admin token: {after_broken}"
+    )
+    assert after_hup == 401
+    assert after_broken == 200
+    book = client.app[keys.TOKENS]
+    assert book is not None
+    assert book.last_error is not None
