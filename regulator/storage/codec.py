@@ -30,6 +30,7 @@ from regulator.core.models import (
     Visit,
     VisitChannel,
 )
+from regulator.core.referrals import OPEN_STATUSES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -293,8 +294,8 @@ def visit_from_json(raw: bytes | str) -> Visit:
     return visit_from_dict(loads(raw))
 
 
-#: Referral statuses for which a caller may reach the front desk directly.
-OPEN_FOR_CALLBACK = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})
+#: Referral statuses for which a caller may reach the front desk directly: the open ones.
+OPEN_FOR_CALLBACK = OPEN_STATUSES
 
 
 def is_pending(referral: Referral) -> bool:
