@@ -31,6 +31,7 @@ from regulator.core.indicators import local_facts
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
+    CallEvent,
     CallRecord,
     CallUpdate,
     Decision,
@@ -42,7 +43,6 @@ from regulator.core.models import (
 from regulator.core.protocol import Protocol
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
-from regulator.platforms.base import CallEvent
 from regulator.ports import Clock, Store, StoreError
 from regulator.reload import ProtocolRegistry
 from regulator.settings import Settings

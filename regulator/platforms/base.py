@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from regulator.core.models import Route
+# Re-exported: a status callback is a domain fact (core.models), adapters produce it.
+from regulator.core.models import CALL_STATUSES, CallEvent
 
 
 class SignatureError(Exception):
@@ -54,39 +55,6 @@ class HookRequest:
     now: float
 
 
-#: The normalised call statuses of :class:`CallEvent` (see its docstring).
-CALL_STATUSES: frozenset[str] = frozenset(
-    {"started", "ringing", "answered", "completed", "busy", "no-answer", "failed", "canceled"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """A status or dial-status callback, normalised across platforms.
-
-    ``status`` uses Twilio's vocabulary spelled the Vonage-neutral way
-    (:data:`CALL_STATUSES`): ``started``, ``ringing``, ``answered``, ``completed``,
-    ``busy``, ``no-answer``, ``failed``, ``canceled`` (Twilio's ``queued``/``initiated``
-    are ``started`` and ``in-progress`` is ``answered``; Vonage's ``cancelled`` is
-    mapped to ``canceled``; its ``timeout``/``unanswered``/``rejected`` to
-    ``no-answer``/``busy``). Other well-formed platform statuses (Vonage's
-    ``machine``, ``human``…) pass through unchanged, lower-cased: informational only.
-    ``target`` is the route of the dial this event is about (from our own
-    callback URL), None for whole-call status events.
-    """
-
-    call_id: str
-    status: str
-    duration_s: int | None = None
-    target: Route | None = None
-    caller: str | None = None
-    called: str | None = None
-
-    @property
-    def dial_failed(self) -> bool:
-        return self.status in ("busy", "no-answer", "failed")
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The body and media type returned to the platform (always HTTP 200)."""
@@ -113,3 +81,14 @@ class HookUrls:
             return url
         sep = "&" if "?" in url else "?"
         return f"{url}{sep}{urlencode(params)}"
+
+
+__all__ = [
+    "CALL_STATUSES",
+    "Answer",
+    "BadHookRequest",
+    "CallEvent",
+    "HookRequest",
+    "HookUrls",
+    "SignatureError",
+]

@@ -21,8 +21,9 @@ from regulator.errors import BadRequest, Forbidden, Unavailable
 from regulator.interconnect.events import OutboxEvent, TargetsError, call_event, referral_event
 from regulator.interconnect.feed import EventFeed
 from regulator.interconnect.outbox import OutboxStore
-from regulator.interconnect.service import Interconnect, outbox_store_for
+from regulator.interconnect.service import Interconnect
 from regulator.logs import get_logger
+from regulator.storage import outbox_store_for
 from regulator.web import keys
 from regulator.web.api import principal
 from regulator.web.middlewares import json_response
