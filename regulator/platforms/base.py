@@ -8,18 +8,23 @@ pure functions, no aiohttp:
 * ``parse_call(req, stage)`` — the request as a :class:`~regulator.core.models.Call`
   (raise :class:`BadHookRequest` naming the field).
 * ``parse_event(req)`` — a status/dial callback as a :class:`CallEvent`.
-* ``render(decision, urls)`` — the platform's answer (:class:`Answer`).
+* ``render(decision, ctx)`` — the platform's answer (:class:`Answer`); ``ctx`` (a
+  :class:`RenderContext`) carries what some platforms need beyond the decision.
 * ``render_hangup()`` — the answer that ends the call politely.
+
+:class:`PlatformAdapter` types that shape, so mypy checks every adapter module
+against it (``regulator.web.hooks`` holds them as ``PlatformAdapter``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlencode
 
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
-from regulator.core.models import CALL_STATUSES, CallEvent
+from regulator.core.models import CALL_STATUSES, Call, CallEvent, Decision, Destination, Stage
 
 
 class SignatureError(Exception):
@@ -83,6 +88,38 @@ class HookUrls:
         return f"{url}{sep}{urlencode(params)}"
 
 
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """Everything an answer may need besides the decision, the same for every platform.
+
+    ``urls``: our own callbacks; ``caller``: the caller's number as the platform sent
+    it; ``own_number``: the MMG's own number (E.164) to present on a dialled leg, None
+    if unknown; ``regulation``: the MMG's regulation line (centre 15 / SAS), the
+    failover of platforms that route in one answer (Kamailio); ``sip_gateway``: where
+    numbers are dialled over SIP. An adapter reads what it needs and ignores the rest.
+    """
+
+    urls: HookUrls
+    caller: str | None = None
+    own_number: str | None = None
+    regulation: Destination | None = None
+    sip_gateway: str | None = None
+
+
+class PlatformAdapter(Protocol):
+    """One telephony platform: verify → parse → render (a module of pure functions)."""
+
+    def verify(self, req: HookRequest, secret: str, /) -> None: ...
+
+    def parse_call(self, req: HookRequest, stage: Stage, /) -> Call: ...
+
+    def parse_event(self, req: HookRequest, /) -> CallEvent: ...
+
+    def render(self, decision: Decision, ctx: RenderContext, /) -> Answer: ...
+
+    def render_hangup(self) -> Answer: ...
+
+
 __all__ = [
     "CALL_STATUSES",
     "Answer",
@@ -90,5 +127,7 @@ __all__ = [
     "CallEvent",
     "HookRequest",
     "HookUrls",
+    "PlatformAdapter",
+    "RenderContext",
     "SignatureError",
 ]

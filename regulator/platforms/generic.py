@@ -25,7 +25,7 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -179,16 +179,16 @@ def _action(decision: Decision) -> str:
     return "announce"
 
 
-def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) -> Answer:
+def render(decision: Decision, ctx: RenderContext, *, call_id: str | None = None) -> Answer:
     """The decision as one JSON object.
 
     ``action`` tells the PBX what to do: ``menu`` (play ``say`` then ``menu.text``,
     collect one key, post it back with ``"stage": "digits"``), ``dial`` (play ``say``,
     then dial ``destination``; on failure post ``"stage": "dial_failed"`` with
     ``"target"`` = this answer's ``route``) or ``announce`` (play ``say`` and hang up).
-    ``urls`` is unused.
+    ``ctx`` is unused (no callbacks, nothing presented).
     """
-    del urls
+    del ctx
     destination = decision.destination
     menu = decision.menu
     document: dict[str, object] = {}

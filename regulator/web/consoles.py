@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import phonenumbers
 from aiohttp import web
@@ -40,11 +40,12 @@ from regulator.core.indicators import (
 from regulator.core.models import DayType, ReferralStatus, VisitChannel
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
-from regulator.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from regulator.errors import Unauthorized, Unavailable
 from regulator.logs import get_logger
 from regulator.ports import StoreError
 from regulator.web import keys
-from regulator.web.api import csrf_token, principal
+from regulator.web.access import Permission, csrf_token, principal, require_mmg
+from regulator.web.access import same_origin as _same_origin
 from regulator.web.middlewares import json_response
 
 log = get_logger("regulator.consoles")
@@ -177,7 +178,7 @@ def _display_number(number: str) -> str:
 
 
 def _protocols(request: web.Request) -> list[Protocol]:
-    return sorted(request.app[keys.PROTOCOLS].current, key=lambda p: p.name)
+    return sorted(request.config_dict[keys.PROTOCOLS].current, key=lambda p: p.name)
 
 
 def _who(request: web.Request) -> Principal | None:
@@ -199,28 +200,6 @@ def _safe_next(value: object) -> str | None:
     if not value.startswith("/console/") or value.startswith("/console/login"):
         return None
     return value
-
-
-def _origins(request: web.Request) -> set[str]:
-    allowed = {f"{request.scheme}://{request.host}".lower()}
-    public = request.app[keys.SETTINGS].public_url
-    if public:
-        parts = urlsplit(public)
-        allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
-    return allowed
-
-
-def _same_origin(request: web.Request) -> bool:
-    """True when a form post comes from one of our own pages (Origin, else Referer)."""
-    allowed = _origins(request)
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin.lower() in allowed  # "null" (opaque origin) never matches
-    referer = request.headers.get("Referer")
-    if referer:
-        parts = urlsplit(referer)
-        return f"{parts.scheme}://{parts.netloc}".lower() in allowed
-    return False
 
 
 def _landing(request: web.Request, who: Principal) -> str:
@@ -277,7 +256,7 @@ def _page(
     token = request.cookies.get(COOKIE)
     csrf = csrf_token(token) if token and who is not None else ""
     tags = join(f'<script src="/console/static/{esc(s)}" defer></script>' for s in scripts)
-    body = request.app[TEMPLATES].render(
+    body = request.config_dict[TEMPLATES].render(
         "base",
         title=title,
         csrf=csrf,
@@ -304,7 +283,7 @@ def _error_page(
         landing = _landing(request, who)
         if landing != "/console/login":
             links.insert(0, (landing, "Ouvrir ma console"))
-    main = request.app[TEMPLATES].render(
+    main = request.config_dict[TEMPLATES].render(
         "error",
         title=title,
         message=message,
@@ -312,6 +291,11 @@ def _error_page(
         links=join(f'<li><a href="{esc(h)}">{esc(t)}</a></li>' for h, t in links),
     )
     return _page(request, who, title=title, main=main, status=status)
+
+
+def error_response(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    """The French error page of the console sub-app's error middleware."""
+    return _error_page(request, _who(request), status, title, message)
 
 
 def _denied(request: web.Request, who: Principal, what: str) -> web.Response:
@@ -324,29 +308,14 @@ def _denied(request: web.Request, who: Principal, what: str) -> web.Response:
     )
 
 
-def _unknown_mmg(request: web.Request, who: Principal, mmg: str) -> web.Response:
-    return _error_page(
-        request, who, 404, "MMG inconnue", f"Aucune maison médicale de garde « {mmg} »."
-    )
-
-
 def _mmg_page_access(
-    request: web.Request,
-    allowed: Callable[[Principal, str], bool],
-    what: Callable[[Protocol], str],
+    request: web.Request, permission: Permission
 ) -> tuple[Principal, Protocol] | web.Response:
-    """Who may see the ``{mmg}`` page: (principal, protocol), or the page to answer
-    instead (sign-in, unknown MMG, or a French refusal naming ``what``)."""
-    who = _who(request)
-    if who is None:
+    """Who may see the ``{mmg}`` page: (principal, protocol), or the sign-in page to
+    answer instead; an unknown MMG or a refusal is raised (a French error page)."""
+    if _who(request) is None:
         return _to_login(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        return _unknown_mmg(request, who, mmg)
-    if not allowed(who, mmg):
-        return _denied(request, who, what(proto))
-    return who, proto
+    return require_mmg(request, permission)
 
 
 def _to_login(request: web.Request) -> web.Response:
@@ -438,12 +407,15 @@ def _login_page(
             f'<p class="notice">Vous êtes connecté en tant que « {esc(who.name)} ». '
             f'<a href="{esc(_landing(request, who))}">Ouvrir ma console</a></p>'
         )
-    elif request.app[keys.TOKENS] is None and not request.app[keys.SETTINGS].insecure_dev:
+    elif (
+        request.config_dict[keys.TOKENS] is None
+        and not request.config_dict[keys.SETTINGS].insecure_dev
+    ):
         notice = (
             '<p class="notice notice-warning">Aucun fichier de jetons n\'est configuré '
             "(REGULATOR_TOKENS_FILE) : la connexion est impossible.</p>"
         )
-    main = request.app[TEMPLATES].render(
+    main = request.config_dict[TEMPLATES].render(
         "login",
         notice=Html(notice),
         next=next_path or "",
@@ -478,8 +450,8 @@ async def login(request: web.Request) -> web.Response:
     raw = form.get("token")
     token = raw.strip() if isinstance(raw, str) else ""
     next_path = _safe_next(form.get("next"))
-    tokens = request.app[keys.TOKENS]
-    settings = request.app[keys.SETTINGS]
+    tokens = request.config_dict[keys.TOKENS]
+    settings = request.config_dict[keys.SETTINGS]
     if tokens is None:
         if settings.insecure_dev:  # no tokens in development: everyone is admin
             return _redirect(next_path or _landing(request, DEV_PRINCIPAL))
@@ -535,7 +507,7 @@ async def regulation_page(request: web.Request) -> web.Response:
         return _to_login(request)
     if not who.is_regulator:
         return _denied(request, who, "la console de régulation (rôle « regulator »)")
-    now = request.app[keys.CLOCK].now()
+    now = request.config_dict[keys.CLOCK].now()
     protos = [p for p in _protocols(request) if who.can_regulate(p.id)]
     rows = []
     for proto in protos:
@@ -553,7 +525,7 @@ async def regulation_page(request: web.Request) -> web.Response:
         f'<option value="{esc(p.id)}" data-tz="{esc(p.timezone)}">{esc(p.name)}</option>'
         for p in protos
     )
-    main = request.app[TEMPLATES].render(
+    main = request.config_dict[TEMPLATES].render(
         "regulation",
         mmg_rows=join(rows),
         mmg_options=mmg_options,
@@ -580,8 +552,8 @@ async def regulation_page(request: web.Request) -> web.Response:
 
 async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]:
     """Today's counters of one front desk (MMG's local day)."""
-    store = request.app[keys.STORE]
-    local = request.app[keys.CLOCK].now().astimezone(proto.tz)
+    store = request.config_dict[keys.STORE]
+    local = request.config_dict[keys.CLOCK].now().astimezone(proto.tz)
     refs = await store.list_referrals(mmg=proto.id, statuses=_ACTIVE, limit=1000)
     today: date = local.date()
     visits = [
@@ -598,24 +570,13 @@ async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]
 
 
 def _desk_access(request: web.Request) -> tuple[Principal, Protocol]:
-    """For the desk's JSON endpoints: errors become JSON through the middleware."""
-    who = principal(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        raise NotFound(f"MMG inconnue : {mmg!r}.")
-    if not who.can_desk(mmg):
-        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {mmg}.")
-    return who, proto
+    """For the desk's JSON endpoints: errors are JSON (the route table says so)."""
+    return require_mmg(request, Permission.DESK)
 
 
 async def desk_page(request: web.Request) -> web.Response:
     """``GET /console/desk/{mmg}``: incoming referrals, walk-in visits, today's counters."""
-    access = _mmg_page_access(
-        request,
-        Principal.can_desk,
-        lambda proto: f"l'accueil de « {proto.name} » (rôle « desk:{proto.id} »)",
-    )
+    access = _mmg_page_access(request, Permission.DESK)
     if isinstance(access, web.Response):
         return access
     who, proto = access
@@ -625,8 +586,8 @@ async def desk_page(request: web.Request) -> web.Response:
     except (StoreError, OSError) as exc:
         log.warning("desk_summary_failed", mmg=mmg, error=str(exc))
         summary = dict.fromkeys(("pending", "arrived", "visits_today", "via_regulation_today"), "—")
-    state = mmg_state(proto, request.app[keys.CLOCK].now())
-    main = request.app[TEMPLATES].render(
+    state = mmg_state(proto, request.config_dict[keys.CLOCK].now())
+    main = request.config_dict[TEMPLATES].render(
         "desk",
         mmg=proto.id,
         name=proto.name,
@@ -663,7 +624,7 @@ async def desk_summary(request: web.Request) -> web.Response:
 async def state_json(request: web.Request) -> web.Response:
     """``GET /console/state.json``: open/closed and pharmacy now, for the visible MMGs."""
     who = principal(request)
-    now = request.app[keys.CLOCK].now()
+    now = request.config_dict[keys.CLOCK].now()
     states = [mmg_state(p, now) for p in _protocols(request) if who.can_see(p.id)]
     return json_response({"at": now.isoformat(), "mmgs": states})
 
@@ -876,14 +837,12 @@ async def reports_redirect(request: web.Request) -> web.Response:
 
 async def reports_page(request: web.Request) -> web.Response:
     """``GET /console/reports/{mmg}?month=YYYY-MM``: the month's indicators and charts."""
-    access = _mmg_page_access(
-        request, Principal.can_report, lambda proto: f"aux indicateurs de « {proto.name} »"
-    )
+    access = _mmg_page_access(request, Permission.REPORT)
     if isinstance(access, web.Response):
         return access
     who, proto = access
     mmg = proto.id
-    now_month = request.app[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
+    now_month = request.config_dict[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
     month = request.query.get("month") or now_month
     if not valid_month(month):
         return _error_page(
@@ -893,7 +852,7 @@ async def reports_page(request: web.Request) -> web.Response:
             "Mois invalide",
             f"Mois « {month} » invalide : format attendu AAAA-MM (par exemple {now_month}).",
         )
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     try:
         counters = await store.call_counters(mmg, month)
         visits = await store.visits(mmg, month)
@@ -915,7 +874,7 @@ async def reports_page(request: web.Request) -> web.Response:
     )
     api = f"/api/v1/reports/{quote(mmg)}/{month}"
     prev_month, next_month = _shift_month(month, -1), _shift_month(month, 1)
-    main = request.app[TEMPLATES].render(
+    main = request.config_dict[TEMPLATES].render(
         "reports",
         mmg=mmg,
         name=proto.name,
@@ -954,19 +913,5 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def setup_consoles(app: web.Application) -> None:
-    """Register the console pages and their static files (call from ``create_app``)."""
+    """The console sub-app's own state (its routes are in :mod:`regulator.web.routes`)."""
     app[TEMPLATES] = Templates.load(TEMPLATES_DIR)
-    router = app.router
-    router.add_get("/console", console_home)
-    router.add_get("/console/", console_home)
-    router.add_get("/console/login", login_form)
-    router.add_post("/console/login", login)
-    router.add_post("/console/logout", logout)
-    router.add_get("/console/regulation", regulation_page)
-    router.add_get("/console/state.json", state_json)
-    router.add_get("/console/desk/{mmg}", desk_page)
-    router.add_get("/console/desk/{mmg}/summary.json", desk_summary)
-    router.add_get("/console/reports", reports_redirect)
-    router.add_get("/console/reports/{mmg}", reports_page)
-    router.add_static("/console/static", STATIC_DIR)
-    router.add_get("/console/{tail:.*}", not_found)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
-from regulator.auth import Principal
 from regulator.core.indicators import local_facts, valid_month
 from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
 from regulator.core.protocol import Protocol
@@ -23,9 +22,10 @@ from regulator.core.referrals import (
     overdue,
 )
 from regulator.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from regulator.events import Events, ReferralChanged, VisitRecorded
 from regulator.logs import get_logger
 from regulator.web import keys
-from regulator.web.api import principal
+from regulator.web.access import Permission, principal, require_mmg
 from regulator.web.middlewares import json_response
 from regulator.web.schemas import (
     OutcomeIn,
@@ -37,10 +37,6 @@ from regulator.web.schemas import (
 )
 
 log = get_logger("regulator.referrals")
-
-#: Called with every referral change (outbox, …): (referral, event name).
-ReferralListener = Callable[[Referral, str], None]
-REFERRAL_LISTENERS: web.AppKey[list[ReferralListener]] = web.AppKey("referral_listeners")
 
 _EVENT_NAMES = {
     ReferralStatus.PENDING: "created",
@@ -65,37 +61,16 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        if in_body:
-            raise Unprocessable(
-                f"Champ(s) invalide(s) : mmg (MMG inconnue : {mmg!r}).",
-                errors=[{"field": "mmg", "value": mmg, "message": "MMG inconnue"}],
-            )
-        raise NotFound(f"MMG inconnue : {mmg!r}.")
-    return proto
-
-
-def _notify(app: web.Application, ref: Referral) -> None:
-    event = _EVENT_NAMES[ref.status]
-    app[keys.METRICS].referrals.labels(mmg=ref.mmg, event=event).inc()
-    app[keys.BUS].publish("referral", ref.mmg, {"event": event, "referral": referral_json(ref)})
-    for listener in app[REFERRAL_LISTENERS]:
-        try:
-            listener(ref, event)
-        except Exception:  # interconnection problems never fail the request
-            log.exception("referral_listener_failed")
+def _notify(events: Events, ref: Referral) -> None:
+    events.publish(ReferralChanged(ref, _EVENT_NAMES[ref.status]))
 
 
 async def create_referral(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     key = _idempotency_key(request)
     body = parse_body(ReferralIn, await request.read())
-    proto = _protocol(request, body.mmg, in_body=True)
-    if not who.can_regulate(proto.id):
-        raise Forbidden(f"Le jeton « {who.name} » ne peut pas orienter vers {proto.id}.")
-    now = request.app[keys.CLOCK].now()
+    who, proto = require_mmg(request, Permission.REGULATE, body.mmg, source="body")
+    now = request.config_dict[keys.CLOCK].now()
     ref = new_referral(
         mmg=proto.id,
         case_id=body.case_id,
@@ -111,9 +86,9 @@ async def create_referral(request: web.Request) -> web.Response:
         now=now,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].create_referral(ref, scoped)
+    stored, created = await request.config_dict[keys.STORE].create_referral(ref, scoped)
     if created:
-        _notify(request.app, stored)
+        _notify(request.config_dict[keys.EVENTS], stored)
     elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
         ref.mmg,
         ref.case_id,
@@ -128,16 +103,10 @@ async def create_referral(request: web.Request) -> web.Response:
 
 
 async def _load(request: web.Request) -> Referral:
-    ref = await request.app[keys.STORE].get_referral(request.match_info["id"])
+    ref = await request.config_dict[keys.STORE].get_referral(request.match_info["id"])
     if ref is None:
         raise NotFound("Orientation introuvable.", id=request.match_info["id"])
     return ref
-
-
-def _may(who: Principal, action: Action, mmg: str) -> bool:
-    if action is Action.CANCEL:
-        return who.can_regulate(mmg) or who.can_desk(mmg)
-    return who.can_desk(mmg)
 
 
 async def get_referral(request: web.Request) -> web.Response:
@@ -155,7 +124,7 @@ async def _arrival_visit(request: web.Request, ref: Referral, proto: Protocol) -
     if arrived is None:
         return None
     month = local_facts(arrived, proto.tz)[0]
-    for visit in await request.app[keys.STORE].visits(ref.mmg, month):
+    for visit in await request.config_dict[keys.STORE].visits(ref.mmg, month):
         if visit.id == ref.visit_id:
             return visit
     return None
@@ -170,15 +139,12 @@ async def transition(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     raw = await request.read()
     outcome_in = parse_body(OutcomeIn, raw) if action is Action.OUTCOME else None
-    store = request.app[keys.STORE]
-    settings = request.app[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
     for _attempt in range(3):
         ref = await _load(request)
-        if not _may(who, action, ref.mmg):
-            raise Forbidden(
-                f"Le jeton « {who.name} » ne peut pas faire cette action pour {ref.mmg}."
-            )
-        proto = _protocol(request, ref.mmg, in_body=False)
+        permission = Permission.CANCEL if action is Action.CANCEL else Permission.DESK
+        _, proto = require_mmg(request, permission, ref.mmg)
         if key is not None and ref.status is TRANSITIONS[action][1]:
             return json_response(referral_json(ref))  # a retried request: same answer
         existing = await _arrival_visit(request, ref, proto) if action is Action.OUTCOME else None
@@ -187,7 +153,7 @@ async def transition(request: web.Request) -> web.Response:
                 ref,
                 action,
                 protocol=proto,
-                now=request.app[keys.CLOCK].now(),
+                now=request.config_dict[keys.CLOCK].now(),
                 by=who.name,
                 outcome=outcome_in.outcome if outcome_in else None,
                 acts=outcome_in.acts if outcome_in else None,
@@ -197,7 +163,7 @@ async def transition(request: web.Request) -> web.Response:
         except TransitionError as exc:
             raise Conflict(exc.message, status=ref.status.value) from None
         if await store.save_referral(updated, ref.version, visit):
-            _notify(request.app, updated)
+            _notify(request.config_dict[keys.EVENTS], updated)
             return json_response(referral_json(updated))
     raise Conflict("L'orientation a été modifiée entre-temps ; rechargez-la et réessayez.")
 
@@ -232,19 +198,19 @@ async def list_referrals(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     if mmg is not None and not who.can_see(mmg):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {mmg}.")
-    refs = await request.app[keys.STORE].list_referrals(mmg=mmg, statuses=statuses, limit=limit)
+    refs = await request.config_dict[keys.STORE].list_referrals(
+        mmg=mmg, statuses=statuses, limit=limit
+    )
     visible = [referral_json(r) for r in refs if who.can_see(r.mmg)]
     return json_response({"referrals": visible, "count": len(visible)})
 
 
 async def create_visit(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     key = _idempotency_key(request)
     body = parse_body(VisitIn, await request.read())
-    proto = _protocol(request, body.mmg, in_body=True)
-    if not who.can_desk(proto.id):
-        raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
-    now = request.app[keys.CLOCK].now()
+    who, proto = require_mmg(request, Permission.DESK, body.mmg, source="body")
+    now = request.config_dict[keys.CLOCK].now()
     at = body.at or now
     if at > now + timedelta(minutes=5):
         raise Unprocessable(
@@ -261,28 +227,26 @@ async def create_visit(request: web.Request) -> web.Response:
         reason=body.reason,
     )
     scoped = f"{who.name}:{key}" if key else None
-    stored, created = await request.app[keys.STORE].add_visit(visit, scoped)
+    stored, created = await request.config_dict[keys.STORE].add_visit(visit, scoped)
     if created:
-        request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
+        request.config_dict[keys.EVENTS].publish(VisitRecorded(stored))
     return json_response(visit_json(stored), status=201 if created else 200)
 
 
 async def list_visits(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     mmg = request.query.get("mmg", "")
-    month = request.query.get("month") or request.app[keys.CLOCK].now().strftime("%Y-%m")
-    proto = _protocol(request, mmg, in_body=False) if mmg else None
-    if proto is None:
+    month = request.query.get("month") or request.config_dict[keys.CLOCK].now().strftime("%Y-%m")
+    if not mmg:
         raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
+    _, proto = require_mmg(request, Permission.VISITS, mmg)
     if not valid_month(month):
         raise BadRequest(f"Mois invalide {month!r} : format AAAA-MM.", field="month", value=month)
-    if not (who.can_desk(proto.id) or who.can_report(proto.id)):
-        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les passages de {proto.id}.")
-    visits = await request.app[keys.STORE].visits(proto.id, month)
+    visits = await request.config_dict[keys.STORE].visits(proto.id, month)
     return json_response({"visits": [visit_json(v) for v in visits], "count": len(visits)})
 
 
-async def _no_show_sweeper(app: web.Application) -> AsyncIterator[None]:
+async def no_show_sweeper(app: web.Application) -> AsyncIterator[None]:
     """Marks referrals whose patient never came, ``referral_no_show_minutes`` after expected."""
 
     async def sweep_forever() -> None:
@@ -316,17 +280,6 @@ async def sweep_no_shows(app: web.Application) -> int:
         except TransitionError:
             continue
         if await store.save_referral(updated, ref.version, None):
-            _notify(app, updated)
+            _notify(app[keys.EVENTS], updated)
             closed += 1
     return closed
-
-
-def setup_referrals(app: web.Application) -> None:
-    app[REFERRAL_LISTENERS] = []
-    app.router.add_post("/api/v1/referrals", create_referral)
-    app.router.add_get("/api/v1/referrals", list_referrals)
-    app.router.add_get("/api/v1/referrals/{id}", get_referral)
-    app.router.add_post("/api/v1/referrals/{id}/{action}", transition)
-    app.router.add_post("/api/v1/visits", create_visit)
-    app.router.add_get("/api/v1/visits", list_visits)
-    app.cleanup_ctx.append(_no_show_sweeper)

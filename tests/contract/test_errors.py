@@ -17,7 +17,7 @@ from regulator.settings import Settings
 from regulator.storage import SQLITE_FILENAME, open_store
 from regulator.storage.redis import RedisStore, parse_sentinel_url
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import CALLER, MMG, MONTH, T0, call, referral, visit
+from tests.support.store import CALLER, MMG, MONTH, T0, call, referral, visit
 
 Operation = Callable[[Store], Awaitable[object]]
 

@@ -31,7 +31,7 @@ from regulator.ports import FixedClock
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
 from tests.faults.conftest import FAILSAFE, NIMES
-from tests.integration.conftest import (
+from tests.support.app import (
     GENERIC_SECRET,
     KAMAILIO_SECRET,
     PUBLIC,

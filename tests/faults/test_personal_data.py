@@ -19,7 +19,7 @@ import orjson
 
 from regulator.platforms import generic, twilio
 from tests.faults.conftest import LOCALHOST, NIMES, TOKENS, FaultCounts, Service, ServiceFactory
-from tests.integration.conftest import (
+from tests.support.app import (
     GENERIC_SECRET,
     KAMAILIO_SECRET,
     PUBLIC,

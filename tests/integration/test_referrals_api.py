@@ -8,7 +8,7 @@ import pytest
 
 from regulator.ports import FixedClock
 from regulator.web import keys
-from tests.integration.conftest import AppClient, bearer, paris
+from tests.support.app import AppClient, bearer, paris
 
 REFERRAL: dict[str, Any] = {
     "mmg": "nimes",
