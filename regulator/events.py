@@ -82,4 +82,4 @@ class Events:
             try:
                 subscriber(event)
             except Exception:  # a console, outbox or metrics problem never affects the call
-                log.exception("event_subscriber_failed", event=type(event).__name__)
+                log.exception("event_subscriber_failed", kind=type(event).__name__)

@@ -184,14 +184,14 @@ class OutboxWorker:
             await self.store.mark_dead(name, event.event_id, error, now, delivery.attempts)
             self._report(name, event, delivery.attempts, Result.DEAD, error)
             log.warning(
-                "outbox.dead", target=name, event_id=event.event_id, kind=event.kind, error=error
+                "outbox_dead", target=name, event_id=event.event_id, kind=event.kind, error=error
             )
             return
         async with self._semaphores[name]:
             try:
                 result = await self.senders[name].send(event)
             except Exception as exc:  # a sender must not raise; never let it stop the loop
-                log.exception("outbox.sender_crashed", target=name, event_id=event.event_id)
+                log.exception("outbox_sender_crashed", target=name, event_id=event.event_id)
                 result = SendResult(Result.RETRY, f"sender error: {type(exc).__name__}: {exc}")
         attempts = delivery.attempts + 1
         now = self.clock.now()
@@ -200,7 +200,7 @@ class OutboxWorker:
         elif result.result is Result.DEAD:
             await self.store.mark_dead(name, event.event_id, result.error, now, attempts)
             log.warning(
-                "outbox.dead",
+                "outbox_dead",
                 target=name,
                 event_id=event.event_id,
                 kind=event.kind,
@@ -215,7 +215,7 @@ class OutboxWorker:
             await self.store.mark_retry(name, event.event_id, next_at, attempts, result.error)
             if result.result is Result.RETRY:
                 log.info(
-                    "outbox.retry",
+                    "outbox_retry",
                     target=name,
                     event_id=event.event_id,
                     attempts=attempts,
@@ -235,7 +235,7 @@ class OutboxWorker:
                 DeliveryReport(target, event.event_id, event.kind, attempts, result, error),
             )
         except Exception:
-            log.exception("outbox.on_delivery_failed", target=target)
+            log.exception("outbox_on_delivery_failed", target=target)
 
     async def _report_pending(self) -> None:
         if self.on_pending is None:
@@ -243,7 +243,7 @@ class OutboxWorker:
         try:
             self.on_pending(await self.store.pending_count())
         except Exception:
-            log.exception("outbox.on_pending_failed")
+            log.exception("outbox_on_pending_failed")
 
     # ---- life cycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -281,7 +281,7 @@ class OutboxWorker:
                 raise
             except Exception:
                 # Store down or similar: keep the loop alive and try again later.
-                log.exception("outbox.loop_error", target=name)
+                log.exception("outbox_loop_error", target=name)
                 attempted = 0
             if attempted >= self.batch_size:
                 continue  # more may be due right now

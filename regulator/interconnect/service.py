@@ -120,7 +120,7 @@ class Interconnect:
         for link in self.links:
             link.start_background()
         self.worker.start()
-        log.info("interconnect.started", targets=[t.name for t in self.targets])
+        log.info("interconnect_started", targets=[t.name for t in self.targets])
 
     async def stop(self) -> None:
         await self.worker.stop()

@@ -28,6 +28,7 @@ from regulator.storage import outbox_store_for
 from regulator.web import keys
 from regulator.web.access import principal
 from regulator.web.middlewares import json_response
+from regulator.web.responses import DeadLetterOut, DeadLettersOut, RedrivenOut
 
 log = get_logger("regulator.interconnect")
 
@@ -140,23 +141,22 @@ async def dead_letters(request: web.Request) -> web.Response:
     """``GET /api/v1/outbox/dead[?target=…]`` — deliveries given up on (admin)."""
     interconnect = _interconnect(request)
     dead = await interconnect.dead(request.query.get("target") or None)
-    return json_response(
-        {
-            "dead": [
-                {
-                    "target": d.target,
-                    "event_id": d.event.event_id,
-                    "kind": d.event.kind,
-                    "mmg": d.event.mmg,
-                    "attempts": d.attempts,
-                    "error": d.error,
-                    "died_at": d.died_at.isoformat(),
-                }
-                for d in dead
-            ],
-            "count": len(dead),
-        }
+    out = DeadLettersOut(
+        dead=[
+            DeadLetterOut(
+                target=d.target,
+                event_id=d.event.event_id,
+                kind=d.event.kind,
+                mmg=d.event.mmg,
+                attempts=d.attempts,
+                error=d.error,
+                died_at=d.died_at.isoformat(),
+            )
+            for d in dead
+        ],
+        count=len(dead),
     )
+    return json_response(out.model_dump())
 
 
 async def redrive(request: web.Request) -> web.Response:
@@ -172,4 +172,4 @@ async def redrive(request: web.Request) -> web.Response:
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise BadRequest("event_ids doit être une liste d'identifiants.", field="event_ids")
     count = await interconnect.redrive(body["target"], ids)
-    return json_response({"redriven": count})
+    return json_response(RedrivenOut(redriven=count).model_dump())
