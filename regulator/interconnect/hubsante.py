@@ -52,7 +52,6 @@ from zoneinfo import ZoneInfo
 
 import aio_pika
 import orjson
-import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -63,9 +62,10 @@ from aio_pika.abc import (
 
 from regulator.interconnect.events import HubSanteTarget, OutboxEvent
 from regulator.interconnect.outbox import OutboxStore, Result, SendResult
+from regulator.logs import get_logger
 from regulator.ports import Clock
 
-log = structlog.get_logger("regulator.hubsante")
+log = get_logger("regulator.hubsante")
 
 LANGUAGE: Final = "fr-FR"
 ADDRESS_SCHEME: Final = "hubex"

@@ -30,12 +30,11 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
-import structlog
-
 from regulator.interconnect.events import OutboxEvent, Target
+from regulator.logs import get_logger
 from regulator.ports import SENT_RETENTION_S, Clock, DeadLetter, Delivery, OutboxStore
 
-log = structlog.get_logger("regulator.outbox")
+log = get_logger("regulator.outbox")
 
 
 class Result(StrEnum):

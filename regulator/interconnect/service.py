@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import structlog
 
 from regulator.interconnect.events import (
     HubSanteTarget,
@@ -44,6 +43,7 @@ from regulator.interconnect.outbox import (
     Sender,
 )
 from regulator.interconnect.webhooks import WebhookSender
+from regulator.logs import get_logger
 from regulator.ports import Clock
 
 # Re-exported: the outbox store is chosen beside the main store (regulator.storage).
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from regulator.metrics import Metrics
     from regulator.settings import Settings
 
-log = structlog.get_logger("regulator.interconnect")
+log = get_logger("regulator.interconnect")
 
 
 class Interconnect:

@@ -62,7 +62,6 @@ from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
-import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -81,11 +80,12 @@ from regulator.core.models import (
     Route,
     Visit,
 )
+from regulator.logs import get_logger
 from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.keys import Keys
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Idempotency keys (API ``Idempotency-Key``) are remembered this long.
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-import structlog
 
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.models import (
@@ -43,12 +42,13 @@ from regulator.core.models import (
     Route,
     Visit,
 )
+from regulator.logs import get_logger
 from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SCHEMA_VERSION = 2  # 2: calls.routes (route history)
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)

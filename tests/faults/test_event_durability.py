@@ -24,7 +24,6 @@ import redis.asyncio as aioredis
 from regulator.storage.outbox_redis import OutboxKeys
 from regulator.storage.redis import RedisStore
 from regulator.storage.sqlite import SqliteStore
-from tests.conftest import RedisServer
 from tests.faults.conftest import (
     FaultCounts,
     Service,
@@ -35,6 +34,7 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+from tests.support.redis_server import RedisServer
 
 OUTAGE_S = 15.0
 
