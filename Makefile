@@ -23,14 +23,18 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check regulator tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check regulator tests $(wildcard benchmarks)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fast pure suites (no Redis, no browser, no SIP peer): seconds, for every edit.
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck unit
+# Everything: lint, types, then every suite (contract, integration, e2e, faults, …).
+test: lint typecheck
+	$(BIN)/pytest -q
 
 # Load and latency harness (needs Debian's wrk and redis-server; see benchmarks/README.md).
 bench: $(STAMP)

@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +30,7 @@ from regulator.core.indicators import local_facts
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
+    CallEvent,
     CallRecord,
     CallUpdate,
     Decision,
@@ -40,9 +40,9 @@ from regulator.core.models import (
     offered_by,
 )
 from regulator.core.protocol import Protocol
+from regulator.events import CallEnded, CallRouted, Events
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
-from regulator.platforms.base import CallEvent
 from regulator.ports import Clock, Store, StoreError
 from regulator.reload import ProtocolRegistry
 from regulator.settings import Settings
@@ -71,13 +71,6 @@ class DialFailure:
     caller: str = ""  # as recorded by the first webhook; empty when the store can't tell
 
 
-#: Called with every decision taken for a call (SSE consoles, outbox): the call as
-#: recorded with its current route, the decision, and True for the call's first webhook.
-CallListener = Callable[[CallRecord, Decision, bool], None]
-#: Called once a call has ended (a final status callback), with the call as recorded
-#: and its final status and duration (the outbox's ``call.completed``).
-CompletionListener = Callable[[CallRecord], None]
-
 #: Call statuses that end a call (CallEvent's vocabulary, platforms/base.py).
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
@@ -94,6 +87,7 @@ class CallRouter:
         clock: Clock,
         metrics: Metrics,
         settings: Settings,
+        events: Events | None = None,
     ) -> None:
         self.protocols = protocols
         self.store = store
@@ -103,10 +97,10 @@ class CallRouter:
         self.settings = settings
         self.decision_budget_s = settings.decision_budget_ms / 1000
         self.store_budget_s = settings.store_budget_ms / 1000
-        self.listeners: list[CallListener] = []
-        # Registered only while something needs them (the outbox with targets), so a
-        # status callback reads the store for nothing otherwise.
-        self.completion_listeners: list[CompletionListener] = []
+        # Every decision is published as CallRouted, every ended call as CallEnded
+        # (the latter only while someone subscribes, the outbox with targets, so a
+        # status callback reads the store for nothing otherwise).
+        self.events = events if events is not None else Events()
         # call id → the call as this replica last recorded it: what a completion is
         # built from when the store cannot say (bounded like ``_offered``).
         self._recent: OrderedDict[str, CallRecord] = OrderedDict()
@@ -269,7 +263,7 @@ class CallRouter:
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
-        if self.completion_listeners:
+        if self.events.wants(CallEnded):
             self._remember_record(record, first)
         if first:
             self.writer.submit_record(record)
@@ -299,11 +293,7 @@ class CallRouter:
                     offered=entry,
                 )
             )
-        for listener in self.listeners:
-            try:
-                listener(record, decision, first)
-            except Exception:  # a console or outbox problem never affects the call
-                log.exception("call_listener_failed")
+        self.events.publish(CallRouted(record, decision, first))
 
     def _remember_record(self, record: CallRecord, first: bool) -> None:
         known = self._recent.get(record.call_id)
@@ -338,21 +328,17 @@ class CallRouter:
 
     async def event(self, ev: CallEvent) -> None:
         """A status callback: completes the call record (status, duration) and, once the
-        call has ended, tells the completion listeners (before the callback is answered,
+        call has ended, publishes :class:`CallEnded` (before the callback is answered,
         so the outbox journals ``call.completed`` as it does ``call.routed``)."""
         self._submit_status(ev)
-        if ev.status not in FINAL_STATUSES or not self.completion_listeners:
+        if ev.status not in FINAL_STATUSES or not self.events.wants(CallEnded):
             return
         ended = await self._ended_call(ev)
         if ended is None:
             log.warning("ended_call_unknown", status=ev.status)
             return
         self._recent.pop(ev.call_id, None)
-        for listener in self.completion_listeners:
-            try:
-                listener(ended)
-            except Exception:  # an outbox problem never affects the call
-                log.exception("completion_listener_failed")
+        self.events.publish(CallEnded(ended))
 
     def _submit_status(self, ev: CallEvent) -> None:
         protocol = self.protocol_for(ev.called) if ev.called else None

@@ -16,10 +16,11 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from regulator.core.phone import mask
 
@@ -137,5 +138,6 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def get_logger(name: str = "regulator") -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str = "regulator") -> FilteringBoundLogger:
+    """The service's logger for ``name``: events are snake_case names with key=values."""
+    return cast(FilteringBoundLogger, structlog.get_logger(name))

@@ -8,10 +8,10 @@ because platforms retry and replicas race.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from regulator.core.models import (
     CallRecord,
@@ -217,3 +217,204 @@ __all__ = [
     "StoreError",
     "SystemClock",
 ]
+
+
+# ---------------------------------------------------------------------------- outbox
+# The outbox port and its value types: the stores (storage/outbox_*.py) implement it,
+# the interconnect drives it; neither imports the other.
+
+EventKind = Literal[
+    "call.routed",
+    "call.completed",
+    "referral.created",
+    "referral.acknowledged",
+    "referral.arrived",
+    "referral.completed",
+    "referral.cancelled",
+    "referral.no_show",
+]
+
+#: Every event kind, in life-cycle order.
+EVENT_KINDS: Final[tuple[EventKind, ...]] = (
+    "call.routed",
+    "call.completed",
+    "referral.created",
+    "referral.acknowledged",
+    "referral.arrived",
+    "referral.completed",
+    "referral.cancelled",
+    "referral.no_show",
+)
+
+
+class NumberPolicy(Protocol):
+    """What a target allows of full phone numbers (see :func:`payload_for`)."""
+
+    @property
+    def full_numbers(self) -> bool: ...
+
+    @property
+    def include_caller(self) -> bool: ...
+
+
+#: Payload keys holding full phone numbers; dropped for targets that did not opt in.
+FULL_NUMBER_KEYS: Final = frozenset({"caller_e164", "callback_number_e164"})
+#: The caller's own number in call events: only for targets with ``include_caller``.
+CALLER_NUMBER_KEY: Final = "caller_e164"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One fact pushed to the regulation centres.
+
+    ``payload`` is JSON-able (strings, numbers, booleans, None, lists, dicts).
+    """
+
+    event_id: str
+    kind: EventKind
+    mmg: str
+    occurred_at: datetime  # aware, UTC
+    payload: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("OutboxEvent.occurred_at must be an aware datetime")
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {self.kind!r}")
+
+    def as_json(self, *, full_numbers: bool = True, include_caller: bool = True) -> dict[str, Any]:
+        """The JSON document a webhook receives (and, with every number, the outbox stores)."""
+        return {
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "mmg": self.mmg,
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "payload": payload_for(self, full_numbers, include_caller),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutboxEvent:
+        """Inverse of :meth:`as_json` (used by the stores)."""
+        return cls(
+            event_id=str(data["event_id"]),
+            kind=data["kind"],
+            mmg=str(data["mmg"]),
+            occurred_at=datetime.fromisoformat(str(data["occurred_at"])).astimezone(UTC),
+            payload=dict(data["payload"]),
+        )
+
+    def without_full_numbers(self) -> OutboxEvent:
+        """The same event with the full numbers removed (nothing to store for anyone)."""
+        return OutboxEvent(
+            self.event_id, self.kind, self.mmg, self.occurred_at, payload_for(self, False, False)
+        )
+
+    def numbers_for(self, targets: Sequence[NumberPolicy]) -> OutboxEvent:
+        """The same event keeping only the full numbers one of ``targets`` may see
+        (what the outbox stores: nothing no receiver is entitled to)."""
+        full = any(t.full_numbers for t in targets)
+        caller = any(t.include_caller for t in targets)
+        if full and caller:
+            return self
+        payload = payload_for(self, full, caller)
+        return OutboxEvent(self.event_id, self.kind, self.mmg, self.occurred_at, payload)
+
+
+def payload_for(event: OutboxEvent, full_numbers: bool, include_caller: bool) -> dict[str, Any]:
+    """The payload as a target may see it: the caller's own number (``caller_e164``)
+    only with ``include_caller``, the other full numbers only with ``full_numbers``."""
+    if full_numbers and include_caller:
+        return dict(event.payload)
+    return {
+        k: v
+        for k, v in event.payload.items()
+        if k not in FULL_NUMBER_KEYS or (include_caller if k == CALLER_NUMBER_KEY else full_numbers)
+    }
+
+
+#: How long a store remembers a delivery done: enqueueing the same event for the same
+#: target again within this time (a journal replayed after a crash) is a no-op.
+SENT_RETENTION_S = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event waiting for one target."""
+
+    target: str
+    event: OutboxEvent
+    attempts: int  # attempts made so far
+    since: datetime  # when it was enqueued (or redriven): the age max_age_s is measured from
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery given up on; :meth:`OutboxStore.redrive` puts it back in the queue."""
+
+    target: str
+    event: OutboxEvent
+    attempts: int
+    error: str | None
+    died_at: datetime
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """Persistence of the outbox (SQLite: :mod:`regulator.storage.outbox_sqlite`,
+    Redis: :mod:`regulator.storage.outbox_redis`). Every mark is a no-op for a
+    delivery that no longer exists (already delivered, dead or redriven)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def enqueue(
+        self, events: Sequence[OutboxEvent], targets: Sequence[str], now: datetime
+    ) -> int:
+        """Add a delivery of each event to each target, in one write; idempotent by
+        (target, event_id), also for a delivery done less than ``SENT_RETENTION_S``
+        (counted from its enqueue) ago. Returns how many deliveries were new."""
+        ...
+
+    async def due(
+        self, target: str, now: datetime, limit: int, lease_s: float = 60.0
+    ) -> list[Delivery]:
+        """Up to ``limit`` deliveries of ``target`` whose next attempt is at or
+        before ``now``, oldest first; each is leased until ``now + lease_s``."""
+        ...
+
+    async def mark_delivered(self, target: str, event_id: str) -> bool:
+        """Remove the delivery (pending or dead) and remember it as done (see
+        :meth:`enqueue`). True if it existed."""
+        ...
+
+    async def mark_retry(
+        self, target: str, event_id: str, next_at: datetime, attempts: int, error: str | None
+    ) -> bool:
+        """Schedule the next attempt of a pending delivery."""
+        ...
+
+    async def mark_dead(
+        self,
+        target: str,
+        event_id: str,
+        error: str | None,
+        died_at: datetime,
+        attempts: int | None = None,
+    ) -> bool:
+        """Move a pending delivery to the dead list (``attempts`` None keeps the stored count)."""
+        ...
+
+    async def dead(self, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters of one target (or all), oldest first."""
+        ...
+
+    async def redrive(self, target: str, event_ids: Sequence[str] | None, now: datetime) -> int:
+        """Move dead letters (all of ``target``'s when ``event_ids`` is None) back to
+        pending, due now, with zero attempts and a fresh age. Returns how many."""
+        ...
+
+    async def pending_count(self, target: str | None = None) -> int:
+        """Pending deliveries (not dead) of one target or of all."""
+        ...

@@ -351,3 +351,36 @@ class Referral:
     acts: int | None = None
     visit_id: str | None = None
     history: tuple[ReferralEvent, ...] = ()
+
+
+#: The normalised call statuses of :class:`CallEvent` (see its docstring).
+CALL_STATUSES: frozenset[str] = frozenset(
+    {"started", "ringing", "answered", "completed", "busy", "no-answer", "failed", "canceled"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A status or dial-status callback, normalised across platforms.
+
+    ``status`` uses Twilio's vocabulary spelled the Vonage-neutral way
+    (:data:`CALL_STATUSES`): ``started``, ``ringing``, ``answered``, ``completed``,
+    ``busy``, ``no-answer``, ``failed``, ``canceled`` (Twilio's ``queued``/``initiated``
+    are ``started`` and ``in-progress`` is ``answered``; Vonage's ``cancelled`` is
+    mapped to ``canceled``; its ``timeout``/``unanswered``/``rejected`` to
+    ``no-answer``/``busy``). Other well-formed platform statuses (Vonage's
+    ``machine``, ``human``…) pass through unchanged, lower-cased: informational only.
+    ``target`` is the route of the dial this event is about (from our own
+    callback URL), None for whole-call status events.
+    """
+
+    call_id: str
+    status: str
+    duration_s: int | None = None
+    target: Route | None = None
+    caller: str | None = None
+    called: str | None = None
+
+    @property
+    def dial_failed(self) -> bool:
+        return self.status in ("busy", "no-answer", "failed")

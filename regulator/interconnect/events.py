@@ -25,7 +25,6 @@ import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
@@ -47,28 +46,13 @@ from pydantic import (
 
 from regulator.core.models import CallRecord, Referral, ReferralStatus
 from regulator.core.phone import mask
-
-EventKind = Literal[
-    "call.routed",
-    "call.completed",
-    "referral.created",
-    "referral.acknowledged",
-    "referral.arrived",
-    "referral.completed",
-    "referral.cancelled",
-    "referral.no_show",
-]
-
-#: Every event kind, in life-cycle order.
-EVENT_KINDS: Final[tuple[EventKind, ...]] = (
-    "call.routed",
-    "call.completed",
-    "referral.created",
-    "referral.acknowledged",
-    "referral.arrived",
-    "referral.completed",
-    "referral.cancelled",
-    "referral.no_show",
+from regulator.ports import (
+    CALLER_NUMBER_KEY,
+    EVENT_KINDS,
+    FULL_NUMBER_KEYS,
+    EventKind,
+    OutboxEvent,
+    payload_for,
 )
 
 #: The referral event that announces each status.
@@ -83,80 +67,6 @@ REFERRAL_KIND_BY_STATUS: Final[dict[ReferralStatus, EventKind]] = {
 
 # Namespace of the derived event ids (uuid5); never change it, receivers de-duplicate on them.
 _EVENT_NS: Final = uuid.UUID("6c1f4f0e-5b2a-4f47-9d51-2f7f3f8e1a15")
-
-#: Payload keys holding full phone numbers; dropped for targets that did not opt in.
-FULL_NUMBER_KEYS: Final = frozenset({"caller_e164", "callback_number_e164"})
-#: The caller's own number in call events: only for targets with ``include_caller``.
-CALLER_NUMBER_KEY: Final = "caller_e164"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    """One fact pushed to the regulation centres.
-
-    ``payload`` is JSON-able (strings, numbers, booleans, None, lists, dicts).
-    """
-
-    event_id: str
-    kind: EventKind
-    mmg: str
-    occurred_at: datetime  # aware, UTC
-    payload: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        if self.occurred_at.tzinfo is None:
-            raise ValueError("OutboxEvent.occurred_at must be an aware datetime")
-        if self.kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {self.kind!r}")
-
-    def as_json(self, *, full_numbers: bool = True, include_caller: bool = True) -> dict[str, Any]:
-        """The JSON document a webhook receives (and, with every number, the outbox stores)."""
-        return {
-            "event_id": self.event_id,
-            "kind": self.kind,
-            "mmg": self.mmg,
-            "occurred_at": _iso(self.occurred_at),
-            "payload": payload_for(self, full_numbers, include_caller),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> OutboxEvent:
-        """Inverse of :meth:`as_json` (used by the stores)."""
-        return cls(
-            event_id=str(data["event_id"]),
-            kind=data["kind"],
-            mmg=str(data["mmg"]),
-            occurred_at=datetime.fromisoformat(str(data["occurred_at"])).astimezone(UTC),
-            payload=dict(data["payload"]),
-        )
-
-    def without_full_numbers(self) -> OutboxEvent:
-        """The same event with the full numbers removed (nothing to store for anyone)."""
-        return OutboxEvent(
-            self.event_id, self.kind, self.mmg, self.occurred_at, payload_for(self, False, False)
-        )
-
-    def numbers_for(self, targets: Sequence[_TargetBase]) -> OutboxEvent:
-        """The same event keeping only the full numbers one of ``targets`` may see
-        (what the outbox stores: nothing no receiver is entitled to)."""
-        full = any(t.full_numbers for t in targets)
-        caller = any(t.include_caller for t in targets)
-        if full and caller:
-            return self
-        payload = payload_for(self, full, caller)
-        return OutboxEvent(self.event_id, self.kind, self.mmg, self.occurred_at, payload)
-
-
-def payload_for(event: OutboxEvent, full_numbers: bool, include_caller: bool) -> dict[str, Any]:
-    """The payload as a target may see it: the caller's own number (``caller_e164``)
-    only with ``include_caller``, the other full numbers only with ``full_numbers``."""
-    if full_numbers and include_caller:
-        return dict(event.payload)
-    return {
-        k: v
-        for k, v in event.payload.items()
-        if k not in FULL_NUMBER_KEYS or (include_caller if k == CALLER_NUMBER_KEY else full_numbers)
-    }
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -446,6 +356,7 @@ def targets_for(event: OutboxEvent, targets: Sequence[Target]) -> list[Target]:
 __all__ = [
     "CALLER_NUMBER_KEY",
     "EVENT_KINDS",
+    "FULL_NUMBER_KEYS",
     "EventKind",
     "HubSanteTarget",
     "OutboxEvent",

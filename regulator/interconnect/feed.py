@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import structlog
 
 from regulator.interconnect.events import OutboxEvent
+from regulator.logs import get_logger
 from regulator.ports import StoreError
 from regulator.storage.batch import Journal
 from regulator.storage.spool import Item, Spool
 
-log = structlog.get_logger("regulator.interconnect")
+log = get_logger("regulator.interconnect")
 
 #: Writes events to the outbox store (one call per batch); raises when it can't.
 Sink = Callable[[Sequence[OutboxEvent]], Awaitable[object]]

@@ -52,7 +52,6 @@ from zoneinfo import ZoneInfo
 
 import aio_pika
 import orjson
-import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -64,9 +63,10 @@ from aio_pika.abc import (
 from regulator.core.labels import CALL_STATUS_LABELS, OUTCOME_PHRASES, ROUTE_PHRASES
 from regulator.interconnect.events import HubSanteTarget, OutboxEvent
 from regulator.interconnect.outbox import OutboxStore, Result, SendResult
+from regulator.logs import get_logger
 from regulator.ports import Clock
 
-log = structlog.get_logger("regulator.hubsante")
+log = get_logger("regulator.hubsante")
 
 LANGUAGE: Final = "fr-FR"
 ADDRESS_SCHEME: Final = "hubex"
@@ -465,7 +465,7 @@ class HubSanteSender:
         except Exception as exc:  # broker down, channel closed, unroutable, timeout…
             return SendResult(Result.RETRY, f"publish failed: {type(exc).__name__}: {exc}")
         log.info(
-            "hubsante.published",
+            "hubsante_published",
             target=self.target.name,
             distribution_id=envelope["distributionID"],
             kind=event.kind,
@@ -511,7 +511,7 @@ class HubSanteConsumer:
             kind = envelope.get("distributionKind")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
             log.warning(
-                "hubsante.malformed",
+                "hubsante_malformed",
                 target=name,
                 queue=queue,
                 error=f"{type(exc).__name__}: {exc}",
@@ -523,11 +523,11 @@ class HubSanteConsumer:
             reference = message["reference"]
             acknowledged = reference.get("distributionID")
             if kind != "Ack" or not isinstance(acknowledged, str):
-                log.warning("hubsante.malformed", target=name, queue=queue, error="bad Ack")
+                log.warning("hubsante_malformed", target=name, queue=queue, error="bad Ack")
                 return "malformed"
             event_id = event_id_of(self.target.client_id, acknowledged)
             if event_id is None:
-                log.info("hubsante.foreign_ack", target=name, distribution_id=acknowledged)
+                log.info("hubsante_foreign_ack", target=name, distribution_id=acknowledged)
                 return "ignored"
             if reference.get("refused") or reference.get("step") == "ERREUR":
                 error = "refused by recipient" + (
@@ -537,7 +537,7 @@ class HubSanteConsumer:
                 )
                 return await self._dead(event_id, error)
             done = await self.store.mark_delivered(name, event_id)
-            log.info("hubsante.ack", target=name, event_id=event_id, known=done)
+            log.info("hubsante_ack", target=name, event_id=event_id, known=done)
             if done:
                 self._report(Result.DELIVERED)
                 return "delivered"
@@ -552,12 +552,12 @@ class HubSanteConsumer:
             cause = error_body.get("errorCause")
             if not isinstance(referenced, str):
                 log.warning(
-                    "hubsante.error_unreferenced", target=name, queue=queue, cause=str(cause)
+                    "hubsante_error_unreferenced", target=name, queue=queue, cause=str(cause)
                 )
                 return "ignored"
             event_id = event_id_of(self.target.client_id, referenced)
             if event_id is None:
-                log.info("hubsante.foreign_error", target=name, distribution_id=referenced)
+                log.info("hubsante_foreign_error", target=name, distribution_id=referenced)
                 return "ignored"
             if isinstance(code, dict):
                 label = f"{code.get('statusString', '?')} ({code.get('statusCode', '?')})"
@@ -565,13 +565,13 @@ class HubSanteConsumer:
                 label = str(code)
             return await self._dead(event_id, f"Hub Santé error {label}: {cause}")
 
-        log.warning("hubsante.unexpected", target=name, queue=queue, kind=kind)
+        log.warning("hubsante_unexpected", target=name, queue=queue, kind=kind)
         return "ignored"
 
     async def _dead(self, event_id: str, error: str) -> str:
         name = self.target.name
         done = await self.store.mark_dead(name, event_id, error, self.clock.now())
-        log.warning("hubsante.delivery_failed", target=name, event_id=event_id, error=error)
+        log.warning("hubsante_delivery_failed", target=name, event_id=event_id, error=error)
         if done:
             self._report(Result.DEAD)
             return "dead"
@@ -582,7 +582,7 @@ class HubSanteConsumer:
             try:
                 self.on_result(self.target.name, result)
             except Exception:
-                log.exception("hubsante.on_result_failed")
+                log.exception("hubsante_on_result_failed")
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """aio-pika callback: handle, then ack; requeue only if our store failed."""
@@ -591,7 +591,7 @@ class HubSanteConsumer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("hubsante.consumer_error", target=self.target.name)
+            log.exception("hubsante_consumer_error", target=self.target.name)
             await asyncio.sleep(1.0)  # store down: don't spin on the same message
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
@@ -652,7 +652,7 @@ class HubSanteLink:
         self.connection = connection
         self._publish_channel = publish
         self._consume_channel = consume
-        log.info("hubsante.connected", target=self.target.name, queues=self.consumer.queues)
+        log.info("hubsante_connected", target=self.target.name, queues=self.consumer.queues)
 
     def start_background(
         self, *, first_delay_s: float = 1.0, max_delay_s: float = 60.0
@@ -670,7 +670,7 @@ class HubSanteLink:
                     raise
                 except Exception as exc:
                     log.warning(
-                        "hubsante.connect_failed",
+                        "hubsante_connect_failed",
                         target=self.target.name,
                         error=f"{type(exc).__name__}: {exc}",
                         retry_in_s=delay,

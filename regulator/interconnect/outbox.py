@@ -26,103 +26,15 @@ import contextlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
-
-import structlog
+from typing import Protocol
 
 from regulator.interconnect.events import OutboxEvent, Target
-from regulator.ports import Clock
+from regulator.logs import get_logger
+from regulator.ports import SENT_RETENTION_S, Clock, DeadLetter, Delivery, OutboxStore
 
-log = structlog.get_logger("regulator.outbox")
-
-#: How long a store remembers a delivery done: enqueueing the same event for the same
-#: target again within this time (a journal replayed after a crash) is a no-op.
-SENT_RETENTION_S = 7 * 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event waiting for one target."""
-
-    target: str
-    event: OutboxEvent
-    attempts: int  # attempts made so far
-    since: datetime  # when it was enqueued (or redriven): the age max_age_s is measured from
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A delivery given up on; :meth:`OutboxStore.redrive` puts it back in the queue."""
-
-    target: str
-    event: OutboxEvent
-    attempts: int
-    error: str | None
-    died_at: datetime
-
-
-@runtime_checkable
-class OutboxStore(Protocol):
-    """Persistence of the outbox (SQLite: :mod:`regulator.storage.outbox_sqlite`,
-    Redis: :mod:`regulator.storage.outbox_redis`). Every mark is a no-op for a
-    delivery that no longer exists (already delivered, dead or redriven)."""
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def enqueue(
-        self, events: Sequence[OutboxEvent], targets: Sequence[str], now: datetime
-    ) -> int:
-        """Add a delivery of each event to each target, in one write; idempotent by
-        (target, event_id), also for a delivery done less than ``SENT_RETENTION_S``
-        (counted from its enqueue) ago. Returns how many deliveries were new."""
-        ...
-
-    async def due(
-        self, target: str, now: datetime, limit: int, lease_s: float = 60.0
-    ) -> list[Delivery]:
-        """Up to ``limit`` deliveries of ``target`` whose next attempt is at or
-        before ``now``, oldest first; each is leased until ``now + lease_s``."""
-        ...
-
-    async def mark_delivered(self, target: str, event_id: str) -> bool:
-        """Remove the delivery (pending or dead) and remember it as done (see
-        :meth:`enqueue`). True if it existed."""
-        ...
-
-    async def mark_retry(
-        self, target: str, event_id: str, next_at: datetime, attempts: int, error: str | None
-    ) -> bool:
-        """Schedule the next attempt of a pending delivery."""
-        ...
-
-    async def mark_dead(
-        self,
-        target: str,
-        event_id: str,
-        error: str | None,
-        died_at: datetime,
-        attempts: int | None = None,
-    ) -> bool:
-        """Move a pending delivery to the dead list (``attempts`` None keeps the stored count)."""
-        ...
-
-    async def dead(self, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        """Dead letters of one target (or all), oldest first."""
-        ...
-
-    async def redrive(self, target: str, event_ids: Sequence[str] | None, now: datetime) -> int:
-        """Move dead letters (all of ``target``'s when ``event_ids`` is None) back to
-        pending, due now, with zero attempts and a fresh age. Returns how many."""
-        ...
-
-    async def pending_count(self, target: str | None = None) -> int:
-        """Pending deliveries (not dead) of one target or of all."""
-        ...
+log = get_logger("regulator.outbox")
 
 
 class Result(StrEnum):
@@ -271,14 +183,14 @@ class OutboxWorker:
             await self.store.mark_dead(name, event.event_id, error, now, delivery.attempts)
             self._report(name, event, delivery.attempts, Result.DEAD, error)
             log.warning(
-                "outbox.dead", target=name, event_id=event.event_id, kind=event.kind, error=error
+                "outbox_dead", target=name, event_id=event.event_id, kind=event.kind, error=error
             )
             return
         async with self._semaphores[name]:
             try:
                 result = await self.senders[name].send(event)
             except Exception as exc:  # a sender must not raise; never let it stop the loop
-                log.exception("outbox.sender_crashed", target=name, event_id=event.event_id)
+                log.exception("outbox_sender_crashed", target=name, event_id=event.event_id)
                 result = SendResult(Result.RETRY, f"sender error: {type(exc).__name__}: {exc}")
         attempts = delivery.attempts + 1
         now = self.clock.now()
@@ -287,7 +199,7 @@ class OutboxWorker:
         elif result.result is Result.DEAD:
             await self.store.mark_dead(name, event.event_id, result.error, now, attempts)
             log.warning(
-                "outbox.dead",
+                "outbox_dead",
                 target=name,
                 event_id=event.event_id,
                 kind=event.kind,
@@ -302,7 +214,7 @@ class OutboxWorker:
             await self.store.mark_retry(name, event.event_id, next_at, attempts, result.error)
             if result.result is Result.RETRY:
                 log.info(
-                    "outbox.retry",
+                    "outbox_retry",
                     target=name,
                     event_id=event.event_id,
                     attempts=attempts,
@@ -322,7 +234,7 @@ class OutboxWorker:
                 DeliveryReport(target, event.event_id, event.kind, attempts, result, error),
             )
         except Exception:
-            log.exception("outbox.on_delivery_failed", target=target)
+            log.exception("outbox_on_delivery_failed", target=target)
 
     async def _report_pending(self) -> None:
         if self.on_pending is None:
@@ -330,7 +242,7 @@ class OutboxWorker:
         try:
             self.on_pending(await self.store.pending_count())
         except Exception:
-            log.exception("outbox.on_pending_failed")
+            log.exception("outbox_on_pending_failed")
 
     # ---- life cycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -368,7 +280,7 @@ class OutboxWorker:
                 raise
             except Exception:
                 # Store down or similar: keep the loop alive and try again later.
-                log.exception("outbox.loop_error", target=name)
+                log.exception("outbox_loop_error", target=name)
                 attempted = 0
             if attempted >= self.batch_size:
                 continue  # more may be due right now

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import structlog
-from redis.asyncio import Redis
 
 from regulator.interconnect.events import (
     HubSanteTarget,
@@ -45,28 +43,17 @@ from regulator.interconnect.outbox import (
     Sender,
 )
 from regulator.interconnect.webhooks import WebhookSender
+from regulator.logs import get_logger
 from regulator.ports import Clock
-from regulator.storage import SQLITE_FILENAME
-from regulator.storage.outbox_redis import OutboxRedisStore
-from regulator.storage.outbox_sqlite import OutboxSqliteStore
+
+# Re-exported: the outbox store is chosen beside the main store (regulator.storage).
+from regulator.storage import outbox_store_for
 
 if TYPE_CHECKING:
     from regulator.metrics import Metrics
     from regulator.settings import Settings
 
-log = structlog.get_logger("regulator.interconnect")
-
-
-def outbox_store_for(settings: Settings, redis_client: Redis | None = None) -> OutboxStore:
-    """The outbox store beside the main store: Redis when ``redis_url`` is set (pass the
-    main store's client for Sentinel/Cluster URLs), else its own tables in the main
-    SQLite file (``data_dir/regulator.sqlite3``)."""
-    if redis_client is not None:
-        return OutboxRedisStore(redis_client, settings.redis_prefix)
-    url = settings.secret("redis_url")
-    if url:
-        return OutboxRedisStore.from_url(url, settings.redis_prefix)
-    return OutboxSqliteStore(settings.data_dir / SQLITE_FILENAME)
+log = get_logger("regulator.interconnect")
 
 
 class Interconnect:
@@ -133,7 +120,7 @@ class Interconnect:
         for link in self.links:
             link.start_background()
         self.worker.start()
-        log.info("interconnect.started", targets=[t.name for t in self.targets])
+        log.info("interconnect_started", targets=[t.name for t in self.targets])
 
     async def stop(self) -> None:
         await self.worker.stop()

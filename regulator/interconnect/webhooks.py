@@ -54,13 +54,13 @@ from collections.abc import Mapping
 
 import aiohttp
 import orjson
-import structlog
 
 from regulator.interconnect.events import OutboxEvent, WebhookTarget
 from regulator.interconnect.outbox import Result, SendResult
+from regulator.logs import get_logger
 from regulator.ports import Clock
 
-log = structlog.get_logger("regulator.webhooks")
+log = get_logger("regulator.webhooks")
 
 SIGNATURE_HEADER = "X-Regulator-Signature"
 EVENT_ID_HEADER = "X-Regulator-Event-Id"

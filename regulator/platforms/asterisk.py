@@ -44,7 +44,7 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -228,12 +228,12 @@ def _encode(values: Mapping[str, str]) -> bytes:
     return (line + "\n").encode("ascii")
 
 
-def render(decision: Decision, urls: HookUrls) -> Answer:
+def render(decision: Decision, ctx: RenderContext) -> Answer:
     """The decision as the ``key=value`` line the dialplan reads with ``HASH()``.
 
-    ``urls`` is unused: the dialplan knows the service's paths.
+    ``ctx`` is unused: the dialplan knows the service's paths.
     """
-    del urls
+    del ctx
     values: dict[str, str] = {
         "route": decision.route.value,
         "say": _speech(decision.say),

@@ -8,17 +8,23 @@ pure functions, no aiohttp:
 * ``parse_call(req, stage)`` — the request as a :class:`~regulator.core.models.Call`
   (raise :class:`BadHookRequest` naming the field).
 * ``parse_event(req)`` — a status/dial callback as a :class:`CallEvent`.
-* ``render(decision, urls)`` — the platform's answer (:class:`Answer`).
+* ``render(decision, ctx)`` — the platform's answer (:class:`Answer`); ``ctx`` (a
+  :class:`RenderContext`) carries what some platforms need beyond the decision.
 * ``render_hangup()`` — the answer that ends the call politely.
+
+:class:`PlatformAdapter` types that shape, so mypy checks every adapter module
+against it (``regulator.web.hooks`` holds them as ``PlatformAdapter``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlencode
 
-from regulator.core.models import Route
+# Re-exported: a status callback is a domain fact (core.models), adapters produce it.
+from regulator.core.models import CALL_STATUSES, Call, CallEvent, Decision, Destination, Stage
 
 
 class SignatureError(Exception):
@@ -54,39 +60,6 @@ class HookRequest:
     now: float
 
 
-#: The normalised call statuses of :class:`CallEvent` (see its docstring).
-CALL_STATUSES: frozenset[str] = frozenset(
-    {"started", "ringing", "answered", "completed", "busy", "no-answer", "failed", "canceled"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """A status or dial-status callback, normalised across platforms.
-
-    ``status`` uses Twilio's vocabulary spelled the Vonage-neutral way
-    (:data:`CALL_STATUSES`): ``started``, ``ringing``, ``answered``, ``completed``,
-    ``busy``, ``no-answer``, ``failed``, ``canceled`` (Twilio's ``queued``/``initiated``
-    are ``started`` and ``in-progress`` is ``answered``; Vonage's ``cancelled`` is
-    mapped to ``canceled``; its ``timeout``/``unanswered``/``rejected`` to
-    ``no-answer``/``busy``). Other well-formed platform statuses (Vonage's
-    ``machine``, ``human``…) pass through unchanged, lower-cased: informational only.
-    ``target`` is the route of the dial this event is about (from our own
-    callback URL), None for whole-call status events.
-    """
-
-    call_id: str
-    status: str
-    duration_s: int | None = None
-    target: Route | None = None
-    caller: str | None = None
-    called: str | None = None
-
-    @property
-    def dial_failed(self) -> bool:
-        return self.status in ("busy", "no-answer", "failed")
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The body and media type returned to the platform (always HTTP 200)."""
@@ -113,3 +86,48 @@ class HookUrls:
             return url
         sep = "&" if "?" in url else "?"
         return f"{url}{sep}{urlencode(params)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """Everything an answer may need besides the decision, the same for every platform.
+
+    ``urls``: our own callbacks; ``caller``: the caller's number as the platform sent
+    it; ``own_number``: the MMG's own number (E.164) to present on a dialled leg, None
+    if unknown; ``regulation``: the MMG's regulation line (centre 15 / SAS), the
+    failover of platforms that route in one answer (Kamailio); ``sip_gateway``: where
+    numbers are dialled over SIP. An adapter reads what it needs and ignores the rest.
+    """
+
+    urls: HookUrls
+    caller: str | None = None
+    own_number: str | None = None
+    regulation: Destination | None = None
+    sip_gateway: str | None = None
+
+
+class PlatformAdapter(Protocol):
+    """One telephony platform: verify → parse → render (a module of pure functions)."""
+
+    def verify(self, req: HookRequest, secret: str, /) -> None: ...
+
+    def parse_call(self, req: HookRequest, stage: Stage, /) -> Call: ...
+
+    def parse_event(self, req: HookRequest, /) -> CallEvent: ...
+
+    def render(self, decision: Decision, ctx: RenderContext, /) -> Answer: ...
+
+    def render_hangup(self) -> Answer: ...
+
+
+__all__ = [
+    "CALL_STATUSES",
+    "Answer",
+    "BadHookRequest",
+    "CallEvent",
+    "HookRequest",
+    "HookUrls",
+    "PlatformAdapter",
+    "RenderContext",
+    "SignatureError",
+]

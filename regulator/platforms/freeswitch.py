@@ -44,6 +44,7 @@ from regulator.platforms.base import (
     CallEvent,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -224,13 +225,14 @@ def _bridge_target(number: str | None, sip: str | None, timeout: int, gateway: s
 
 def render(
     decision: Decision,
-    urls: HookUrls,
+    ctx: RenderContext,
     *,
     tts_engine: str = TTS_ENGINE,
     tts_voice: str = TTS_VOICE,
     gateway: str = GATEWAY,
 ) -> Answer:
     """The decision as an httapi document: speak, then the menu, a bridge, or hang up."""
+    urls = ctx.urls
     engine, voice = _attr(tts_engine), _attr(tts_voice)
     tags = [
         _SPEAK.format(engine=engine, voice=voice, text=_attr(t))

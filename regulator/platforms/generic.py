@@ -33,7 +33,7 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -188,20 +188,20 @@ def _action(decision: Decision) -> str:
     return "announce"
 
 
-def render(decision: Decision, urls: HookUrls, *, call_id: str | None = None) -> Answer:
+def render(decision: Decision, ctx: RenderContext, *, call_id: str | None = None) -> Answer:
     """The decision as one JSON object.
 
     ``action`` tells the PBX what to do: ``menu`` (play ``say`` then ``menu.text``,
     collect one key, post it back with ``"stage": "digits"``), ``dial`` (play ``say``,
     then dial ``destination``; on failure post ``"stage": "dial_failed"`` with
     ``"target"`` = this answer's ``route``) or ``announce`` (play ``say`` and hang up).
-    ``urls`` is unused.
+    ``ctx`` is unused (no callbacks, nothing presented).
 
     ``play`` runs beside ``say``, one entry per message: the https URL of its
     recording, or null (say the text); ``menu.play`` likewise for the menu's text. A
     PBX without audio playback reads ``say`` and ignores ``play``.
     """
-    del urls
+    del ctx
     destination = decision.destination
     menu = decision.menu
     document: dict[str, object] = {}

@@ -38,6 +38,7 @@ from regulator.platforms.base import (
     CallEvent,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
 from regulator.platforms.twilio import caller_id
@@ -163,21 +164,16 @@ def _texts(texts: tuple[str, ...]) -> list[str]:
     return [t for t in texts if t and t.strip()]
 
 
-def render(
-    decision: Decision,
-    urls: HookUrls,
-    *,
-    caller: str | None = None,
-    own_number: str | None = None,
-) -> Answer:
+def render(decision: Decision, ctx: RenderContext) -> Answer:
     """The decision as a jambonz verb array: say each message, then gather, dial or hang up.
 
     A ``gather`` speaks the messages and the menu (barge-in by key) and calls its
     actionHook with ``digits``, or without them when the caller typed nothing (the
     menu's default). A ``dial`` calls its actionHook, ``?target=<route>``, when the leg
     ends: busy, unanswered or failed, the answer to it (the overflow) replaces the rest.
-    ``caller``/``own_number`` pick the ``callerId`` as for Twilio.
+    ``ctx.caller``/``ctx.own_number`` pick the ``callerId`` as for Twilio.
     """
+    urls, caller, own_number = ctx.urls, ctx.caller, ctx.own_number
     says = _texts(decision.say)
     destination = decision.destination
     verbs: list[dict[str, object]] = []

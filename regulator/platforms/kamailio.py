@@ -33,7 +33,7 @@ from regulator.platforms.base import (
     Answer,
     CallEvent,
     HookRequest,
-    HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -92,22 +92,18 @@ def _uris(destination: Destination | None, sip_gateway: str | None) -> list[str]
     return uris
 
 
-def render(
-    decision: Decision,
-    urls: HookUrls,
-    sip_gateway: str | None,
-    regulation: Destination | None = None,
-) -> Answer:
+def render(decision: Decision, ctx: RenderContext) -> Answer:
     """The decision as an ``rtjson`` document.
 
-    ``regulation`` is the MMG's regulation line (centre 15 / SAS): it ends the route
+    ``ctx.regulation`` is the MMG's regulation line (centre 15 / SAS): it ends the route
     list as failover (its SIP URI, then its number through the gateway), and replaces
     destinations Kamailio cannot reach. Numbers are sent as ``sip:<E.164>@<sip_gateway>``
     only when a gateway is configured; without one, a destination known only by number
     gives no route, and a regulation line known only by number leaves the failover to
-    the script's ``REGULATION_URI``. ``urls`` is unused (no callbacks in rtjson).
+    the script's ``REGULATION_URI`` (``ctx.sip_gateway``). ``ctx.urls`` is unused (no
+    callbacks in rtjson).
     """
-    del urls
+    sip_gateway, regulation = ctx.sip_gateway, ctx.regulation
     first_route = decision.route
     first = _uris(decision.destination, sip_gateway)
     if not first:

@@ -29,7 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from regulator.core.models import Call, Decision, Platform, Stage
 from regulator.platforms import twilio
-from regulator.platforms.base import Answer, CallEvent, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    Answer,
+    CallEvent,
+    HookRequest,
+    RenderContext,
+    SignatureError,
+)
 
 CONTENT_TYPE = twilio.CONTENT_TYPE
 
@@ -96,21 +102,9 @@ def parse_event(req: HookRequest) -> CallEvent:
     return twilio.parse_event(req)
 
 
-def render(
-    decision: Decision,
-    urls: HookUrls,
-    *,
-    caller: str | None = None,
-    own_number: str | None = None,
-) -> Answer:
+def render(decision: Decision, ctx: RenderContext) -> Answer:
     """The decision as TeXML (see :func:`regulator.platforms.twilio.render`)."""
-    return twilio.render(
-        decision,
-        urls,
-        caller=caller,
-        own_number=own_number,
-        max_dial_timeout_s=MAX_DIAL_TIMEOUT_S,
-    )
+    return twilio.render(decision, ctx, max_dial_timeout_s=MAX_DIAL_TIMEOUT_S)
 
 
 def render_hangup() -> Answer:

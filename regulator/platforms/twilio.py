@@ -30,6 +30,7 @@ from regulator.platforms.base import (
     CallEvent,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -253,22 +254,16 @@ def caller_id(caller: str | None, own_number: str | None) -> str | None:
     return None
 
 
-def render(
-    decision: Decision,
-    urls: HookUrls,
-    *,
-    caller: str | None = None,
-    own_number: str | None = None,
-    max_dial_timeout_s: int = 600,
-) -> Answer:
+def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 600) -> Answer:
     """The decision as TwiML: Say each message (Play its recording, if it has one),
     then gather, dial or hang up.
 
-    ``caller`` is the caller's number as Twilio sent it (``From``) and ``own_number``
-    the MMG's number (E.164) they dialled; :func:`caller_id` picks what a dial presents.
-    ``max_dial_timeout_s`` bounds the ``<Dial timeout>`` (Telnyx's TeXML, which reuses
-    this renderer, accepts at most 120).
+    ``ctx.caller`` is the caller's number as Twilio sent it (``From``) and
+    ``ctx.own_number`` the MMG's number (E.164) they dialled; :func:`caller_id` picks
+    what a dial presents. ``max_dial_timeout_s`` bounds the ``<Dial timeout>`` (Telnyx's
+    TeXML, which reuses this renderer, accepts at most 120).
     """
+    urls, caller, own_number = ctx.urls, ctx.caller, ctx.own_number
     says = _says(decision.say)
     destination = decision.destination
     if decision.menu is not None:

@@ -37,6 +37,7 @@ from regulator.platforms.base import (
     CallEvent,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
 
@@ -246,11 +247,11 @@ def _msisdn(number: str | None) -> str | None:
     return digits if _MSISDN.fullmatch(digits) else None
 
 
-def render(decision: Decision, urls: HookUrls, *, from_number: str | None = None) -> Answer:
+def render(decision: Decision, ctx: RenderContext) -> Answer:
     """The decision as an NCCO: talk each message (stream its recording, if it has
     one), then input, connect or end.
 
-    ``from_number`` is the MMG's own number (E.164), the one the caller dialled: a
+    ``ctx.own_number`` is the MMG's own number (E.164), the one the caller dialled: a
     number of this Vonage application. A connect's ``from`` must be one of the
     account's virtual numbers ("another value will result in the caller ID being
     unknown"), so the caller's own number is never presented; centre 15 gets it
@@ -258,6 +259,7 @@ def render(decision: Decision, urls: HookUrls, *, from_number: str | None = None
     to read), ``randomFromNumber`` lets Vonage pick one of the application's numbers:
     a connect always has one or the other, as Vonage's SDK requires.
     """
+    urls, from_number = ctx.urls, ctx.own_number
     ncco: list[dict[str, object]] = [
         _talk(t) for t in decision.say if (t and t.strip()) or audio_of(t)
     ]

@@ -45,13 +45,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import structlog
-
 from regulator.core.models import CallRecord, CallUpdate
+from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
 from regulator.storage.spool import Item, Spool, decode, encode, open_private
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ErrorCallback = Callable[[str], object]
 SpoolCallback = Callable[[int], object]

@@ -31,8 +31,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from regulator.interconnect.events import OutboxEvent
-from regulator.interconnect.outbox import SENT_RETENTION_S, DeadLetter, Delivery
+from regulator.ports import SENT_RETENTION_S, DeadLetter, Delivery, OutboxEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 
-from regulator.interconnect.events import OutboxEvent
-from regulator.interconnect.outbox import SENT_RETENTION_S, DeadLetter, Delivery
+from regulator.ports import SENT_RETENTION_S, DeadLetter, Delivery, OutboxEvent
 
 T = TypeVar("T")
 

@@ -57,12 +57,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
-import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -81,11 +80,12 @@ from regulator.core.models import (
     Route,
     Visit,
 )
+from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.keys import Keys
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Idempotency keys (API ``Idempotency-Key``) are remembered this long.
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600
@@ -346,12 +346,22 @@ def _record_from_hash(raw: dict[bytes, bytes]) -> CallRecord:
     )
 
 
-def parse_sentinel_url(url: str) -> dict[str, Any]:
-    """Split ``sentinel://[:pw@]h1:26379,h2/mymaster[/db][?sentinel_password=…&ssl=true]``.
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """What a ``sentinel://`` URL names: the Sentinels, the service, the master's
+    database and credentials, the Sentinels' own password, TLS."""
 
-    Returns ``sentinels`` (list of (host, port)), ``service``, ``db``, ``password``,
-    ``username``, ``sentinel_password`` and ``ssl``.
-    """
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+    sentinel_password: str | None
+    ssl: bool
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Split ``sentinel://[:pw@]h1:26379,h2/mymaster[/db][?sentinel_password=…&ssl=true]``."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("sentinel", "redis+sentinel"):
         raise ValueError("a Sentinel URL starts with sentinel://")
@@ -378,15 +388,15 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
     if not sentinels or not parts:
         raise ValueError("a Sentinel URL needs host:port[,host:port…]/service_name")
     params = {k: v[-1] for k, v in parse_qs(query).items()}
-    return {
-        "sentinels": sentinels,
-        "service": unquote(parts[0]),
-        "db": int(parts[1]) if len(parts) > 1 else int(params.get("db", "0")),
-        "username": username,
-        "password": password,
-        "sentinel_password": params.get("sentinel_password"),
-        "ssl": params.get("ssl", "").lower() in ("1", "true", "yes"),
-    }
+    return SentinelUrl(
+        sentinels=sentinels,
+        service=unquote(parts[0]),
+        db=int(parts[1]) if len(parts) > 1 else int(params.get("db", "0")),
+        username=username,
+        password=password,
+        sentinel_password=params.get("sentinel_password"),
+        ssl=params.get("ssl", "").lower() in ("1", "true", "yes"),
+    )
 
 
 class RedisStore:
@@ -446,19 +456,19 @@ class RedisStore:
                 "socket_timeout": self._socket_timeout,
                 "socket_connect_timeout": self._connect_timeout,
             }
-            if conf["sentinel_password"]:
-                sentinel_kwargs["password"] = conf["sentinel_password"]
+            if conf.sentinel_password:
+                sentinel_kwargs["password"] = conf.sentinel_password
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                conf["sentinels"], sentinel_kwargs=sentinel_kwargs
+                conf.sentinels, sentinel_kwargs=sentinel_kwargs
             )
-            master_kwargs = dict(common, db=conf["db"], max_connections=self._max_connections)
-            if conf["password"] is not None:
-                master_kwargs["password"] = conf["password"]
-            if conf["username"] is not None:
-                master_kwargs["username"] = conf["username"]
-            if conf["ssl"]:
+            master_kwargs = dict(common, db=conf.db, max_connections=self._max_connections)
+            if conf.password is not None:
+                master_kwargs["password"] = conf.password
+            if conf.username is not None:
+                master_kwargs["username"] = conf.username
+            if conf.ssl:
                 master_kwargs["ssl"] = True
-            return cast(Redis, self._sentinel.master_for(conf["service"], **master_kwargs))
+            return cast(Redis, self._sentinel.master_for(conf.service, **master_kwargs))
         return Redis.from_url(self._url, max_connections=self._max_connections, **common)
 
     def _register(self) -> None:
@@ -951,4 +961,4 @@ class RedisStore:
         return found
 
 
-__all__ = ["IDEMPOTENCY_TTL_S", "RedisStore", "parse_sentinel_url"]
+__all__ = ["IDEMPOTENCY_TTL_S", "RedisStore", "SentinelUrl", "parse_sentinel_url"]

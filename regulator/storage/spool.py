@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import structlog
 
 from regulator.core.models import CallRecord, CallUpdate
+from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
 from regulator.storage import codec
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Spooled(Protocol):

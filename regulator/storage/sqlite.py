@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-import structlog
 
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.models import (
@@ -44,13 +43,14 @@ from regulator.core.models import (
     Route,
     Visit,
 )
+from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SCHEMA_VERSION = 3  # 2: calls.routes (route history); 3: idempotency.request
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)

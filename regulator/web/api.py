@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from aiohttp import web
 
-from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
 from regulator.core.indicators import build_report, report_csv, report_markdown, valid_month
-from regulator.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from regulator.errors import BadRequest
 from regulator.ports import StoreError
 from regulator.web import keys
+
+# Re-exported: authentication and CSRF moved to access.py, beside require_mmg.
+from regulator.web.access import CSRF_HEADER, Permission, csrf_token, principal, require_mmg
 from regulator.web.middlewares import json_response
-
-#: Header the consoles send with cookie-authenticated writes (see :func:`csrf_token`).
-CSRF_HEADER = "X-CSRF-Token"
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def csrf_token(token: str) -> str:
-    """The anti-CSRF value of a console session: sha256("csrf:" + token).
-
-    Derived from the cookie's token rather than a per-process secret, so every
-    replica accepts it; another site can neither read the cookie nor compute it.
-    """
-    return hashlib.sha256(b"csrf:" + token.encode()).hexdigest()
-
-
-def principal(request: web.Request) -> Principal:
-    """The authenticated caller (Bearer token or console cookie), or 401.
-
-    A write authenticated by the cookie must also carry ``X-CSRF-Token`` (403
-    otherwise): browsers attach cookies to cross-site requests, never that header.
-    """
-    tokens = request.app[keys.TOKENS]
-    settings = request.app[keys.SETTINGS]
-    if tokens is None:
-        if settings.insecure_dev:
-            return DEV_PRINCIPAL
-        raise Unauthorized(
-            "API désactivée : aucun fichier de jetons configuré (REGULATOR_TOKENS_FILE)."
-        )
-    header = request.headers.get("Authorization", "")
-    from_cookie = header[:7].lower() != "bearer "
-    token = request.cookies.get(COOKIE) if from_cookie else header[7:].strip()
-    who = tokens.authenticate(token)
-    if who is None or token is None:
-        raise Unauthorized("Jeton d'accès manquant ou invalide.")
-    if from_cookie and request.method not in _SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "").encode(errors="replace")
-        if not hmac.compare_digest(sent, csrf_token(token).encode()):
-            raise Forbidden(
-                "Requête refusée : en-tête X-CSRF-Token manquant ou invalide "
-                "(rechargez la console et réessayez)."
-            )
-    return who
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -70,7 +26,7 @@ async def readyz(request: web.Request) -> web.Response:
     down, webhooks are still answered (fail-safe) and calls spooled, whereas taking
     every replica out of the load balancer at once would drop the calls themselves.
     """
-    app = request.app
+    app = request.config_dict
     lifecycle = app[keys.LIFECYCLE]
     protocols = app[keys.PROTOCOLS]
     checks: dict[str, object] = {
@@ -92,7 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus exposition; refreshes ``regulator_mmg_open`` at scrape time."""
-    app = request.app
+    app = request.config_dict
     metrics = app[keys.METRICS]
     now = app[keys.CLOCK].now()
     for proto in app[keys.PROTOCOLS].current:
@@ -103,14 +59,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 async def monthly_report(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md``)."""
-    who = principal(request)
-    mmg = request.match_info["mmg"]
+    _, proto = require_mmg(request, Permission.REPORT)
+    mmg = proto.id
     month = request.match_info["month"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        raise NotFound(f"MMG inconnue : {mmg!r}.", field="mmg", value=mmg)
-    if not who.can_report(mmg):
-        raise Forbidden(f"Le jeton « {who.name} » ne donne pas accès aux indicateurs de {mmg}.")
     if not valid_month(month):
         raise BadRequest(
             f"Paramètre month invalide {month!r} : format attendu AAAA-MM.",
@@ -120,7 +71,7 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv", "md"):
         raise BadRequest(f"Format inconnu {fmt!r} : json, csv ou md.", field="format", value=fmt)
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     counters = await store.call_counters(mmg, month)
     visits = await store.visits(mmg, month)
     report = build_report(mmg, month, counters, visits)
@@ -138,8 +89,12 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
     return json_response(report)
 
 
-def setup_api(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_get("/api/v1/reports/{mmg}/{month}", monthly_report)
+__all__ = [
+    "CSRF_HEADER",
+    "csrf_token",
+    "healthz",
+    "metrics_endpoint",
+    "monthly_report",
+    "principal",
+    "readyz",
+]

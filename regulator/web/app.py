@@ -1,8 +1,10 @@
 """The application factory and ``regulator serve``.
 
 ``create_app(settings, store, clock)`` builds everything from its arguments (no
-module-level state); resources are opened and closed in ``cleanup_ctx`` in a
-fixed order: store → call writer → protocol watcher → (outbox) → SSE bus.
+module-level state) on the root app's keys; the routes, the three sub-apps and their
+middlewares come from the route table (:mod:`regulator.web.routes`). Resources are
+opened and closed in ``cleanup_ctx`` in a fixed order: store → call writer → protocol
+watcher → retention → no-show sweeper → (outbox) → SSE bus.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -22,6 +24,7 @@ from regulator.auth import TokenBook, TokenError
 from regulator.bus import EventBus
 from regulator.calls import CallRouter
 from regulator.core.protocol import ProtocolSet
+from regulator.events import Events, ReferralChanged
 from regulator.logs import configure_logging, get_logger
 from regulator.metrics import Metrics
 from regulator.platforms import kamailio
@@ -30,16 +33,13 @@ from regulator.reload import ProtocolRegistry, warm_up
 from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool
-from regulator.web import keys
-from regulator.web.api import setup_api
-from regulator.web.consoles import setup_consoles
-from regulator.web.hooks import setup_hooks
-from regulator.web.interconnect import setup_interconnect
+from regulator.web import keys, routes
+from regulator.web.interconnect import FEED, OutboxFeed, interconnect_ctx
 from regulator.web.lifecycle import Lifecycle
-from regulator.web.middlewares import errors, rate_limit, request_context, security_headers
-from regulator.web.openapi import setup_openapi
-from regulator.web.referrals import setup_referrals
-from regulator.web.sse import setup_sse
+from regulator.web.middlewares import errors, request_context, security_headers
+from regulator.web.openapi import OPENAPI, build_openapi
+from regulator.web.referrals import no_show_sweeper
+from regulator.web.sse import SSE_CLIENTS, subscribe_sse
 
 log = get_logger("regulator.app")
 
@@ -138,12 +138,8 @@ def create_app(
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
     app = web.Application(
-        middlewares=[
-            request_context,
-            security_headers,
-            rate_limit(settings.rate_limit_per_minute),
-            errors,
-        ],
+        # The sub-apps add their own (auth, rate limit, error pages): routes.mount.
+        middlewares=[request_context, security_headers, errors],
         client_max_size=settings.max_body_bytes,
     )
     registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
@@ -167,6 +163,7 @@ def create_app(
             tokens = TokenBook.load(settings.tokens_file)
         except TokenError as exc:
             raise SystemExit(f"erreur : fichier des jetons invalide : {exc}") from None
+    events = Events()
     router = CallRouter(
         protocols=registry,
         store=store,
@@ -174,6 +171,7 @@ def create_app(
         clock=clock,
         metrics=metrics,
         settings=settings,
+        events=events,
     )
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -185,18 +183,31 @@ def create_app(
     app[keys.TOKENS] = tokens
     app[keys.LIFECYCLE] = Lifecycle()
     app[keys.BUS] = EventBus()
+    app[keys.EVENTS] = events
+    app[SSE_CLIENTS] = set()
+    app[FEED] = OutboxFeed()
+    app[OPENAPI] = build_openapi(routes.API)
+    # Subscribers run in this order: metrics, live consoles, outbox.
+    events.subscribe(ReferralChanged, _count_referral(metrics))
+    subscribe_sse(events, app[keys.BUS])
+    app[FEED].subscribe(events)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_protocols_ctx)
     app.cleanup_ctx.append(_retention_ctx)
+    app.cleanup_ctx.append(no_show_sweeper)
+    app.cleanup_ctx.append(interconnect_ctx)
     app.on_shutdown.append(_on_shutdown)
-    setup_hooks(app)
-    setup_api(app)
-    setup_referrals(app)
-    setup_sse(app)
-    setup_interconnect(app)
-    setup_openapi(app)
-    setup_consoles(app)
+    routes.mount(app)
     return app
+
+
+def _count_referral(metrics: Metrics) -> Callable[[ReferralChanged], None]:
+    """The metrics subscriber: ``regulator_referrals_total{mmg,event}``."""
+
+    def count(event: ReferralChanged) -> None:
+        metrics.referrals.labels(mmg=event.referral.mmg, event=event.event).inc()
+
+    return count
 
 
 def serve(args: argparse.Namespace) -> int:

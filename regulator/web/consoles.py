@@ -28,7 +28,7 @@ from regulator.web.console.pages import (
     regulation_page,
     state_json,
 )
-from regulator.web.console.render import TEMPLATES, TEMPLATES_DIR, environment
+from regulator.web.console.render import TEMPLATES, TEMPLATES_DIR, environment, error_page, who
 from regulator.web.console.reports import reports_page, reports_redirect
 from regulator.web.console.session import (
     SESSION_MAX_AGE_S,
@@ -40,23 +40,32 @@ from regulator.web.console.session import (
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-__all__ = ["SESSION_MAX_AGE_S", "STATIC_DIR", "TEMPLATES", "mmg_state", "setup_consoles"]
+__all__ = [
+    "SESSION_MAX_AGE_S",
+    "STATIC_DIR",
+    "TEMPLATES",
+    "console_home",
+    "desk_page",
+    "desk_summary",
+    "error_response",
+    "login",
+    "login_form",
+    "logout",
+    "mmg_state",
+    "not_found",
+    "regulation_page",
+    "reports_page",
+    "reports_redirect",
+    "setup_consoles",
+    "state_json",
+]
 
 
 def setup_consoles(app: web.Application) -> None:
-    """Register the console pages and their static files (call from ``create_app``)."""
+    """The console sub-app's state: its templates (the routes are in :mod:`.routes`)."""
     app[TEMPLATES] = environment(TEMPLATES_DIR)
-    router = app.router
-    router.add_get("/console", console_home)
-    router.add_get("/console/", console_home)
-    router.add_get("/console/login", login_form)
-    router.add_post("/console/login", login)
-    router.add_post("/console/logout", logout)
-    router.add_get("/console/regulation", regulation_page)
-    router.add_get("/console/state.json", state_json)
-    router.add_get("/console/desk/{mmg}", desk_page)
-    router.add_get("/console/desk/{mmg}/summary.json", desk_summary)
-    router.add_get("/console/reports", reports_redirect)
-    router.add_get("/console/reports/{mmg}", reports_page)
-    router.add_static("/console/static", STATIC_DIR)
-    router.add_get("/console/{tail:.*}", not_found)
+
+
+def error_response(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    """The French error page of the console sub-app's error middleware."""
+    return error_page(request, who(request), status, title, message)

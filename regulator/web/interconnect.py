@@ -16,17 +16,19 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from regulator.core.models import CallRecord, Decision, Referral, Route
+from regulator.core.models import Route
 from regulator.errors import BadRequest, Forbidden, Unavailable
-from regulator.interconnect.events import OutboxEvent, TargetsError, call_event, referral_event
+from regulator.events import CallEnded, CallRouted, Events, ReferralChanged
+from regulator.interconnect.events import TargetsError, call_event, referral_event
 from regulator.interconnect.feed import EventFeed
-from regulator.interconnect.outbox import OutboxStore
-from regulator.interconnect.service import Interconnect, outbox_store_for
+from regulator.interconnect.service import Interconnect
 from regulator.logs import get_logger
+from regulator.ports import OutboxEvent, OutboxStore
+from regulator.storage import outbox_store_for
 from regulator.web import keys
-from regulator.web.api import principal
+from regulator.web.access import principal
 from regulator.web.middlewares import json_response
-from regulator.web.referrals import REFERRAL_LISTENERS
+from regulator.web.responses import DeadLetterOut, DeadLettersOut, RedrivenOut
 
 log = get_logger("regulator.interconnect")
 
@@ -43,19 +45,26 @@ class OutboxFeed:
         if self.events is not None:
             self.events.put(event)
 
-    def on_call(self, record: CallRecord, decision: Decision, first: bool) -> None:
+    def on_call(self, event: CallRouted) -> None:
         # Checked before building the event: without targets this runs for nothing
         # on every webhook.
-        if self.events is not None and decision.route is not Route.MENU:
-            self.events.put(call_event(record))
+        if self.events is not None and event.decision.route is not Route.MENU:
+            self.events.put(call_event(event.record))
 
-    def on_completed(self, record: CallRecord) -> None:
+    def on_completed(self, event: CallEnded) -> None:
         if self.events is not None:
-            self.events.put(call_event(record, "call.completed"))
+            self.events.put(call_event(event.record, "call.completed"))
 
-    def on_referral(self, referral: Referral, event: str) -> None:
+    def on_referral(self, event: ReferralChanged) -> None:
         if self.events is not None:
-            self.events.put(referral_event(referral))  # the kind follows the referral's status
+            # The kind follows the referral's status.
+            self.events.put(referral_event(event.referral))
+
+    def subscribe(self, events: Events) -> None:
+        """Routed calls and referral changes; ended calls only while targets are
+        configured (:func:`interconnect_ctx`): reading an ended call costs a store read."""
+        events.subscribe(CallRouted, self.on_call)
+        events.subscribe(ReferralChanged, self.on_referral)
 
     @property
     def backlog(self) -> int:
@@ -76,7 +85,7 @@ async def _open_outbox_store(store: OutboxStore) -> bool:
     return True
 
 
-async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
+async def interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     feed = app[FEED]
     if settings.targets_file is None:
@@ -108,10 +117,9 @@ async def _interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
         feed.interconnect = interconnect
         feed.events = events
         events.start()
-        router = app[keys.ROUTER]
-        router.completion_listeners.append(feed.on_completed)
+        app[keys.EVENTS].subscribe(CallEnded, feed.on_completed)
         yield
-        router.completion_listeners.remove(feed.on_completed)
+        app[keys.EVENTS].unsubscribe(CallEnded, feed.on_completed)
         await events.stop()
         feed.events = None
         feed.interconnect = None
@@ -123,7 +131,7 @@ def _interconnect(request: web.Request) -> Interconnect:
     who = principal(request)
     if not who.is_admin:
         raise Forbidden("Réservé aux administrateurs.")
-    interconnect = request.app[FEED].interconnect
+    interconnect = request.config_dict[FEED].interconnect
     if interconnect is None:
         raise Unavailable("Aucune cible d'interconnexion configurée (REGULATOR_TARGETS_FILE).")
     return interconnect
@@ -133,23 +141,22 @@ async def dead_letters(request: web.Request) -> web.Response:
     """``GET /api/v1/outbox/dead[?target=…]`` — deliveries given up on (admin)."""
     interconnect = _interconnect(request)
     dead = await interconnect.dead(request.query.get("target") or None)
-    return json_response(
-        {
-            "dead": [
-                {
-                    "target": d.target,
-                    "event_id": d.event.event_id,
-                    "kind": d.event.kind,
-                    "mmg": d.event.mmg,
-                    "attempts": d.attempts,
-                    "error": d.error,
-                    "died_at": d.died_at.isoformat(),
-                }
-                for d in dead
-            ],
-            "count": len(dead),
-        }
+    out = DeadLettersOut(
+        dead=[
+            DeadLetterOut(
+                target=d.target,
+                event_id=d.event.event_id,
+                kind=d.event.kind,
+                mmg=d.event.mmg,
+                attempts=d.attempts,
+                error=d.error,
+                died_at=d.died_at.isoformat(),
+            )
+            for d in dead
+        ],
+        count=len(dead),
     )
+    return json_response(out.model_dump())
 
 
 async def redrive(request: web.Request) -> web.Response:
@@ -165,14 +172,4 @@ async def redrive(request: web.Request) -> web.Response:
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise BadRequest("event_ids doit être une liste d'identifiants.", field="event_ids")
     count = await interconnect.redrive(body["target"], ids)
-    return json_response({"redriven": count})
-
-
-def setup_interconnect(app: web.Application) -> None:
-    feed = OutboxFeed()
-    app[FEED] = feed
-    app[keys.ROUTER].listeners.append(feed.on_call)
-    app[REFERRAL_LISTENERS].append(feed.on_referral)
-    app.cleanup_ctx.append(_interconnect_ctx)
-    app.router.add_get("/api/v1/outbox/dead", dead_letters)
-    app.router.add_post("/api/v1/outbox/redrive", redrive)
+    return json_response(RedrivenOut(redriven=count).model_dump())

@@ -16,6 +16,7 @@ from regulator.storage.batch import CallWriter
 
 if TYPE_CHECKING:
     from regulator.bus import EventBus
+    from regulator.events import Events
     from regulator.web.hooks import Hooks
     from regulator.web.lifecycle import Lifecycle
 
@@ -30,3 +31,4 @@ TOKENS: web.AppKey[TokenBook | None] = web.AppKey("tokens")
 HOOKS: web.AppKey[Hooks] = web.AppKey("hooks")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 BUS: web.AppKey[EventBus] = web.AppKey("bus")
+EVENTS: web.AppKey[Events] = web.AppKey("events")

@@ -1,5 +1,9 @@
-"""Middlewares: request id and log context, one error → HTTP mapping, security headers,
-per-client rate limiting of the API and consoles."""
+"""Middlewares: request id and log context, security headers, per-client rate limiting,
+and each sub-app's error mapping (JSON for the API, French HTML pages for the consoles).
+
+Which middleware runs where is decided by the route table (:mod:`regulator.web.routes`),
+never by looking at ``request.path`` here.
+"""
 
 from __future__ import annotations
 
@@ -53,51 +57,145 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def _internal_error(request: web.Request) -> web.Response:
+    log.exception("unhandled_error", path=request.path, method=request.method)
+    return json_response(
+        {"error": "internal_error", "message": "Erreur interne ; l'incident est journalisé."},
+        status=500,
+    )
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The single place where errors become HTTP answers (JSON, French message, no trace)."""
+    """The root app's errors (health, metrics, and whatever a sub-app lets through):
+    a :class:`RegulatorError` as its JSON, anything unexpected as a French 500."""
+    try:
+        return await handler(request)
+    except RegulatorError as exc:
+        return json_response(exc.as_json(), status=exc.status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        return _internal_error(request)
+
+
+_HTTP_MESSAGES = {
+    404: "Ressource introuvable.",
+    405: "Méthode non autorisée.",
+    413: "Requête trop volumineuse.",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The API's errors: every one as JSON with a French message, no trace (aiohttp's
+    own 404/405/413 included)."""
     try:
         return await handler(request)
     except RegulatorError as exc:
         return json_response(exc.as_json(), status=exc.status)
     except web.HTTPException as exc:
-        if exc.status >= 400 and request.path.startswith("/api/"):
-            message = {
-                404: "Ressource introuvable.",
-                405: "Méthode non autorisée.",
-                413: "Requête trop volumineuse.",
-            }.get(exc.status, exc.reason)
-            return json_response(
-                {"error": exc.reason.lower().replace(" ", "_"), "message": message},
-                status=exc.status,
-                headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
-            )
-        raise
-    except Exception:
-        log.exception("unhandled_error", path=request.path, method=request.method)
+        if exc.status < 400:
+            raise
         return json_response(
-            {"error": "internal_error", "message": "Erreur interne ; l'incident est journalisé."},
-            status=500,
+            {
+                "error": exc.reason.lower().replace(" ", "_"),
+                "message": _HTTP_MESSAGES.get(exc.status, exc.reason),
+            },
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    except Exception:
+        return _internal_error(request)
+
+
+#: Renders a French HTML error page: (request, status, title, message).
+ErrorPage = Callable[[web.Request, int, str, str], web.Response]
+
+_PAGE_TITLES = {
+    400: "Requête invalide",
+    401: "Connexion requise",
+    403: "Accès refusé",
+    404: "Page introuvable",
+    409: "Action impossible",
+    422: "Formulaire invalide",
+    429: "Trop de requêtes",
+    503: "Service indisponible",
+}
+
+
+def html_errors(page: ErrorPage, json_handlers: frozenset[Handler]) -> Middleware:
+    """The consoles' errors: any :class:`RegulatorError` as a French HTML page, except
+    on the consoles' JSON endpoints (``json_handlers``), which answer JSON."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RegulatorError as exc:
+            if request.match_info.handler in json_handlers:
+                return json_response(exc.as_json(), status=exc.status)
+            title = _PAGE_TITLES.get(exc.status, "Erreur")
+            return page(request, exc.status, title, exc.message)
+
+    return middleware
+
+
+def same_origin_writes(page: ErrorPage) -> Middleware:
+    """CSRF for the consoles' own form posts (sign-in, sign-out): a write must come
+    from one of our pages (Origin, else Referer), or it gets a French 403 page."""
+    from regulator.web.access import SAFE_METHODS, same_origin
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in SAFE_METHODS or same_origin(request):
+            return await handler(request)
+        return page(
+            request,
+            403,
+            "Requête refusée",
+            "L'origine de la requête n'a pas pu être vérifiée : ouvrez la page de connexion "
+            "de ce service et réessayez.",
+        )
+
+    return middleware
+
+
+def bearer_auth(public: frozenset[Handler]) -> Middleware:
+    """The API's authentication: every route but the ``public`` ones needs a token
+    (401 otherwise, before the handler runs); handlers read the caller with
+    :func:`regulator.web.access.principal`."""
+    from regulator.web.access import PRINCIPAL, authenticate
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match = request.match_info
+        if match.http_exception is None and match.handler not in public:
+            request[PRINCIPAL] = authenticate(request)
+        return await handler(request)
+
+    return middleware
 
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Headers that keep browsers from sniffing, framing or leaking our pages."""
+    """Headers that keep browsers from sniffing or leaking our pages (every answer)."""
     response = await handler(request)
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith(("/console", "/api/")):
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Cache-Control", "no-store")
-        headers.setdefault("Content-Security-Policy", _CSP)
     return response
 
 
-#: Never throttled: telephony must always get its answer, and monitoring must see us.
-_UNLIMITED_PREFIXES = ("/hooks/",)
-_UNLIMITED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+@web.middleware
+async def page_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What the API and the consoles add: no framing, no caching, a strict CSP."""
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("Content-Security-Policy", _CSP)
+    return response
 
 
 class TokenBuckets:
@@ -139,7 +237,7 @@ def _client_key(request: web.Request) -> str:
     from regulator.auth import COOKIE
     from regulator.web import keys
 
-    tokens = request.app.get(keys.TOKENS)
+    tokens = request.config_dict.get(keys.TOKENS)
     if tokens is not None:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
@@ -149,20 +247,21 @@ def _client_key(request: web.Request) -> str:
     return f"ip:{request.remote or '?'}"
 
 
-def rate_limit(per_minute: int) -> Middleware:
-    """Per-client token bucket on everything but the webhooks, metrics and health checks;
-    429 with ``Retry-After`` and a French JSON message. ``per_minute <= 0`` disables it."""
-    buckets = TokenBuckets(max(per_minute, 1))
+def rate_limit(per_minute: int, buckets: TokenBuckets | None = None) -> Middleware:
+    """Per-client token bucket (the API and the consoles share ``buckets``; the
+    webhooks, metrics and health checks are never throttled: telephony must always get
+    its answer, monitoring must see us); 429 with ``Retry-After`` and a French JSON
+    message. ``per_minute <= 0`` disables it."""
+    shared = buckets if buckets is not None else TokenBuckets(max(per_minute, 1))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if per_minute <= 0 or path in _UNLIMITED_PATHS or path.startswith(_UNLIMITED_PREFIXES):
+        if per_minute <= 0:
             return await handler(request)
-        wait = buckets.take(_client_key(request))
+        wait = shared.take(_client_key(request))
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
-            log.warning("rate_limited", path=path, retry_after_s=retry_after)
+            log.warning("rate_limited", path=request.path, retry_after_s=retry_after)
             return json_response(
                 {
                     "error": "too_many_requests",

@@ -1,171 +1,91 @@
-"""``GET /api/v1/openapi.json``: the API described from the same pydantic models it validates."""
+"""``GET /api/v1/openapi.json``: the API described from its route table
+(:data:`regulator.web.routes.API`) and the same pydantic models it validates and answers.
+
+Every ``/api/v1`` route carries its documentation in the table, so a route cannot be
+added without appearing here (``tests/integration/test_route_table.py`` checks it).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from regulator import __version__
 from regulator.web.middlewares import json_response
-from regulator.web.schemas import OutcomeIn, ReferralIn, VisitIn
+from regulator.web.responses import ErrorOut
+
+if TYPE_CHECKING:
+    from regulator.web.routes import Doc, Endpoint
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_ERROR_TEXTS = {
+    400: "Paramètre invalide",
+    401: "Jeton manquant ou invalide",
+    403: "Rôle insuffisant",
+    404: "Introuvable",
+    409: "Conflit (transition impossible, clé d'idempotence réutilisée)",
+    413: "Requête trop volumineuse",
+    422: "Corps invalide (champ nommé)",
+    429: "Trop de requêtes",
+    503: "Indisponible",
+}
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-        },
-    }
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _responses(ok: str, *codes: int) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        ok: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
-    }
-    texts = {
-        400: "Paramètre invalide",
-        401: "Jeton manquant ou invalide",
-        403: "Rôle insuffisant",
-        404: "Introuvable",
-        409: "Transition impossible",
-        422: "Corps invalide (champ nommé)",
-    }
-    for code in codes:
-        out[str(code)] = {
-            "description": texts[code],
+def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas[name] = sub
+    schemas[model.__name__] = schema
+
+
+def _operation(doc: Doc, schemas: dict[str, Any]) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "OK"}
+    if doc.response is not None:
+        _add_schema(schemas, doc.response)
+        ok["content"] = {doc.content: {"schema": _ref(doc.response)}}
+    else:
+        ok["content"] = {doc.content: {"schema": {"type": "object"}}}
+    responses: dict[str, Any] = {str(doc.ok): ok}
+    for status, text in doc.also.items():
+        responses.setdefault(str(status), {"description": text})
+    for code in doc.errors:
+        responses[str(code)] = {
+            "description": _ERROR_TEXTS[code],
             "content": {"application/json": {"schema": _ERROR}},
         }
-    return out
-
-
-_IDEM = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7e]+$"},
-}
-_MMG = {
-    "name": "mmg",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
-}
-_MONTH = {
-    "name": "month",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-}
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
-
-
-def build_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``/api/v1``."""
-    schemas: dict[str, Any] = {}
-    for model in (ReferralIn, OutcomeIn, VisitIn):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in schema.pop("$defs", {}).items():
-            schemas[name] = sub
-        schemas[model.__name__] = schema
-    schemas["Error"] = {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-    }
-    transitions = {}
-    for action in ("ack", "arrived", "cancel", "no_show"):
-        transitions[f"/api/v1/referrals/{{id}}/{action}"] = {
-            "post": {
-                "summary": f"Transition « {action} » d'une orientation",
-                "parameters": [_ID, _IDEM],
-                "responses": _responses("200", 401, 403, 404, 409),
-            }
+    operation: dict[str, Any] = {"summary": doc.summary, "responses": responses}
+    if doc.params:
+        operation["parameters"] = [
+            {"name": p.name, "in": p.where, "required": p.required, "schema": dict(p.schema)}
+            for p in doc.params
+        ]
+    if doc.body is not None:
+        _add_schema(schemas, doc.body)
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(doc.body)}},
         }
-    paths: dict[str, Any] = {
-        "/api/v1/referrals": {
-            "post": {
-                "summary": "Créer une orientation régulée",
-                "parameters": [_IDEM],
-                "requestBody": _body(ReferralIn),
-                "responses": {
-                    **_responses("201", 401, 403, 422),
-                    "200": {"description": "Déjà créée (même Idempotency-Key)"},
-                },
-            },
-            "get": {
-                "summary": "Lister les orientations",
-                "parameters": [
-                    {"name": "mmg", "in": "query", "schema": {"type": "string"}},
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
-                ],
-                "responses": _responses("200", 400, 401, 403),
-            },
-        },
-        "/api/v1/referrals/{id}": {
-            "get": {
-                "summary": "Lire une orientation",
-                "parameters": [_ID],
-                "responses": _responses("200", 401, 403, 404),
-            }
-        },
-        **transitions,
-        "/api/v1/referrals/{id}/outcome": {
-            "post": {
-                "summary": "Issue de la consultation",
-                "parameters": [_ID, _IDEM],
-                "requestBody": _body(OutcomeIn),
-                "responses": _responses("200", 401, 403, 404, 409, 422),
-            }
-        },
-        "/api/v1/visits": {
-            "post": {
-                "summary": "Enregistrer un passage sans orientation",
-                "parameters": [_IDEM],
-                "requestBody": _body(VisitIn),
-                "responses": {
-                    **_responses("201", 401, 403, 422),
-                    "200": {"description": "Déjà enregistré"},
-                },
-            },
-            "get": {
-                "summary": "Passages d'un mois",
-                "parameters": [
-                    {"name": "mmg", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {
-                        "name": "month",
-                        "in": "query",
-                        "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-                    },
-                ],
-                "responses": _responses("200", 400, 401, 403, 404),
-            },
-        },
-        "/api/v1/reports/{mmg}/{month}": {
-            "get": {
-                "summary": "Indicateurs mensuels",
-                "parameters": [
-                    _MMG,
-                    _MONTH,
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["json", "csv", "md"]},
-                    },
-                ],
-                "responses": _responses("200", 400, 401, 403, 404),
-            }
-        },
-    }
+    if doc.public:
+        operation["security"] = []
+    return operation
+
+
+def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``endpoints`` (the ``/api/v1`` route table)."""
+    schemas: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for endpoint in endpoints:
+        for doc in endpoint.docs:
+            path = doc.path or endpoint.path
+            paths.setdefault(path, {})[endpoint.method.lower()] = _operation(doc, schemas)
+    schemas["Error"] = ErrorOut.model_json_schema()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -188,9 +108,4 @@ OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
-
-
-def setup_openapi(app: web.Application) -> None:
-    app[OPENAPI] = build_openapi()
-    app.router.add_get("/api/v1/openapi.json", openapi)
+    return json_response(request.config_dict[OPENAPI])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from regulator.auth import Principal
 from regulator.core.indicators import local_facts, valid_month
 from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
 from regulator.core.protocol import Protocol
@@ -28,10 +27,11 @@ from regulator.core.referrals import (
     overdue,
 )
 from regulator.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from regulator.events import Events, ReferralChanged, VisitRecorded
 from regulator.logs import get_logger
 from regulator.ports import IdempotencyMismatch
 from regulator.web import keys
-from regulator.web.api import principal
+from regulator.web.access import Permission, principal, require_mmg
 from regulator.web.middlewares import json_response
 from regulator.web.schemas import (
     OutcomeIn,
@@ -46,10 +46,6 @@ log = get_logger("regulator.referrals")
 
 #: Referrals the no-show sweeper reads per store query (it reads every open one).
 _SWEEP_PAGE = 500
-
-#: Called with every referral change (outbox, …): (referral, event name).
-ReferralListener = Callable[[Referral, str], None]
-REFERRAL_LISTENERS: web.AppKey[list[ReferralListener]] = web.AppKey("referral_listeners")
 
 _EVENT_NAMES = {
     ReferralStatus.PENDING: "created",
@@ -120,37 +116,16 @@ def _reused_key(exc: IdempotencyMismatch, fingerprint: str, what: str) -> Confli
     )
 
 
-def _protocol(request: web.Request, mmg: str, *, in_body: bool) -> Protocol:
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        if in_body:
-            raise Unprocessable(
-                f"Champ(s) invalide(s) : mmg (MMG inconnue : {mmg!r}).",
-                errors=[{"field": "mmg", "value": mmg, "message": "MMG inconnue"}],
-            )
-        raise NotFound(f"MMG inconnue : {mmg!r}.")
-    return proto
-
-
-def _notify(app: web.Application, ref: Referral) -> None:
-    event = _EVENT_NAMES[ref.status]
-    app[keys.METRICS].referrals.labels(mmg=ref.mmg, event=event).inc()
-    app[keys.BUS].publish("referral", ref.mmg, {"event": event, "referral": referral_json(ref)})
-    for listener in app[REFERRAL_LISTENERS]:
-        try:
-            listener(ref, event)
-        except Exception:  # interconnection problems never fail the request
-            log.exception("referral_listener_failed")
+def _notify(events: Events, ref: Referral) -> None:
+    events.publish(ReferralChanged(ref, _EVENT_NAMES[ref.status]))
 
 
 async def create_referral(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     key = _idempotency_key(request)
     body = parse_body(ReferralIn, await request.read())
-    proto = _protocol(request, body.mmg, in_body=True)
-    if not who.can_regulate(proto.id):
-        raise Forbidden(f"Le jeton « {who.name} » ne peut pas orienter vers {proto.id}.")
-    now = request.app[keys.CLOCK].now()
+    who, proto = require_mmg(request, Permission.REGULATE, body.mmg, source="body")
+    now = request.config_dict[keys.CLOCK].now()
     ref = new_referral(
         mmg=proto.id,
         case_id=body.case_id,
@@ -168,11 +143,12 @@ async def create_referral(request: web.Request) -> web.Response:
     scoped = f"{who.name}:{key}" if key else None
     fingerprint = request_fingerprint(body)
     try:
-        stored, created = await request.app[keys.STORE].create_referral(ref, scoped, fingerprint)
+        store = request.config_dict[keys.STORE]
+        stored, created = await store.create_referral(ref, scoped, fingerprint)
     except IdempotencyMismatch as exc:
         raise _reused_key(exc, fingerprint, "une orientation") from None
     if created:
-        _notify(request.app, stored)
+        _notify(request.config_dict[keys.EVENTS], stored)
     elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
         ref.mmg,
         ref.case_id,
@@ -187,16 +163,10 @@ async def create_referral(request: web.Request) -> web.Response:
 
 
 async def _load(request: web.Request) -> Referral:
-    ref = await request.app[keys.STORE].get_referral(request.match_info["id"])
+    ref = await request.config_dict[keys.STORE].get_referral(request.match_info["id"])
     if ref is None:
         raise NotFound("Orientation introuvable.", id=request.match_info["id"])
     return ref
-
-
-def _may(who: Principal, action: Action, mmg: str) -> bool:
-    if action is Action.CANCEL:
-        return who.can_regulate(mmg) or who.can_desk(mmg)
-    return who.can_desk(mmg)
 
 
 async def get_referral(request: web.Request) -> web.Response:
@@ -214,7 +184,7 @@ async def _arrival_visit(request: web.Request, ref: Referral, proto: Protocol) -
     if arrived is None:
         return None
     month = local_facts(arrived, proto.tz)[0]
-    for visit in await request.app[keys.STORE].visits(ref.mmg, month):
+    for visit in await request.config_dict[keys.STORE].visits(ref.mmg, month):
         if visit.id == ref.visit_id:
             return visit
     return None
@@ -229,19 +199,16 @@ async def transition(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     raw = await request.read()
     outcome_in = parse_body(OutcomeIn, raw) if action is Action.OUTCOME else None
-    store = request.app[keys.STORE]
-    settings = request.app[keys.SETTINGS]
+    store = request.config_dict[keys.STORE]
+    settings = request.config_dict[keys.SETTINGS]
     for _attempt in range(3):
         ref = await _load(request)
-        if not _may(who, action, ref.mmg):
-            raise Forbidden(
-                f"Le jeton « {who.name} » ne peut pas faire cette action pour {ref.mmg}."
-            )
-        proto = _protocol(request, ref.mmg, in_body=False)
+        permission = Permission.CANCEL if action is Action.CANCEL else Permission.DESK
+        _, proto = require_mmg(request, permission, ref.mmg)
         if key is not None and ref.status is TRANSITIONS[action][1]:
             return json_response(referral_json(ref))  # a retried request: same answer
         existing = await _arrival_visit(request, ref, proto) if action is Action.OUTCOME else None
-        now = request.app[keys.CLOCK].now()
+        now = request.config_dict[keys.CLOCK].now()
         try:
             updated, visit = apply(
                 ref,
@@ -273,7 +240,7 @@ async def transition(request: web.Request) -> web.Response:
                     visit_id=visit.id,
                     referral_id=ref.id,
                 )
-            _notify(request.app, updated)
+            _notify(request.config_dict[keys.EVENTS], updated)
             return json_response(referral_json(updated))
     raise Conflict("L'orientation a été modifiée entre-temps ; rechargez-la et réessayez.")
 
@@ -310,7 +277,7 @@ async def list_referrals(request: web.Request) -> web.Response:
     if mmg is not None and not who.can_see(mmg):
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les orientations de {mmg}.")
     # The scope goes to the store: filtered before the limit, not after.
-    refs = await request.app[keys.STORE].list_referrals(
+    refs = await request.config_dict[keys.STORE].list_referrals(
         mmg=mmg, mmgs=who.visible_mmgs(), statuses=statuses, limit=limit
     )
     visible = [referral_json(r) for r in refs if who.can_see(r.mmg)]
@@ -318,11 +285,12 @@ async def list_referrals(request: web.Request) -> web.Response:
 
 
 async def create_visit(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     key = _idempotency_key(request)
     body = parse_body(VisitIn, await request.read())
-    proto = _protocol(request, body.mmg, in_body=True)
-    now = request.app[keys.CLOCK].now()
+    # Desk or coordinator of this MMG; which of them may write this month is below.
+    who, proto = require_mmg(request, Permission.VISITS, body.mmg, source="body")
+    now = request.config_dict[keys.CLOCK].now()
     at = body.at or now
     if at > now + timedelta(minutes=5):
         raise Unprocessable(
@@ -351,7 +319,8 @@ async def create_visit(request: web.Request) -> web.Response:
     scoped = f"{who.name}:{key}" if key else None
     fingerprint = request_fingerprint(body)
     try:
-        stored, created = await request.app[keys.STORE].add_visit(visit, scoped, fingerprint)
+        store = request.config_dict[keys.STORE]
+        stored, created = await store.add_visit(visit, scoped, fingerprint)
     except IdempotencyMismatch as exc:
         raise _reused_key(exc, fingerprint, "un passage") from None
     if created and closed:
@@ -364,29 +333,28 @@ async def create_visit(request: web.Request) -> web.Response:
             channel=stored.channel.value,
         )
     if created:
-        request.app[keys.BUS].publish("visit", stored.mmg, {"visit": visit_json(stored)})
+        request.config_dict[keys.EVENTS].publish(VisitRecorded(stored))
     return json_response(visit_json(stored), status=201 if created else 200)
 
 
 async def list_visits(request: web.Request) -> web.Response:
-    who = principal(request)
+    principal(request)
     mmg = request.query.get("mmg", "")
-    proto = _protocol(request, mmg, in_body=False) if mmg else None
-    if proto is None:
+    if not mmg:
         raise BadRequest("Paramètre mmg obligatoire.", field="mmg")
+    _, proto = require_mmg(request, Permission.VISITS, mmg)
     # Default: the MMG's current month, in its own time zone (not UTC's).
-    month = request.query.get("month") or local_facts(request.app[keys.CLOCK].now(), proto.tz)[0]
+    clock = request.config_dict[keys.CLOCK]
+    month = request.query.get("month") or local_facts(clock.now(), proto.tz)[0]
     if not valid_month(month):
         raise BadRequest(
             f"Paramètre month invalide {month!r} : format AAAA-MM.", field="month", value=month
         )
-    if not (who.can_desk(proto.id) or who.can_report(proto.id)):
-        raise Forbidden(f"Le jeton « {who.name} » ne voit pas les passages de {proto.id}.")
-    visits = await request.app[keys.STORE].visits(proto.id, month)
+    visits = await request.config_dict[keys.STORE].visits(proto.id, month)
     return json_response({"visits": [visit_json(v) for v in visits], "count": len(visits)})
 
 
-async def _no_show_sweeper(app: web.Application) -> AsyncIterator[None]:
+async def no_show_sweeper(app: web.Application) -> AsyncIterator[None]:
     """Marks referrals whose patient never came, ``referral_no_show_minutes`` after expected."""
 
     async def sweep_forever() -> None:
@@ -424,19 +392,8 @@ async def sweep_no_shows(app: web.Application) -> int:
             except TransitionError:
                 continue
             if await store.save_referral(updated, ref.version, None):
-                _notify(app, updated)
+                _notify(app[keys.EVENTS], updated)
                 closed += 1
         if len(page) < _SWEEP_PAGE:
             return closed
         before = (page[-1].created_at, page[-1].id)
-
-
-def setup_referrals(app: web.Application) -> None:
-    app[REFERRAL_LISTENERS] = []
-    app.router.add_post("/api/v1/referrals", create_referral)
-    app.router.add_get("/api/v1/referrals", list_referrals)
-    app.router.add_get("/api/v1/referrals/{id}", get_referral)
-    app.router.add_post("/api/v1/referrals/{id}/{action}", transition)
-    app.router.add_post("/api/v1/visits", create_visit)
-    app.router.add_get("/api/v1/visits", list_visits)
-    app.cleanup_ctx.append(_no_show_sweeper)

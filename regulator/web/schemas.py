@@ -7,18 +7,16 @@ the error's ``type`` code, so every API client (the consoles too) reads French.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from regulator.core.labels import OUTCOME_PHRASES, STATUS_LABELS
 from regulator.core.models import Outcome, Referral, Visit
 from regulator.core.phone import InvalidNumber, normalize
 from regulator.errors import Unprocessable
-from regulator.storage.codec import visit_to_dict
+from regulator.web.responses import ReferralOut, VisitOut
 
 
 def _phone(value: Any) -> Any:
@@ -216,39 +214,11 @@ def parse_body(model: type[M], body: bytes) -> M:
         raise Unprocessable(validation_summary(errors), errors=errors) from None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def referral_json(ref: Referral) -> dict[str, Any]:
-    """The public JSON view of a referral."""
-    return {
-        "id": ref.id,
-        "mmg": ref.mmg,
-        "case_id": ref.case_id,
-        "status": ref.status.value,
-        "status_label": STATUS_LABELS[ref.status],
-        "patient": {"display_name": ref.patient_display_name, "age_band": ref.patient_age_band},
-        "callback_number": ref.callback_number,
-        "reason": ref.reason,
-        "urgency": ref.urgency,
-        "expected_at": _iso(ref.expected_at),
-        "tiers_payant": ref.tiers_payant,
-        "note": ref.note,
-        "outcome": ref.outcome.value if ref.outcome else None,
-        "outcome_label": OUTCOME_PHRASES[ref.outcome] if ref.outcome else None,
-        "acts": ref.acts,
-        "visit_id": ref.visit_id,
-        "created_at": _iso(ref.created_at),
-        "updated_at": _iso(ref.updated_at),
-        "created_by": ref.created_by,
-        "version": ref.version,
-        "history": [
-            {"status": e.status.value, "at": e.at.isoformat(), "by": e.by} for e in ref.history
-        ],
-    }
+    """The public JSON view of a referral (:class:`~regulator.web.responses.ReferralOut`)."""
+    return ReferralOut.of(ref).model_dump()
 
 
 def visit_json(visit: Visit) -> dict[str, Any]:
-    """The public JSON view of a visit (the stored form: nothing in it is private)."""
-    return visit_to_dict(visit)
+    """The public JSON view of a visit (:class:`~regulator.web.responses.VisitOut`)."""
+    return VisitOut.of(visit).model_dump()

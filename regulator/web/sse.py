@@ -13,12 +13,12 @@ import orjson
 from aiohttp import web
 
 from regulator.bus import BusEvent, EventBus
-from regulator.calls import CallListener
-from regulator.core.models import CallRecord, Decision
 from regulator.core.phone import mask
-from regulator.errors import BadRequest
+from regulator.errors import BadRequest, Forbidden
+from regulator.events import CallRouted, Events, ReferralChanged, VisitRecorded
 from regulator.web import keys
-from regulator.web.api import principal
+from regulator.web.access import principal
+from regulator.web.schemas import referral_json, visit_json
 
 HEARTBEAT_S = 15.0
 SSE_CLIENTS: web.AppKey[set[web.StreamResponse]] = web.AppKey("sse_clients")
@@ -53,15 +53,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     only = request.query.get("mmg")
     if only is not None and not who.can_see(only):
-        from regulator.errors import Forbidden
-
         raise Forbidden(f"Le jeton « {who.name} » ne voit pas les événements de {only}.")
 
     def accept(event: BusEvent) -> bool:
         return who.can_see(event.mmg) and (only is None or event.mmg == only)
 
     last_id = _last_event_id(request)
-    bus = request.app[keys.BUS]
+    bus = request.config_dict[keys.BUS]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -70,7 +68,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    clients = request.app[SSE_CLIENTS]
+    clients = request.config_dict[SSE_CLIENTS]
     clients.add(response)
     sub = bus.subscribe(accept, last_id)
     try:
@@ -92,17 +90,18 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def call_publisher(bus: EventBus) -> CallListener:
-    """A CallRouter listener that publishes each routed call (numbers masked)."""
+def subscribe_sse(events: Events, bus: EventBus) -> None:
+    """Routed calls (numbers masked), referral changes and visits to the live consoles."""
 
-    def publish(record: CallRecord, decision: Decision, first: bool) -> None:
+    def on_call(event: CallRouted) -> None:
+        record, decision = event.record, event.decision
         bus.publish(
             "call",
             record.mmg,
             {
                 "call_id": record.call_id,
                 "caller": mask(record.caller),
-                "first": first,
+                "first": event.first,
                 "route": decision.route.value,
                 "ground": decision.ground.value if decision.ground else None,
                 "rule": decision.rule,
@@ -111,11 +110,13 @@ def call_publisher(bus: EventBus) -> CallListener:
             },
         )
 
-    return publish
+    def on_referral(event: ReferralChanged) -> None:
+        ref = event.referral
+        bus.publish("referral", ref.mmg, {"event": event.event, "referral": referral_json(ref)})
 
+    def on_visit(event: VisitRecorded) -> None:
+        bus.publish("visit", event.visit.mmg, {"visit": visit_json(event.visit)})
 
-def setup_sse(app: web.Application) -> None:
-    app[SSE_CLIENTS] = set()
-    app.router.add_get("/api/v1/events", events)
-    listener = call_publisher(app[keys.BUS])
-    app[keys.ROUTER].listeners.append(listener)
+    events.subscribe(CallRouted, on_call)
+    events.subscribe(ReferralChanged, on_referral)
+    events.subscribe(VisitRecorded, on_visit)

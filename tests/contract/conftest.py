@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from regulator.ports import FixedClock, Store
-from tests.contract.helpers import T0
+from tests.support.store import T0
 
 
 @pytest.fixture

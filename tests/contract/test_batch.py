@@ -19,9 +19,9 @@ from regulator.storage.keys import Keys
 from regulator.storage.redis import RedisStore
 from regulator.storage.spool import Spool
 from regulator.storage.sqlite import SqliteStore
-from tests.conftest import RedisServer
-from tests.contract.helpers import MMG, MONTH, call, expected_counters
-from tests.contract.test_spool import HalfWriteThenFull
+from tests.support.disk import HalfWriteThenFull
+from tests.support.redis_server import RedisServer
+from tests.support.store import MMG, MONTH, call, expected_counters
 
 RETRY_S = 0.05  # first replay retry (the default 0.5 s would slow the tests down)
 

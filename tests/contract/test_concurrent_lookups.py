@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from regulator.ports import Store
-from tests.contract.helpers import CALLER, MMG, OTHER_MMG, referral
+from tests.support.store import CALLER, MMG, OTHER_MMG, referral
 
 
 async def test_concurrent_lookups_each_get_their_own_answer(store: Store) -> None:

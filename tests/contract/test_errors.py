@@ -17,7 +17,7 @@ from regulator.settings import Settings
 from regulator.storage import SQLITE_FILENAME, open_store
 from regulator.storage.redis import RedisStore, parse_sentinel_url
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import CALLER, MMG, MONTH, T0, call, referral, visit
+from tests.support.store import CALLER, MMG, MONTH, T0, call, referral, visit
 
 Operation = Callable[[Store], Awaitable[object]]
 
@@ -114,12 +114,12 @@ def test_sentinel_url_lists_sentinels_service_and_credentials() -> None:
     conf = parse_sentinel_url(
         "sentinel://:s3cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/2?sentinel_password=x"
     )
-    assert conf["sentinels"] == [("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)]
-    assert conf["service"] == "mymaster"
-    assert conf["db"] == 2
-    assert conf["password"] == "s3cret"
-    assert conf["sentinel_password"] == "x"
-    assert conf["ssl"] is False
+    assert conf.sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)]
+    assert conf.service == "mymaster"
+    assert conf.db == 2
+    assert conf.password == "s3cret"
+    assert conf.sentinel_password == "x"
+    assert conf.ssl is False
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from regulator.ports import IdempotencyMismatch, Store
-from tests.contract.helpers import referral, visit
+from tests.support.store import referral, visit
 
 
 async def test_a_key_reused_with_another_request_is_refused_and_writes_nothing(

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from regulator.core.models import CallUpdate, ReferralStatus
 from regulator.storage.redis import RedisStore
-from tests.contract.helpers import MMG, MONTH, T0, advance, call, referral, visit
+from tests.support.store import MMG, MONTH, T0, advance, call, referral, visit
 
 
 @pytest_asyncio.fixture

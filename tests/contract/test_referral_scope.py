@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from regulator.core.models import ReferralStatus
 from regulator.ports import Store
-from tests.contract.helpers import MMG, T0, advance, referral
+from tests.support.store import MMG, T0, advance, referral
 
 METZ = "metz"
 OPEN = frozenset({ReferralStatus.PENDING, ReferralStatus.ACKNOWLEDGED})

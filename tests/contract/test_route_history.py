@@ -14,7 +14,7 @@ from regulator.core.models import CallUpdate, Ground, Route
 from regulator.ports import RouteHistory, Store
 from regulator.storage import codec
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import CALLER, MMG, MONTH, call
+from tests.support.store import CALLER, MMG, MONTH, call
 
 
 def _reroute(call_id: str, route: Route, ground: Ground | None = None) -> CallUpdate:

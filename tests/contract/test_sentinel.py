@@ -15,7 +15,7 @@ import pytest
 from regulator.core.indicators import CALLS
 from regulator.ports import StoreError
 from regulator.storage.redis import RedisStore
-from tests.contract.helpers import MMG, MONTH, call
+from tests.support.store import MMG, MONTH, call
 
 
 def _free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ import pytest
 from regulator.core.models import CallRecord, CallUpdate, Ground, Route
 from regulator.ports import Store, StoreError
 from regulator.storage.spool import Spool, encode
-from tests.contract.helpers import MMG, MONTH, call, expected_counters
+from tests.support.disk import HalfWriteThenFull
+from tests.support.store import MMG, MONTH, call, expected_counters
 
 
 class FailingAfter:
@@ -170,23 +170,6 @@ async def test_an_undecodable_line_does_not_block_the_spool(tmp_path: Path, stor
     spool.close()
     assert spool.rejected_path.read_bytes().count(b"\n") == 2
     assert (await store.call_counters(MMG, MONTH))["calls"] == 2
-
-
-class HalfWriteThenFull:
-    """``os.write`` as a disk that fills up in the middle of the next append to ``path``:
-    half the bytes reach the file, then ENOSPC (what ``write(2)`` does at the brim)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.armed = False
-        self.real = os.write
-
-    def __call__(self, fd: int, data: bytes | memoryview, /) -> int:
-        if self.armed and os.readlink(f"/proc/self/fd/{fd}") == str(self.path):
-            self.armed = False
-            self.real(fd, bytes(data[: len(data) // 2]))
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return self.real(fd, data)
 
 
 async def test_a_half_written_append_does_not_swallow_the_next_item(

@@ -22,7 +22,7 @@ from regulator.core.models import (
 )
 from regulator.ports import FixedClock, Store
 from regulator.storage.codec import ORPHAN_LIMIT, ORPHAN_TTL
-from tests.contract.helpers import (
+from tests.support.store import (
     CALLER,
     MMG,
     MONTH,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 KAMAILIO_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 LOCALHOST = "127.0.0.1"

@@ -36,10 +36,10 @@ from regulator.ports import FixedClock
 from regulator.settings import Settings
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "consoles"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("REGULATOR_CHROMIUM", "/usr/bin/chromium")

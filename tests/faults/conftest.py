@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from regulator.platforms import twilio
-from tests.integration.conftest import (
+from tests.support.app import (
     FRONT_DESK_NIMES,
     GENERIC_SECRET,
     KAMAILIO_SECRET,

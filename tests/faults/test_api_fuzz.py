@@ -1,6 +1,6 @@
 """Schemathesis against ``/api/v1/openapi.json`` of a running ``regulator serve``:
 valid and invalid requests on every documented operation, with valid tokens of every
-role; the API never answers 5xx."""
+role; the API never answers a 5xx it does not document."""
 
 from __future__ import annotations
 
@@ -32,6 +32,22 @@ def narrowed(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def documented(operation: APIOperation[Any, Any, Any, Any]) -> set[int]:
+    """The statuses the operation documents (a 503 "no targets configured" is one)."""
+    return {int(code) for code in operation.definition.raw["responses"] if code.isdigit()}
+
+
+def streams(operation: APIOperation[Any, Any, Any, Any]) -> bool:
+    """An event stream never ends: its auth and filters are tested in tests/integration."""
+    ok = operation.definition.raw["responses"].get("200", {})
+    return "text/event-stream" in ok.get("content", {})
+
+
+def has_inputs(operation: APIOperation[Any, Any, Any, Any]) -> bool:
+    raw = operation.definition.raw
+    return bool(raw.get("parameters") or raw.get("requestBody"))
+
+
 def fuzz(
     operation: APIOperation[Any, Any, Any, Any],
     mode: GenerationMode,
@@ -40,6 +56,8 @@ def fuzz(
     statuses: Counter[int],
     failures: list[str],
 ) -> None:
+    allowed = documented(operation)
+
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
         max_examples=EXAMPLES,
@@ -52,12 +70,12 @@ def fuzz(
     def run(case: Case[Any]) -> None:
         response = case.call(base_url=base_url, headers=headers, timeout=10)
         statuses[response.status_code] += 1
-        if response.status_code >= 500:
+        if response.status_code >= 500 and response.status_code not in allowed:
             failures.append(
                 f"{case.method} {case.formatted_path} -> {response.status_code}: "
                 f"{response.text[:200]}"
             )
-        assert response.status_code < 500
+        assert response.status_code < 500 or response.status_code in allowed
 
     run()
 
@@ -76,7 +94,12 @@ def test_openapi_operations_never_answer_5xx(
         operations.append(result.ok())
     assert len(operations) >= 10
     for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        if streams(operation):
+            continue
+        modes = [GenerationMode.POSITIVE]
+        if has_inputs(operation):  # nothing to make invalid otherwise
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
             for role in ("admin", "desk", "regulator"):
                 headers = {"Authorization": f"Bearer {TOKENS[role]}"}
                 fuzz(operation, mode, service.base_url, headers, statuses, failures)

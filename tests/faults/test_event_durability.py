@@ -24,7 +24,6 @@ import redis.asyncio as aioredis
 from regulator.storage.outbox_redis import OutboxKeys
 from regulator.storage.redis import RedisStore
 from regulator.storage.sqlite import SqliteStore
-from tests.conftest import RedisServer
 from tests.faults.conftest import (
     FaultCounts,
     Service,
@@ -35,6 +34,7 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+from tests.support.redis_server import RedisServer
 
 OUTAGE_S = 15.0
 
@@ -179,6 +179,13 @@ async def test_kill_9_right_after_the_last_answer_loses_no_event(
 
     with contextlib.suppress(AssertionError):  # counted and reported below
         await wait_for(lambda: set(answered) <= delivered(), timeout_s=30, what="events")
+    # The journal's records are replayed from the spool a batch at a time: wait for
+    # the store to hold them all (or the deadline) before counting.
+    deadline = time.monotonic() + 30
+    stored = await records_sqlite(db, answered)
+    while len(stored) < len(answered) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        stored = await records_sqlite(db, answered)
     service.stop()
     events = await asyncio.to_thread(delivered) & set(answered)
     stored = await records_sqlite(db, answered)

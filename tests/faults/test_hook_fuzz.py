@@ -38,12 +38,12 @@ from hypothesis import strategies as st
 from regulator.core.decision import decide, failsafe
 from regulator.core.models import Call, DecisionContext, Stage
 from regulator.platforms import asterisk, freeswitch, generic, jambonz, telnyx, twilio
-from regulator.platforms.base import Answer, BadHookRequest, HookRequest, HookUrls
+from regulator.platforms.base import Answer, BadHookRequest, HookRequest, HookUrls, RenderContext
 from regulator.ports import FixedClock
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
 from tests.faults.conftest import FAILSAFE, NIMES
-from tests.integration.conftest import (
+from tests.support.app import (
     GENERIC_SECRET,
     KAMAILIO_SECRET,
     PUBLIC,
@@ -376,7 +376,9 @@ def test_asterisk_any_authentic_request_gets_a_readable_answer(
         url, {"x-regulator-secret": ADAPTER_SECRET}, form if raw is None else {}, body
     )
     asterisk.verify(req, ADAPTER_SECRET)
-    for answer in adapter_answers(asterisk, req, lambda d: asterisk.render(d, ADAPTER_URLS)):
+    for answer in adapter_answers(
+        asterisk, req, lambda d: asterisk.render(d, RenderContext(ADAPTER_URLS))
+    ):
         line = answer.body.decode("ascii")
         assert line.endswith("\n") and line.count("\n") == 1
         keys = [piece.partition("=")[0] for piece in line.strip().split("&")]
@@ -394,7 +396,9 @@ def test_freeswitch_any_authentic_request_gets_an_httapi_document(
     req = form_request(url, headers, form, urlencode(form).encode())
     freeswitch.verify(req, ADAPTER_SECRET)
     freeswitch.is_exiting(req)
-    for answer in adapter_answers(freeswitch, req, lambda d: freeswitch.render(d, ADAPTER_URLS)):
+    for answer in adapter_answers(
+        freeswitch, req, lambda d: freeswitch.render(d, RenderContext(ADAPTER_URLS))
+    ):
         root = ET.fromstring(answer.body)
         assert root.tag == "document" and root.attrib["type"] == "xml/freeswitch-httapi"
         work = root.find("work")
@@ -422,7 +426,9 @@ def test_jambonz_any_signed_request_gets_a_verb_array(
     headers = {"jambonz-signature": jambonz.sign(ADAPTER_SECRET, sent, int(time.time()))}
     req = form_request(url, headers, {}, sent)
     jambonz.verify(req, ADAPTER_SECRET)
-    for answer in adapter_answers(jambonz, req, lambda d: jambonz.render(d, ADAPTER_URLS)):
+    for answer in adapter_answers(
+        jambonz, req, lambda d: jambonz.render(d, RenderContext(ADAPTER_URLS))
+    ):
         verbs = orjson.loads(answer.body)
         assert isinstance(verbs, list) and verbs
         assert all(v["verb"] in ("say", "gather", "dial", "hangup") for v in verbs)
@@ -443,7 +449,9 @@ def test_telnyx_any_signed_request_gets_valid_texml(
     url = path_with("https://regulator.example/hooks/telnyx/dial-status", params)
     req = form_request(url, headers, form if raw is None else {}, body)
     telnyx.verify(req, TELNYX_PUBLIC)
-    for answer in adapter_answers(telnyx, req, lambda d: telnyx.render(d, ADAPTER_URLS)):
+    for answer in adapter_answers(
+        telnyx, req, lambda d: telnyx.render(d, RenderContext(ADAPTER_URLS))
+    ):
         check("twilio", 200, answer.body)
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from regulator.platforms import generic, twilio
 from tests.faults.conftest import LOCALHOST, NIMES, TOKENS, FaultCounts, Service, ServiceFactory
-from tests.integration.conftest import (
+from tests.support.app import (
     GENERIC_SECRET,
     KAMAILIO_SECRET,
     PUBLIC,
@@ -332,7 +332,7 @@ async def test_every_file_holding_personal_data_is_0600_whatever_the_umask(
     from regulator.storage.batch import Journal
     from regulator.storage.spool import Spool
     from regulator.storage.sqlite import SqliteStore
-    from tests.contract.helpers import call, referral
+    from tests.support.store import call, referral
 
     previous = os.umask(0o022)
     try:

@@ -14,7 +14,6 @@ import orjson
 import yaml
 
 from regulator.core.protocol import load_protocols
-from tests.conftest import RedisServer
 from tests.faults.conftest import (
     FaultCounts,
     ServiceFactory,
@@ -23,6 +22,7 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+from tests.support.redis_server import RedisServer
 
 REPORT = [sys.executable, "-m", "regulator", "report", "--mmg", "nimes", "--month"]
 

@@ -21,7 +21,7 @@ from regulator.core.protocol import (
     load_protocol_file,
     parse_protocol,
 )
-from tests.integration.conftest import PROTOCOLS
+from tests.support.app import PROTOCOLS
 
 FILES = sorted(PROTOCOLS.glob("*.yaml"))
 SOURCES = {p.name: p.read_text(encoding="utf-8") for p in FILES}

@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from regulator.storage.redis import RedisStore
-from tests.conftest import RedisServer
 from tests.faults.conftest import (
     FaultCounts,
     Service,
@@ -26,6 +25,7 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+from tests.support.redis_server import RedisServer
 
 
 def redis_service(factory: ServiceFactory, server: RedisServer) -> tuple[Service, str]:

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +32,7 @@ from regulator.web import keys
 from regulator.web.app import create_app
 from regulator.web.middlewares import TokenBuckets
 from tests.faults.conftest import NIMES
-from tests.integration.conftest import (
+from tests.support.app import (
     GENERIC_SECRET,
     KAMAILIO_SECRET,
     PUBLIC,
@@ -42,9 +42,9 @@ from tests.integration.conftest import (
     make_settings,
     paris,
 )
+from tests.support.paths import ROOT
 
 AppClient = TestClient[web.Request, web.Application]
-ROOT = Path(__file__).resolve().parents[2]
 CALLER = "+33611223344"
 
 
@@ -116,54 +116,53 @@ def vonage_jwt(body: bytes, *, secret: str = VONAGE_SECRET, iat: float | None = 
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-# (method, path, content type, body, header name, a forged value, a valid value)
-HOOKS: list[tuple[str, str, str, bytes, str, str, str]] = [
-    *[
-        (
-            "POST",
-            f"/hooks/twilio/{p}",
-            "application/x-www-form-urlencoded",
-            FORM_BODY,
-            "X-Twilio-Signature",
-            twilio_sig("/hooks/twilio/other"),
-            twilio_sig(f"/hooks/twilio/{p}"),
-        )
-        for p in ("voice", "gather", "dial-status", "status")
-    ],
-    *[
-        (
-            "POST",
-            f"/hooks/vonage/{p}",
-            "application/json",
-            JSON_BODY,
-            "Authorization",
-            f"Bearer {vonage_jwt(JSON_BODY, secret='not-the-secret-but-long-enough-0123456789')}",
-            f"Bearer {vonage_jwt(JSON_BODY)}",
-        )
-        for p in ("answer", "event", "input")
-    ],
-    (
-        "POST",
-        "/hooks/kamailio/route",
+# How each platform signs: (content type, body, header name, forged value, valid value
+# for a path). The paths themselves come from the app's route table (``hooks``).
+Signing = tuple[str, bytes, str, str, Callable[[str], str]]
+SIGNING: dict[str, Signing] = {
+    "twilio": (
+        "application/x-www-form-urlencoded",
+        FORM_BODY,
+        "X-Twilio-Signature",
+        twilio_sig("/hooks/twilio/other"),
+        twilio_sig,
+    ),
+    "vonage": (
+        "application/json",
+        JSON_BODY,
+        "Authorization",
+        f"Bearer {vonage_jwt(JSON_BODY, secret='not-the-secret-but-long-enough-0123456789')}",
+        lambda path: f"Bearer {vonage_jwt(JSON_BODY)}",
+    ),
+    "kamailio": (
         "application/json",
         JSON_BODY,
         "X-Regulator-Secret",
         KAMAILIO_SECRET + "x",
-        KAMAILIO_SECRET,
+        lambda path: KAMAILIO_SECRET,
     ),
-    *[
-        (
-            "POST",
-            f"/hooks/generic/{p}",
-            "application/json",
-            JSON_BODY,
-            "X-Regulator-Signature",
-            generic.sign("wrong-secret", JSON_BODY, int(time.time())),
-            generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
-        )
-        for p in ("call", "event")
-    ],
-]
+    "generic": (
+        "application/json",
+        JSON_BODY,
+        "X-Regulator-Signature",
+        generic.sign("wrong-secret", JSON_BODY, int(time.time())),
+        lambda path: generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
+    ),
+}
+
+
+def hooks(app: web.Application) -> list[tuple[str, str, str, bytes, str, str, str]]:
+    """Every webhook route of the app (its route table, sub-apps included), with the
+    platform's signing: (method, path, content type, body, header, forged, valid)."""
+    out = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if not path.startswith("/hooks/") or route.method == "HEAD":
+            continue
+        content_type, body, header, forged, valid = SIGNING[path.split("/")[2]]
+        out.append((route.method, path, content_type, body, header, forged, valid(path)))
+    assert len(out) >= 11, out
+    return out
 
 
 def variants(
@@ -208,7 +207,7 @@ async def test_no_hook_accepts_a_request_without_its_platform_signature(
 ) -> None:
     tried = 0
     authentic: list[tuple[str, str, str, list[tuple[str, str]], bytes]] = []
-    for method, path, content_type, body, header, forged, valid in HOOKS:
+    for method, path, content_type, body, header, forged, valid in hooks(client.app):
         for what, verb, target, auth in variants(method, path, header, forged, valid):
             headers = [("Content-Type", content_type), *auth]
             if "canonical path" in what and not path.startswith("/hooks/twilio/"):
@@ -269,7 +268,13 @@ async def test_a_signature_is_bound_to_its_url_and_body(client: AppClient) -> No
         )
         assert status == 403, path
     # Sanity: the untouched requests are accepted.
-    for method, path, content_type, body, header, _forged, valid in HOOKS[:1] + HOOKS[4:5]:
+    sanity = [
+        h
+        for h in hooks(client.app)
+        if h[:2] in {("POST", "/hooks/twilio/voice"), ("POST", "/hooks/vonage/answer")}
+    ]
+    assert len(sanity) == 2
+    for method, path, content_type, body, header, _forged, valid in sanity:
         status = await raw_request(
             client, method, path, [("Content-Type", content_type), (header, valid)], body
         )
@@ -288,7 +293,7 @@ async def test_unconfigured_platforms_do_not_exist(
         kamailio_secret=None,
         generic_secret=None,
     )
-    for method, path, content_type, body, header, _forged, valid in HOOKS:
+    for method, path, content_type, body, header, _forged, valid in hooks(client.app):
         status = await raw_request(
             client, method, path, [("Content-Type", content_type), (header, valid)], body
         )
@@ -389,7 +394,14 @@ def test_secrets_are_only_compared_in_constant_time() -> None:
             if hits:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {sorted(hits)}")
     assert not offenders, offenders
-    assert {"twilio", "vonage", "kamailio", "generic", "webhooks", "api"} <= compare_digest_modules
+    assert {
+        "twilio",
+        "vonage",
+        "kamailio",
+        "generic",
+        "webhooks",
+        "access",
+    } <= compare_digest_modules
 
 
 def test_tokens_are_stored_hashed(tmp_path: Path) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import array
 import asyncio
-import errno
 import fcntl
 import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,7 +22,6 @@ import pytest
 
 from regulator.settings import Settings
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import CALLER, MMG, T0, call, referral
 from tests.faults.conftest import (
     FaultCounts,
     ServiceFactory,
@@ -34,6 +31,8 @@ from tests.faults.conftest import (
     twilio_calls,
     wait_for,
 )
+from tests.support.disk import fill, small_disk
+from tests.support.store import CALLER, MMG, T0, call, referral
 
 #: The service gives the pending-referral look-up this long, then routes without it.
 BUDGET_S = float(Settings.model_fields["store_budget_ms"].default) / 1000
@@ -123,45 +122,6 @@ async def test_read_only_database_spools_then_replays(
     assert present == set(call_ids)
     assert service.calls_received(months) == len(call_ids)
     service.stop()
-
-
-@contextmanager
-def small_disk(directory: Path, size: str = "4m") -> Iterator[None]:
-    """``directory`` on a tmpfs of its own (root only), unmounted at the end."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False, capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system of ``directory``: the next write fails with ENOSPC."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    error = 0
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        error = exc.errno or 0
-    assert error == errno.ENOSPC
-    try:
-        while True:
-            os.write(fd, b"\0")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def test_full_disk_keeps_calls_in_memory_then_writes_them(

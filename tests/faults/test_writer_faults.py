@@ -18,9 +18,9 @@ from regulator.ports import StoreError
 from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool, encode
 from regulator.storage.sqlite import SqliteStore
-from tests.contract.helpers import call
 from tests.faults.conftest import FaultCounts
-from tests.faults.test_sqlite_faults import fill, small_disk
+from tests.support.disk import fill, small_disk
+from tests.support.store import call
 
 
 class Flaky:

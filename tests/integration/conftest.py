@@ -1,96 +1,20 @@
-"""The whole application through aiohttp's test client, on a real SQLite store."""
+"""The whole application through aiohttp's test client, on a real SQLite store.
+
+The helpers (settings, tokens, signed requests) are in :mod:`tests.support.app`."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
-import jwt
-import orjson
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 
-from regulator.auth import hash_token
-from regulator.platforms import generic, twilio
 from regulator.ports import FixedClock, Store
 from regulator.settings import Settings
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
-
-ROOT = Path(__file__).resolve().parents[2]
-PROTOCOLS = ROOT / "protocols"
-PARIS = ZoneInfo("Europe/Paris")
-PUBLIC = "https://regulator.example"
-
-TWILIO_TOKEN = "twilio-test-token"
-VONAGE_SECRET = "vonage-signature-secret-for-tests-0123456789"
-KAMAILIO_SECRET = "kamailio-shared-secret"
-GENERIC_SECRET = "generic-shared-secret"
-
-TOKENS = {
-    "regulator": "tok-regulator-samu30",
-    "desk": "tok-desk-nimes",
-    "desk_metz": "tok-desk-metz",
-    "coordinator": "tok-coordinator-ars",
-    "admin": "tok-admin",
-}
-
-NIMES = "+33466123456"
-METZ = "+33387551234"
-REUNION = "+262262901234"
-REGULATION_NIMES = "+33466000015"
-FRONT_DESK_NIMES = "+33466123400"
-PROFESSIONAL_NIMES = "+33612345678"
-
-AppClient = TestClient[web.Request, web.Application]
-ClientFactory = Callable[..., Awaitable[AppClient]]
-
-
-def paris(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=PARIS)
-
-
-def write_tokens(path: Path) -> Path:
-    lines = [
-        f'- {{name: samu30, sha256: "{hash_token(TOKENS["regulator"])}", roles: [regulator]}}',
-        f'- {{name: accueil-nimes, sha256: "{hash_token(TOKENS["desk"])}", roles: ["desk:nimes"]}}',
-        f'- {{name: accueil-metz, sha256: "{hash_token(TOKENS["desk_metz"])}", '
-        'roles: ["desk:metz"]}',
-        f'- {{name: ars, sha256: "{hash_token(TOKENS["coordinator"])}", roles: [coordinator]}}',
-        f'- {{name: admin, sha256: "{hash_token(TOKENS["admin"])}", roles: [admin]}}',
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "protocols_dir": PROTOCOLS,
-        "data_dir": tmp_path / "var",
-        "public_url": PUBLIC,
-        "twilio_auth_token": SecretStr(TWILIO_TOKEN),
-        "vonage_signature_secret": SecretStr(VONAGE_SECRET),
-        "kamailio_secret": SecretStr(KAMAILIO_SECRET),
-        "generic_secret": SecretStr(GENERIC_SECRET),
-        "failsafe_number": "+33466000099",
-        "tokens_file": write_tokens(tmp_path / "tokens.yaml"),
-        "watch_protocols": False,
-        "log_format": "console",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def bearer(role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
+from tests.support.app import AppClient, ClientFactory, make_settings, paris
 
 
 @pytest.fixture
@@ -116,71 +40,3 @@ async def client(
 ) -> AppClient:
     app = create_app(settings, store, clock)
     return await aiohttp_client(app)
-
-
-# ---------------------------------------------------------------- signed requests
-
-
-async def post_twilio(
-    client: AppClient, path: str, params: dict[str, str], *, token: str = TWILIO_TOKEN
-) -> tuple[int, str]:
-    """POST a form webhook signed exactly as Twilio signs it (public URL + sorted params)."""
-    signature = twilio.compute_signature(token, PUBLIC + path, params)
-    resp = await client.post(
-        path,
-        data=urlencode(params),
-        headers={
-            "X-Twilio-Signature": signature,
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-    )
-    return resp.status, await resp.text()
-
-
-def vonage_headers(body: bytes) -> dict[str, str]:
-    import hashlib
-
-    claims = {
-        "iat": int(time.time()),
-        "jti": f"jti-{time.monotonic_ns()}",
-        "iss": "Vonage",
-        "payload_hash": hashlib.sha256(body).hexdigest(),
-        "api_key": "abcd1234",
-        "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
-    }
-    token = jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
-async def post_vonage(client: AppClient, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
-    body = orjson.dumps(payload)
-    resp = await client.post(path, data=body, headers=vonage_headers(body))
-    text = await resp.text()
-    return resp.status, (orjson.loads(text) if text else None)
-
-
-async def post_generic(
-    client: AppClient, path: str, payload: dict[str, Any], *, t: int | None = None
-) -> tuple[int, Any]:
-    body = orjson.dumps(payload)
-    header = generic.sign(GENERIC_SECRET, body, int(time.time()) if t is None else t)
-    resp = await client.post(
-        path,
-        data=body,
-        headers={"X-Regulator-Signature": header, "Content-Type": "application/json"},
-    )
-    text = await resp.text()
-    return resp.status, (
-        orjson.loads(text) if text and resp.content_type == "application/json" else text
-    )
-
-
-async def report(client: AppClient, mmg: str = "nimes", month: str = "2026-11") -> dict[str, Any]:
-    """The month's report, after flushing the group-commit writer."""
-    from regulator.web import keys
-
-    await client.app[keys.WRITER].flush()
-    resp = await client.get(f"/api/v1/reports/{mmg}/{month}", headers=bearer("coordinator"))
-    assert resp.status == 200, await resp.text()
-    data: dict[str, Any] = await resp.json()
-    return data

@@ -18,7 +18,7 @@ from regulator.storage.redis import RedisStore
 from regulator.storage.sqlite import SqliteStore
 from regulator.web import keys
 from regulator.web.app import create_app
-from tests.integration.conftest import (
+from tests.support.app import (
     FRONT_DESK_NIMES,
     KAMAILIO_SECRET,
     METZ,

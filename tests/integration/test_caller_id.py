@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tests.integration.conftest import (
+from tests.support.app import (
     FRONT_DESK_NIMES,
     NIMES,
     PUBLIC,
@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     post_twilio,
     post_vonage,
 )
-from tests.unit.vonage_ncco import check_ncco
+from tests.support.vonage_ncco import check_ncco
 
 #: The second number of the Nîmes MMG (``04 66 12 34 57`` in protocols/nimes.yaml).
 NIMES_2 = "+33466123457"
@@ -158,15 +158,16 @@ async def test_vonage_overflow_keeps_the_patients_number_in_the_call_seen_by_cen
 ) -> None:
     # The failed leg's ``from`` is the MMG's number (what we presented): the routed
     # call that the consoles and the outbox learn of must still name the patient.
-    from regulator.core.models import CallRecord, Decision
+    from regulator.core.models import CallRecord
+    from regulator.events import CallRouted
     from regulator.web import keys
 
     seen: list[CallRecord] = []
 
-    def listen(record: CallRecord, decision: Decision, first: bool) -> None:
-        seen.append(record)
+    def listen(event: CallRouted) -> None:
+        seen.append(event.record)
 
-    client.app[keys.ROUTER].listeners.append(listen)
+    client.app[keys.EVENTS].subscribe(CallRouted, listen)
     await vonage(client, "/hooks/vonage/answer", answer("CON-P", NIMES[1:], CALLER[1:]))
     ncco = await vonage(
         client,

@@ -19,7 +19,7 @@ from regulator.ports import FixedClock, Store
 from regulator.settings import Settings
 from regulator.web.api import CSRF_HEADER, csrf_token
 from regulator.web.app import create_app
-from tests.integration.conftest import (
+from tests.support.app import (
     TOKENS,
     AppClient,
     ClientFactory,

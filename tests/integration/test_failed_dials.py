@@ -29,7 +29,7 @@ from regulator.storage.redis import RedisStore
 from regulator.storage.sqlite import SqliteStore
 from regulator.web import keys
 from regulator.web.app import create_app
-from tests.integration.conftest import (
+from tests.support.app import (
     FRONT_DESK_NIMES,
     KAMAILIO_SECRET,
     METZ,
@@ -357,7 +357,7 @@ async def test_generic_caller_whose_pharmacy_dial_fails_goes_to_centre_15(
         REGULATION_NIMES,
     ), after["rule"]
     # The ARS figures count no overflow: the call moved from pharmacy to regulation.
-    from tests.integration.conftest import report
+    from tests.support.app import report
 
     data = await report(client)
     assert data["calls_by_ground"].get("regulation_overflow", 0) == 0

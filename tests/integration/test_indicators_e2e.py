@@ -28,7 +28,8 @@ from regulator.ports import FixedClock, Store
 from regulator.reporting import annual_export
 from regulator.web import keys
 from regulator.web.app import create_app
-from tests.integration.conftest import (
+from tests.integration.test_call_path import dialled
+from tests.support.app import (
     FRONT_DESK_NIMES,
     NIMES,
     PARIS,
@@ -41,7 +42,6 @@ from tests.integration.conftest import (
     post_twilio,
     report,
 )
-from tests.integration.test_call_path import dialled
 
 FR_HOLIDAYS = holidays.country_holidays("FR", years=2026)
 PHARMACY_FALLBACK = None  # no roster in May: the 3237 announcement (nothing dialled)

@@ -16,7 +16,7 @@ from regulator.interconnect.webhooks import verify_signature
 from regulator.ports import FixedClock
 from regulator.storage.sqlite import SqliteStore
 from regulator.web.app import create_app
-from tests.integration.conftest import (
+from tests.support.app import (
     NIMES,
     AppClient,
     ClientFactory,

@@ -13,13 +13,7 @@ from regulator.core.models import ReferralStatus
 from regulator.ports import FixedClock, Store
 from regulator.web import keys
 from regulator.web.app import create_app
-from tests.integration.conftest import (
-    AppClient,
-    ClientFactory,
-    bearer,
-    make_settings,
-    paris,
-)
+from tests.support.app import AppClient, ClientFactory, bearer, make_settings, paris
 
 REFERRAL: dict[str, Any] = {
     "mmg": "nimes",
@@ -329,7 +323,7 @@ async def test_the_sweeper_closes_overdue_referrals_older_than_the_newest_thousa
     client: AppClient, clock: FixedClock
 ) -> None:
     from regulator.web.referrals import sweep_no_shows
-    from tests.contract.helpers import referral
+    from tests.support.store import referral
 
     store = client.app[keys.STORE]
     start = paris("2026-11-24T10:00")

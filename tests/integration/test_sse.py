@@ -9,7 +9,7 @@ import orjson
 from aiohttp import ClientResponse
 
 from regulator.web import keys
-from tests.integration.conftest import AppClient, bearer
+from tests.support.app import AppClient, bearer
 
 #: Big enough that a reader who never reads fills the socket buffers quickly.
 PADDING = "x" * 48_000

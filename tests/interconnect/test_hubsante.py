@@ -455,7 +455,7 @@ async def test_publish_validate_ack_error_and_garbage_through_rabbitmq(
             await broker.to_queue("ack", b'{"distributionKind": "Ack"}')
             await broker.to_queue("ack", ack(ids[1]))  # the consumer must still be working
             await eventually(lambda: _equals(pending, 2))
-        malformed = [entry for entry in logs if entry["event"] == "hubsante.malformed"]
+        malformed = [entry for entry in logs if entry["event"] == "hubsante_malformed"]
         assert len(malformed) == 2
         assert all(entry["log_level"] == "warning" for entry in malformed)
 
@@ -515,7 +515,7 @@ async def test_hub_down_at_start_up_does_not_block_and_sends_are_retries(
             task = link.start_background(first_delay_s=0.01, max_delay_s=0.02)
 
             async def failed_twice() -> bool:
-                return sum(1 for e in logs if e["event"] == "hubsante.connect_failed") >= 2
+                return sum(1 for e in logs if e["event"] == "hubsante_connect_failed") >= 2
 
             await eventually(failed_twice)
         assert not task.done()

@@ -20,7 +20,6 @@ from regulator.core.protocol import parse_protocol
 from tests.ops.deploy import (
     DEPLOY,
     KUBERNETES,
-    ROOT,
     kubernetes_manifests,
     kubernetes_objects,
     load_documents,
@@ -28,6 +27,7 @@ from tests.ops.deploy import (
     optional_binary,
     yaml_files,
 )
+from tests.support.paths import ROOT
 
 KUBERNETES_VERSION = "1.30.0"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -22,10 +19,12 @@ from regulator.core.models import (
 )
 from regulator.core.protocol import Messages, Protocol, load_protocol_file, parse_protocol
 
-ROOT = Path(__file__).resolve().parents[2]
-PROTOCOLS_DIR = ROOT / "protocols"
-PARIS = ZoneInfo("Europe/Paris")
-REUNION = ZoneInfo("Indian/Reunion")
+# Re-exported: the unit tests read them from here.
+from tests.support.clock import PARIS as PARIS
+from tests.support.clock import REUNION as REUNION
+from tests.support.clock import paris as paris
+from tests.support.paths import PROTOCOLS_DIR as PROTOCOLS_DIR
+from tests.support.paths import ROOT as ROOT
 
 #: A caller with no special standing (not a professional of any example protocol).
 ORDINARY_CALLER = "+33612000001"
@@ -56,19 +55,6 @@ def variant(mmg: str, **changes: Any) -> Protocol:
             node = node[key]
         node[last] = value
     return parse_protocol(data, f"{mmg}-variant.yaml")
-
-
-def local(tz: ZoneInfo, text: str, fold: int = 0) -> datetime:
-    """An aware instant from a local wall-clock ISO text such as ``2026-05-14T10:00``."""
-    return datetime.fromisoformat(text).replace(tzinfo=tz, fold=fold)
-
-
-def paris(text: str) -> datetime:
-    return local(PARIS, text)
-
-
-def reunion(text: str) -> datetime:
-    return local(REUNION, text)
 
 
 def call(

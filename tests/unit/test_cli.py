@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from regulator.cli import main
-from tests.unit.helpers import PROTOCOLS_DIR, raw_protocol
+from tests.support.paths import PROTOCOLS_DIR
+from tests.unit.helpers import raw_protocol
 
 DESIGN_KEYS = {"mmg", "route", "ground", "destination", "rule", "open", "day_type"}
 
@@ -243,7 +244,8 @@ def _store_month(tmp_path: Path) -> None:
     from regulator.core.models import Outcome, VisitChannel
     from regulator.core.referrals import make_visit
     from regulator.storage.sqlite import SqliteStore
-    from tests.unit.helpers import paris, protocol
+    from tests.support.clock import paris
+    from tests.unit.helpers import protocol
 
     nimes = protocol("nimes")
 

@@ -18,7 +18,8 @@ from regulator.core.models import (
     Stage,
 )
 from regulator.core.protocol import Protocol
-from tests.unit.helpers import ORDINARY_CALLER, call, paris, reunion, variant
+from tests.support.clock import paris, reunion
+from tests.unit.helpers import ORDINARY_CALLER, call, variant
 
 NIMES_OPEN = "2026-11-24T21:00"  # Tuesday evening, weekday slot 20:00-24:00
 NIMES_CLOSED = "2026-11-24T10:00"  # Tuesday morning

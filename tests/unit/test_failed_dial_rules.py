@@ -20,7 +20,8 @@ from regulator.core.models import (
     Stage,
 )
 from regulator.core.protocol import Protocol
-from tests.unit.helpers import call, paris, protocol
+from tests.support.clock import paris
+from tests.unit.helpers import call, protocol
 
 PROTOCOLS = {mmg: protocol(mmg) for mmg in ("nimes", "metz")}
 INSTANTS = {"open": paris("2026-11-24T21:00"), "closed": paris("2026-11-24T10:00")}

@@ -14,7 +14,8 @@ from regulator.core import phone
 from regulator.core.decision import decide
 from regulator.core.protocol import Protocol, load_protocols
 from regulator.web.hooks import parse_form
-from tests.unit.helpers import PROTOCOLS_DIR, call
+from tests.support.paths import PROTOCOLS_DIR
+from tests.unit.helpers import call
 
 _FORM_CHARS = st.sampled_from(list("ab=&+%2B0Fé;Z %C3%A9"))
 

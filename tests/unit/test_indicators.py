@@ -21,7 +21,7 @@ from regulator.core.models import Outcome, Visit, VisitChannel
 from regulator.core.protocol import Protocol
 from regulator.core.referrals import Action, apply, make_visit, new_referral
 from regulator.storage.codec import visit_from_dict, visit_to_dict
-from tests.unit.helpers import paris
+from tests.support.clock import paris
 
 MONTH = "2026-11"
 T0 = paris("2026-11-24T20:30")

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import asterisk
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 from regulator.settings import Settings
 from tests.unit.helpers import ROOT, decision
 from tests.unit.platform_decisions import every_decision, failsafes
@@ -217,7 +223,7 @@ def test_parsing_garbage_raises_only_bad_hook_request(
 
 
 def answer_of(d: Decision) -> dict[str, str]:
-    answer = asterisk.render(d, HookUrls())
+    answer = asterisk.render(d, RenderContext(HookUrls()))
     assert answer.content_type.startswith("text/plain")
     assert answer.body.endswith(b"\n") and answer.body.count(b"\n") == 1
     fields = asterisk_hash(answer.body)
@@ -261,7 +267,9 @@ def test_menu_answer_carries_the_prompt_and_its_timeout() -> None:
 
 def test_answer_uses_no_plus_for_spaces() -> None:
     # hashcompat=yes decodes %XX but keeps '+' (only "legacy" turns it into a space).
-    body = asterisk.render(decision(Route.CLOSED, None, say=("a b",)), HookUrls()).body
+    body = asterisk.render(
+        decision(Route.CLOSED, None, say=("a b",)), RenderContext(HookUrls())
+    ).body
     assert b"say=a%20b&" in body
     assert b"+" not in body.split(b"number=")[0]
 

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import freeswitch
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 from tests.unit.helpers import ROOT, decision
 from tests.unit.platform_decisions import every_decision, failsafes
 
@@ -250,7 +256,7 @@ def test_menu_speaks_then_binds_one_key_to_the_gather_url() -> None:
         say=("Bienvenue à la MMG de Nîmes.",),
         menu=MenuPrompt("Pour un médecin, tapez 1.", 6, ("1", "2")),
     )
-    speak, bound = work(freeswitch.render(menu, URLS).body)
+    speak, bound = work(freeswitch.render(menu, RenderContext(URLS)).body)
     assert speak.tag == "speak"
     assert speak.attrib == {
         "engine": "tts_commandline",
@@ -273,7 +279,7 @@ def test_dial_bridges_then_reports_back_with_the_route() -> None:
         say=("Nous vous mettons en relation avec le centre 15.",),
         dial_timeout_s=90,
     )
-    speak, dial, cont = work(freeswitch.render(regulation, URLS).body)
+    speak, dial, cont = work(freeswitch.render(regulation, RenderContext(URLS)).body)
     assert speak.tag == "speak"
     assert dial.tag == "dial"
     assert dial.text == "[leg_timeout=90]sofia/gateway/regulator/+33466000015"
@@ -283,7 +289,7 @@ def test_dial_bridges_then_reports_back_with_the_route() -> None:
 
 def test_sip_destination_is_bridged_through_the_sofia_profile() -> None:
     desk = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
-    dial, _ = work(freeswitch.render(desk, URLS).body)
+    dial, _ = work(freeswitch.render(desk, RenderContext(URLS)).body)
     assert (
         dial.text
         == f"[leg_timeout={freeswitch.DEFAULT_DIAL_TIMEOUT_S}]sofia/external/accueil@mmg.example"
@@ -302,20 +308,25 @@ def test_sip_destination_is_bridged_through_the_sofia_profile() -> None:
 def test_destination_that_would_inject_into_bridge_leaves_for_the_fallback(
     destination: Destination,
 ) -> None:
-    tags = work(freeswitch.render(decision(Route.REGULATION, destination), URLS).body)
+    tags = work(
+        freeswitch.render(decision(Route.REGULATION, destination), RenderContext(URLS)).body
+    )
     assert [t.tag for t in tags] == ["break"]
 
 
 def test_announcement_is_spoken_then_hung_up() -> None:
     pharmacy = decision(Route.PHARMACY, Destination(announce="3237"), say=("Composez le 32 37.",))
-    assert [t.tag for t in work(freeswitch.render(pharmacy, URLS).body)] == ["speak", "hangup"]
+    assert [t.tag for t in work(freeswitch.render(pharmacy, RenderContext(URLS)).body)] == [
+        "speak",
+        "hangup",
+    ]
 
 
 @pytest.mark.parametrize("failsafe_decision", failsafes(), ids=lambda d: d.failsafe_reason or "")
 def test_failsafe_bridges_regulation_or_leaves_for_the_dialplans_fallback(
     failsafe_decision: Decision,
 ) -> None:
-    tags = work(freeswitch.render(failsafe_decision, URLS).body)
+    tags = work(freeswitch.render(failsafe_decision, RenderContext(URLS)).body)
     last = [t.tag for t in tags][-2:]
     if last == ["dial", "continue"]:
         assert tags[-1].attrib["action"].endswith("target=regulation")
@@ -328,7 +339,7 @@ def test_every_route_renders_a_valid_document(route: Route) -> None:
     decisions = [d for d in every_decision() if d.route is route]
     assert decisions
     for d in decisions:
-        tags = work(freeswitch.render(d, URLS).body)
+        tags = work(freeswitch.render(d, RenderContext(URLS)).body)
         assert tags[-1].tag in ("speak", "continue", "hangup", "break")
         for tag in tags:
             if tag.tag == "speak":
@@ -337,7 +348,7 @@ def test_every_route_renders_a_valid_document(route: Route) -> None:
 
 def test_texts_are_escaped_and_control_characters_dropped() -> None:
     tricky = 'Tapez <1> & "2" \x07fin'
-    doc = freeswitch.render(decision(Route.CLOSED, None, say=(tricky,)), URLS)
+    doc = freeswitch.render(decision(Route.CLOSED, None, say=(tricky,)), RenderContext(URLS))
     (speak, hangup) = work(doc.body)
     assert speak.attrib["text"] == 'Tapez <1> & "2" fin'
     assert hangup.tag == "hangup"

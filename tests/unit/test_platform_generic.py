@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, Ground, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import generic
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 
 
 def _json_bytes(value: object) -> bytes:
@@ -264,7 +270,7 @@ def test_parsing_garbage_raises_only_bad_hook_request(body: bytes) -> None:
 
 
 def render(decision: Decision, call_id: str | None = None) -> dict[str, object]:
-    answer = generic.render(decision, HookUrls(), call_id=call_id)
+    answer = generic.render(decision, RenderContext(HookUrls()), call_id=call_id)
     assert answer.content_type == generic.CONTENT_TYPE
     document = orjson.loads(answer.body)
     assert isinstance(document, dict)

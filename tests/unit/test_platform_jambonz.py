@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import jambonz
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 from tests.unit.helpers import ROOT, decision
 from tests.unit.platform_decisions import every_decision, failsafes
 
@@ -322,7 +328,9 @@ def test_every_document_the_service_can_produce_passes_jambonz_verb_specificatio
     documents: dict[bytes, Decision] = {}
     for decision_ in every_decision():
         for caller in ("+33612000001", "anonymous"):
-            body = jambonz.render(decision_, URLS, caller=caller, own_number="+33466123456").body
+            body = jambonz.render(
+                decision_, RenderContext(URLS, caller=caller, own_number="+33466123456")
+            ).body
             documents.setdefault(body, decision_)
     documents.setdefault(jambonz.render_hangup().body, decision(Route.CLOSED, None))
     bodies = list(documents)
@@ -358,7 +366,7 @@ def test_any_texts_and_timeouts_still_pass_the_verb_specifications(
         menu=menu,
         dial_timeout_s=timeout if kind in ("number", "sip") else None,
     )
-    assert verb_specs([orjson.loads(jambonz.render(decision_, URLS).body)]) == [None]
+    assert verb_specs([orjson.loads(jambonz.render(decision_, RenderContext(URLS)).body)]) == [None]
 
 
 def test_menu_gathers_one_digit_and_speaks_before_it() -> None:
@@ -368,7 +376,7 @@ def test_menu_gathers_one_digit_and_speaks_before_it() -> None:
         say=("Bienvenue à la MMG de Nîmes.",),
         menu=MenuPrompt("Pour un médecin, tapez 1.", 6, ("1", "2")),
     )
-    (gather,) = verbs(jambonz.render(menu, URLS).body)
+    (gather,) = verbs(jambonz.render(menu, RenderContext(URLS)).body)
     assert gather == {
         "verb": "gather",
         "input": ["digits"],
@@ -387,7 +395,9 @@ def test_dial_reports_back_with_the_route_in_the_action_hook() -> None:
         dial_timeout_s=90,
     )
     say, dial = verbs(
-        jambonz.render(regulation, URLS, caller="+33611223344", own_number="+33466123456").body
+        jambonz.render(
+            regulation, RenderContext(URLS, caller="+33611223344", own_number="+33466123456")
+        ).body
     )
     assert say == {"verb": "say", "text": "Nous vous mettons en relation avec le centre 15."}
     assert dial == {
@@ -399,7 +409,7 @@ def test_dial_reports_back_with_the_route_in_the_action_hook() -> None:
         "callerId": "+33611223344",
     }
     sip = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
-    (dial,) = verbs(jambonz.render(sip, URLS).body)
+    (dial,) = verbs(jambonz.render(sip, RenderContext(URLS)).body)
     assert dial["target"] == [{"type": "sip", "sipUri": "sip:accueil@mmg.example"}]
     assert dial["timeout"] == jambonz.DEFAULT_DIAL_TIMEOUT_S
     assert "callerId" not in dial
@@ -407,7 +417,7 @@ def test_dial_reports_back_with_the_route_in_the_action_hook() -> None:
 
 @pytest.mark.parametrize("failsafe_decision", failsafes(), ids=lambda d: d.failsafe_reason or "")
 def test_failsafe_always_reaches_regulation_or_says_to_dial_15(failsafe_decision: Decision) -> None:
-    document = verbs(jambonz.render(failsafe_decision, URLS).body)
+    document = verbs(jambonz.render(failsafe_decision, RenderContext(URLS)).body)
     last = document[-1]
     if last["verb"] == "dial":
         assert last["actionHook"].endswith("target=regulation")
@@ -421,7 +431,11 @@ def test_every_route_renders_a_valid_document(route: Route) -> None:
     decisions = [d for d in every_decision() if d.route is route]
     assert decisions
     for d in decisions:
-        assert verbs(jambonz.render(d, URLS).body)[-1]["verb"] in ("gather", "dial", "hangup")
+        assert verbs(jambonz.render(d, RenderContext(URLS)).body)[-1]["verb"] in (
+            "gather",
+            "dial",
+            "hangup",
+        )
 
 
 def test_render_hangup_is_a_single_hangup() -> None:

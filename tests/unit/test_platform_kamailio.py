@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, Ground, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import kamailio
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 from regulator.settings import Settings
 from tests.unit.helpers import decision as base_decision
 from tests.unit.helpers import variant
@@ -56,7 +62,9 @@ ROUTE_REQUEST = orjson.dumps(
 def rtjson(
     decision_: Decision, gateway: str | None = GATEWAY, regulation: Destination | None = REGULATION
 ) -> Any:
-    answer = kamailio.render(decision_, HookUrls(), sip_gateway=gateway, regulation=regulation)
+    answer = kamailio.render(
+        decision_, RenderContext(HookUrls(), sip_gateway=gateway, regulation=regulation)
+    )
     assert answer.content_type == kamailio.CONTENT_TYPE
     document = orjson.loads(answer.body)
     assert document["version"] == "1.0"

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from regulator.core.models import Decision, Destination, MenuPrompt, Platform, Route, Stage
 from regulator.platforms import telnyx, twilio
-from regulator.platforms.base import BadHookRequest, HookRequest, HookUrls, SignatureError
+from regulator.platforms.base import (
+    BadHookRequest,
+    HookRequest,
+    HookUrls,
+    RenderContext,
+    SignatureError,
+)
 from regulator.settings import Settings
 from tests.unit.helpers import decision
 from tests.unit.platform_decisions import every_decision, failsafes
@@ -257,17 +263,20 @@ def texml(body: bytes) -> ET.Element:
 
 def test_texml_is_twilios_renderer_with_telnyxs_dial_timeout_bound() -> None:
     long_ring = decision(Route.REGULATION, Destination(number="+33466000015"), dial_timeout_s=600)
-    dial = texml(telnyx.render(long_ring, URLS).body).find("Dial")
+    dial = texml(telnyx.render(long_ring, RenderContext(URLS)).body).find("Dial")
     assert dial is not None
     assert dial.attrib["timeout"] == str(telnyx.MAX_DIAL_TIMEOUT_S)
     assert dial.attrib["action"] == URLS.dial_status + "&target=regulation"
     short = decision(Route.REGULATION, Destination(number="+33466000015"), dial_timeout_s=90)
-    assert telnyx.render(short, URLS).body == twilio.render(short, URLS).body
+    assert (
+        telnyx.render(short, RenderContext(URLS)).body
+        == twilio.render(short, RenderContext(URLS)).body
+    )
 
 
 def test_menu_gathers_one_digit() -> None:
     menu = decision(Route.MENU, None, menu=MenuPrompt("Tapez 1.", 6, ("1",)))
-    gather, redirect = list(texml(telnyx.render(menu, URLS).body))
+    gather, redirect = list(texml(telnyx.render(menu, RenderContext(URLS)).body))
     assert (gather.tag, gather.attrib["numDigits"], gather.attrib["action"]) == (
         "Gather",
         "1",
@@ -278,7 +287,7 @@ def test_menu_gathers_one_digit() -> None:
 
 @pytest.mark.parametrize("failsafe_decision", failsafes(), ids=lambda d: d.failsafe_reason or "")
 def test_failsafe_dials_regulation_or_says_to_dial_15(failsafe_decision: Decision) -> None:
-    root = texml(telnyx.render(failsafe_decision, URLS).body)
+    root = texml(telnyx.render(failsafe_decision, RenderContext(URLS)).body)
     dial = root.find("Dial")
     if dial is not None:
         assert dial.attrib["action"].endswith("target=regulation")
@@ -292,7 +301,11 @@ def test_every_route_renders_valid_texml(route: Route) -> None:
     decisions = [d for d in every_decision() if d.route is route]
     assert decisions
     for d in decisions:
-        root = texml(telnyx.render(d, URLS, caller="+33612000001", own_number="+33466123456").body)
+        root = texml(
+            telnyx.render(
+                d, RenderContext(URLS, caller="+33612000001", own_number="+33466123456")
+            ).body
+        )
         dial = root.find("Dial")
         if dial is not None:
             assert 5 <= int(dial.attrib["timeout"]) <= telnyx.MAX_DIAL_TIMEOUT_S

@@ -31,6 +31,7 @@ from regulator.platforms.base import (
     BadHookRequest,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
 from tests.unit.helpers import AUDIO_BASE, PARIS, REUNION, decision, recorded
@@ -421,7 +422,7 @@ def test_menu_gathers_one_digit_then_redirects_without_digits() -> None:
         say=("Bienvenue à la MMG de Nîmes.",),
         menu=MenuPrompt("Pour un médecin, tapez 1.", 6, ("1", "2")),
     )
-    root = twiml(twilio.render(menu, URLS).body)
+    root = twiml(twilio.render(menu, RenderContext(URLS)).body)
     gather, redirect = list(root)
     assert gather.tag == "Gather"
     assert gather.attrib == {
@@ -447,7 +448,7 @@ def test_dialable_destination_is_dialled_with_overflow_callback() -> None:
         say=("Nous vous mettons en relation avec le centre 15.",),
         dial_timeout_s=90,
     )
-    root = twiml(twilio.render(regulation, URLS).body)
+    root = twiml(twilio.render(regulation, RenderContext(URLS)).body)
     say, dial = list(root)
     assert say.tag == "Say"
     assert say.text == "Nous vous mettons en relation avec le centre 15."
@@ -465,7 +466,7 @@ def test_dialable_destination_is_dialled_with_overflow_callback() -> None:
 
 def test_sip_only_destination_uses_sip_and_default_timeout() -> None:
     direct = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
-    root = twiml(twilio.render(direct, URLS).body)
+    root = twiml(twilio.render(direct, RenderContext(URLS)).body)
     (dial,) = list(root)
     assert dial.attrib["timeout"] == str(twilio.DEFAULT_DIAL_TIMEOUT_S)
     assert dial.attrib["action"].endswith("?target=direct_access")
@@ -488,7 +489,7 @@ def dial_of(body: bytes) -> ET.Element:
 @pytest.mark.parametrize("target", [REGULATION, DESK_SIP], ids=["number", "sip"])
 @pytest.mark.parametrize("caller", ["+33611223344", "0611223344", "33611223344"])
 def test_forwarded_call_presents_the_callers_own_number(target: Decision, caller: str) -> None:
-    body = twilio.render(target, URLS, caller=caller, own_number=MMG).body
+    body = twilio.render(target, RenderContext(URLS, caller=caller, own_number=MMG)).body
     dial = dial_of(body)
     assert dial.attrib["callerId"] == "+33611223344"
     assert list(dial.attrib) == ["action", "method", "timeout", "answerOnBridge", "callerId"]
@@ -502,20 +503,24 @@ def test_forwarded_call_presents_the_callers_own_number(target: Decision, caller
 def test_withheld_or_invalid_caller_presents_the_mmg_number(
     target: Decision, caller: str | None
 ) -> None:
-    body = twilio.render(target, URLS, caller=caller, own_number=MMG).body
+    body = twilio.render(target, RenderContext(URLS, caller=caller, own_number=MMG)).body
     assert dial_of(body).attrib["callerId"] == MMG
 
 
 def test_without_any_presentable_number_twilio_keeps_its_default() -> None:
     for own in (None, "", "3237"):
-        dial = dial_of(twilio.render(REGULATION, URLS, caller="anonymous", own_number=own).body)
+        dial = dial_of(
+            twilio.render(REGULATION, RenderContext(URLS, caller="anonymous", own_number=own)).body
+        )
         assert "callerId" not in dial.attrib
 
 
 @settings(max_examples=200, deadline=None)
 @given(caller=st.one_of(st.none(), st.text(max_size=40)))
 def test_caller_id_is_always_the_callers_valid_number_or_the_mmgs(caller: str | None) -> None:
-    dial = dial_of(twilio.render(REGULATION, URLS, caller=caller, own_number=MMG).body)
+    dial = dial_of(
+        twilio.render(REGULATION, RenderContext(URLS, caller=caller, own_number=MMG)).body
+    )
     presented = dial.attrib["callerId"]
     assert presented == MMG or (caller is not None and presented.startswith("+"))
     assert re.fullmatch(r"\+[1-9][0-9]{6,14}", presented)
@@ -527,16 +532,16 @@ def test_short_code_destination_is_announced_then_hung_up() -> None:
         Destination(announce="3237"),
         say=("Raccrochez et composez le 32 37.",),
     )
-    root = twiml(twilio.render(pharmacy, URLS).body)
+    root = twiml(twilio.render(pharmacy, RenderContext(URLS)).body)
     assert [child.tag for child in root] == ["Say", "Hangup"]
-    assert b"Dial" not in twilio.render(pharmacy, URLS).body
+    assert b"Dial" not in twilio.render(pharmacy, RenderContext(URLS)).body
 
 
 def test_texts_and_urls_are_escaped() -> None:
     tricky = "Tapez <1> & \"2\" 'ou' ]]> \x07fin"
     urls = HookUrls(gather='https://h.example/g?a=1&b="2"<', dial_status="https://h.example/d")
     menu = decision(Route.MENU, None, say=(tricky,), menu=MenuPrompt(tricky, 5, ("1",)))
-    root = twiml(twilio.render(menu, urls).body)
+    root = twiml(twilio.render(menu, RenderContext(urls)).body)
     gather = root[0]
     assert gather.attrib["action"] == urls.gather
     assert gather[0].text == "Tapez <1> & \"2\" 'ou' ]]> fin"  # control character dropped
@@ -555,7 +560,7 @@ def test_render_hangup_is_a_single_hangup() -> None:
 def _twiml_of(proto: Any, at: datetime, **call: Any) -> ET.Element:
     args = {"call_id": "CA1", "caller": "+33612000001", "called": proto.numbers[0], **call}
     result = decide(proto, Call(platform=Platform.TWILIO, **args), at)
-    return twiml(twilio.render(result, URLS, own_number=proto.numbers[0]).body)
+    return twiml(twilio.render(result, RenderContext(URLS, own_number=proto.numbers[0])).body)
 
 
 def test_recorded_menu_prompts_are_played_inside_the_gather() -> None:
@@ -597,9 +602,9 @@ def test_text_and_recorded_prompts_mix_and_never_share_a_cache_entry() -> None:
         say=(Prompt(same_words, f"{AUDIO_BASE}/a.mp3?v=1&lang=fr"),),
         menu=MenuPrompt("Tapez 1.", 6, ("1",)),
     )
-    (gather, _) = list(twiml(twilio.render(spoken, URLS).body))
+    (gather, _) = list(twiml(twilio.render(spoken, RenderContext(URLS)).body))
     assert [v.tag for v in gather] == ["Say", "Say"]
-    (gather, _) = list(twiml(twilio.render(played, URLS).body))
+    (gather, _) = list(twiml(twilio.render(played, RenderContext(URLS)).body))
     assert [(v.tag, v.text) for v in gather] == [
         ("Play", f"{AUDIO_BASE}/a.mp3?v=1&lang=fr"),  # the & was escaped, parsed back
         ("Say", "Tapez 1."),

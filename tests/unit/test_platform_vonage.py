@@ -38,10 +38,13 @@ from regulator.platforms.base import (
     BadHookRequest,
     HookRequest,
     HookUrls,
+    RenderContext,
     SignatureError,
 )
-from tests.unit.helpers import AUDIO_BASE, PARIS, PROTOCOLS_DIR, decision, recorded, variant
-from tests.unit.vonage_ncco import NccoRejected, check_ncco
+from tests.support.clock import PARIS
+from tests.support.paths import PROTOCOLS_DIR
+from tests.support.vonage_ncco import NccoRejected, check_ncco
+from tests.unit.helpers import AUDIO_BASE, decision, recorded, variant
 
 
 def _json_bytes(value: object) -> bytes:
@@ -401,7 +404,7 @@ URLS = HookUrls(event=f"{BASE}/event", input=f"{BASE}/input")
 
 
 def ncco(decision_: Decision, **kwargs: Any) -> list[dict[str, Any]]:
-    answer = vonage.render(decision_, URLS, **kwargs)
+    answer = vonage.render(decision_, RenderContext(URLS, **kwargs))
     assert answer.content_type == vonage.CONTENT_TYPE
     actions = orjson.loads(answer.body)
     assert isinstance(actions, list)
@@ -447,7 +450,7 @@ def test_phone_destination_is_connected_synchronously_without_plus() -> None:
         say=("Nous vous mettons en relation avec le centre 15.",),
         dial_timeout_s=90,
     )
-    talk, connect = ncco(regulation, from_number="+33466123456")
+    talk, connect = ncco(regulation, own_number="+33466123456")
     assert talk["action"] == "talk"
     assert connect == {
         "action": "connect",
@@ -461,7 +464,7 @@ def test_phone_destination_is_connected_synchronously_without_plus() -> None:
 
 def test_sip_only_destination_uses_a_sip_endpoint_and_default_timeout() -> None:
     direct = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
-    (connect,) = ncco(direct, from_number="+33466123456")
+    (connect,) = ncco(direct, own_number="+33466123456")
     assert connect["endpoint"] == [{"type": "sip", "uri": "sip:accueil@mmg.example"}]
     assert connect["timeout"] == vonage.DEFAULT_DIAL_TIMEOUT_S
     assert connect["eventUrl"] == [f"{BASE}/event?target=direct_access"]
@@ -473,7 +476,7 @@ def test_connect_without_a_usable_mmg_number_lets_vonage_pick_one_of_the_applica
     unusable: str | None,
 ) -> None:
     regulation = decision(Route.REGULATION, Destination(number="+33466000099"))
-    (connect,) = ncco(regulation, from_number=unusable)
+    (connect,) = ncco(regulation, own_number=unusable)
     assert connect["randomFromNumber"] is True
     assert "from" not in connect
 
@@ -591,7 +594,7 @@ def test_every_ncco_the_service_can_produce_is_accepted_by_vonages_sdk() -> None
     refused: dict[str, str] = {}
     kinds: dict[tuple[bytes, str | None], str] = {}
     for mmg_number, decision_ in _every_ncco():
-        body = vonage.render(decision_, URLS, from_number=mmg_number).body
+        body = vonage.render(decision_, RenderContext(URLS, own_number=mmg_number)).body
         kind = kinds.get((body, mmg_number))
         if kind is None:
             try:
@@ -624,7 +627,7 @@ def test_every_ncco_the_service_can_produce_is_accepted_by_vonages_sdk() -> None
 def _ncco_of(proto: Protocol, at: datetime, **call: Any) -> list[dict[str, Any]]:
     args = {"call_id": "CON-1", "caller": "+33612000001", "called": proto.numbers[0], **call}
     result = decide(proto, Call(platform=Platform.VONAGE, **args), at)
-    return check_ncco(vonage.render(result, URLS, from_number=proto.numbers[0]).body)
+    return check_ncco(vonage.render(result, RenderContext(URLS, own_number=proto.numbers[0])).body)
 
 
 def test_recorded_menu_is_streamed_and_the_menu_prompt_can_be_interrupted() -> None:

@@ -17,7 +17,8 @@ from regulator.core.protocol import (
     parse_protocol,
     pds_hours_warnings,
 )
-from tests.unit.helpers import PROTOCOLS_DIR, raw_protocol
+from tests.support.paths import PROTOCOLS_DIR
+from tests.unit.helpers import raw_protocol
 
 Mutation = Callable[[dict[str, Any]], None]
 

@@ -14,7 +14,7 @@ from regulator.core.decision import decide
 from regulator.core.models import Call, Platform, Prompt, Stage, audio_of
 from regulator.core.protocol import ProtocolLoadError, parse_protocol
 from regulator.platforms import generic, kamailio
-from regulator.platforms.base import HookUrls
+from regulator.platforms.base import HookUrls, RenderContext
 from tests.unit.helpers import AUDIO_BASE, PARIS, protocol, raw_protocol, recorded
 
 WELCOME = f"{AUDIO_BASE}/nimes/welcome.mp3"
@@ -102,7 +102,7 @@ def test_generic_adapter_gives_a_play_entry_beside_each_message() -> None:
     nimes = recorded("nimes")
     now = datetime(2026, 11, 23, 21, 0, tzinfo=PARIS)
     menu = decide(nimes, Call("c", "+33612000001", nimes.numbers[0]), now)
-    document = orjson.loads(generic.render(menu, HookUrls()).body)
+    document = orjson.loads(generic.render(menu, RenderContext(HookUrls())).body)
     assert document["say"] == ["Vous êtes en relation avec la maison médicale de garde de Nîmes."]
     assert document["play"] == [WELCOME]
     assert document["menu"]["play"] == f"{AUDIO_BASE}/nimes/menu.mp3"
@@ -110,7 +110,8 @@ def test_generic_adapter_gives_a_play_entry_beside_each_message() -> None:
     plain = protocol("nimes")
     document = orjson.loads(
         generic.render(
-            decide(plain, Call("c", "+33612000001", plain.numbers[0]), now), HookUrls()
+            decide(plain, Call("c", "+33612000001", plain.numbers[0]), now),
+            RenderContext(HookUrls()),
         ).body
     )
     assert document["play"] == [None]
@@ -123,6 +124,13 @@ def test_kamailio_ignores_recordings() -> None:
     plain, rec = protocol("metz"), recorded("metz")
     call = Call("c", "+33612000001", "+33387551234", Platform.KAMAILIO, Stage.INCOMING)
     gateway = "gw.example"
-    with_audio = kamailio.render(decide(rec, call, at), HookUrls(), gateway).body
-    assert with_audio == kamailio.render(decide(plain, call, at), HookUrls(), gateway).body
+    with_audio = kamailio.render(
+        decide(rec, call, at), RenderContext(HookUrls(), sip_gateway=gateway)
+    ).body
+    assert (
+        with_audio
+        == kamailio.render(
+            decide(plain, call, at), RenderContext(HookUrls(), sip_gateway=gateway)
+        ).body
+    )
     assert b"audio.mmg.example" not in with_audio

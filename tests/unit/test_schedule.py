@@ -8,7 +8,8 @@ import pytest
 
 from regulator.core.models import DayType
 from regulator.core.protocol import Protocol
-from tests.unit.helpers import PARIS, REUNION, local, paris, protocol, reunion, variant
+from tests.support.clock import PARIS, REUNION, local, paris, reunion
+from tests.unit.helpers import protocol, variant
 
 MINUTE = timedelta(minutes=1)
 

@@ -16,7 +16,7 @@ from regulator.core.referrals import (
     new_referral,
     tiers_payant_rule,
 )
-from tests.unit.helpers import paris
+from tests.support.clock import paris
 
 T0 = paris("2026-11-24T20:30")
 

@@ -20,11 +20,11 @@ from regulator.core.models import ReferralStatus, VisitChannel
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
 from regulator.core.referrals import ON_THE_DESK, OPEN_STATUSES
-from regulator.errors import Forbidden, NotFound, Unavailable
+from regulator.errors import Unavailable
 from regulator.logs import get_logger
 from regulator.ports import StoreError
 from regulator.web import keys
-from regulator.web.api import principal
+from regulator.web.access import Permission, principal, require_mmg
 from regulator.web.console.render import (
     denied,
     display_number,
@@ -86,7 +86,7 @@ async def regulation_page(request: web.Request) -> web.Response:
         return to_login(request)
     if not person.is_regulator:
         return denied(request, person, "la console de régulation (rôle « regulator »)")
-    now = request.app[keys.CLOCK].now()
+    now = request.config_dict[keys.CLOCK].now()
     protos = [p for p in protocols(request) if person.can_regulate(p.id)]
     return page(
         request,
@@ -106,8 +106,8 @@ async def regulation_page(request: web.Request) -> web.Response:
 
 async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]:
     """Today's counters of one front desk (MMG's local day)."""
-    store = request.app[keys.STORE]
-    local = request.app[keys.CLOCK].now().astimezone(proto.tz)
+    store = request.config_dict[keys.STORE]
+    local = request.config_dict[keys.CLOCK].now().astimezone(proto.tz)
     refs = await store.list_referrals(mmg=proto.id, statuses=ON_THE_DESK, limit=1000)
     today: date = local.date()
     visits = [
@@ -124,24 +124,13 @@ async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]
 
 
 def _desk_access(request: web.Request) -> tuple[Principal, Protocol]:
-    """For the desk's JSON endpoints: errors become JSON through the middleware."""
-    person = principal(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        raise NotFound(f"MMG inconnue : {mmg!r}.")
-    if not person.can_desk(mmg):
-        raise Forbidden(f"Le jeton « {person.name} » n'est pas celui de l'accueil de {mmg}.")
-    return person, proto
+    """For the desk's JSON endpoints: errors are JSON (the route table says so)."""
+    return require_mmg(request, Permission.DESK)
 
 
 async def desk_page(request: web.Request) -> web.Response:
     """``GET /console/desk/{mmg}``: incoming referrals, walk-in visits, today's counters."""
-    access = mmg_page_access(
-        request,
-        Principal.can_desk,
-        lambda proto: f"l'accueil de « {proto.name} » (rôle « desk:{proto.id} »)",
-    )
+    access = mmg_page_access(request, Permission.DESK)
     if isinstance(access, web.Response):
         return access
     person, proto = access
@@ -160,7 +149,7 @@ async def desk_page(request: web.Request) -> web.Response:
         mmg=proto.id,
         name=proto.name,
         tz=proto.timezone,
-        state=mmg_state(proto, request.app[keys.CLOCK].now()),
+        state=mmg_state(proto, request.config_dict[keys.CLOCK].now()),
         summary=summary,
         channels=WALK_IN_CHANNELS,
         outcomes=OUTCOME_OPTIONS,
@@ -181,7 +170,7 @@ async def desk_summary(request: web.Request) -> web.Response:
 async def state_json(request: web.Request) -> web.Response:
     """``GET /console/state.json``: open/closed and pharmacy now, for the visible MMGs."""
     person = principal(request)
-    now = request.app[keys.CLOCK].now()
+    now = request.config_dict[keys.CLOCK].now()
     states = [mmg_state(p, now) for p in protocols(request) if person.can_see(p.id)]
     return json_response({"at": now.isoformat(), "mmgs": states})
 

@@ -8,7 +8,7 @@ rendering an empty string in front of a regulator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
 from regulator.errors import Unauthorized
 from regulator.web import keys
-from regulator.web.api import csrf_token, principal
+from regulator.web.access import Permission, csrf_token, principal, require_mmg
 from regulator.web.charts import french_number
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -60,7 +60,7 @@ def display_number(number: str) -> str:
 
 
 def protocols(request: web.Request) -> list[Protocol]:
-    return sorted(request.app[keys.PROTOCOLS].current, key=lambda p: p.name)
+    return sorted(request.config_dict[keys.PROTOCOLS].current, key=lambda p: p.name)
 
 
 def who(request: web.Request) -> Principal | None:
@@ -143,7 +143,7 @@ def page(
     token = request.cookies.get(COOKIE)
     csrf = csrf_token(token) if token and person is not None else ""
     body = (
-        request.app[TEMPLATES]
+        request.config_dict[TEMPLATES]
         .get_template(template)
         .render(
             title=title,
@@ -201,19 +201,11 @@ def unknown_mmg(request: web.Request, person: Principal, mmg: str) -> web.Respon
 
 
 def mmg_page_access(
-    request: web.Request,
-    allowed: Callable[[Principal, str], bool],
-    what: Callable[[Protocol], str],
+    request: web.Request, permission: Permission
 ) -> tuple[Principal, Protocol] | web.Response:
-    """Who may see the ``{mmg}`` page: (principal, protocol), or the page to answer
-    instead (sign-in, unknown MMG, or a French refusal naming ``what``)."""
-    person = who(request)
-    if person is None:
+    """Who may see the ``{mmg}`` page: (principal, protocol), or the sign-in page to
+    answer instead; an unknown MMG or a refusal is raised (:func:`require_mmg`), and
+    the console's error middleware renders it as a French page."""
+    if who(request) is None:
         return to_login(request)
-    mmg = request.match_info["mmg"]
-    proto = request.app[keys.PROTOCOLS].current.get(mmg)
-    if proto is None:
-        return unknown_mmg(request, person, mmg)
-    if not allowed(person, mmg):
-        return denied(request, person, what(proto))
-    return person, proto
+    return require_mmg(request, permission)

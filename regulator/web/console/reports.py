@@ -8,13 +8,13 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from regulator.auth import Principal
 from regulator.core.indicators import INDICATORS, build_report, report_rows, valid_month
 from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS, month_label
 from regulator.core.models import DayType, Route
 from regulator.logs import get_logger
 from regulator.ports import StoreError
 from regulator.web import keys
+from regulator.web.access import Permission
 from regulator.web.charts import channels_chart, hours_chart
 from regulator.web.console.render import (
     denied,
@@ -96,14 +96,12 @@ async def reports_redirect(request: web.Request) -> web.Response:
 
 async def reports_page(request: web.Request) -> web.Response:
     """``GET /console/reports/{mmg}?month=YYYY-MM``: the month's indicators and charts."""
-    access = mmg_page_access(
-        request, Principal.can_report, lambda proto: f"aux indicateurs de « {proto.name} »"
-    )
+    access = mmg_page_access(request, Permission.REPORT)
     if isinstance(access, web.Response):
         return access
     person, proto = access
     mmg = proto.id
-    now_month = request.app[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
+    now_month = request.config_dict[keys.CLOCK].now().astimezone(proto.tz).strftime("%Y-%m")
     month = request.query.get("month") or now_month
     if not valid_month(month):
         return error_page(
@@ -113,7 +111,7 @@ async def reports_page(request: web.Request) -> web.Response:
             "Mois invalide",
             f"Mois « {month} » invalide : format attendu AAAA-MM (par exemple {now_month}).",
         )
-    store = request.app[keys.STORE]
+    store = request.config_dict[keys.STORE]
     try:
         counters = await store.call_counters(mmg, month)
         visits = await store.visits(mmg, month)

@@ -7,13 +7,12 @@ posts, protected by an Origin/Referer same-origin check.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL
 from regulator.logs import get_logger
 from regulator.web import keys
+from regulator.web.access import same_origin
 from regulator.web.console.render import error_page, landing, page, redirect, who
 
 log = get_logger("regulator.consoles")
@@ -31,28 +30,6 @@ def _safe_next(value: object) -> str | None:
     return value
 
 
-def _origins(request: web.Request) -> set[str]:
-    allowed = {f"{request.scheme}://{request.host}".lower()}
-    public = request.app[keys.SETTINGS].public_url
-    if public:
-        parts = urlsplit(public)
-        allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
-    return allowed
-
-
-def _same_origin(request: web.Request) -> bool:
-    """True when a form post comes from one of our own pages (Origin, else Referer)."""
-    allowed = _origins(request)
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin.lower() in allowed  # "null" (opaque origin) never matches
-    referer = request.headers.get("Referer")
-    if referer:
-        parts = urlsplit(referer)
-        return f"{parts.scheme}://{parts.netloc}".lower() in allowed
-    return False
-
-
 def _login_page(
     request: web.Request,
     *,
@@ -64,7 +41,10 @@ def _login_page(
     signed_in = None
     if person is not None:
         signed_in = {"name": person.name, "landing": landing(request, person)}
-    no_tokens = request.app[keys.TOKENS] is None and not request.app[keys.SETTINGS].insecure_dev
+    no_tokens = (
+        request.config_dict[keys.TOKENS] is None
+        and not request.config_dict[keys.SETTINGS].insecure_dev
+    )
     return page(
         request,
         person,
@@ -85,7 +65,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /console/login``: check the token, set the cookie, go to the role's console."""
-    if not _same_origin(request):
+    if not same_origin(request):
         return error_page(
             request,
             None,
@@ -98,8 +78,8 @@ async def login(request: web.Request) -> web.Response:
     raw = form.get("token")
     token = raw.strip() if isinstance(raw, str) else ""
     next_path = _safe_next(form.get("next"))
-    tokens = request.app[keys.TOKENS]
-    settings = request.app[keys.SETTINGS]
+    tokens = request.config_dict[keys.TOKENS]
+    settings = request.config_dict[keys.SETTINGS]
     if tokens is None:
         if settings.insecure_dev:  # no tokens in development: everyone is admin
             return redirect(next_path or landing(request, DEV_PRINCIPAL))
@@ -128,7 +108,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     """``POST /console/logout``: forget the cookie."""
-    if not _same_origin(request):
+    if not same_origin(request):
         return error_page(
             request, None, 403, "Requête refusée", "L'origine de la requête n'a pas été vérifiée."
         )

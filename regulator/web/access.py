@@ -1,0 +1,160 @@
+"""Who is calling, and may they: authentication, CSRF and the one MMG access check.
+
+``principal`` authenticates a request (Bearer token or the console cookie);
+``require_mmg`` is the single "find the MMG or 404, check the role or 403" of every
+handler that serves one MMG: written once, so no handler can forget half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from enum import Enum
+from typing import Literal
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
+from regulator.core.protocol import Protocol
+from regulator.errors import Forbidden, NotFound, Unauthorized, Unprocessable
+from regulator.web import keys
+
+#: Header the consoles send with cookie-authenticated writes (see :func:`csrf_token`).
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Where the API's auth middleware leaves the authenticated caller of a request.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+
+
+def csrf_token(token: str) -> str:
+    """The anti-CSRF value of a console session: sha256("csrf:" + token).
+
+    Derived from the cookie's token rather than a per-process secret, so every
+    replica accepts it; another site can neither read the cookie nor compute it.
+    """
+    return hashlib.sha256(b"csrf:" + token.encode()).hexdigest()
+
+
+def authenticate(request: web.Request) -> Principal:
+    """The caller (Bearer token or console cookie), or 401.
+
+    A write authenticated by the cookie must also carry ``X-CSRF-Token`` (403
+    otherwise): browsers attach cookies to cross-site requests, never that header.
+    """
+    tokens = request.config_dict[keys.TOKENS]
+    settings = request.config_dict[keys.SETTINGS]
+    if tokens is None:
+        if settings.insecure_dev:
+            return DEV_PRINCIPAL
+        raise Unauthorized(
+            "API désactivée : aucun fichier de jetons configuré (REGULATOR_TOKENS_FILE)."
+        )
+    header = request.headers.get("Authorization", "")
+    from_cookie = header[:7].lower() != "bearer "
+    token = request.cookies.get(COOKIE) if from_cookie else header[7:].strip()
+    who = tokens.authenticate(token)
+    if who is None or token is None:
+        raise Unauthorized("Jeton d'accès manquant ou invalide.")
+    if from_cookie and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "").encode(errors="replace")
+        if not hmac.compare_digest(sent, csrf_token(token).encode()):
+            raise Forbidden(
+                "Requête refusée : en-tête X-CSRF-Token manquant ou invalide "
+                "(rechargez la console et réessayez)."
+            )
+    return who
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller: the one the API's auth middleware found, else
+    authenticated now (consoles). Raises 401/403 like :func:`authenticate`."""
+    who = request.get(PRINCIPAL)
+    if who is None:
+        who = authenticate(request)
+        request[PRINCIPAL] = who
+    return who
+
+
+class Permission(Enum):
+    """What a caller wants to do at one MMG, with the French words of its refusal."""
+
+    SEE = "see"  # referrals and live events
+    REGULATE = "regulate"  # send patients (create referrals)
+    DESK = "desk"  # the front desk: acknowledge, admit, close, record visits
+    REPORT = "report"  # the monthly indicators
+    CANCEL = "cancel"  # cancel a referral: its regulator or the desk
+    VISITS = "visits"  # read a month's visits: the desk or whoever reads the reports
+
+    def allows(self, who: Principal, mmg: str) -> bool:
+        match self:
+            case Permission.SEE:
+                return who.can_see(mmg)
+            case Permission.REGULATE:
+                return who.can_regulate(mmg)
+            case Permission.DESK:
+                return who.can_desk(mmg)
+            case Permission.REPORT:
+                return who.can_report(mmg)
+            case Permission.CANCEL:
+                return who.can_regulate(mmg) or who.can_desk(mmg)
+            case Permission.VISITS:
+                return who.can_desk(mmg) or who.can_report(mmg)
+
+    def what(self, proto: Protocol) -> str:
+        """The thing refused, completing "ne donne pas accès …"."""
+        match self:
+            case Permission.SEE:
+                return f"aux orientations de « {proto.name} »"
+            case Permission.REGULATE:
+                return f"à l'orientation de patients vers « {proto.name} » (rôle « regulator »)"
+            case Permission.DESK:
+                return f"à l'accueil de « {proto.name} » (rôle « desk:{proto.id} »)"
+            case Permission.REPORT:
+                return f"aux indicateurs de « {proto.name} »"
+            case Permission.CANCEL:
+                return f"à l'annulation des orientations de « {proto.name} »"
+            case Permission.VISITS:
+                return f"aux passages de « {proto.name} »"
+
+
+def require_mmg(
+    request: web.Request,
+    permission: Permission,
+    mmg: str | None = None,
+    *,
+    source: Literal["path", "body"] = "path",
+) -> tuple[Principal, Protocol]:
+    """The caller and the MMG's protocol, or raise: 404 for an unknown MMG (422 when
+    the MMG was named in the request body), 403 when the caller's role does not allow
+    ``permission`` there. ``mmg`` defaults to the ``{mmg}`` of the path."""
+    who = principal(request)
+    name = request.match_info["mmg"] if mmg is None else mmg
+    proto = request.config_dict[keys.PROTOCOLS].current.get(name)
+    if proto is None:
+        if source == "body":
+            raise Unprocessable(
+                f"Champ(s) invalide(s) : mmg (MMG inconnue : {name!r}).",
+                errors=[{"field": "mmg", "value": name, "message": "MMG inconnue"}],
+            )
+        raise NotFound(f"MMG inconnue : {name!r}.", field="mmg", value=name)
+    if not permission.allows(who, proto.id):
+        raise Forbidden(f"Le jeton « {who.name} » ne donne pas accès {permission.what(proto)}.")
+    return who, proto
+
+
+def same_origin(request: web.Request) -> bool:
+    """True when a form post comes from one of our own pages (Origin, else Referer)."""
+    allowed = {f"{request.scheme}://{request.host}".lower()}
+    public = request.config_dict[keys.SETTINGS].public_url
+    if public:
+        parts = urlsplit(public)
+        allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.lower() in allowed  # "null" (opaque origin) never matches
+    referer = request.headers.get("Referer")
+    if referer:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}".lower() in allowed
+    return False

@@ -1,0 +1,135 @@
+"""What the webhook handlers share: the answer cache, the request as adapters see it,
+our own callback URLs and the canonical log line's fields."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import quote_plus, unquote
+
+from aiohttp import web
+
+from regulator.core.models import Decision, Platform
+from regulator.platforms.base import Answer, HookRequest, HookUrls
+from regulator.settings import Settings
+
+
+class AnswerCache:
+    """Answers already given, so a retried webhook gets the same one (bounded LRU + TTL).
+
+    Entries are tuples of plain values (not :class:`Answer` objects): the cyclic GC
+    stops tracking those, so tens of thousands of cached answers add nothing to
+    the full collections that would otherwise pause webhooks.
+    """
+
+    def __init__(self, size: int = 50_000, ttl_s: float = 600.0) -> None:
+        self._items: OrderedDict[tuple[str, ...], tuple[float, bytes, str]] = OrderedDict()
+        # Identical answers (the voice menu of an MMG, a closed message) share one body.
+        self._bodies: dict[bytes, bytes] = {}
+        self.size = size
+        self.ttl_s = ttl_s
+
+    def get(self, key: tuple[str, ...]) -> Answer | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        stamp, body, content_type = item
+        if time.monotonic() - stamp > self.ttl_s:
+            del self._items[key]
+            return None
+        return Answer(body, content_type)
+
+    def put(self, key: tuple[str, ...], answer: Answer) -> None:
+        body = self._bodies.get(answer.body)
+        if body is None:
+            if len(self._bodies) >= 1024:
+                self._bodies.clear()
+            body = self._bodies[answer.body] = answer.body
+        self._items[key] = (time.monotonic(), body, answer.content_type)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a handler did, for the canonical log line."""
+
+    call_id: str = ""
+    mmg: str | None = None
+    route: str | None = None
+    ground: str | None = None
+    rule: str | None = None
+    caller: str | None = None
+    failsafe: bool = False
+    cached: bool = False
+
+    def from_decision(self, decision: Decision) -> None:
+        self.mmg = decision.mmg
+        self.route = decision.route.value
+        self.ground = decision.ground.value if decision.ground else None
+        self.rule = decision.rule
+        self.failsafe = decision.failsafe
+
+
+def public_base(request: web.Request, settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"{request.scheme}://{request.host}"
+
+
+def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | None) -> HookUrls:
+    root = f"{base}/hooks/{platform.value}"
+    # Dial callbacks name the MMG and the call: Vonage reports a failed leg with the
+    # dialled number as ``to`` and the leg's own uuid, not the MMG's number and call.
+    # What urlencode({"mmg": …, "call_id": …}) gives, without its generic machinery.
+    query = "&".join(f"{k}={quote_plus(v)}" for k, v in (("mmg", mmg), ("call_id", call_id)) if v)
+    suffix = f"?{query}" if query else ""
+    return HookUrls(
+        gather=f"{root}/gather",
+        dial_status=f"{root}/dial-status{suffix}",
+        status=f"{root}/status",
+        event=f"{root}/event{suffix}",
+        input=f"{root}/input",
+    )
+
+
+def parse_form(text: str) -> dict[str, str]:
+    """``dict(parse_qsl(text, keep_blank_values=True))`` — the same pairs, last one wins
+    — without parse_qsl's per-field overhead (a Twilio webhook has some 25 fields)."""
+    form: dict[str, str] = {}
+    for item in text.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name)
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value)
+        form[name] = value
+    return form
+
+
+async def read_hook(request: web.Request, settings: Settings) -> HookRequest:
+    body = await request.read()
+    form: dict[str, str] = {}
+    if request.content_type == "application/x-www-form-urlencoded" and body:
+        try:
+            form = parse_form(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            form = {}
+    url = public_base(request, settings) + request.raw_path
+    return HookRequest(
+        method=request.method,
+        url=url,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query) if request.query_string else {},
+        body=body,
+        form=form,
+        now=time.time(),
+    )
