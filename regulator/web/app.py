@@ -64,7 +64,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Reload protocols on SIGHUP and when a file changes."""
+    """Reload protocols on SIGHUP and when a file changes; record each version in force."""
     registry = app[keys.PROTOCOLS]
     settings = app[keys.SETTINGS]
     loop = asyncio.get_running_loop()
@@ -73,7 +73,11 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.add_signal_handler(signal.SIGHUP, registry.reload)
         hup = True
     task = asyncio.create_task(registry.watch()) if settings.watch_protocols else None
+    history = asyncio.create_task(registry.keep_history(app[keys.STORE]))
     yield
+    history.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await history
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -98,7 +102,16 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 before = retention_cutoff(app[keys.CLOCK].now(), settings.retention_months)
                 purged = await app[keys.STORE].purge_calls(before)
-                log.info("retention_purge", before=before.isoformat(), purged=purged)
+                # After the calls: a version is kept as long as a call record names it.
+                versions = await app[keys.STORE].purge_protocol_versions(
+                    before, app[keys.PROTOCOLS].kept_versions()
+                )
+                log.info(
+                    "retention_purge",
+                    before=before.isoformat(),
+                    purged=purged,
+                    protocol_versions=versions,
+                )
             except Exception as exc:  # retried tomorrow; never stops the service
                 app[keys.METRICS].storage_errors.labels(op="purge").inc()
                 log.warning("retention_purge_failed", error=str(exc))
