@@ -38,7 +38,7 @@ from regulator.core.protocol import (
 )
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
-from regulator.ports import Store, StoreError
+from regulator.ports import Clock, Store, StoreError, SystemClock
 from regulator.rosters import referenced_roster_files
 
 log = get_logger("regulator.protocols")
@@ -89,9 +89,17 @@ def versions_of(protocols: ProtocolSet, now: datetime) -> dict[str, ProtocolVers
 class ProtocolRegistry:
     """Holds the current :class:`ProtocolSet`; swapping it is one attribute assignment."""
 
-    def __init__(self, directory: Path, metrics: Metrics, initial: ProtocolSet | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        metrics: Metrics,
+        initial: ProtocolSet | None = None,
+        clock: Clock | None = None,
+    ):
         self.directory = directory
         self.metrics = metrics
+        #: When a version came into force (the service's clock, pinned in tests).
+        self.clock: Clock = clock or SystemClock()
         self.current: ProtocolSet = initial if initial is not None else ProtocolSet(())
         self.last_error: str | None = None
         self._fingerprint: tuple[tuple[str, float, int], ...] = ()
@@ -109,7 +117,7 @@ class ProtocolRegistry:
             self._set_versions(initial)
 
     def _set_versions(self, protocols: ProtocolSet) -> None:
-        versions = versions_of(protocols, datetime.now(UTC))
+        versions = versions_of(protocols, self.clock.now())
         self._versions = {v.mmg: (protocols.by_id[v.mmg], v) for v in versions.values()}
         self._unrecorded.update(self._versions)
         self._in_force.update((v.mmg, v.version) for v in versions.values())
@@ -223,6 +231,7 @@ class ProtocolRegistry:
             try:
                 await self.record_history(store)
             except StoreError as exc:
+                self.metrics.storage_errors.labels(op="protocol_history").inc()
                 log.warning("protocol_history_failed", error=str(exc))
                 self._loaded.set()  # try again after retry_s
             except Exception:  # the history never stops the service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from aiohttp import web
 
@@ -136,8 +137,51 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
     return json_response(report)
 
 
+async def protocol_history(request: web.Request) -> web.Response:
+    """``GET /api/v1/protocols/{mmg}/history`` (``?limit=``): the versions, newest first.
+
+    The same readers as the indicators (coordinator, the MMG's desk, regulators).
+    The documents themselves stay out (``regulator explain`` reads them)."""
+    who = principal(request)
+    mmg = request.match_info["mmg"]
+    registry = request.app[keys.PROTOCOLS]
+    if registry.current.get(mmg) is None:
+        raise NotFound(f"MMG inconnue : {mmg!r}.", field="mmg", value=mmg)
+    if not who.can_report(mmg):
+        raise Forbidden(f"Le jeton « {who.name} » ne donne pas accès au protocole de {mmg}.")
+    raw_limit = request.query.get("limit", "100")
+    if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= 1000:
+        raise BadRequest(
+            f"Limite invalide {raw_limit!r} : un entier de 1 à 1000.",
+            field="limit",
+            value=raw_limit,
+        )
+    versions = await request.app[keys.STORE].protocol_history(mmg, limit=int(raw_limit))
+    in_force = registry.versions().get(mmg)
+    return json_response(
+        {
+            "mmg": mmg,
+            "current": in_force.version if in_force is not None else None,
+            "versions": [
+                {
+                    "version": v.version,
+                    "loaded_at": v.loaded_at.isoformat(),
+                    "file": v.file,
+                    "file_sha256": v.file_sha256,
+                    "roster_file": v.roster_file or None,
+                    "roster_sha256": v.roster_sha256 or None,
+                    "summary": list(v.summary),
+                    "current": in_force is not None and v.version == in_force.version,
+                }
+                for v in versions
+            ],
+        }
+    )
+
+
 def setup_api(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/v1/reports/{mmg}/{month}", monthly_report)
+    app.router.add_get("/api/v1/protocols/{mmg}/history", protocol_history)

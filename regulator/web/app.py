@@ -150,7 +150,7 @@ def create_app(
         ],
         client_max_size=settings.max_body_bytes,
     )
-    registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
+    registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols, clock=clock)
     if protocols is None:
         registry.reload()
     else:

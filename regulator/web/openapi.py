@@ -165,6 +165,20 @@ def build_openapi() -> dict[str, Any]:
                 "responses": _responses("200", 400, 401, 403, 404),
             }
         },
+        "/api/v1/protocols/{mmg}/history": {
+            "get": {
+                "summary": "Historique des versions du protocole (la plus récente d'abord)",
+                "parameters": [
+                    _MMG,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": _responses("200", 400, 401, 403, 404),
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
