@@ -145,3 +145,25 @@ def test_settings_sqlite_path_is_what_explain_opens(tmp_path: Path) -> None:
     store = open_store(Settings(data_dir=tmp_path))
     assert isinstance(store, SqliteStore)
     assert store.path == tmp_path / SQLITE_FILENAME
+
+
+async def test_protocol_page_is_for_the_mmgs_readers_only(client: AppClient) -> None:
+    from regulator.auth import COOKIE
+    from tests.integration.conftest import TOKENS
+
+    def cookie(role: str) -> dict[str, str]:
+        return {"Cookie": f"{COOKIE}={TOKENS[role]}"}
+
+    for role in ("desk", "regulator", "coordinator"):
+        resp = await client.get("/console/protocols/nimes", headers=cookie(role))
+        assert resp.status == 200, role
+        text = await resp.text()
+        assert "Protocole — Maison médicale de garde de Nîmes" in text
+        assert text.count('class="timeline-day') == 14
+    resp = await client.get("/console/protocols/nimes", headers=cookie("desk_metz"))
+    assert resp.status == 403
+    assert "au protocole de « Maison médicale de garde de Nîmes »" in await resp.text()
+    resp = await client.get("/console/protocols/inconnue", headers=cookie("coordinator"))
+    assert resp.status == 404
+    resp = await client.get("/console/protocols/nimes", allow_redirects=False)
+    assert resp.status == 303
