@@ -785,15 +785,14 @@ class RedisStore:
             return []
         client = self._db()
         with self._errors("protocol_history"):
-            # Newest first; equal times in descending version order, as in SQLite.
-            ids = [_s(v) for v in await client.zrevrange(self.keys.protocol_history(mmg), 0, -1)]
+            # ZREVRANGE: newest first, equal times in descending version order (as SQLite).
+            key = self.keys.protocol_history(mmg)
+            ids = [_s(v) for v in await client.zrevrange(key, 0, limit - 1)]
             async with client.pipeline(transaction=False) as pipe:
                 for version in ids:
                     pipe.hgetall(self.keys.protocol_version(mmg, version))
                 rows = await pipe.execute()
-        found = [_version_from_hash(raw) for raw in rows if raw]
-        found.sort(key=lambda v: (v.loaded_at, v.version), reverse=True)
-        return found[:limit]
+        return [_version_from_hash(raw) for raw in rows if raw]
 
     async def get_protocol_version(self, mmg: str, version: str) -> ProtocolVersion | None:
         with self._errors("get_protocol_version"):

@@ -143,3 +143,10 @@ async def test_sqlite_file_of_schema_2_gains_the_protocol_version_column(tmp_pat
         assert new.protocol_version == "0123456789abcdef"
     finally:
         await store.close()
+
+
+async def test_versions_loaded_at_the_same_instant_list_in_descending_id(store: Store) -> None:
+    for ver in ("aaaa000000000002", "aaaa000000000009", "aaaa000000000005"):
+        await store.add_protocol_version(version(ver))
+    listed = [v.version for v in await store.protocol_history(MMG, limit=2)]
+    assert listed == ["aaaa000000000009", "aaaa000000000005"]
