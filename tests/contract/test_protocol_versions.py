@@ -150,3 +150,30 @@ async def test_versions_loaded_at_the_same_instant_list_in_descending_id(store: 
         await store.add_protocol_version(version(ver))
     listed = [v.version for v in await store.protocol_history(MMG, limit=2)]
     assert listed == ["aaaa000000000009", "aaaa000000000005"]
+
+
+async def test_redis_version_keys_are_the_documented_ones(
+    redis_url: str, redis_prefix: str
+) -> None:
+    from regulator.storage.redis import RedisStore
+
+    store = RedisStore(redis_url, prefix=f"{redis_prefix}-layout")
+    await store.open()
+    try:
+        client = store._db()
+        v1 = version("aaaa000000000001")
+        await store.add_protocol_version(v1)
+        await store.record_calls([replace(call("c1"), protocol_version=v1.version)])
+        found = {k.decode() async for k in client.scan_iter(match=f"{store.keys.prefix}:prot*")}
+        assert found == {
+            store.keys.protocol_version(MMG, v1.version),
+            store.keys.protocol_history(MMG),
+            store.keys.protocol_versions_by_at(),
+            store.keys.protocol_versions_used(),
+        }
+        used = await client.zscore(store.keys.protocol_versions_used(), f"{MMG}:{v1.version}")
+        assert used is not None
+        assert int(used) == int(T0.timestamp() * 1_000_000)
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"{store.keys.prefix}:*")])
+        await store.close()
