@@ -260,6 +260,7 @@ class CallRouter:
             rule=decision.rule,
             failsafe=decision.failsafe,
             routes=(entry,) if entry is not None else (),
+            protocol_version=self.protocols.version_for(protocol),
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING

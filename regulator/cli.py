@@ -1,5 +1,5 @@
 """Command line: ``regulator serve | check-protocols | decide | calendar | roster |
-report | export | token``.
+report | export | explain | token``.
 
 Each sub-command is a small function taking parsed arguments and returning an exit
 code; heavy imports (aiohttp, storage) happen inside the commands that need them so
@@ -291,6 +291,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from regulator.explain import run_explain
+
+    return run_explain(args)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from regulator.auth import run_token_new
 
@@ -359,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.add_argument("--protocols")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "explain", help="re-run a recorded call's decision against its protocol version"
+    )
+    p.add_argument("--call-id", required=True, help="the call id (as in the call log)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("token", help="API tokens")
     tsub = p.add_subparsers(dest="token_command", required=True)

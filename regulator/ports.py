@@ -8,11 +8,12 @@ because platforms retry and replicas race.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from regulator.core.history import ProtocolVersion
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -205,6 +206,36 @@ class Store(Protocol):
 
     async def visits(self, mmg: str, month: str) -> list[Visit]:
         """All visits of one MMG and month, oldest first (a month holds a few thousand)."""
+        ...
+
+    # ---- protocol versions (core/history.py) ------------------------------------
+    async def add_protocol_version(self, version: ProtocolVersion) -> bool:
+        """Record that ``version`` came into force (first load or accepted reload).
+
+        Idempotent: if it already is the newest version of its MMG, nothing is written
+        and False returned (every replica records its first load). A known version
+        that is not the newest (a reload back to it) moves to the top with this
+        ``loaded_at``, file hashes and summary; a new one is inserted. True then.
+        """
+        ...
+
+    async def protocol_history(self, mmg: str, limit: int = 100) -> list[ProtocolVersion]:
+        """The versions of one MMG, newest first (``loaded_at``, then version)."""
+        ...
+
+    async def get_protocol_version(self, mmg: str, version: str) -> ProtocolVersion | None:
+        """One stored version with its document (what ``regulator explain`` re-runs)."""
+        ...
+
+    async def purge_protocol_versions(
+        self, before: datetime, keep: Collection[tuple[str, str]]
+    ) -> int:
+        """Delete versions loaded before ``before`` that no call record at or after
+        ``before`` names and that are not in ``keep`` (``(mmg, version)`` pairs: those
+        in force, or queued calls may name them).
+
+        Run with the cutoff of :meth:`purge_calls`: a version is kept as long as a call
+        record within retention names it. Returns how many versions were deleted."""
         ...
 
 

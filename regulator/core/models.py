@@ -229,6 +229,9 @@ class CallRecord:
     # first offered, then CLOSED if it was told to hang up and dial. The stores append
     # each later update's ``offered`` to it.
     routes: tuple[Route, ...] = ()
+    # The protocol version that decided the call (core/history.version_id), "" for
+    # records written before versions existed: what ``regulator explain`` re-runs.
+    protocol_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,7 @@ def record_to_dict(record: CallRecord) -> dict[str, Any]:
         "status": record.status,
         "duration_s": record.duration_s,
         "routes": [r.value for r in record.routes],
+        "protocol_version": record.protocol_version,
     }
 
 
@@ -140,6 +141,7 @@ def record_from_dict(data: dict[str, Any]) -> CallRecord:
         status=str(data.get("status", "in_progress")),
         duration_s=int(duration) if duration is not None else None,
         routes=tuple(Route(r) for r in data.get("routes") or () if r in _HISTORY),
+        protocol_version=str(data.get("protocol_version") or ""),
     )
 
 

@@ -33,6 +33,17 @@ Layout (``P`` is the prefix; types in brackets):
 - ``P:visits:{mmg}:{month}`` [hash] visit id → visit JSON.
 - ``P:visit:{id}`` [string] the ``visits`` hash that holds the visit (so an upsert that
   changes its month moves it).
+- ``P:protocol:{mmg}:{version}`` [hash] one protocol version (fields of
+  :class:`regulator.core.history.ProtocolVersion`, ``summary`` as a JSON list): kept in
+  Redis, not on each replica's disk, so every replica shows the same history and
+  ``regulator explain`` finds the document whichever replica decided the call.
+- ``P:protocols:{mmg}`` [sorted set] version ids by when they came into force (µs): the
+  newest-first history, and "is it already the newest" for an idempotent record.
+- ``P:protocols_by_at`` [sorted set] ``mmg:version`` by when it came into force (µs):
+  the purge's index over every MMG.
+- ``P:protocols_used`` [sorted set] ``mmg:version`` by the newest call time (µs) of a
+  record naming it (``ZADD GT`` before the record is written): a version whose score is
+  before the retention cutoff is named by no call record left once calls are purged.
 """
 
 from __future__ import annotations
@@ -92,6 +103,19 @@ class Keys:
 
     def visit(self, visit_id: str) -> str:
         return f"{self.prefix}:visit:{visit_id}"
+
+    def protocol_version(self, mmg: str, version: str) -> str:
+        return f"{self.prefix}:protocol:{mmg}:{version}"
+
+    def protocol_history(self, mmg: str) -> str:
+        return f"{self.prefix}:protocols:{mmg}"
+
+    def protocol_versions_by_at(self) -> str:
+        # An underscore, never in an MMG id (a slug): no clash with protocol_history.
+        return f"{self.prefix}:protocols_by_at"
+
+    def protocol_versions_used(self) -> str:
+        return f"{self.prefix}:protocols_used"
 
     def pattern(self) -> str:
         """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""

@@ -55,7 +55,8 @@ through :meth:`RedisStore.purge_calls`, which the service must run periodically.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterator, Sequence
+import json
+from collections.abc import Awaitable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -69,6 +70,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.models import (
     CallRecord,
@@ -322,6 +324,8 @@ def _call_fields(record: CallRecord) -> list[str]:
         str(record.duration_s) if record.duration_s is not None else "",
         "routes",
         codec.routes_to_text(record.routes),
+        "protocol_version",
+        record.protocol_version,
     ]
 
 
@@ -343,6 +347,40 @@ def _record_from_hash(raw: dict[bytes, bytes]) -> CallRecord:
         status=h["status"],
         duration_s=int(h["duration_s"]) if h.get("duration_s") else None,
         routes=codec.routes_from_text(h.get("routes")),
+        protocol_version=h.get("protocol_version", ""),
+    )
+
+
+def _member(version: ProtocolVersion) -> str:
+    return f"{version.mmg}:{version.version}"
+
+
+def _version_fields(v: ProtocolVersion) -> dict[str, str]:
+    return {
+        "mmg": v.mmg,
+        "version": v.version,
+        "loaded_at": str(codec.to_us(v.loaded_at)),
+        "file": v.file,
+        "file_sha256": v.file_sha256,
+        "roster_file": v.roster_file,
+        "roster_sha256": v.roster_sha256,
+        "summary": json.dumps(list(v.summary), ensure_ascii=False),
+        "document": v.document,
+    }
+
+
+def _version_from_hash(raw: dict[bytes, bytes]) -> ProtocolVersion:
+    h = {k.decode(): v.decode() for k, v in raw.items()}
+    return ProtocolVersion(
+        mmg=h["mmg"],
+        version=h["version"],
+        loaded_at=codec.from_us(int(h["loaded_at"])),
+        file=h["file"],
+        file_sha256=h["file_sha256"],
+        summary=tuple(str(line) for line in json.loads(h["summary"])),
+        document=h["document"],
+        roster_file=h.get("roster_file", ""),
+        roster_sha256=h.get("roster_sha256", ""),
     )
 
 
@@ -527,6 +565,7 @@ class RedisStore:
             return []
         early: dict[str, list[CallUpdate]] = {}  # orphan updates read, by call id
         with self._errors("record_calls"):
+            await self._mark_versions_used(records)
             for _ in range(_CAS_ATTEMPTS):
                 keys: list[str] = []
                 batch: list[list[Any]] = []
@@ -562,6 +601,17 @@ class RedisStore:
                 for call_id, raw in zip(stale, lists, strict=True):
                     early[call_id] = [codec.update_from_json(item) for item in raw]
         raise StoreError("Redis record_calls: too many concurrent changes, giving up")
+
+    async def _mark_versions_used(self, records: Sequence[CallRecord]) -> None:
+        """Before the records: a version must never look unnamed while a record names it
+        (a failed write after this only keeps a version longer)."""
+        used: dict[str, int] = {}
+        for record in records:
+            if record.protocol_version:
+                member = f"{record.mmg}:{record.protocol_version}"
+                used[member] = max(used.get(member, 0), codec.to_us(record.at))
+        if used:
+            await self._db().zadd(self.keys.protocol_versions_used(), used, gt=True)
 
     async def update_calls(self, updates: Sequence[CallUpdate]) -> None:
         if not updates:
@@ -730,6 +780,79 @@ class RedisStore:
                     pipe.delete(self.keys.orphan_updates(call_id))
                 pipe.zrem(index, *ids)
                 await pipe.execute()
+
+    # --------------------------------------------------------- protocol versions
+    async def add_protocol_version(self, version: ProtocolVersion) -> bool:
+        client = self._db()
+        history = self.keys.protocol_history(version.mmg)
+        with self._errors("add_protocol_version"):
+            newest = await client.zrevrange(history, 0, 0)
+            if newest and _s(newest[0]) == version.version:
+                return False
+            loaded = codec.to_us(version.loaded_at)
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    self.keys.protocol_version(version.mmg, version.version),
+                    mapping=cast("dict[Any, Any]", _version_fields(version)),
+                )
+                pipe.zadd(history, {version.version: loaded})
+                pipe.zadd(self.keys.protocol_versions_by_at(), {_member(version): loaded})
+                await pipe.execute()
+        return True
+
+    async def protocol_history(self, mmg: str, limit: int = 100) -> list[ProtocolVersion]:
+        if limit <= 0:
+            return []
+        client = self._db()
+        with self._errors("protocol_history"):
+            # ZREVRANGE: newest first, equal times in descending version order (as SQLite).
+            key = self.keys.protocol_history(mmg)
+            ids = [_s(v) for v in await client.zrevrange(key, 0, limit - 1)]
+            async with client.pipeline(transaction=False) as pipe:
+                for version in ids:
+                    pipe.hgetall(self.keys.protocol_version(mmg, version))
+                rows = await pipe.execute()
+        return [_version_from_hash(raw) for raw in rows if raw]
+
+    async def get_protocol_version(self, mmg: str, version: str) -> ProtocolVersion | None:
+        with self._errors("get_protocol_version"):
+            raw = await cast(
+                Awaitable[dict[bytes, bytes]],
+                self._db().hgetall(self.keys.protocol_version(mmg, version)),
+            )
+        return _version_from_hash(raw) if raw else None
+
+    async def purge_protocol_versions(
+        self, before: datetime, keep: Collection[tuple[str, str]]
+    ) -> int:
+        client = self._db()
+        cutoff = codec.to_us(before)
+        kept = {f"{mmg}:{version}" for mmg, version in keep}
+        deleted = 0
+        with self._errors("purge_protocol_versions"):
+            old = [
+                _s(m)
+                for m in await client.zrangebyscore(
+                    self.keys.protocol_versions_by_at(), "-inf", f"({cutoff}"
+                )
+            ]
+            candidates = [m for m in old if m not in kept]
+            if not candidates:
+                return 0
+            used = self.keys.protocol_versions_used()
+            scores = await client.zmscore(used, candidates)
+            for member, last_call in zip(candidates, scores, strict=True):
+                if last_call is not None and last_call >= cutoff:
+                    continue  # a call record within retention names it
+                mmg, _, version = member.partition(":")
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.delete(self.keys.protocol_version(mmg, version))
+                    pipe.zrem(self.keys.protocol_history(mmg), version)
+                    pipe.zrem(self.keys.protocol_versions_by_at(), member)
+                    pipe.zrem(used, member)
+                    await pipe.execute()
+                deleted += 1
+        return deleted
 
     # ----------------------------------------------------------------- referrals
     async def create_referral(

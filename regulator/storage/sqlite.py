@@ -22,9 +22,10 @@ keeps the number of commits per second low.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence, Sized
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.models import (
     CallRecord,
@@ -52,7 +54,7 @@ T = TypeVar("T")
 
 log = get_logger(__name__)
 
-_SCHEMA_VERSION = 3  # 2: calls.routes (route history); 3: idempotency.request
+_SCHEMA_VERSION = 3  # 2: calls.routes; 3: idempotency.request, calls.protocol_version
 _CHUNK = 400  # bound on "?" placeholders per statement (SQLite's limit is higher)
 
 _SCHEMA = """
@@ -71,7 +73,8 @@ CREATE TABLE IF NOT EXISTS calls (
     failsafe   INTEGER NOT NULL,
     status     TEXT NOT NULL,
     duration_s INTEGER,
-    routes     TEXT NOT NULL DEFAULT ''
+    routes     TEXT NOT NULL DEFAULT '',
+    protocol_version TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS calls_mmg_month ON calls (mmg, month);
 CREATE INDEX IF NOT EXISTS calls_at ON calls (at_us);
@@ -116,6 +119,22 @@ CREATE TABLE IF NOT EXISTS orphan_updates (
 CREATE INDEX IF NOT EXISTS orphan_updates_call ON orphan_updates (call_id);
 CREATE INDEX IF NOT EXISTS orphan_updates_received ON orphan_updates (received_us);
 
+-- One row per protocol version of an MMG (core/history.ProtocolVersion); a version
+-- that comes back in force moves to the top (loaded_us) with its new summary.
+CREATE TABLE IF NOT EXISTS protocol_versions (
+    mmg         TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    loaded_us   INTEGER NOT NULL,
+    file        TEXT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    roster_file TEXT NOT NULL,
+    roster_sha256 TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    PRIMARY KEY (mmg, version)
+);
+CREATE INDEX IF NOT EXISTS protocol_versions_loaded ON protocol_versions (mmg, loaded_us);
+
 CREATE TABLE IF NOT EXISTS idempotency (
     scope      TEXT NOT NULL,
     key        TEXT NOT NULL,
@@ -130,14 +149,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
 _MIGRATIONS = (
     ("calls", "routes", "TEXT NOT NULL DEFAULT ''"),  # 2: the route history
     ("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),  # 3: the request's fingerprint
+    ("calls", "protocol_version", "TEXT NOT NULL DEFAULT ''"),  # 3: the version that decided
 )
 
 _CALL_COLUMNS = (
     "call_id, mmg, month, platform, caller, at_us, day_type, hour, route, ground, rule,"
-    " failsafe, status, duration_s, routes"
+    " failsafe, status, duration_s, routes, protocol_version"
 )
 # Only constant column lists and "?" placeholders are ever formatted into SQL (S608).
-_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
+_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 16)})"  # noqa: S608
 _ADD_COUNTER = (
     "INSERT INTO counters (mmg, month, key, value) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (mmg, month, key) DO UPDATE SET value = value + excluded.value"
@@ -183,6 +203,7 @@ def _call_row(r: CallRecord) -> tuple[Any, ...]:
         r.status,
         r.duration_s,
         codec.routes_to_text(r.routes),
+        r.protocol_version,
     )
 
 
@@ -203,6 +224,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> CallRecord:
         status,
         duration_s,
         routes,
+        protocol_version,
     ) = tuple(row)
     return CallRecord(
         call_id=call_id,
@@ -220,6 +242,7 @@ def _record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> CallRecord:
         status=status,
         duration_s=duration_s,
         routes=codec.routes_from_text(routes),
+        protocol_version=protocol_version,
     )
 
 
@@ -296,6 +319,11 @@ class SqliteStore:
                 present = {row[1] for row in await cur.fetchall()}
             if column not in present:
                 await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        # After the column exists (an older file has the table without it): the purge
+        # of protocol versions asks whether any call names one.
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS calls_protocol_version ON calls (mmg, protocol_version)"
+        )
 
     async def _open_readers(self) -> list[aiosqlite.Connection]:
         """The read connections (after the writer made the file WAL and created the schema)."""
@@ -696,6 +724,97 @@ class SqliteStore:
         async with self._read() as conn, conn.execute(sql, (mmg, month)) as cur:
             rows = await cur.fetchall()
         return [codec.visit_from_json(row[0]) for row in rows]
+
+    # --------------------------------------------------------- protocol versions
+    async def add_protocol_version(self, version: ProtocolVersion) -> bool:
+        async with self._tx() as conn:
+            sql = (
+                "SELECT version FROM protocol_versions WHERE mmg = ?"
+                " ORDER BY loaded_us DESC, version DESC LIMIT 1"
+            )
+            async with conn.execute(sql, (version.mmg,)) as cur:
+                newest = await cur.fetchone()
+            if newest is not None and newest[0] == version.version:
+                return False
+            await conn.execute(_UPSERT_VERSION, _version_row(version))
+        return True
+
+    async def protocol_history(self, mmg: str, limit: int = 100) -> list[ProtocolVersion]:
+        sql = f"SELECT {_VERSION_COLUMNS} FROM protocol_versions WHERE mmg = ?{_NEWEST_N}"  # noqa: S608
+        async with self._read() as conn, conn.execute(sql, (mmg, max(limit, 0))) as cur:
+            rows = await cur.fetchall()
+        return [_version_from_row(row) for row in rows]
+
+    async def get_protocol_version(self, mmg: str, version: str) -> ProtocolVersion | None:
+        sql = f"SELECT {_VERSION_COLUMNS} FROM protocol_versions WHERE mmg = ? AND version = ?"  # noqa: S608
+        async with self._read() as conn, conn.execute(sql, (mmg, version)) as cur:
+            row = await cur.fetchone()
+        return _version_from_row(row) if row is not None else None
+
+    async def purge_protocol_versions(
+        self, before: datetime, keep: Collection[tuple[str, str]]
+    ) -> int:
+        kept = set(keep)
+        deleted = 0
+        async with self._tx() as conn:
+            sql = (
+                "SELECT mmg, version FROM protocol_versions v WHERE loaded_us < ? AND NOT EXISTS"
+                " (SELECT 1 FROM calls c WHERE c.mmg = v.mmg AND c.protocol_version = v.version"
+                " AND c.at_us >= ?)"
+            )
+            cutoff = codec.to_us(before)
+            async with conn.execute(sql, (cutoff, cutoff)) as cur:
+                stale = [(str(m), str(v)) for m, v in await cur.fetchall()]
+            for mmg, ver in stale:
+                if (mmg, ver) in kept:
+                    continue
+                await conn.execute(
+                    "DELETE FROM protocol_versions WHERE mmg = ? AND version = ?", (mmg, ver)
+                )
+                deleted += 1
+        return deleted
+
+
+_VERSION_COLUMNS = (
+    "mmg, version, loaded_us, file, file_sha256, roster_file, roster_sha256, summary, document"
+)
+_NEWEST_N = " ORDER BY loaded_us DESC, version DESC LIMIT ?"
+_UPSERT_VERSION = (
+    f"INSERT INTO protocol_versions ({_VERSION_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
+    " ON CONFLICT (mmg, version) DO UPDATE SET loaded_us = excluded.loaded_us,"
+    " file = excluded.file, file_sha256 = excluded.file_sha256,"
+    " roster_file = excluded.roster_file, roster_sha256 = excluded.roster_sha256,"
+    " summary = excluded.summary"
+)
+
+
+def _version_row(v: ProtocolVersion) -> tuple[Any, ...]:
+    return (
+        v.mmg,
+        v.version,
+        codec.to_us(v.loaded_at),
+        v.file,
+        v.file_sha256,
+        v.roster_file,
+        v.roster_sha256,
+        json.dumps(list(v.summary), ensure_ascii=False),
+        v.document,
+    )
+
+
+def _version_from_row(row: sqlite3.Row | tuple[Any, ...]) -> ProtocolVersion:
+    mmg, version, loaded_us, file, file_sha, roster, roster_sha, summary, document = tuple(row)
+    return ProtocolVersion(
+        mmg=mmg,
+        version=version,
+        loaded_at=codec.from_us(loaded_us),
+        file=file,
+        file_sha256=file_sha,
+        summary=tuple(str(line) for line in json.loads(summary)),
+        document=document,
+        roster_file=roster,
+        roster_sha256=roster_sha,
+    )
 
 
 def _visit_row(visit: Visit) -> tuple[Any, ...]:

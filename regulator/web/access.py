@@ -85,6 +85,7 @@ class Permission(Enum):
     REPORT = "report"  # the monthly indicators
     CANCEL = "cancel"  # cancel a referral: its regulator or the desk
     VISITS = "visits"  # read a month's visits: the desk or whoever reads the reports
+    PROTOCOL = "protocol"  # the usage protocol, its plan and its history: the report readers
 
     def allows(self, who: Principal, mmg: str) -> bool:
         match self:
@@ -100,6 +101,8 @@ class Permission(Enum):
                 return who.can_regulate(mmg) or who.can_desk(mmg)
             case Permission.VISITS:
                 return who.can_desk(mmg) or who.can_report(mmg)
+            case Permission.PROTOCOL:
+                return who.can_report(mmg)
 
     def what(self, proto: Protocol) -> str:
         """The thing refused, completing "ne donne pas accès …"."""
@@ -116,6 +119,8 @@ class Permission(Enum):
                 return f"à l'annulation des orientations de « {proto.name} »"
             case Permission.VISITS:
                 return f"aux passages de « {proto.name} »"
+            case Permission.PROTOCOL:
+                return f"au protocole de « {proto.name} »"
 
 
 def require_mmg(

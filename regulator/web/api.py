@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from regulator.core.indicators import build_report, report_csv, report_markdown, valid_month
@@ -96,5 +98,43 @@ __all__ = [
     "metrics_endpoint",
     "monthly_report",
     "principal",
+    "protocol_history",
     "readyz",
 ]
+
+
+async def protocol_history(request: web.Request) -> web.Response:
+    """``GET /api/v1/protocols/{mmg}/history`` (``?limit=``): the versions, newest first.
+
+    The same readers as the indicators (coordinator, the MMG's desk, regulators).
+    The documents themselves stay out (``regulator explain`` reads them)."""
+    _, proto = require_mmg(request, Permission.PROTOCOL)
+    raw_limit = request.query.get("limit", "100")
+    if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= 1000:
+        raise BadRequest(
+            f"Limite invalide {raw_limit!r} : un entier de 1 à 1000.",
+            field="limit",
+            value=raw_limit,
+        )
+    store = request.config_dict[keys.STORE]
+    versions = await store.protocol_history(proto.id, limit=int(raw_limit))
+    in_force = request.config_dict[keys.PROTOCOLS].versions().get(proto.id)
+    return json_response(
+        {
+            "mmg": proto.id,
+            "current": in_force.version if in_force is not None else None,
+            "versions": [
+                {
+                    "version": v.version,
+                    "loaded_at": v.loaded_at.isoformat(),
+                    "file": v.file,
+                    "file_sha256": v.file_sha256,
+                    "roster_file": v.roster_file or None,
+                    "roster_sha256": v.roster_sha256 or None,
+                    "summary": list(v.summary),
+                    "current": in_force is not None and v.version == in_force.version,
+                }
+                for v in versions
+            ],
+        }
+    )

@@ -64,7 +64,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Reload protocols and the tokens file on SIGHUP and when a file changes."""
+    """Reload protocols and the tokens file on SIGHUP and when a file changes; record
+    each protocol version in force."""
     registry = app[keys.PROTOCOLS]
     settings = app[keys.SETTINGS]
     tokens = app[keys.TOKENS]
@@ -82,6 +83,7 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(registry.watch())] if settings.watch_protocols else []
     if tokens is not None:  # always watched: revoking a token must not wait for a SIGHUP
         tasks.append(asyncio.create_task(tokens.watch()))
+    tasks.append(asyncio.create_task(registry.keep_history(app[keys.STORE])))
     yield
     for task in tasks:
         task.cancel()
@@ -107,7 +109,16 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 before = retention_cutoff(app[keys.CLOCK].now(), settings.retention_months)
                 purged = await app[keys.STORE].purge_calls(before)
-                log.info("retention_purge", before=before.isoformat(), purged=purged)
+                # After the calls: a version is kept as long as a call record names it.
+                versions = await app[keys.STORE].purge_protocol_versions(
+                    before, app[keys.PROTOCOLS].kept_versions()
+                )
+                log.info(
+                    "retention_purge",
+                    before=before.isoformat(),
+                    purged=purged,
+                    protocol_versions=versions,
+                )
             except Exception as exc:  # retried tomorrow; never stops the service
                 app[keys.METRICS].storage_errors.labels(op="purge").inc()
                 log.warning("retention_purge_failed", error=str(exc))
@@ -142,7 +153,7 @@ def create_app(
         middlewares=[request_context, security_headers, errors],
         client_max_size=settings.max_body_bytes,
     )
-    registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols)
+    registry = ProtocolRegistry(settings.protocols_dir, metrics, initial=protocols, clock=clock)
     if protocols is None:
         registry.reload()
     else:

@@ -11,6 +11,7 @@ no CDN, no chart library.
 
 Where things are: ``console/session.py`` (sign-in, sign-out), ``console/pages.py``
 (regulation, front desk, MMG state), ``console/reports.py`` (indicators),
+``console/protocols.py`` (the plan, warnings and history of a protocol),
 ``console/render.py`` (templates, page frame, error pages, access to an MMG page).
 """
 
@@ -28,6 +29,7 @@ from regulator.web.console.pages import (
     regulation_page,
     state_json,
 )
+from regulator.web.console.protocols import protocol_page
 from regulator.web.console.render import TEMPLATES, TEMPLATES_DIR, environment, error_page, who
 from regulator.web.console.reports import reports_page, reports_redirect
 from regulator.web.console.session import (
@@ -53,6 +55,7 @@ __all__ = [
     "logout",
     "mmg_state",
     "not_found",
+    "protocol_page",
     "regulation_page",
     "reports_page",
     "reports_redirect",

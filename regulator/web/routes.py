@@ -160,6 +160,21 @@ API: Final[tuple[Endpoint, ...]] = (
         ),
     ),
     Endpoint(
+        "GET",
+        "/api/v1/protocols/{mmg}/history",
+        api.protocol_history,
+        docs=(
+            Doc(
+                "Historique des versions du protocole d'usage (la plus récente d'abord)",
+                params=(
+                    _MMG,
+                    Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ),
+                errors=(400, 401, 403, 404),
+            ),
+        ),
+    ),
+    Endpoint(
         "POST",
         "/api/v1/referrals",
         referrals.create_referral,
@@ -306,6 +321,7 @@ CONSOLE: Final[tuple[Endpoint, ...]] = (
     Endpoint("GET", "/console/desk/{mmg}/summary.json", consoles.desk_summary, json=True),
     Endpoint("GET", "/console/reports", consoles.reports_redirect),
     Endpoint("GET", "/console/reports/{mmg}", consoles.reports_page),
+    Endpoint("GET", "/console/protocols/{mmg}", consoles.protocol_page),
 )
 #: Served before the catch-all below, which answers any other path with a French 404.
 CONSOLE_STATIC: Final = "/console/static"

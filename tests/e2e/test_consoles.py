@@ -14,6 +14,7 @@ skipped — except in CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -349,3 +350,58 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for name in ("regulation.png", "desk.png", "reports.png"):
             shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+
+
+async def test_protocol_page_shows_the_next_fortnight_and_the_history(service: Service) -> None:
+    executable = _chromium()
+    base = service.url
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # The service records the version in force in the background, just after start.
+    async with ClientSession() as http:
+        for _ in range(100):
+            async with http.get(
+                f"{base}/api/v1/protocols/nimes/history",
+                headers={"Authorization": f"Bearer {DESK_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200
+                history = await resp.json()
+            if history["versions"]:
+                break
+            await asyncio.sleep(0.05)
+    current = history["current"]
+    assert history["versions"][0]["version"] == current
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            ctx = await browser.new_context(
+                viewport={"width": 1280, "height": 1000}, locale="fr-FR", timezone_id="Europe/Paris"
+            )
+            page = await ctx.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"{base}/console/login")
+            await page.get_by_label("Jeton d'accès").fill(DESK_TOKEN)
+            await page.get_by_role("button", name="Se connecter").click()
+            await page.wait_for_url(f"{base}/console/desk/nimes")
+            await page.goto(f"{base}/console/protocols/nimes")
+            await expect(page.locator("h1")).to_have_text(
+                "Protocole — Maison médicale de garde de Nîmes"
+            )
+            await expect(page.locator("li.timeline-day")).to_have_count(14)
+            tonight = page.locator('li.timeline-day[data-day="2026-11-24"]')
+            await expect(tonight.locator("h3")).to_contain_text("mardi 24/11/2026")
+            await expect(tonight.locator("rect.band.open")).to_have_count(1)
+            await expect(tonight.locator(".pharmacy")).to_contain_text("Pharmacie")
+            saturday = page.locator('li.timeline-day[data-day="2026-11-28"]')
+            await expect(saturday.locator(".slots")).to_contain_text("ouvert 12:00-24:00")
+            await expect(page.locator('[data-version="current"]')).to_have_text(current)
+            row = page.locator(f'table.history tr[data-version="{current}"]')
+            await expect(row).to_contain_text("première version enregistrée")
+            await expect(row).to_contain_text("(en vigueur)")
+            await page.screenshot(path=ARTIFACTS / "protocol.png", full_page=True)
+            assert problems == [], problems
+        finally:
+            await browser.close()

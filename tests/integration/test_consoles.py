@@ -40,6 +40,7 @@ PAGES = (
     ("regulator", "/console/regulation"),
     ("desk", "/console/desk/nimes"),
     ("coordinator", "/console/reports/nimes"),
+    ("desk", "/console/protocols/nimes"),
     ("regulator", "/console/login"),
 )
 
