@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -69,7 +70,7 @@ async def test_asterisk_without_the_secret_is_refused(client: AppClient) -> None
 async def test_jambonz_signed_call_gets_verbs_and_a_failed_leg_reaches_regulation(
     client: AppClient,
 ) -> None:
-    async def post(path: str, payload: dict[str, object]) -> list[dict[str, object]]:
+    async def post(path: str, payload: Mapping[str, object]) -> list[dict[str, object]]:
         body = orjson.dumps(payload)
         header = jambonz.sign(JAMBONZ_SECRET, body, int(time.time()))
         resp = await client.post(
