@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from regulator.core.decision import decide
 from regulator.core.models import Call, DecisionContext, Platform, Route, Stage
-from regulator.core.protocol import load_protocols
+from regulator.protocols import load_protocols
 
 _INSTANTS = (
     "2026-11-24T21:00",  # Tuesday evening: open

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from regulator.core.indicators import local_facts
 from regulator.core.models import CallRecord, Ground, Outcome, Route, VisitChannel
-from regulator.core.protocol import load_protocols
 from regulator.core.referrals import make_visit
+from regulator.protocols import load_protocols
 from regulator.storage.redis import RedisStore
 
 # Shares of routes in a busy month (route, ground, share).

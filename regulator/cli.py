@@ -21,10 +21,10 @@ from regulator.core.models import Call, DecisionContext, Platform, Route, Stage
 from regulator.core.protocol import (
     ProtocolLoadError,
     ProtocolSet,
-    load_protocols,
     pds_hours_warnings,
     roster_gap_warnings,
 )
+from regulator.protocols import load_protocols
 
 Command = Callable[[argparse.Namespace], int]
 

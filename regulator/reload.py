@@ -29,17 +29,11 @@ from regulator.core.history import (
     version_id,
 )
 from regulator.core.models import Call
-from regulator.core.protocol import (
-    Protocol,
-    ProtocolLoadError,
-    ProtocolSet,
-    load_protocols,
-    protocol_files,
-)
+from regulator.core.protocol import Protocol, ProtocolLoadError, ProtocolSet
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
 from regulator.ports import Clock, Store, StoreError, SystemClock
-from regulator.rosters import referenced_roster_files
+from regulator.protocols import load_protocols, protocol_files, referenced_roster_files
 
 log = get_logger("regulator.protocols")
 

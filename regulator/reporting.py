@@ -26,8 +26,9 @@ from regulator.core.indicators import (
     share,
     valid_month,
 )
-from regulator.core.protocol import ProtocolLoadError, ProtocolSet, load_protocols
+from regulator.core.protocol import ProtocolLoadError, ProtocolSet
 from regulator.ports import Store, StoreError
+from regulator.protocols import load_protocols
 from regulator.settings import Settings
 
 

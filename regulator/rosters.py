@@ -36,12 +36,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-import yaml
 from pydantic import ValidationError
 
 from regulator.core import phone
 from regulator.core.calendar import format_local
-from regulator.core.protocol import RosterEntry, protocol_files
+from regulator.core.protocol import RosterEntry
 
 #: Roster files are a few hundred stretches; anything larger is not a roster.
 MAX_BYTES = 5 * 1024 * 1024
@@ -341,36 +340,3 @@ def parse_csv(data: bytes, file: str, region: str = "FR") -> list[RosterEntry]:
     if not entries:
         raise RosterFileError(file, ["aucune période de garde"])
     return entries
-
-
-# --------------------------------------------------------------------------- watching
-
-
-def referenced_roster_files(directory: Path) -> list[Path]:
-    """The roster files the protocols of ``directory`` name (for the reload watcher).
-
-    Read straight from the YAML, so a protocol that does not validate still has its
-    roster file watched: fixing the file then triggers the reload that fixes it.
-    """
-    paths: list[Path] = []
-    try:
-        files = protocol_files(directory)
-    except OSError:
-        return paths
-    for path in files:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        value = _dig(data, "destinations", "pharmacy", "roster_file")
-        if isinstance(value, str) and value.strip():
-            paths.append(path.parent / value.strip())
-    return paths
-
-
-def _dig(data: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data

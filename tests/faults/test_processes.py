@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from regulator.core.protocol import load_protocols
+from regulator.protocols import load_protocols
 from tests.faults.conftest import (
     FaultCounts,
     ServiceFactory,

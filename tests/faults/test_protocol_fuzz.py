@@ -15,12 +15,8 @@ from hypothesis import strategies as st
 
 from regulator.core.decision import decide
 from regulator.core.models import Call, DecisionContext, Platform, Stage
-from regulator.core.protocol import (
-    Protocol,
-    ProtocolLoadError,
-    load_protocol_file,
-    parse_protocol,
-)
+from regulator.core.protocol import Protocol, ProtocolLoadError, parse_protocol
+from regulator.protocols import load_protocol_file
 from tests.support.app import PROTOCOLS
 
 FILES = sorted(PROTOCOLS.glob("*.yaml"))

@@ -17,7 +17,8 @@ from regulator.core.models import (
     Route,
     Stage,
 )
-from regulator.core.protocol import Messages, Protocol, load_protocol_file, parse_protocol
+from regulator.core.protocol import Messages, Protocol, parse_protocol
+from regulator.protocols import load_protocol_file
 
 # Re-exported: the unit tests read them from here.
 from tests.support.clock import PARIS as PARIS

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from regulator.core.decision import decide, failsafe
 from regulator.core.models import Call, Decision, DecisionContext, Platform, Route, Stage
-from regulator.core.protocol import Protocol, load_protocol_file
+from regulator.core.protocol import Protocol
+from regulator.protocols import load_protocol_file
 from tests.unit.helpers import PROTOCOLS_DIR, variant
 
 #: A week in November (pharmacy rosters, open and closed hours) and Christmas day.

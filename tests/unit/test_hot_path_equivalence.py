@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from regulator.core import phone
 from regulator.core.decision import decide
-from regulator.core.protocol import Protocol, load_protocols
+from regulator.core.protocol import Protocol
+from regulator.protocols import load_protocols
 from regulator.web.hooks import parse_form
 from tests.support.paths import PROTOCOLS_DIR
 from tests.unit.helpers import call

@@ -32,7 +32,7 @@ from regulator.core.models import (
     Route,
     Stage,
 )
-from regulator.core.protocol import Protocol, load_protocol_file
+from regulator.core.protocol import Protocol
 from regulator.platforms import vonage
 from regulator.platforms.base import (
     BadHookRequest,
@@ -41,6 +41,7 @@ from regulator.platforms.base import (
     RenderContext,
     SignatureError,
 )
+from regulator.protocols import load_protocol_file
 from tests.support.clock import PARIS
 from tests.support.paths import PROTOCOLS_DIR
 from tests.support.vonage_ncco import NccoRejected, check_ncco

@@ -18,7 +18,7 @@ from regulator.core.history import (
     version_id,
 )
 from regulator.core.models import Call
-from regulator.core.protocol import load_protocol_file, load_protocols
+from regulator.protocols import load_protocol_file, load_protocols
 from tests.unit.helpers import PROTOCOLS_DIR, protocol, raw_protocol, variant
 
 ROSTER_ICS = Path(__file__).resolve().parents[1] / "data" / "rosters" / "nimes-weekends.ics"

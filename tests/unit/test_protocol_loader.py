@@ -11,12 +11,8 @@ import pytest
 import yaml
 
 from regulator.cli import main
-from regulator.core.protocol import (
-    ProtocolLoadError,
-    load_protocols,
-    parse_protocol,
-    pds_hours_warnings,
-)
+from regulator.core.protocol import ProtocolLoadError, parse_protocol, pds_hours_warnings
+from regulator.protocols import load_protocols
 from tests.support.paths import PROTOCOLS_DIR
 from tests.unit.helpers import raw_protocol
 

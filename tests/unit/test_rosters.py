@@ -18,13 +18,9 @@ from regulator import rosters
 from regulator.cli import main
 from regulator.core.decision import decide
 from regulator.core.models import Call, Route
-from regulator.core.protocol import (
-    ProtocolLoadError,
-    load_protocol_file,
-    load_protocols,
-    parse_protocol,
-)
+from regulator.core.protocol import ProtocolLoadError, parse_protocol
 from regulator.metrics import Metrics
+from regulator.protocols import load_protocol_file, load_protocols
 from regulator.reload import ProtocolRegistry
 from tests.unit.helpers import PARIS, PROTOCOLS_DIR, raw_protocol
 
