@@ -7,13 +7,14 @@ parsing runs after :func:`verify`) put in the request.
 
 from __future__ import annotations
 
+import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 
 from regulator.core.models import Call, Platform, Route, Stage
-from regulator.platforms.base import BadHookRequest
+from regulator.platforms.base import BadHookRequest, SignatureError
 
 #: Webhook bodies are small; anything larger is not a call from a telephony platform.
 MAX_BODY_BYTES = 64 * 1024
@@ -164,3 +165,66 @@ def json_call(body: bytes, platform: Platform, stage: Stage) -> tuple[Call, dict
         digits=digits(data.get("digits"), "digits"),
     )
     return call, data
+
+
+# ------------------------------------------------------------ signatures
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_HEADER_PARTS = 16
+
+
+def check_timestamped_signature(
+    header: str | None,
+    name: str,
+    *,
+    now: float,
+    tolerance_s: float,
+    expected: Callable[[str], str],
+) -> None:
+    """Check a ``t=<unix seconds>,v1=<hex HMAC-SHA256>`` header (the Stripe scheme that
+    the generic hook and jambonz use); raise :class:`SignatureError` unless one ``v1``
+    equals ``expected(t)`` (``t`` as sent) and ``t`` is within ``tolerance_s`` of ``now``.
+
+    Several ``v1`` values may be sent (secret rotation); every one is compared in
+    constant time, with no early exit.
+    """
+    if not header:
+        raise SignatureError(f"missing {name}")
+    parts = header.split(",")
+    if len(parts) > _MAX_HEADER_PARTS:
+        raise SignatureError(f"malformed {name}")
+    timestamps: list[str] = []
+    signatures: list[bytes] = []
+    for part in parts:
+        key, _, value = part.strip().partition("=")
+        value = value.strip()
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1" and _HEX_SHA256.fullmatch(value):
+            signatures.append(value.lower().encode("ascii"))
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
+        raise SignatureError(f"{name} needs one t=<unix seconds>")
+    if not signatures:
+        raise SignatureError(f"{name} has no v1 signature")
+    if abs(now - int(timestamps[0])) > tolerance_s:
+        raise SignatureError("signature timestamp outside the replay window")
+    mac = expected(timestamps[0]).encode("ascii")
+    valid = False
+    for candidate in signatures:  # no early exit: same work whichever one matches
+        valid |= hmac.compare_digest(mac, candidate)
+    if not valid:
+        raise SignatureError(f"{name} does not match")
+
+
+def check_shared_secret(given: str | None, name: str, secret: str) -> None:
+    """Raise :class:`SignatureError` unless the header ``name`` holds ``secret``
+    (constant-time comparison)."""
+    if not given:
+        raise SignatureError(f"missing {name}")
+    try:
+        given_bytes = given.strip().encode("utf-8")
+    except UnicodeEncodeError:
+        raise SignatureError(f"malformed {name}") from None
+    if not hmac.compare_digest(given_bytes, secret.encode("utf-8")):
+        raise SignatureError(f"{name} does not match")

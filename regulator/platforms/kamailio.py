@@ -20,8 +20,6 @@ resolve) and ends on its own ``REGULATION_URI``; :func:`unreachable_destinations
 
 from __future__ import annotations
 
-import hmac
-
 import orjson
 
 from regulator.core import phone
@@ -49,15 +47,7 @@ def verify(req: HookRequest, secret: str) -> None:
     """Raise :class:`SignatureError` unless ``X-Regulator-Secret`` is the shared secret."""
     if not secret:
         raise SignatureError("Kamailio secret not configured")
-    given = req.headers.get(SECRET_HEADER)
-    if not given:
-        raise SignatureError("missing X-Regulator-Secret")
-    try:
-        given_bytes = given.strip().encode("utf-8")
-    except UnicodeEncodeError:
-        raise SignatureError("malformed X-Regulator-Secret") from None
-    if not hmac.compare_digest(given_bytes, secret.encode("utf-8")):
-        raise SignatureError("X-Regulator-Secret does not match")
+    f.check_shared_secret(req.headers.get(SECRET_HEADER), "X-Regulator-Secret", secret)
 
 
 def parse_call(req: HookRequest, stage: Stage) -> Call:
