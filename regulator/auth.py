@@ -82,6 +82,10 @@ class Principal:
         """Read referrals and live events of ``mmg``."""
         return self.can_regulate(mmg) or self.can_desk(mmg)
 
+    def can_export(self) -> bool:
+        """The annual export spans every MMG: coordinators (and admins) only."""
+        return "coordinator" in self.roles or self.is_admin
+
     def can_report(self, mmg: str) -> bool:
         """Read the monthly indicators of ``mmg``."""
         return "coordinator" in self.roles or self.can_see(mmg)

@@ -10,8 +10,6 @@ the convention's annex; figures the circular does not have are set apart.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -332,25 +330,6 @@ def share_text(value: float | None) -> str:
     if value is None:
         return "non calculable (aucune personne vue)"
     return f"{value * 100:.1f}".replace(".", ",") + "\u00a0%"
-
-
-def report_csv(report: Mapping[str, Any]) -> str:
-    """``indicator,value`` rows (plus the French label) — same figures as the JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["indicator", "value", "label"])
-    writer.writerow(["mmg", report["mmg"], "MMG"])
-    writer.writerow(["month", report["month"], "Mois"])
-    rows = report_rows(report)
-    for key, label, value in rows[: len(INDICATORS)]:
-        writer.writerow([key, value, label])
-    ratio = report["share_regulated"]
-    writer.writerow(
-        [SHARE_REGULATED.key, "" if ratio is None else round(ratio, 4), SHARE_REGULATED.label]
-    )
-    for key, label, value in rows[len(INDICATORS) :]:
-        writer.writerow([key, value, label])
-    return out.getvalue()
 
 
 def _plural(count: int, word: str) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
 from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
-from regulator.core.indicators import build_report, report_csv, report_markdown, valid_month
+from regulator.core.indicators import build_report, valid_month
 from regulator.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from regulator.exports import XLSX_MEDIA_TYPE
 from regulator.ports import StoreError
+from regulator.reporting import annual_export, export_file, report_file
 from regulator.web import keys
 from regulator.web.middlewares import json_response
 
@@ -101,8 +104,35 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+#: Media type of each downloadable format.
+_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "xlsx": XLSX_MEDIA_TYPE,
+}
+
+
+def _format(request: web.Request, allowed: tuple[str, ...]) -> str:
+    fmt = request.query.get("format", "json")
+    if fmt not in allowed:
+        raise BadRequest(
+            f"Format inconnu {fmt!r} : {', '.join(allowed[:-1])} ou {allowed[-1]}.",
+            field="format",
+            value=fmt,
+        )
+    return fmt
+
+
+def _download(data: bytes, fmt: str, filename: str) -> web.Response:
+    headers = {"Content-Type": _MEDIA_TYPES[fmt]}
+    if fmt in ("csv", "xlsx"):
+        headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
+    return web.Response(body=data, headers=headers)
+
+
 async def monthly_report(request: web.Request) -> web.StreamResponse:
-    """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md``)."""
+    """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md|xlsx``)."""
     who = principal(request)
     mmg = request.match_info["mmg"]
     month = request.match_info["month"]
@@ -115,25 +145,42 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
         raise BadRequest(
             f"Mois invalide {month!r} : format attendu AAAA-MM.", field="month", value=month
         )
-    fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv", "md"):
-        raise BadRequest(f"Format inconnu {fmt!r} : json, csv ou md.", field="format", value=fmt)
+    fmt = _format(request, ("json", "csv", "md", "xlsx"))
     store = request.app[keys.STORE]
     counters = await store.call_counters(mmg, month)
     visits = await store.visits(mmg, month)
     report = build_report(mmg, month, counters, visits)
-    if fmt == "csv":
-        return web.Response(
-            text=report_csv(report),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{mmg}-{month}.csv"'},
+    if fmt == "json":
+        return json_response(report)
+    # Off the event loop: building a workbook takes tens of milliseconds, webhooks wait.
+    data = await asyncio.to_thread(report_file, report, fmt, proto.name)
+    return _download(data, fmt, f"{mmg}-{month}")
+
+
+async def yearly_export(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/exports/{YYYY}`` (``?format=json|csv|xlsx``): every MMG's year,
+    for the ARS; coordinators only (it spans every MMG)."""
+    who = principal(request)
+    if not who.can_export():
+        raise Forbidden(
+            f"Le jeton « {who.name} » ne donne pas accès à l'export annuel (rôle coordinator)."
         )
-    if fmt == "md":
-        return web.Response(
-            text=report_markdown(report, proto.name), content_type="text/markdown", charset="utf-8"
+    text = request.match_info["year"]
+    if not (len(text) == 4 and text.isdigit() and int(text) >= 2000):
+        raise BadRequest(
+            f"Année invalide {text!r} : format attendu AAAA.", field="year", value=text
         )
-    return json_response(report)
+    fmt = _format(request, ("json", "csv", "xlsx"))
+    export = await annual_export(
+        request.app[keys.STORE],
+        request.app[keys.PROTOCOLS].current,
+        int(text),
+        request.app[keys.CLOCK].now(),
+    )
+    if fmt == "json":
+        return json_response(export)
+    data = await asyncio.to_thread(export_file, export, fmt)
+    return _download(data, fmt, f"export-{text}")
 
 
 def setup_api(app: web.Application) -> None:
@@ -141,3 +188,4 @@ def setup_api(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/v1/reports/{mmg}/{month}", monthly_report)
+    app.router.add_get("/api/v1/exports/{year}", yearly_export)

@@ -159,10 +159,29 @@ def build_openapi() -> dict[str, Any]:
                     {
                         "name": "format",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["json", "csv", "md"]},
+                        "schema": {"type": "string", "enum": ["json", "csv", "md", "xlsx"]},
                     },
                 ],
                 "responses": _responses("200", 400, 401, 403, 404),
+            }
+        },
+        "/api/v1/exports/{year}": {
+            "get": {
+                "summary": "Export annuel pour l'ARS (toutes les MMG, rôle coordinator)",
+                "parameters": [
+                    {
+                        "name": "year",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{4}$"},
+                    },
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["json", "csv", "xlsx"]},
+                    },
+                ],
+                "responses": _responses("200", 400, 401, 403),
             }
         },
     }
