@@ -29,35 +29,16 @@ from regulator.core.indicators import (
     SHARE_REGULATED,
     report_rows,
 )
-from regulator.core.labels import DAY_TYPE_PLURALS
+from regulator.core.labels import DAY_TYPE_PLURALS, month_label
 from regulator.core.models import DayType
 
 BOM = "\ufeff"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MONTH_NAMES = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 #: Shown for a share when nobody was seen (never 0: 0 would say "nobody regulated").
 NOT_COMPUTABLE = "non calculable"
 SHARE_PERCENT_LABEL = f"{SHARE_REGULATED.label} (%)"
 _PERCENT_FORMAT = "0.0%"
 _BOLD = Font(bold=True)
-
-
-def month_name(month: str) -> str:
-    """``2026-11`` → ``novembre 2026``."""
-    return f"{MONTH_NAMES[int(month[5:]) - 1]} {month[:4]}"
 
 
 def percent_text(value: float | None) -> str:
@@ -101,7 +82,7 @@ def report_csv(report: Mapping[str, Any]) -> str:
     writer = _csv_writer(out)
     writer.writerow(["Indicateur", "Valeur", "Clé"])
     writer.writerow(["MMG", report["mmg"], "mmg"])
-    writer.writerow(["Mois", month_name(report["month"]), "month"])
+    writer.writerow(["Mois", month_label(report["month"]), "month"])
     rows = _with_share(report_rows(report), percent_text(report["share_regulated"]))
     for key, label, value in rows:
         writer.writerow([label, value, key])
@@ -133,7 +114,8 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "Indicateurs"
-    _title(sheet, f"Indicateurs de suivi — {name or report['mmg']} — {month_name(report['month'])}")
+    title = f"Indicateurs de suivi — {name or report['mmg']} — {month_label(report['month'])}"
+    _title(sheet, title)
     sheet.append([])
     sheet.append(["Indicateur", "Valeur", "Clé"])
     for cell in sheet[3]:
@@ -194,7 +176,7 @@ def export_csv(export: Mapping[str, Any]) -> str:
             if not header_written:
                 writer.writerow(["MMG", "Mois", *(label for _, label, _ in rows)])
                 header_written = True
-            writer.writerow([mmg, month_name(report["month"]), *(v for _, _, v in rows)])
+            writer.writerow([mmg, month_label(report["month"]), *(v for _, _, v in rows)])
         totals = data["totals"]
         keys = [key for key, _, _ in _with_share(annual_rows(data["months"][0]), None)]
         writer.writerow(
@@ -266,7 +248,7 @@ def _mmg_sheet(
     sheet.append(
         [
             "Indicateur",
-            *(month_name(r["month"]) for r in months),
+            *(month_label(r["month"]) for r in months),
             f"Total {year}",
             "Clé",
         ]

@@ -338,7 +338,7 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await expect(reports.locator("h1")).to_contain_text("Indicateurs")
             seen = reports.locator('tr[data-indicator="persons_seen.total"] td')
             await expect(seen).to_have_text("2")
-            await expect(reports.locator("svg.chart-svg")).to_have_count(2)
+            await expect(reports.locator("svg.chart-svg")).to_have_count(3)
             await reports.screenshot(path=ARTIFACTS / "reports.png", full_page=True)
 
             assert problems == [], problems

@@ -1,4 +1,4 @@
-"""The monthly indicators page: the circular's figures, two charts, qualitative data."""
+"""The monthly indicators page: the circular's figures, three charts, qualitative data."""
 
 from __future__ import annotations
 
@@ -145,12 +145,14 @@ async def reports_page(request: web.Request) -> web.Response:
         next_href=f"/console/reports/{quote(mmg)}?month={next_month}",
         next_label=month_label(next_month),
         csv_href=f"{api}?format=csv",
+        xlsx_href=f"{api}?format=xlsx",
         md_href=f"{api}?format=md",
         json_href=api,
         report=report,
         circular=circular_rows(report),
         details=detail_rows(report),
-        hours=hours_chart(report["peaks"]["calls"]),
+        hours=hours_chart(report["peaks"]["calls"], "calls"),
+        visit_hours=hours_chart(report["peaks"]["visits"], "visits"),
         channels=channels_chart(report["persons_seen"]),
         qualitative=qualitative_tables(report),
     )
