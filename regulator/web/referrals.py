@@ -252,9 +252,20 @@ async def create_visit(request: web.Request) -> web.Response:
             "La date de passage est dans le futur.",
             errors=[{"field": "at", "value": at.isoformat(), "message": "date future"}],
         )
+    channel = VisitChannel(body.channel)
+    if body.case_id is not None and channel is not VisitChannel.REGULATION:
+        raise Unprocessable(
+            "Le numéro de dossier de régulation ne concerne que les patients adressés "
+            "par la régulation.",
+            errors=[
+                {"field": "case_id", "value": body.case_id, "message": "réservé à la régulation"}
+            ],
+        )
     visit = make_visit(
         proto,
-        channel=VisitChannel(body.channel),
+        channel=channel,
+        case_id=body.case_id,
+        tiers_payant=body.tiers_payant,
         at=at,
         outcome=body.outcome,
         acts=body.acts,

@@ -14,9 +14,10 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from regulator.core.labels import OUTCOME_PHRASES, STATUS_LABELS
+from regulator.core.labels import CHANNEL_LABELS, OUTCOME_PHRASES, STATUS_LABELS
 from regulator.core.models import Outcome, Referral, Visit
 from regulator.core.phone import InvalidNumber, normalize
+from regulator.core.referrals import is_regulated, tiers_payant_rule
 from regulator.errors import Unprocessable
 from regulator.storage.codec import visit_to_dict
 
@@ -71,7 +72,8 @@ class ReferralIn(_In):
     reason: ShortText | None = None
     urgency: Literal["P0", "P1", "P2", "P3"] | None = None
     expected_at: AwareDatetime | None = None
-    tiers_payant: bool = False
+    #: Left out (or null): the circular's rule decides — regulated access, tiers payant.
+    tiers_payant: bool | None = None
     note: Annotated[str, Field(max_length=500), BeforeValidator(_text_block)] = ""
 
 
@@ -83,10 +85,18 @@ class OutcomeIn(_In):
 
 
 class VisitIn(_In):
-    """``POST /api/v1/visits``: a person seen without a regulated referral."""
+    """``POST /api/v1/visits``: a person seen without a referral in this system.
+
+    ``regulation``: sent by centre 15 / SAS whose referral is not here (the regulator
+    used their own software); ``case_id`` is then the regulation's case number, so a
+    case is counted once even if its referral arrives here too.
+    """
 
     mmg: Annotated[str, Field(min_length=1, max_length=63)]
-    channel: Literal["direct", "emergency_reorientation", "other"]
+    channel: Literal["regulation", "direct", "emergency_reorientation", "other"]
+    case_id: Annotated[str, Field(min_length=1, max_length=64), Printable] | None = None
+    #: Left out (or null): the circular's rule decides (``tiers_payant_rule``).
+    tiers_payant: bool | None = None
     outcome: Outcome
     acts: Annotated[int, Field(ge=0, le=20)] = 1
     at: AwareDatetime | None = None
@@ -232,6 +242,7 @@ def referral_json(ref: Referral) -> dict[str, Any]:
         "urgency": ref.urgency,
         "expected_at": _iso(ref.expected_at),
         "tiers_payant": ref.tiers_payant,
+        "tiers_payant_reason": tiers_payant_rule(True, ref.tiers_payant).reason,
         "note": ref.note,
         "outcome": ref.outcome.value if ref.outcome else None,
         "outcome_label": OUTCOME_PHRASES[ref.outcome] if ref.outcome else None,
@@ -248,5 +259,12 @@ def referral_json(ref: Referral) -> dict[str, Any]:
 
 
 def visit_json(visit: Visit) -> dict[str, Any]:
-    """The public JSON view of a visit (the stored form: nothing in it is private)."""
-    return visit_to_dict(visit)
+    """The public JSON view of a visit (the stored form: nothing in it is private),
+    with the French words the desk shows: how the person came, why tiers payant."""
+    return {
+        **visit_to_dict(visit),
+        "channel_label": CHANNEL_LABELS[visit.channel],
+        "tiers_payant_reason": tiers_payant_rule(
+            is_regulated(visit.channel), visit.tiers_payant
+        ).reason,
+    }

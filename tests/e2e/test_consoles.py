@@ -262,7 +262,8 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await reg.locator("#f-reason").fill("fièvre depuis 3 jours")
             await reg.locator("#f-urgency").select_option("P2")
             await reg.locator("#f-expected_at").fill("2026-11-24T21:30")
-            await reg.locator("#f-tiers_payant").check()
+            # Regulated access: tiers payant is already ticked (the circular's rule).
+            await expect(reg.locator("#f-tiers_payant")).to_be_checked()
             started = time.monotonic()
             await form.get_by_role("button", name="Envoyer l'orientation").click()
             card = desk.locator('#incoming li[data-case="DRFR15030000042"]')
@@ -272,6 +273,9 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await expect(desk.locator("#alert")).to_be_visible()
             await expect(desk.locator("#alert")).to_contain_text("Nouvelle orientation régulée")
             await expect(card).to_contain_text("21:30")  # expected time, MMG local time
+            await expect(card).to_contain_text(
+                "Tiers payantoui (accès régulé par le centre 15 / SAS : tiers payant)"
+            )
             assert int(await desk.evaluate("document.body.dataset.beeps || '0'")) >= 2
             await expect(reg.locator("#f-display_name")).to_have_value("")  # form reset
 
@@ -299,8 +303,22 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await visit.get_by_label("Tranche d'âge").select_option("2-17")
             await visit.get_by_label("Motif de consultation").fill("otite")
             await visit.get_by_role("button", name="Enregistrer le passage").click()
-            await expect(desk.locator("#visit-form-status")).to_have_text("Passage enregistré.")
+            await expect(desk.locator("#visit-form-status")).to_have_text(
+                "Passage enregistré — tiers payant : non "
+                "(accès direct (hors régulation préalable) : pas de tiers payant)."
+            )
             await expect(desk.locator('[data-counter="visits_today"]')).to_have_text("2")
+            # A person sent by centre 15 whose referral is not in this system.
+            await visit.get_by_label("Mode d'accès").select_option("regulation")
+            await visit.get_by_label("Numéro de dossier de régulation").fill("LRM-2026-0042")
+            await visit.get_by_label("Issue de la consultation").select_option("home")
+            await visit.get_by_role("button", name="Enregistrer le passage").click()
+            await expect(desk.locator("#visit-form-status")).to_have_text(
+                "Passage enregistré — tiers payant : oui "
+                "(accès régulé par le centre 15 / SAS : tiers payant)."
+            )
+            await expect(desk.locator('[data-counter="visits_today"]')).to_have_text("3")
+            await expect(desk.locator('[data-counter="via_regulation_today"]')).to_have_text("2")
             await expect(desk.locator("#alert")).to_be_hidden()  # nothing left pending
 
             await reg.locator("#f-case_id").fill("DRFR15030000043")
@@ -337,8 +355,13 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await reports.goto(f"{base}/console/reports/nimes?month=2026-11")
             await expect(reports.locator("h1")).to_contain_text("Indicateurs")
             seen = reports.locator('tr[data-indicator="persons_seen.total"] td')
-            await expect(seen).to_have_text("2")
+            await expect(seen).to_have_text("3")
+            via = reports.locator('tr[data-indicator="persons_seen.via_regulation"] td')
+            await expect(via).to_have_text("2")
             await expect(reports.locator("svg.chart-svg")).to_have_count(3)
+            await expect(reports.locator("#chart-visits rect.s-weekday > title")).to_have_text(
+                "21 h — jours de semaine : 3 personnes vues"
+            )
             await reports.screenshot(path=ARTIFACTS / "reports.png", full_page=True)
 
             assert problems == [], problems
