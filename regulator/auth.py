@@ -86,6 +86,10 @@ class Principal:
         """The annual export spans every MMG: coordinators (and admins) only."""
         return "coordinator" in self.roles or self.is_admin
 
+    def can_enter_figures(self) -> bool:
+        """Enter and read the figures that come from elsewhere (ED passages, costs)."""
+        return "coordinator" in self.roles or self.is_admin
+
     def can_report(self, mmg: str) -> bool:
         """Read the monthly indicators of ``mmg``."""
         return "coordinator" in self.roles or self.can_see(mmg)

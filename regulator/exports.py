@@ -22,6 +22,13 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from regulator.core.figures import (
+    ED_SECTION,
+    NOT_ENTERED,
+    FigureKind,
+    entered_rows,
+    is_euros,
+)
 from regulator.core.indicators import (
     CIRCULAR_SECTIONS,
     INDICATORS,
@@ -38,6 +45,9 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 NOT_COMPUTABLE = "non calculable"
 SHARE_PERCENT_LABEL = f"{SHARE_REGULATED.label} (%)"
 _PERCENT_FORMAT = "0.0%"
+_EUROS_FORMAT = '#,##0.00 "€"'
+#: Row key of the ED passages' source in the monthly files.
+_ED_SOURCE = "entered.ed_passages.source"
 _BOLD = Font(bold=True)
 
 
@@ -52,25 +62,53 @@ def annual_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return [row for row in report_rows(report) if not row[0].startswith("calls_by_hour.")]
 
 
+def month_rows(report: Mapping[str, Any], *, hours: bool = True) -> list[tuple[str, str, Any]]:
+    """Every figure of a monthly report as (key, label, value): the circular's counts,
+    the share regulated (0–1 or None), the entered figures (None: not entered), then
+    the call breakdowns (with the hourly rows unless ``hours`` is False)."""
+    rows = report_rows(report) if hours else annual_rows(report)
+    at = len(INDICATORS)
+    share_row = (SHARE_REGULATED.key, SHARE_REGULATED.label, report["share_regulated"])
+    return [*rows[:at], share_row, *entered_rows(report.get("entered", {})), *rows[at:]]
+
+
+def annual_columns(export: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, label) of every figure of the annual export, in the files' order: a month's
+    figures, then the year's cost table (entered for the year, not per month)."""
+    for data in export["mmgs"].values():
+        rows = [(k, label) for k, label, _ in month_rows(data["months"][0], hours=False)]
+        return rows + [(k, label) for k, label, _ in entered_rows(data["entered"])]
+    return []
+
+
 def export_labels(export: Mapping[str, Any]) -> dict[str, str]:
     """Machine key → French label of every figure of the export (its JSON ``labels``)."""
-    for data in export["mmgs"].values():
-        labels = {key: label for key, label, _ in annual_rows(data["months"][0])}
-        return {**labels, SHARE_REGULATED.key: SHARE_REGULATED.label}
-    return {}
+    return dict(annual_columns(export))
+
+
+def _month_values(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, _, value in month_rows(report, hours=False)}
+
+
+def _text(key: str, value: Any) -> Any:
+    """A CSV cell: shares in percent, figures not entered said so, euros with a comma."""
+    if key == SHARE_REGULATED.key:
+        return percent_text(value)
+    if value is None and key.startswith("entered."):
+        return NOT_ENTERED
+    if isinstance(value, float):
+        return f"{value:.2f}".replace(".", ",")
+    return value
+
+
+def _label(key: str, label: str) -> str:
+    if key == SHARE_REGULATED.key:
+        return SHARE_PERCENT_LABEL
+    return f"{label} (€)" if is_euros(key) else label
 
 
 def _csv_writer(out: io.StringIO) -> Any:
     return csv.writer(out, delimiter=";", lineterminator="\r\n")
-
-
-def _with_share(
-    rows: Sequence[tuple[str, str, Any]], share: Any, label: str = SHARE_PERCENT_LABEL
-) -> list[tuple[str, str, Any]]:
-    """The rows with the share regulated right after the circular's counts (CSV: in
-    percent, its label says so; XLSX: a ratio the cell's format shows as a percentage)."""
-    at = len(INDICATORS)
-    return [*rows[:at], (SHARE_REGULATED.key, label, share), *rows[at:]]
 
 
 # ------------------------------------------------------------------------ monthly
@@ -83,9 +121,11 @@ def report_csv(report: Mapping[str, Any]) -> str:
     writer.writerow(["Indicateur", "Valeur", "Clé"])
     writer.writerow(["MMG", report["mmg"], "mmg"])
     writer.writerow(["Mois", month_label(report["month"]), "month"])
-    rows = _with_share(report_rows(report), percent_text(report["share_regulated"]))
-    for key, label, value in rows:
-        writer.writerow([label, value, key])
+    for key, label, value in month_rows(report):
+        writer.writerow([_label(key, label), _text(key, value), key])
+    ed = (report.get("entered") or {}).get(FigureKind.ED_PASSAGES.value)
+    if ed is not None:
+        writer.writerow(["Source des passages aux urgences", ed["source"], _ED_SOURCE])
     return BOM + out.getvalue()
 
 
@@ -129,6 +169,13 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
             if indicator.key == "persons_seen.other":
                 sheet.append([SHARE_REGULATED.label, None, SHARE_REGULATED.key])
                 _share_cell(sheet, sheet.max_row, 2, report["share_regulated"])
+    entered = report.get("entered", {})
+    sheet.append([ED_SECTION.title])
+    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    for key, label, figure in entered_rows(entered):
+        sheet.append([label, NOT_ENTERED if figure is None else figure, key])
+    ed = entered.get(FigureKind.ED_PASSAGES.value)
+    sheet.append(["Source", NOT_ENTERED if ed is None else ed["source"], _ED_SOURCE])
     sheet.append(["Appels (hors tableau de la circulaire)"])
     sheet.cell(row=sheet.max_row, column=1).font = _BOLD
     for key, label, value in report_rows(report)[len(INDICATORS) :]:
@@ -166,29 +213,20 @@ def _save(book: Workbook) -> bytes:
 
 
 def export_csv(export: Mapping[str, Any]) -> str:
-    """One row per MMG and month, then the MMG's yearly total row; French conventions."""
+    """One row per MMG and month, then the MMG's yearly total row; French conventions.
+    The cost table is the year's: only on the total row."""
     out = io.StringIO()
     writer = _csv_writer(out)
-    header_written = False
+    columns = annual_columns(export)
+    writer.writerow(["MMG", "Mois", *(_label(k, label) for k, label in columns)])
     for mmg, data in export["mmgs"].items():
         for report in data["months"]:
-            rows = _with_share(annual_rows(report), percent_text(report["share_regulated"]))
-            if not header_written:
-                writer.writerow(["MMG", "Mois", *(label for _, label, _ in rows)])
-                header_written = True
-            writer.writerow([mmg, month_label(report["month"]), *(v for _, _, v in rows)])
+            values = _month_values(report)
+            cells = [_text(k, values[k]) if k in values else "" for k, _ in columns]
+            writer.writerow([mmg, month_label(report["month"]), *cells])
         totals = data["totals"]
-        keys = [key for key, _, _ in _with_share(annual_rows(data["months"][0]), None)]
-        writer.writerow(
-            [
-                mmg,
-                f"Total {export['year']}",
-                *(
-                    percent_text(totals[key]) if key == SHARE_REGULATED.key else totals[key]
-                    for key in keys
-                ),
-            ]
-        )
+        cells = [_text(k, totals[k]) for k, _ in columns]
+        writer.writerow([mmg, f"Total {export['year']}", *cells])
     return BOM + out.getvalue()
 
 
@@ -203,6 +241,18 @@ def _sheet_name(mmg: str, taken: set[str]) -> str:
     return name
 
 
+def _figure_cell(sheet: Worksheet, row: int, column: int, key: str, value: Any) -> None:
+    """A figure's cell: shares as percentages, euros as such, "non renseigné" if None."""
+    if key == SHARE_REGULATED.key:
+        _share_cell(sheet, row, column, value)
+        return
+    cell = sheet.cell(row=row, column=column, value=NOT_ENTERED if value is None else value)
+    if value is not None and is_euros(key):
+        cell.number_format = _EUROS_FORMAT
+    elif value is None:
+        cell.alignment = Alignment(horizontal="right")
+
+
 def export_xlsx(export: Mapping[str, Any]) -> bytes:
     """The annual export as a workbook: a "Synthèse" sheet (one row per MMG, the year's
     totals) then one sheet per MMG (one row per figure, 12 months and the year's total)."""
@@ -212,61 +262,45 @@ def export_xlsx(export: Mapping[str, Any]) -> bytes:
     assert summary is not None
     summary.title = "Synthèse"
     _title(summary, f"Indicateurs de suivi des maisons médicales de garde — année {year}")
+    columns = annual_columns(export)
+    summary.append([])
+    summary.append(["MMG", "Nom", "Feuille", *(label for _, label in columns)])
+    for cell in summary[3]:
+        cell.font = _BOLD
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
     taken = {"synthèse"}
-    header_done = False
     for mmg, data in export["mmgs"].items():
-        first = data["months"][0]
-        rows = _with_share(annual_rows(first), None, SHARE_REGULATED.label)
-        if not header_done:
-            summary.append([])
-            summary.append(["MMG", "Nom", "Feuille", *(label for _, label, _ in rows)])
-            for cell in summary[3]:
-                cell.font = _BOLD
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
-            header_done = True
         sheet = book.create_sheet(_sheet_name(mmg, taken))
-        _mmg_sheet(sheet, year, data, rows)
+        _mmg_sheet(sheet, year, data, columns)
         summary.append([mmg, data["name"], sheet.title])
         line = summary.max_row
-        for column, (key, _, _) in enumerate(rows, start=4):
-            if key == SHARE_REGULATED.key:
-                _share_cell(summary, line, column, data["totals"][key])
-            else:
-                summary.cell(row=line, column=column, value=data["totals"][key])
-    _widths(summary, 14, 18, 3 + len(INDICATORS) + 40)
+        for column, (key, _) in enumerate(columns, start=4):
+            _figure_cell(summary, line, column, key, data["totals"][key])
+    _widths(summary, 14, 18, 3 + len(columns))
     summary.column_dimensions["B"].width = 40
     summary.freeze_panes = "D4"
     return _save(book)
 
 
 def _mmg_sheet(
-    sheet: Worksheet, year: int, data: Mapping[str, Any], rows: Sequence[tuple[str, str, Any]]
+    sheet: Worksheet, year: int, data: Mapping[str, Any], columns: Sequence[tuple[str, str]]
 ) -> None:
+    """Rows: figures; columns: the 12 months, the year's total, the key. A cost row has
+    its months empty (the table is the year's) and the year's figure as total."""
     _title(sheet, f"{data['name']} — indicateurs {year}")
     sheet.append([])
     months = data["months"]
-    sheet.append(
-        [
-            "Indicateur",
-            *(month_label(r["month"]) for r in months),
-            f"Total {year}",
-            "Clé",
-        ]
-    )
+    sheet.append(["Indicateur", *(month_label(r["month"]) for r in months), f"Total {year}", "Clé"])
     for cell in sheet[3]:
         cell.font = _BOLD
-    flat = [{key: value for key, _, value in annual_rows(r)} for r in months]
-    for key, label, _ in rows:
+    values = [_month_values(r) for r in months]
+    for key, label in columns:
         sheet.append([label])
         line = sheet.max_row
-        if key == SHARE_REGULATED.key:
-            for column, report in enumerate(months, start=2):
-                _share_cell(sheet, line, column, report["share_regulated"])
-            _share_cell(sheet, line, 2 + len(months), data["totals"][key])
-        else:
-            for column, values in enumerate(flat, start=2):
-                sheet.cell(row=line, column=column, value=values[key])
-            sheet.cell(row=line, column=2 + len(months), value=data["totals"][key])
+        if key in values[0]:
+            for column, month in enumerate(values, start=2):
+                _figure_cell(sheet, line, column, key, month[key])
+        _figure_cell(sheet, line, 2 + len(months), key, data["totals"][key])
         sheet.cell(row=line, column=3 + len(months), value=key)
     _widths(sheet, 80, 14, 3 + len(months))
     sheet.column_dimensions[get_column_letter(3 + len(months))].width = 34

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from regulator.core.figures import FigureKind, entered_one, entered_rows, sum_entered
 from regulator.core.indicators import (
     SHARE_REGULATED,
     build_report,
@@ -37,14 +38,19 @@ from regulator.settings import Settings
 
 
 async def month_report(store: Store, mmg: str, month: str) -> dict[str, Any]:
-    """One MMG's report for one month, from the store's counters and visits."""
+    """One MMG's report for one month, from the store's counters and visits, with the
+    month's entered figures (``entered.ed_passages``: null until a coordinator enters them)."""
     counters = await store.call_counters(mmg, month)
     visits = await store.visits(mmg, month)
-    return build_report(mmg, month, counters, visits)
+    report = build_report(mmg, month, counters, visits)
+    ed = await store.get_figures(mmg, FigureKind.ED_PASSAGES, month)
+    report["entered"] = {FigureKind.ED_PASSAGES.value: entered_one(ed)}
+    return report
 
 
-def _totals(months: list[dict[str, Any]]) -> dict[str, Any]:
-    """Yearly sums, and the year's share regulated (from the sums, not an average)."""
+def _totals(months: list[dict[str, Any]], entered: dict[str, Any]) -> dict[str, Any]:
+    """Yearly sums, the year's share regulated (from the sums, not an average), the ED
+    passages (a sum only when all twelve months were entered) and the year's costs."""
     totals: dict[str, Any] = {}
     for report in months:
         for key, _, value in annual_rows(report):
@@ -52,6 +58,11 @@ def _totals(months: list[dict[str, Any]]) -> dict[str, Any]:
     totals[SHARE_REGULATED.key] = share(
         totals.get("persons_seen.via_regulation", 0), totals.get("persons_seen.total", 0)
     )
+    monthly = [dict((k, v) for k, _, v in entered_rows(r["entered"])) for r in months]
+    for key in monthly[0]:
+        totals[key] = sum_entered([m[key] for m in monthly])
+    for key, _, figure in entered_rows(entered):
+        totals[key] = figure
     return totals
 
 
@@ -63,7 +74,14 @@ async def annual_export(
     mmgs: dict[str, Any] = {}
     for proto in protocols:
         months = [await month_report(store, proto.id, f"{year}-{m:02d}") for m in range(1, 13)]
-        mmgs[proto.id] = {"name": proto.name, "months": months, "totals": _totals(months)}
+        costs = await store.get_figures(proto.id, FigureKind.COSTS, str(year))
+        entered = {FigureKind.COSTS.value: entered_one(costs)}
+        mmgs[proto.id] = {
+            "name": proto.name,
+            "months": months,
+            "entered": entered,
+            "totals": _totals(months, entered),
+        }
     export: dict[str, Any] = {
         "year": year,
         "generated_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),

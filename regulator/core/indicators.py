@@ -336,6 +336,22 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' if count > 1 else ''}"
 
 
+def _entered_markdown(report: Mapping[str, Any]) -> list[str]:
+    """The entered figures' section: "non renseigné" until a coordinator enters them."""
+    # Imported here: core.figures builds on this module's Indicator and Section.
+    from regulator.core.figures import ED_SECTION, NOT_ENTERED, entered_rows, entered_text
+
+    entered = report.get("entered")
+    if entered is None:
+        return []
+    lines = ["", f"## {ED_SECTION.title}", "", "| Indicateur | Valeur |", "| --- | ---: |"]
+    for _, label, value in entered_rows(entered):
+        lines.append(f"| {label} | {entered_text(value)} |")
+    block = entered.get("ed_passages")
+    lines.append(f"| Source | {NOT_ENTERED if block is None else block['source']} |")
+    return lines
+
+
 def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
     """A French Markdown summary: the circular's tables, headings and wording."""
     title = name or report["mmg"]
@@ -347,6 +363,7 @@ def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
             if indicator.key == "persons_seen.other":
                 share_row = share_text(report["share_regulated"])
                 lines.append(f"| {SHARE_REGULATED.label} | {share_row} |")
+    lines += _entered_markdown(report)
     lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
     lines += [f"| {ROUTE_REPORT_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
     peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])

@@ -33,6 +33,10 @@ Layout (``P`` is the prefix; types in brackets):
 - ``P:visits:{mmg}:{month}`` [hash] visit id → visit JSON.
 - ``P:visit:{id}`` [string] the ``visits`` hash that holds the visit (so an upsert that
   changes its month moves it).
+- ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:
+  ED passages of a month, costs of a year) as JSON, with who entered them and when.
+- ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
+  (the audit: the previous value of an entry is the revision before it).
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class Keys:
 
     def visit(self, visit_id: str) -> str:
         return f"{self.prefix}:visit:{visit_id}"
+
+    def figures(self, mmg: str, kind: str, period: str) -> str:
+        return f"{self.prefix}:figures:{mmg}:{kind}:{period}"
+
+    def figures_history(self, mmg: str, kind: str, period: str) -> str:
+        return f"{self.prefix}:figures_history:{mmg}:{kind}:{period}"
 
     def pattern(self) -> str:
         """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""

@@ -83,6 +83,7 @@ from regulator.core.models import (
 )
 from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.figures import RedisFigures
 from regulator.storage.keys import Keys
 
 log = structlog.get_logger(__name__)
@@ -379,7 +380,7 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
     }
 
 
-class RedisStore:
+class RedisStore(RedisFigures):
     """:class:`regulator.ports.Store` on Redis (one server, Sentinel or a hash-tagged Cluster)."""
 
     name = "redis"

@@ -45,6 +45,7 @@ from regulator.core.models import (
 )
 from regulator.ports import Clock, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.figures import FIGURES_SCHEMA, SqliteFigures
 
 T = TypeVar("T")
 
@@ -217,7 +218,7 @@ def _add(counters: Counters, mmg: str, month: str, deltas: dict[str, int]) -> No
         counters[slot] = counters.get(slot, 0) + delta
 
 
-class SqliteStore:
+class SqliteStore(SqliteFigures):
     """:class:`regulator.ports.Store` on a local SQLite file."""
 
     name = "sqlite"
@@ -255,7 +256,7 @@ class SqliteStore:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(_SCHEMA)
+            await conn.executescript(_SCHEMA + FIGURES_SCHEMA)
             await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()

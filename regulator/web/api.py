@@ -9,11 +9,11 @@ import hmac
 from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
-from regulator.core.indicators import build_report, valid_month
+from regulator.core.indicators import valid_month
 from regulator.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from regulator.exports import XLSX_MEDIA_TYPE
 from regulator.ports import StoreError
-from regulator.reporting import annual_export, export_file, report_file
+from regulator.reporting import annual_export, export_file, month_report, report_file
 from regulator.web import keys
 from regulator.web.middlewares import json_response
 
@@ -146,10 +146,7 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
             f"Mois invalide {month!r} : format attendu AAAA-MM.", field="month", value=month
         )
     fmt = _format(request, ("json", "csv", "md", "xlsx"))
-    store = request.app[keys.STORE]
-    counters = await store.call_counters(mmg, month)
-    visits = await store.visits(mmg, month)
-    report = build_report(mmg, month, counters, visits)
+    report = await month_report(request.app[keys.STORE], mmg, month)
     if fmt == "json":
         return json_response(report)
     # Off the event loop: building a workbook takes tens of milliseconds, webhooks wait.

@@ -33,6 +33,7 @@ from regulator.storage.spool import Spool
 from regulator.web import keys
 from regulator.web.api import setup_api
 from regulator.web.consoles import setup_consoles
+from regulator.web.figures import setup_figures
 from regulator.web.hooks import setup_hooks
 from regulator.web.interconnect import setup_interconnect
 from regulator.web.lifecycle import Lifecycle
@@ -221,6 +222,7 @@ def create_app(
     setup_hooks(app)
     setup_api(app)
     setup_referrals(app)
+    setup_figures(app)
     setup_sse(app)
     setup_interconnect(app)
     setup_openapi(app)

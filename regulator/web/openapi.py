@@ -55,6 +55,13 @@ _MMG = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
 }
+_PERIOD = {
+    "name": "period",
+    "in": "path",
+    "required": True,
+    "description": "AAAA-MM : passages aux urgences du mois ; AAAA : coûts de l'année",
+    "schema": {"type": "string", "pattern": "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"},
+}
 _MONTH = {
     "name": "month",
     "in": "path",
@@ -164,6 +171,22 @@ def build_openapi() -> dict[str, Any]:
                 ],
                 "responses": _responses("200", 400, 401, 403, 404),
             }
+        },
+        "/api/v1/figures/{mmg}/{period}": {
+            "get": {
+                "summary": "Données saisies (passages aux urgences, coûts) et leur historique",
+                "parameters": [_MMG, _PERIOD],
+                "responses": _responses("200", 400, 401, 403, 404),
+            },
+            "put": {
+                "summary": "Saisir ou corriger les données déclarées (rôle coordinator)",
+                "parameters": [_MMG, _PERIOD],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": _responses("201", 400, 401, 403, 404, 422),
+            },
         },
         "/api/v1/exports/{year}": {
             "get": {

@@ -399,6 +399,24 @@ def share_cell(value: float | None) -> Any:
     return "non calculable" if value is None else value
 
 
+def expected_cell(report: Mapping[str, Any], key: str) -> Any:
+    """What a workbook cell of ``key`` must hold for this JSON report (month or totals)."""
+    if key == "share_regulated":
+        return share_cell(report["share_regulated"])
+    if key.startswith("entered."):
+        _, kind, name = key.split(".")
+        block = report["entered"][kind]
+        return "non renseigné" if block is None or block[name] is None else block[name]
+    return dotted(report, key)
+
+
+def expected_total(totals: Mapping[str, Any], key: str) -> Any:
+    value = totals[key]
+    if key == "share_regulated":
+        return share_cell(value)
+    return "non renseigné" if value is None else value
+
+
 def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
     """Every keyed row of sheet "Indicateurs" holds the JSON's figure; every figure of
     the JSON (its circular rows and call breakdowns) has its row; peaks likewise."""
@@ -414,12 +432,7 @@ def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
             assert value is None and label  # a section heading
             continue
         keyed[str(key)] = value
-        expected = (
-            share_cell(data["share_regulated"])
-            if key == "share_regulated"
-            else dotted(data, str(key))
-        )
-        assert value == expected, key
+        assert value == expected_cell(data, str(key)), key
     expected_keys = {
         "calls_received",
         "acts",
@@ -430,6 +443,9 @@ def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
         *(f"calls_by_ground.{k}" for k in data["calls_by_ground"]),
         *(f"calls_by_day_type.{k}" for k in data["calls_by_day_type"]),
         "calls_failsafe",
+        "entered.ed_passages.before_midnight",
+        "entered.ed_passages.after_midnight",
+        "entered.ed_passages.source",
     }
     assert expected_keys <= set(keyed)
     hours = {f"calls_by_hour.{h:02d}": n for h, n in enumerate(data["calls_by_hour"])}
@@ -465,6 +481,24 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
         )
         assert resp.status == 201
     await client.app[keys.WRITER].flush()
+    # Figures from elsewhere: ED passages for every month but December, the year's costs.
+    for month in range(1, 12):
+        resp = await client.put(
+            f"/api/v1/figures/nimes/2026-{month:02d}",
+            json={"before_midnight": 100 + month, "after_midnight": month, "source": "RPU CHU"},
+            headers=bearer("coordinator"),
+        )
+        assert resp.status == 201, await resp.text()
+    costs = {
+        "equipment": 1500.0,
+        "operation": 9800.5,
+        "staff": 52000.0,
+        "services": 3100.0,
+        "communication": 450.0,
+        "compensation": 61000.0,
+    }
+    resp = await client.put("/api/v1/figures/nimes/2026", json=costs, headers=bearer("coordinator"))
+    assert resp.status == 201, await resp.text()
     store = client.app[keys.STORE]
     export = await annual_export(store, client.app[keys.PROTOCOLS].current, 2026)
     nimes: dict[str, Any] = export["mmgs"]["nimes"]
@@ -481,6 +515,13 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
     assert [m["share_regulated"] for m in nimes["months"]] == [0.0] * 12
     assert nimes["totals"]["share_regulated"] == 0.0
     assert export["mmgs"]["metz"]["totals"]["share_regulated"] is None
+    # Entered figures: December missing, so no yearly ED total (never a partial sum).
+    totals = nimes["totals"]
+    assert nimes["months"][0]["entered"]["ed_passages"]["before_midnight"] == 101
+    assert nimes["months"][11]["entered"]["ed_passages"] is None
+    assert totals["entered.ed_passages.before_midnight"] is None
+    assert totals["entered.costs.operation"] == 9800.5
+    assert export["mmgs"]["metz"]["totals"]["entered.costs.staff"] is None
     # Through the API (coordinators only), as JSON with labels, CSV and XLSX.
     url = "/api/v1/exports/2026"
     assert (await client.get(url, headers=bearer("desk"))).status == 403
@@ -512,6 +553,18 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
     assert nimes_rows[-1][share_column] == "0,00"
     metz_total = next(r for r in rows if r[0] == "metz" and r[1] == "Total 2026")
     assert metz_total[share_column] == ""  # nobody seen: no share, never 0
+    ed_column = header.index(
+        "Nombre de passages aux urgences avant minuit dans les établissements implantés"
+    )
+    staff_column = header.index("Personnel (€)")
+    assert [r[ed_column] for r in nimes_rows] == [
+        *(str(100 + m) for m in range(1, 12)),
+        "non renseigné",  # December
+        "non renseigné",  # so no yearly total
+    ]
+    assert nimes_rows[-1][staff_column] == "52000,00"
+    assert nimes_rows[0][staff_column] == ""  # the costs are the year's
+    assert metz_total[staff_column] == "non renseigné"
 
     resp = await client.get(url + "?format=xlsx", headers=bearer("coordinator"))
     assert resp.status == 200
@@ -534,8 +587,7 @@ def assert_export_workbook(body: bytes, data: Mapping[str, Any]) -> None:
         mmg = data["mmgs"][line[0]]
         assert line[1] == mmg["name"]
         for key, value in zip(keys, line[3:], strict=True):
-            expected = mmg["totals"][key]
-            assert value == (share_cell(expected) if key == "share_regulated" else expected), key
+            assert value == expected_total(mmg["totals"], key), key
     for mmg_id, mmg in data["mmgs"].items():
         sheet = book[mmg_id]
         assert [c.value for c in sheet[3]][-2:] == ["Total 2026", "Clé"]
@@ -544,10 +596,9 @@ def assert_export_workbook(body: bytes, data: Mapping[str, Any]) -> None:
             seen.add(key)
             assert label == data["labels"][key] or key == "share_regulated"
             for month, value in zip(mmg["months"], values, strict=True):
-                if key == "share_regulated":
-                    assert value == share_cell(month["share_regulated"])
+                if str(key).startswith("entered.costs."):
+                    assert value is None  # the cost table is the year's, not a month's
                 else:
-                    assert value == dotted(month, str(key)), (key, month["month"])
-            expected = mmg["totals"][key]
-            assert total == (share_cell(expected) if key == "share_regulated" else expected)
+                    assert value == expected_cell(month, str(key)), (key, month["month"])
+            assert total == expected_total(mmg["totals"], str(key)), key
         assert seen == set(data["labels"])

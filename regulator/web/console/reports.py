@@ -9,11 +9,13 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from regulator.auth import Principal
-from regulator.core.indicators import INDICATORS, build_report, report_rows, valid_month
+from regulator.core.figures import ED_SECTION, NOT_ENTERED, entered_rows, entered_text
+from regulator.core.indicators import INDICATORS, report_rows, valid_month
 from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS, month_label
 from regulator.core.models import DayType, Route
 from regulator.logs import get_logger
 from regulator.ports import StoreError
+from regulator.reporting import month_report
 from regulator.web import keys
 from regulator.web.charts import channels_chart, hours_chart
 from regulator.web.console.render import (
@@ -113,10 +115,8 @@ async def reports_page(request: web.Request) -> web.Response:
             "Mois invalide",
             f"Mois « {month} » invalide : format attendu AAAA-MM (par exemple {now_month}).",
         )
-    store = request.app[keys.STORE]
     try:
-        counters = await store.call_counters(mmg, month)
-        visits = await store.visits(mmg, month)
+        report = await month_report(request.app[keys.STORE], mmg, month)
     except (StoreError, OSError) as exc:
         log.warning("report_store_failed", mmg=mmg, error=str(exc))
         return error_page(
@@ -126,7 +126,6 @@ async def reports_page(request: web.Request) -> web.Response:
             "Stockage indisponible",
             "Les indicateurs ne peuvent pas être lus pour le moment ; réessayez dans un instant.",
         )
-    report = build_report(mmg, month, counters, visits)
     api = f"/api/v1/reports/{quote(mmg)}/{month}"
     prev_month, next_month = shift_month(month, -1), shift_month(month, 1)
     return page(
@@ -150,6 +149,12 @@ async def reports_page(request: web.Request) -> web.Response:
         json_href=api,
         report=report,
         circular=circular_rows(report),
+        entered_title=ED_SECTION.title,
+        entered=[
+            (key, label, entered_text(value))
+            for key, label, value in entered_rows(report["entered"])
+        ],
+        entered_source=(report["entered"]["ed_passages"] or {}).get("source") or NOT_ENTERED,
         details=detail_rows(report),
         hours=hours_chart(report["peaks"]["calls"], "calls"),
         visit_hours=hours_chart(report["peaks"]["visits"], "visits"),
