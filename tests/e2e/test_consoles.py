@@ -56,6 +56,7 @@ CHROMIUM_ARGS = [
 NOW = datetime(2026, 11, 24, 21, 0, tzinfo=ZoneInfo("Europe/Paris"))
 REGULATOR_TOKEN = "e2e-token-regulateur-samu30"
 DESK_TOKEN = "e2e-token-accueil-nimes"
+COORDINATOR_TOKEN = "e2e-token-coordination-ars"
 GENERIC_SECRET = "e2e-generic-secret"
 NIMES = "+33466123456"
 METZ = "+33387551234"
@@ -92,7 +93,9 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(
         f'- {{name: samu30-poste1, sha256: "{hash_token(REGULATOR_TOKEN)}", roles: [regulator]}}\n'
-        f'- {{name: accueil-nimes, sha256: "{hash_token(DESK_TOKEN)}", roles: ["desk:nimes"]}}\n',
+        f'- {{name: accueil-nimes, sha256: "{hash_token(DESK_TOKEN)}", roles: ["desk:nimes"]}}\n'
+        f'- {{name: ars-occitanie, sha256: "{hash_token(COORDINATOR_TOKEN)}", '
+        "roles: [coordinator]}\n",
         encoding="utf-8",
     )
     settings = Settings(
@@ -372,3 +375,48 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for name in ("regulation.png", "desk.png", "reports.png"):
             shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+
+
+async def test_a_coordinator_enters_the_ed_passages_and_the_report_shows_them(
+    service: Service,
+) -> None:
+    executable = _chromium()
+    base = service.url
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            ctx = await browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
+            page = await ctx.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"{base}/console/login")
+            await page.get_by_label("Jeton d'accès").fill(COORDINATOR_TOKEN)
+            await page.get_by_role("button", name="Se connecter").click()
+            await page.goto(f"{base}/console/reports/nimes?month=2026-11")
+            before = page.locator(
+                '#entered-figures tr[data-indicator="entered.ed_passages.before_midnight"] td'
+            )
+            await expect(before).to_have_text("non renseigné")
+            form = page.locator("#ed-form")
+            # The source is required: the API's French message lands next to the field.
+            await form.get_by_label("Nombre de passages aux urgences avant minuit").fill("412")
+            await form.get_by_label("Nombre de passages aux urgences après minuit").fill("97")
+            await form.get_by_role("button", name="Enregistrer les passages").click()
+            await expect(page.locator("#ed-source-error")).to_be_visible()
+            await form.get_by_label("Source").fill("RPU du CHU de Nîmes")
+            await form.get_by_role("button", name="Enregistrer les passages").click()
+            await expect(before).to_have_text("412")  # the page reloaded with the entry
+            source = page.locator(
+                '#entered-figures tr[data-indicator="entered.ed_passages.source"] td'
+            )
+            await expect(source).to_have_text("RPU du CHU de Nîmes")
+            await expect(page.locator("#ed-before_midnight")).to_have_value("412")
+            costs = page.locator("#costs-form")
+            await costs.get_by_label("Personnel").fill("51000")
+            await costs.get_by_role("button", name="Enregistrer les coûts").click()
+            await expect(page.locator("#cost-equipment-error")).to_be_visible()  # all six
+            assert problems == [], problems
+        finally:
+            await browser.close()

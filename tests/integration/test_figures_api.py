@@ -108,6 +108,21 @@ async def test_bad_entries_are_refused_in_french(
     assert field in fields
 
 
+async def test_the_entry_forms_are_on_the_reports_page_of_coordinators_only(
+    client: AppClient,
+) -> None:
+    await put(client, "nimes/2026", COSTS)
+    page = await client.get("/console/reports/nimes?month=2026-11", headers=bearer("coordinator"))
+    text = await page.text()
+    assert 'data-figures="/api/v1/figures/nimes/2026-11"' in text
+    assert 'data-figures="/api/v1/figures/nimes/2026"' in text
+    assert 'id="cost-operation" name="operation"' in text and 'value="8400.5"' in text
+    assert '<script src="/console/static/reports.js" defer>' in text
+    desk = await client.get("/console/reports/nimes?month=2026-11", headers=bearer("desk"))
+    assert desk.status == 200
+    assert "data-figures" not in await desk.text()
+
+
 async def test_only_coordinators_enter_or_read_the_figures(client: AppClient) -> None:
     for role in ("desk", "regulator"):
         assert (await put(client, "nimes/2026-11", ED, role)).status == 403

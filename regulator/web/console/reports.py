@@ -9,12 +9,20 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from regulator.auth import Principal
-from regulator.core.figures import ED_SECTION, NOT_ENTERED, entered_rows, entered_text
-from regulator.core.indicators import INDICATORS, report_rows, valid_month
+from regulator.core.figures import (
+    COST_SECTION,
+    ED_SECTION,
+    NOT_ENTERED,
+    FigureEntry,
+    FigureKind,
+    entered_rows,
+    entered_text,
+)
+from regulator.core.indicators import INDICATORS, Section, report_rows, valid_month
 from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS, month_label
 from regulator.core.models import DayType, Route
 from regulator.logs import get_logger
-from regulator.ports import StoreError
+from regulator.ports import Store, StoreError
 from regulator.reporting import month_report
 from regulator.web import keys
 from regulator.web.charts import channels_chart, hours_chart
@@ -80,6 +88,33 @@ def qualitative_tables(report: Mapping[str, Any]) -> list[tuple[str, str, Mappin
     ]
 
 
+def _field_values(section: Section, entry: FigureEntry | None) -> list[tuple[str, str, str]]:
+    """(field, label, current value or "") of one entry form."""
+    values = entry.values if entry is not None else {}
+    out = []
+    for indicator in section.indicators:
+        name = indicator.key.rsplit(".", 1)[1]
+        value = values.get(name)
+        out.append((name, indicator.label, "" if value is None else f"{value:g}"))
+    return out
+
+
+async def _figures_forms(store: Store, mmg: str, month: str) -> dict[str, Any]:
+    """The coordinator's entry forms of the page: ED passages of the month, the
+    year's costs, prefilled with what was entered."""
+    year = month[:4]
+    ed = await store.get_figures(mmg, FigureKind.ED_PASSAGES, month)
+    costs = await store.get_figures(mmg, FigureKind.COSTS, year)
+    return {
+        "year": year,
+        "ed_href": f"/api/v1/figures/{quote(mmg)}/{month}",
+        "costs_href": f"/api/v1/figures/{quote(mmg)}/{year}",
+        "ed_fields": _field_values(ED_SECTION, ed),
+        "ed_source_value": (ed.source or "") if ed is not None else "",
+        "cost_fields": _field_values(COST_SECTION, costs),
+    }
+
+
 async def reports_redirect(request: web.Request) -> web.Response:
     """``GET /console/reports?mmg=…&month=…``: the month picker's target."""
     person = who(request)
@@ -115,8 +150,10 @@ async def reports_page(request: web.Request) -> web.Response:
             "Mois invalide",
             f"Mois « {month} » invalide : format attendu AAAA-MM (par exemple {now_month}).",
         )
+    store = request.app[keys.STORE]
     try:
-        report = await month_report(request.app[keys.STORE], mmg, month)
+        report = await month_report(store, mmg, month)
+        forms = await _figures_forms(store, mmg, month) if person.can_enter_figures() else {}
     except (StoreError, OSError) as exc:
         log.warning("report_store_failed", mmg=mmg, error=str(exc))
         return error_page(
@@ -132,6 +169,9 @@ async def reports_page(request: web.Request) -> web.Response:
         request,
         person,
         "reports.html",
+        scripts=("common.js", "reports.js") if forms else (),
+        figures_forms=bool(forms),
+        **forms,
         title=f"Indicateurs — {proto.name} — {month_label(month)}",
         current="reports",
         mmg=mmg,
