@@ -154,13 +154,10 @@ def is_euros(key: str) -> bool:
     return key.startswith("entered.costs.")
 
 
-def entered_text(value: float | int | None, *, euros: bool = False) -> str:
-    """A figure in French: ``12 500,00 €``, ``42``, or "non renseigné"."""
+def entered_text(value: float | int | None) -> str:
+    """A count in French (``1 412``), or "non renseigné"."""
     if value is None:
         return NOT_ENTERED
-    if euros:
-        whole = f"{value:,.2f}".replace(",", "\u202f").replace(".", ",")
-        return f"{whole}\u00a0€"
     return f"{int(value):,}".replace(",", "\u202f")
 
 
