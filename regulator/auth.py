@@ -114,6 +114,14 @@ class Principal:
         """Read referrals and live events of ``mmg``."""
         return self.can_regulate(mmg) or self.can_desk(mmg)
 
+    def can_export(self) -> bool:
+        """The annual export spans every MMG: coordinators (and admins) only."""
+        return "coordinator" in self.roles or self.is_admin
+
+    def can_enter_figures(self) -> bool:
+        """Enter and read the figures that come from elsewhere (ED passages, costs)."""
+        return "coordinator" in self.roles or self.is_admin
+
     def can_report(self, mmg: str) -> bool:
         """Read the monthly indicators of ``mmg`` (``mmgs`` narrows a coordinator too)."""
         return ("coordinator" in self.roles and self._in_centre(mmg)) or self.can_see(mmg)

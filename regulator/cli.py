@@ -355,14 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="monthly indicator report")
     p.add_argument("--mmg", required=True)
     p.add_argument("--month", required=True, help="YYYY-MM")
-    p.add_argument("--format", choices=["json", "csv", "md"], default="json")
+    p.add_argument("--format", choices=["json", "csv", "md", "xlsx"], default="json")
+    p.add_argument("--output", "-o", help="file to write (default: stdout; required for xlsx)")
     p.add_argument("--protocols")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="annual export for the regional authority (ARS)")
     p.add_argument("--year", required=True, type=int)
-    p.add_argument("--format", choices=["json", "csv"], default="json")
-    p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    p.add_argument("--format", choices=["json", "csv", "xlsx"], default="json")
+    p.add_argument("--output", "-o", help="file to write (default: stdout; required for xlsx)")
     p.add_argument("--protocols")
     p.set_defaults(func=cmd_export)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from regulator.core.figures import FigureEntry, FigureKind
 from regulator.core.history import ProtocolVersion
 from regulator.core.models import (
     CallRecord,
@@ -206,6 +207,20 @@ class Store(Protocol):
 
     async def visits(self, mmg: str, month: str) -> list[Visit]:
         """All visits of one MMG and month, oldest first (a month holds a few thousand)."""
+        ...
+
+    # ---- entered figures (core.figures) -------------------------------------
+    async def put_figures(self, entry: FigureEntry) -> FigureEntry | None:
+        """Make ``entry`` the current figures of its MMG, kind and period and append it
+        to their history, atomically; return the entry it replaced (None if first)."""
+        ...
+
+    async def get_figures(self, mmg: str, kind: FigureKind, period: str) -> FigureEntry | None:
+        """The current entry, or None when nothing was entered (never zeros)."""
+        ...
+
+    async def figures_history(self, mmg: str, kind: FigureKind, period: str) -> list[FigureEntry]:
+        """Every entry of that MMG, kind and period, oldest first (the audit trail)."""
         ...
 
     # ---- protocol versions (core/history.py) ------------------------------------

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,80 +16,167 @@ from typing import Any
 
 import orjson
 
+from regulator.core.figures import FigureKind, entered_one, entered_rows, sum_entered
 from regulator.core.indicators import (
-    INDICATORS,
     SHARE_REGULATED,
     build_report,
-    report_csv,
     report_markdown,
     share,
     valid_month,
 )
 from regulator.core.protocol import ProtocolLoadError, ProtocolSet
+from regulator.exports import (
+    annual_rows,
+    export_csv,
+    export_labels,
+    export_xlsx,
+    report_csv,
+    report_xlsx,
+)
 from regulator.ports import Store, StoreError
 from regulator.protocols import load_protocols
 from regulator.settings import Settings
 
 
 async def month_report(store: Store, mmg: str, month: str) -> dict[str, Any]:
-    """One MMG's report for one month, from the store's counters and visits."""
+    """One MMG's report for one month, from the store's counters and visits, with the
+    month's entered figures (``entered.ed_passages``: null until a coordinator enters them)."""
     counters = await store.call_counters(mmg, month)
     visits = await store.visits(mmg, month)
-    return build_report(mmg, month, counters, visits)
+    report = build_report(mmg, month, counters, visits)
+    ed = await store.get_figures(mmg, FigureKind.ED_PASSAGES, month)
+    report["entered"] = {FigureKind.ED_PASSAGES.value: entered_one(ed)}
+    return report
 
 
-def _flat(report: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for indicator in INDICATORS:
-        value: Any = report
-        for part in indicator.key.split("."):
-            value = value[part]
-        out[indicator.key] = int(value)
-    for route, count in report["calls_by_route"].items():
-        out[f"calls_by_route.{route}"] = count
-    return out
-
-
-def _totals(months: list[dict[str, Any]]) -> dict[str, Any]:
-    """Yearly sums, and the year's share regulated (from the sums, not an average)."""
+def _totals(months: list[dict[str, Any]], entered: dict[str, Any]) -> dict[str, Any]:
+    """Yearly sums, the year's share regulated (from the sums, not an average), the ED
+    passages (a sum only when all twelve months were entered) and the year's costs."""
     totals: dict[str, Any] = {}
     for report in months:
-        for key, value in _flat(report).items():
+        for key, _, value in annual_rows(report):
             totals[key] = totals.get(key, 0) + value
     totals[SHARE_REGULATED.key] = share(
         totals.get("persons_seen.via_regulation", 0), totals.get("persons_seen.total", 0)
     )
+    monthly = [dict((k, v) for k, _, v in entered_rows(r["entered"])) for r in months]
+    for key in monthly[0]:
+        totals[key] = sum_entered([m[key] for m in monthly])
+    for key, _, figure in entered_rows(entered):
+        totals[key] = figure
     return totals
 
 
-async def annual_export(store: Store, protocols: ProtocolSet, year: int) -> dict[str, Any]:
-    """Twelve monthly reports per MMG plus yearly totals (share regulated included)."""
+async def annual_export(
+    store: Store, protocols: ProtocolSet, year: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Twelve monthly reports per MMG plus yearly totals (share regulated included),
+    and ``labels``: the French label of every key of the totals."""
     mmgs: dict[str, Any] = {}
     for proto in protocols:
         months = [await month_report(store, proto.id, f"{year}-{m:02d}") for m in range(1, 13)]
-        mmgs[proto.id] = {"name": proto.name, "months": months, "totals": _totals(months)}
-    return {
+        costs = await store.get_figures(proto.id, FigureKind.COSTS, str(year))
+        entered = {FigureKind.COSTS.value: entered_one(costs)}
+        mmgs[proto.id] = {
+            "name": proto.name,
+            "months": months,
+            "entered": entered,
+            "totals": _totals(months, entered),
+        }
+    export: dict[str, Any] = {
         "year": year,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
         "mmgs": mmgs,
     }
+    export["labels"] = export_labels(export)
+    return export
 
 
-def export_csv(export: dict[str, Any]) -> str:
-    """One row per MMG and month (12 rows per MMG), one column per indicator."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    header: list[str] | None = None
-    for mmg, data in export["mmgs"].items():
-        for report in data["months"]:
-            flat = _flat(report)
-            ratio = report[SHARE_REGULATED.key]
-            if header is None:
-                header = ["mmg", "month", *flat, SHARE_REGULATED.key]
-                writer.writerow(header)
-            shown = "" if ratio is None else round(ratio, 4)
-            writer.writerow([mmg, report["month"], *flat.values(), shown])
-    return out.getvalue()
+def export_file(export: dict[str, Any], fmt: str) -> bytes:
+    """The annual export encoded as ``json``, ``csv`` (French conventions) or ``xlsx``."""
+    if fmt == "xlsx":
+        return export_xlsx(export)
+    if fmt == "csv":
+        return export_csv(export).encode("utf-8")
+    return orjson.dumps(export, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def report_file(report: dict[str, Any], fmt: str, name: str | None = None) -> bytes:
+    """The monthly report encoded as ``json``, ``csv``, ``md`` or ``xlsx``."""
+    if fmt == "xlsx":
+        return report_xlsx(report, name)
+    if fmt == "csv":
+        return report_csv(report).encode("utf-8")
+    if fmt == "md":
+        return report_markdown(report, name).encode("utf-8")
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+# ------------------------------------------------------------ scheduled files
+
+
+def previous_month(local: datetime) -> str:
+    """The calendar month before ``local``'s, as ``YYYY-MM``."""
+    year, month = divmod(local.year * 12 + local.month - 2, 12)
+    return f"{year}-{month + 1:02d}"
+
+
+_FILE_FORMATS = ("xlsx", "json")
+
+
+def _missing(stem: Path) -> bool:
+    """True when one of ``stem``'s files is not written yet (creating the directory)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return not all(stem.with_suffix(f".{fmt}").exists() for fmt in _FILE_FORMATS)
+
+
+def _write_once(path: Path, data: bytes) -> bool:
+    """Write ``path`` unless it exists; through a temporary file and a rename, so a
+    crash never leaves a truncated file that would then count as written."""
+    if path.exists():
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+async def write_due_exports(
+    store: Store, protocols: ProtocolSet, directory: Path, now: datetime
+) -> list[Path]:
+    """Write the files due at ``now`` that are not yet in ``directory``.
+
+    From the 1st of a month (in the MMG's time zone), each MMG's previous month:
+    ``<mmg>-<YYYY-MM>.xlsx`` and ``.json``; from 1 January (once every MMG has
+    entered the new year), the previous year's export ``export-<YYYY>.xlsx`` and
+    ``.json`` — the annual transmission to the ARS, one file ready to send. A file
+    already there is never rewritten, so the task can run every hour and after every
+    restart (a day missed while the service was down is caught up).
+    """
+    written: list[Path] = []
+    years: list[int] = []
+    for proto in protocols:
+        local = now.astimezone(proto.tz)
+        years.append(local.year)
+        month = previous_month(local)
+        stem = directory / f"{proto.id}-{month}"
+        if not await asyncio.to_thread(_missing, stem):
+            continue
+        report = await month_report(store, proto.id, month)
+        for fmt in _FILE_FORMATS:
+            path = stem.with_suffix(f".{fmt}")
+            if await asyncio.to_thread(_write_once, path, report_file(report, fmt, proto.name)):
+                written.append(path)
+    if years:
+        year = min(years) - 1
+        stem = directory / f"export-{year}"
+        if await asyncio.to_thread(_missing, stem):
+            export = await annual_export(store, protocols, year, now)
+            for fmt in _FILE_FORMATS:
+                path = stem.with_suffix(f".{fmt}")
+                if await asyncio.to_thread(_write_once, path, export_file(export, fmt)):
+                    written.append(path)
+    return written
 
 
 def _settings_and_protocols(args: argparse.Namespace) -> tuple[Settings, ProtocolSet] | None:
@@ -116,7 +202,7 @@ async def _with_store(settings: Settings, work: Any) -> Any:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """``regulator report --mmg ID --month YYYY-MM [--format json|csv|md]``."""
+    """``regulator report --mmg ID --month YYYY-MM [--format json|csv|md|xlsx] [-o FILE]``."""
     loaded = _settings_and_protocols(args)
     if loaded is None:
         return 1
@@ -133,17 +219,26 @@ def run_report(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"erreur : stockage indisponible : {exc}", file=sys.stderr)
         return 1
-    if args.format == "csv":
-        sys.stdout.write(report_csv(report))
-    elif args.format == "md":
-        sys.stdout.write(report_markdown(report, proto.name))
-    else:
-        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    data = report_file(report, args.format, proto.name)
+    return _emit(data, args.format, getattr(args, "output", None), f"rapport {args.month}")
+
+
+def _emit(data: bytes, fmt: str, output: str | None, what: str) -> int:
+    """Write ``data`` to ``output``, or to stdout (never a binary workbook to a terminal)."""
+    if output:
+        Path(output).write_bytes(data)
+        print(f"{what} écrit dans {output}", file=sys.stderr)
+        return 0
+    if fmt == "xlsx":
+        print("erreur : --format xlsx demande un fichier (-o FICHIER.xlsx)", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """``regulator export --year YYYY [--format json|csv] [-o FILE]``."""
+    """``regulator export --year YYYY [--format json|csv|xlsx] [-o FILE]``."""
     loaded = _settings_and_protocols(args)
     if loaded is None:
         return 1
@@ -155,14 +250,4 @@ def run_export(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"erreur : stockage indisponible : {exc}", file=sys.stderr)
         return 1
-    text = (
-        export_csv(export)
-        if args.format == "csv"
-        else orjson.dumps(export, option=orjson.OPT_INDENT_2).decode() + "\n"
-    )
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"export {args.year} écrit dans {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _emit(export_file(export, args.format), args.format, args.output, f"export {args.year}")

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     decision_budget_ms: float = Field(default=50.0, gt=0)
     store_budget_ms: float = Field(default=150.0, gt=0)
     retention_months: int = Field(default=13, ge=1)
+    #: Directory where, from the 1st of each month, the previous month's report of each
+    #: MMG is written (XLSX and JSON), and from 1 January the previous year's export for
+    #: the ARS; a file already there is never rewritten. Unset: no files written.
+    export_dir: Path | None = None
     referral_no_show_minutes: int = Field(default=180, ge=1)
     watch_protocols: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -10,8 +10,6 @@ the convention's annex; figures the circular does not have are set apart.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -337,27 +335,24 @@ def share_text(value: float | None) -> str:
     return f"{value * 100:.1f}".replace(".", ",") + "\u00a0%"
 
 
-def report_csv(report: Mapping[str, Any]) -> str:
-    """``indicator,value`` rows (plus the French label) — same figures as the JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["indicator", "value", "label"])
-    writer.writerow(["mmg", report["mmg"], "MMG"])
-    writer.writerow(["month", report["month"], "Mois"])
-    rows = report_rows(report)
-    for key, label, value in rows[: len(INDICATORS)]:
-        writer.writerow([key, value, label])
-    ratio = report["share_regulated"]
-    writer.writerow(
-        [SHARE_REGULATED.key, "" if ratio is None else round(ratio, 4), SHARE_REGULATED.label]
-    )
-    for key, label, value in rows[len(INDICATORS) :]:
-        writer.writerow([key, value, label])
-    return out.getvalue()
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' if count > 1 else ''}"
+
+
+def _entered_markdown(report: Mapping[str, Any]) -> list[str]:
+    """The entered figures' section: "non renseigné" until a coordinator enters them."""
+    # Imported here: core.figures builds on this module's Indicator and Section.
+    from regulator.core.figures import ED_SECTION, NOT_ENTERED, entered_rows, entered_text
+
+    entered = report.get("entered")
+    if entered is None:
+        return []
+    lines = ["", f"## {ED_SECTION.title}", "", "| Indicateur | Valeur |", "| --- | ---: |"]
+    for _, label, value in entered_rows(entered):
+        lines.append(f"| {label} | {entered_text(value)} |")
+    block = entered.get("ed_passages")
+    lines.append(f"| Source | {NOT_ENTERED if block is None else block['source']} |")
+    return lines
 
 
 def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
@@ -371,6 +366,7 @@ def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
             if indicator.key == "persons_seen.other":
                 share_row = share_text(report["share_regulated"])
                 lines.append(f"| {SHARE_REGULATED.label} | {share_row} |")
+    lines += _entered_markdown(report)
     lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
     lines += [f"| {ROUTE_REPORT_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
     peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])

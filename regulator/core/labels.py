@@ -134,9 +134,9 @@ OUTCOME_PHRASES: Final[dict[Outcome, str]] = {
     Outcome.OTHER: "autre issue",
 }
 
-#: How a walk-in came (the desk's form; regulated persons arrive through a referral).
+#: How a person came (the desk's visit form, the visit's JSON).
 CHANNEL_LABELS: Final[dict[VisitChannel, str]] = {
-    VisitChannel.REGULATION: "Via la régulation de la PDS",
+    VisitChannel.REGULATION: "Adressé(e) par la régulation (15 / SAS)",
     VisitChannel.DIRECT: "Accès direct (sans régulation préalable)",
     VisitChannel.EMERGENCY_REORIENTATION: "Réorientation par un service d'urgences",
     VisitChannel.OTHER: "Autre",

@@ -44,6 +44,10 @@ Layout (``P`` is the prefix; types in brackets):
 - ``P:protocols_used`` [sorted set] ``mmg:version`` by the newest call time (µs) of a
   record naming it (``ZADD GT`` before the record is written): a version whose score is
   before the retention cutoff is named by no call record left once calls are purged.
+- ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:
+  ED passages of a month, costs of a year) as JSON, with who entered them and when.
+- ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
+  (the audit: the previous value of an entry is the revision before it).
 """
 
 from __future__ import annotations
@@ -116,6 +120,12 @@ class Keys:
 
     def protocol_versions_used(self) -> str:
         return f"{self.prefix}:protocols_used"
+
+    def figures(self, mmg: str, kind: str, period: str) -> str:
+        return f"{self.prefix}:figures:{mmg}:{kind}:{period}"
+
+    def figures_history(self, mmg: str, kind: str, period: str) -> str:
+        return f"{self.prefix}:figures_history:{mmg}:{kind}:{period}"
 
     def pattern(self) -> str:
         """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""

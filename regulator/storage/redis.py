@@ -85,6 +85,7 @@ from regulator.core.models import (
 from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.figures import RedisFigures
 from regulator.storage.keys import Keys
 
 log = get_logger(__name__)
@@ -437,7 +438,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-class RedisStore:
+class RedisStore(RedisFigures):
     """:class:`regulator.ports.Store` on Redis (one server, Sentinel or a hash-tagged Cluster)."""
 
     name = "redis"

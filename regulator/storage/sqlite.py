@@ -48,6 +48,7 @@ from regulator.core.models import (
 from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
+from regulator.storage.figures import FIGURES_SCHEMA, SqliteFigures
 from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
@@ -252,7 +253,7 @@ def _add(counters: Counters, mmg: str, month: str, deltas: dict[str, int]) -> No
         counters[slot] = counters.get(slot, 0) + delta
 
 
-class SqliteStore:
+class SqliteStore(SqliteFigures):
     """:class:`regulator.ports.Store` on a local SQLite file."""
 
     name = "sqlite"
@@ -298,7 +299,7 @@ class SqliteStore:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(_SCHEMA)
+            await conn.executescript(_SCHEMA + FIGURES_SCHEMA)
             await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()

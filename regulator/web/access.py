@@ -86,6 +86,7 @@ class Permission(Enum):
     CANCEL = "cancel"  # cancel a referral: its regulator or the desk
     VISITS = "visits"  # read a month's visits: the desk or whoever reads the reports
     PROTOCOL = "protocol"  # the usage protocol, its plan and its history: the report readers
+    FIGURES = "figures"  # figures entered by hand (ED passages, costs): coordinators
 
     def allows(self, who: Principal, mmg: str) -> bool:
         match self:
@@ -103,6 +104,8 @@ class Permission(Enum):
                 return who.can_desk(mmg) or who.can_report(mmg)
             case Permission.PROTOCOL:
                 return who.can_report(mmg)
+            case Permission.FIGURES:
+                return who.can_enter_figures() and who.can_report(mmg)
 
     def what(self, proto: Protocol) -> str:
         """The thing refused, completing "ne donne pas accès …"."""
@@ -121,6 +124,8 @@ class Permission(Enum):
                 return f"aux passages de « {proto.name} »"
             case Permission.PROTOCOL:
                 return f"au protocole de « {proto.name} »"
+            case Permission.FIGURES:
+                return f"aux données déclarées de « {proto.name} » (rôle coordinator)"
 
 
 def require_mmg(

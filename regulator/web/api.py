@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
 
-from regulator.core.indicators import build_report, report_csv, report_markdown, valid_month
-from regulator.errors import BadRequest
+from regulator.core.indicators import valid_month
+from regulator.errors import BadRequest, Forbidden
+from regulator.exports import XLSX_MEDIA_TYPE
 from regulator.ports import StoreError
+from regulator.reporting import annual_export, export_file, month_report, report_file
 from regulator.web import keys
 
 # Re-exported: authentication and CSRF moved to access.py, beside require_mmg.
@@ -59,8 +62,35 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+#: Media type of each downloadable format.
+_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "xlsx": XLSX_MEDIA_TYPE,
+}
+
+
+def _format(request: web.Request, allowed: tuple[str, ...]) -> str:
+    fmt = request.query.get("format", "json")
+    if fmt not in allowed:
+        raise BadRequest(
+            f"Format inconnu {fmt!r} : {', '.join(allowed[:-1])} ou {allowed[-1]}.",
+            field="format",
+            value=fmt,
+        )
+    return fmt
+
+
+def _download(data: bytes, fmt: str, filename: str) -> web.Response:
+    headers = {"Content-Type": _MEDIA_TYPES[fmt]}
+    if fmt in ("csv", "xlsx"):
+        headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
+    return web.Response(body=data, headers=headers)
+
+
 async def monthly_report(request: web.Request) -> web.StreamResponse:
-    """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md``)."""
+    """``GET /api/v1/reports/{mmg}/{YYYY-MM}`` (``?format=csv|md|xlsx``)."""
     _, proto = require_mmg(request, Permission.REPORT)
     mmg = proto.id
     month = request.match_info["month"]
@@ -70,25 +100,39 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
             field="month",
             value=month,
         )
-    fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv", "md"):
-        raise BadRequest(f"Format inconnu {fmt!r} : json, csv ou md.", field="format", value=fmt)
-    store = request.config_dict[keys.STORE]
-    counters = await store.call_counters(mmg, month)
-    visits = await store.visits(mmg, month)
-    report = build_report(mmg, month, counters, visits)
-    if fmt == "csv":
-        return web.Response(
-            text=report_csv(report),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{mmg}-{month}.csv"'},
+    fmt = _format(request, ("json", "csv", "md", "xlsx"))
+    report = await month_report(request.config_dict[keys.STORE], mmg, month)
+    if fmt == "json":
+        return json_response(report)
+    # Off the event loop: building a workbook takes tens of milliseconds, webhooks wait.
+    data = await asyncio.to_thread(report_file, report, fmt, proto.name)
+    return _download(data, fmt, f"{mmg}-{month}")
+
+
+async def yearly_export(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/exports/{YYYY}`` (``?format=json|csv|xlsx``): every MMG's year,
+    for the ARS; coordinators only (it spans every MMG)."""
+    who = principal(request)
+    if not who.can_export():
+        raise Forbidden(
+            f"Le jeton « {who.name} » ne donne pas accès à l'export annuel (rôle coordinator)."
         )
-    if fmt == "md":
-        return web.Response(
-            text=report_markdown(report, proto.name), content_type="text/markdown", charset="utf-8"
+    text = request.match_info["year"]
+    if not (re.fullmatch(r"[0-9]{4}", text) and int(text) >= 2000):
+        raise BadRequest(
+            f"Année invalide {text!r} : format attendu AAAA.", field="year", value=text
         )
-    return json_response(report)
+    fmt = _format(request, ("json", "csv", "xlsx"))
+    export = await annual_export(
+        request.config_dict[keys.STORE],
+        request.config_dict[keys.PROTOCOLS].current,
+        int(text),
+        request.config_dict[keys.CLOCK].now(),
+    )
+    if fmt == "json":
+        return json_response(export)
+    data = await asyncio.to_thread(export_file, export, fmt)
+    return _download(data, fmt, f"export-{text}")
 
 
 __all__ = [
@@ -100,6 +144,7 @@ __all__ = [
     "principal",
     "protocol_history",
     "readyz",
+    "yearly_export",
 ]
 
 

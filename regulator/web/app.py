@@ -131,6 +131,43 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+#: How often the export task looks for due files (a file is written within the hour).
+EXPORT_CHECK_S = 3600.0
+
+
+async def _exports_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Write the monthly reports and the annual export due (REGULATOR_EXPORT_DIR), hourly.
+
+    Several replicas may write the same directory: each file is written through a
+    rename and never rewritten, so they only repeat a little work.
+    """
+    directory = app[keys.SETTINGS].export_dir
+    if directory is None:
+        yield
+        return
+
+    async def write_hourly() -> None:
+        from regulator.reporting import write_due_exports
+
+        while True:
+            try:
+                written = await write_due_exports(
+                    app[keys.STORE], app[keys.PROTOCOLS].current, directory, app[keys.CLOCK].now()
+                )
+                for path in written:
+                    log.info("export_written", path=str(path))
+            except Exception as exc:  # retried within the hour; never stops the service
+                app[keys.METRICS].storage_errors.labels(op="export").inc()
+                log.warning("export_failed", error=str(exc))
+            await asyncio.sleep(EXPORT_CHECK_S)
+
+    task = asyncio.create_task(write_hourly())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _on_shutdown(app: web.Application) -> None:
     # Readiness turns false first so load balancers stop sending new work.
     app[keys.LIFECYCLE].shutting_down = True
@@ -207,6 +244,7 @@ def create_app(
     app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(no_show_sweeper)
     app.cleanup_ctx.append(interconnect_ctx)
+    app.cleanup_ctx.append(_exports_ctx)
     app.on_shutdown.append(_on_shutdown)
     routes.mount(app)
     return app

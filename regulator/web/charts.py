@@ -73,8 +73,11 @@ class LegendItem:
 
 @dataclass(frozen=True, slots=True)
 class HoursChart:
-    """Calls per local hour, stacked by day type."""
+    """Calls (or persons seen) per local hour, stacked by day type."""
 
+    chart_id: str
+    title: str
+    empty_text: str
     width: int
     height: int
     left: int
@@ -98,8 +101,29 @@ class HoursChart:
         return self.total == 0
 
 
-def hours_chart(peaks: Mapping[str, Sequence[int]], unit: str = "appel") -> HoursChart:
-    """Stacked bars of ``peaks`` (day type → 24 counts), scaled to a round axis maximum."""
+#: (unit, its plural, chart title, text of an empty month) of each kind of peaks.
+HOURS_KINDS: dict[str, tuple[str, str, str, str]] = {
+    "calls": (
+        "appel",
+        "appels",
+        "Appels reçus par heure de la journée et par type de jour",
+        "Aucun appel ce mois-ci",
+    ),
+    "visits": (
+        "personne vue",
+        "personnes vues",
+        "Personnes vues en consultation par heure d'arrivée et par type de jour",
+        "Aucune personne vue ce mois-ci",
+    ),
+}
+
+
+def hours_chart(peaks: Mapping[str, Sequence[int]], kind: str = "calls") -> HoursChart:
+    """Stacked bars of ``peaks`` (day type → 24 counts), scaled to a round axis maximum.
+
+    ``kind`` is the report's ``peaks`` key: ``calls`` or ``visits`` (patient flow,
+    the circular's "pics d'activité" for the safety of the reception)."""
+    unit, plural_unit, chart_title, empty_text = HOURS_KINDS[kind]
     width, height = 760, 320
     left, right, top, bottom = 48, 12, 16, 84
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -123,10 +147,9 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], unit: str = "appel") -> Hour
                 continue
             h = count / axis_top * plot_h
             base -= h
-            plural = "s" if count > 1 else ""
             title = (
                 f"{hour:02d} h — {DAY_TYPE_PLURALS[day_type]} : "
-                f"{french_number(count)} {unit}{plural}"
+                f"{french_number(count)} {plural_unit if count > 1 else unit}"
             )
             bars.append(Bar(day_type.value, x, base, bar_w, h, title))
         ticks.append(Tick(x + bar_w / 2, str(hour)))
@@ -141,6 +164,9 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], unit: str = "appel") -> Hour
         tuple((f"{h:02d} h", (*(peaks[d][h] for d in order), totals[h])) for h in range(24)),
     )
     return HoursChart(
+        chart_id=kind,
+        title=chart_title,
+        empty_text=empty_text,
         width=width,
         height=height,
         left=left,

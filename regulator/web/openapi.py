@@ -18,7 +18,7 @@ from regulator.web.middlewares import json_response
 from regulator.web.responses import ErrorOut
 
 if TYPE_CHECKING:
-    from regulator.web.routes import Doc, Endpoint
+    from regulator.web.endpoints import Doc, Endpoint
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_TEXTS = {

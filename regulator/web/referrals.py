@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import orjson
 from aiohttp import web
-from pydantic import BaseModel
 
 from regulator.core.indicators import local_facts, valid_month
 from regulator.core.models import Referral, ReferralStatus, Visit, VisitChannel
@@ -32,6 +29,7 @@ from regulator.logs import get_logger
 from regulator.ports import IdempotencyMismatch
 from regulator.web import keys
 from regulator.web.access import Permission, principal, require_mmg
+from regulator.web.idempotency import request_fingerprint, reused_key
 from regulator.web.middlewares import json_response
 from regulator.web.schemas import (
     OutcomeIn,
@@ -70,52 +68,6 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _flatten(value: object, path: str, out: dict[str, object]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(item, f"{path}.{key}" if path else str(key), out)
-    elif isinstance(value, datetime):
-        out[path] = value.astimezone(UTC).isoformat()  # one instant, whatever the offset
-    else:
-        out[path] = value
-
-
-def request_fingerprint(body: BaseModel) -> str:
-    """What an Idempotency-Key remembers of the request it was first sent with: one
-    short hash per field of the validated body (so a reuse can say which fields
-    differ, as Stripe does, without keeping a second copy of the personal data)."""
-    fields: dict[str, object] = {}
-    _flatten(body.model_dump(), "", fields)
-    digests = {
-        name: hashlib.sha256(orjson.dumps(value, default=str)).hexdigest()[:16]
-        for name, value in fields.items()
-    }
-    return orjson.dumps(digests, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def differing_fields(first: str, again: str) -> list[str]:
-    """The fields whose values differ between two :func:`request_fingerprint`."""
-    try:
-        a, b = orjson.loads(first), orjson.loads(again)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(a, dict) or not isinstance(b, dict):
-        return []
-    return sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
-
-
-def _reused_key(exc: IdempotencyMismatch, fingerprint: str, what: str) -> Conflict:
-    fields = differing_fields(exc.fingerprint, fingerprint)
-    listed = ", ".join(fields) if fields else "corps de la requête"
-    return Conflict(
-        f"Cette clé Idempotency-Key a déjà servi pour {what} avec d'autres valeurs "
-        f"(champs différents : {listed}) ; rien n'a été modifié. Pour corriger, "
-        "utilisez une nouvelle clé.",
-        id=exc.existing_id,
-        fields=fields,
-    )
-
-
 def _notify(events: Events, ref: Referral) -> None:
     events.publish(ReferralChanged(ref, _EVENT_NAMES[ref.status]))
 
@@ -146,7 +98,7 @@ async def create_referral(request: web.Request) -> web.Response:
         store = request.config_dict[keys.STORE]
         stored, created = await store.create_referral(ref, scoped, fingerprint)
     except IdempotencyMismatch as exc:
-        raise _reused_key(exc, fingerprint, "une orientation") from None
+        raise reused_key(exc, fingerprint, "une orientation") from None
     if created:
         _notify(request.config_dict[keys.EVENTS], stored)
     elif (stored.mmg, stored.case_id, stored.patient_display_name) != (
@@ -307,9 +259,20 @@ async def create_visit(request: web.Request) -> web.Response:
         )
     if not closed and not who.can_desk(proto.id):
         raise Forbidden(f"Le jeton « {who.name} » n'est pas celui de l'accueil de {proto.id}.")
+    channel = VisitChannel(body.channel)
+    if body.case_id is not None and channel is not VisitChannel.REGULATION:
+        raise Unprocessable(
+            "Le numéro de dossier de régulation ne concerne que les patients adressés "
+            "par la régulation.",
+            errors=[
+                {"field": "case_id", "value": body.case_id, "message": "réservé à la régulation"}
+            ],
+        )
     visit = make_visit(
         proto,
-        channel=VisitChannel(body.channel),
+        channel=channel,
+        case_id=body.case_id,
+        tiers_payant=body.tiers_payant,
         at=at,
         outcome=body.outcome,
         acts=body.acts,
@@ -322,7 +285,7 @@ async def create_visit(request: web.Request) -> web.Response:
         store = request.config_dict[keys.STORE]
         stored, created = await store.add_visit(visit, scoped, fingerprint)
     except IdempotencyMismatch as exc:
-        raise _reused_key(exc, fingerprint, "un passage") from None
+        raise reused_key(exc, fingerprint, "un passage") from None
     if created and closed:
         log.warning(
             "audit_visit_in_closed_month",

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from regulator.core.labels import OUTCOME_PHRASES, STATUS_LABELS
+from regulator.core.labels import CHANNEL_LABELS, OUTCOME_PHRASES, STATUS_LABELS
 from regulator.core.models import Referral, Visit
+from regulator.core.referrals import is_regulated, tiers_payant_rule
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -49,6 +50,7 @@ class ReferralOut(_Out):
     urgency: str | None
     expected_at: str | None
     tiers_payant: bool
+    tiers_payant_reason: str
     note: str
     outcome: str | None
     outcome_label: str | None
@@ -76,6 +78,8 @@ class ReferralOut(_Out):
             urgency=ref.urgency,
             expected_at=_iso(ref.expected_at),
             tiers_payant=ref.tiers_payant,
+            # A referral is regulated access by definition: the reason of the value.
+            tiers_payant_reason=tiers_payant_rule(True, ref.tiers_payant).reason,
             note=ref.note,
             outcome=ref.outcome.value if ref.outcome else None,
             outcome_label=OUTCOME_PHRASES[ref.outcome] if ref.outcome else None,
@@ -109,6 +113,8 @@ class VisitOut(_Out):
     referral_id: str | None
     case_id: str | None
     tiers_payant: bool
+    channel_label: str
+    tiers_payant_reason: str
 
     @classmethod
     def of(cls, visit: Visit) -> VisitOut:
@@ -127,6 +133,10 @@ class VisitOut(_Out):
             referral_id=visit.referral_id,
             case_id=visit.case_id,
             tiers_payant=visit.tiers_payant,
+            channel_label=CHANNEL_LABELS[visit.channel],
+            tiers_payant_reason=tiers_payant_rule(
+                is_regulated(visit.channel), visit.tiers_payant
+            ).reason,
         )
 
 

@@ -15,14 +15,13 @@ The OpenAPI document of ``/api/v1`` is generated from the same table
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from regulator.web import api, consoles, interconnect, keys, referrals, sse
+from regulator.web import api, consoles, figures, interconnect, keys, referrals, sse
+from regulator.web.endpoints import Doc, Endpoint, Param
 from regulator.web.hooks import HOOK_ROUTES, Hooks
 from regulator.web.middlewares import (
     TokenBuckets,
@@ -46,61 +45,9 @@ from regulator.web.responses import (
 )
 from regulator.web.schemas import OutcomeIn, ReferralIn, VisitIn
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 HOOKS_PREFIX: Final = "/hooks"
 API_PREFIX: Final = "/api/v1"
 CONSOLE_PREFIX: Final = "/console"
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One documented parameter (OpenAPI ``parameters``)."""
-
-    name: str
-    where: str  # "path", "query" or "header"
-    schema: Mapping[str, Any]
-    required: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Doc:
-    """What the OpenAPI document says of one operation.
-
-    ``path``: the documented path when it is not the route's (one route, several
-    documented actions: ``/api/v1/referrals/{id}/{action}``). ``response``: the model
-    of the success body (None: ``content`` says what it is). ``errors``: the error
-    statuses it answers with the ``Error`` body. ``also``: other answers (status →
-    description).
-    """
-
-    summary: str
-    ok: int = 200
-    response: type[BaseModel] | None = None
-    content: str = "application/json"
-    body: type[BaseModel] | None = None
-    params: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = ()
-    also: Mapping[int, str] = field(default_factory=dict)
-    path: str | None = None
-    public: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One route: ``path`` is the full path as clients call it.
-
-    ``public``: served without a token or session (others answer 401, or send a
-    console page to the sign-in form). ``json``: a console route whose errors are JSON
-    (it is fetched by a page's script). ``docs``: its OpenAPI operations.
-    """
-
-    method: str
-    path: str
-    handler: Handler
-    public: bool = False
-    json: bool = False
-    docs: tuple[Doc, ...] = ()
 
 
 # ----------------------------------------------------------------- parameters
@@ -114,6 +61,9 @@ _MMG = Param("mmg", "path", {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,
 _MONTH = Param("month", "path", _MONTH_SCHEMA, True)
 _ID = Param("id", "path", {"type": "string", "maxLength": 64}, True)
 _TARGET = Param("target", "query", {"type": "string"})
+_PERIOD = Param(
+    "period", "path", {"type": "string", "pattern": "^[0-9]{4}(-(0[1-9]|1[0-2]))?$"}, True
+)
 
 
 def _transition(action: str, summary: str, body: type[BaseModel] | None = None) -> Doc:
@@ -152,10 +102,54 @@ API: Final[tuple[Endpoint, ...]] = (
                 params=(
                     _MMG,
                     _MONTH,
-                    Param("format", "query", {"type": "string", "enum": ["json", "csv", "md"]}),
+                    Param(
+                        "format", "query", {"type": "string", "enum": ["json", "csv", "md", "xlsx"]}
+                    ),
                 ),
                 errors=(400, 401, 403, 404),
                 also={200: "text/csv (format=csv) ou text/markdown (format=md)"},
+            ),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/exports/{year}",
+        api.yearly_export,
+        docs=(
+            Doc(
+                "Export annuel pour l'ARS (toutes les MMG : 12 mois, total, part régulée)",
+                params=(
+                    Param("year", "path", {"type": "string", "pattern": "^[0-9]{4}$"}, True),
+                    Param("format", "query", {"type": "string", "enum": ["json", "csv", "xlsx"]}),
+                ),
+                errors=(400, 401, 403),
+                also={200: "text/csv (format=csv) ou classeur XLSX (format=xlsx)"},
+            ),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/figures/{mmg}/{period}",
+        figures.get_figures,
+        docs=(
+            Doc(
+                "Données déclarées (passages aux urgences d'un mois, coûts d'une année)",
+                params=(_MMG, _PERIOD),
+                errors=(400, 401, 403, 404),
+            ),
+        ),
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/figures/{mmg}/{period}",
+        figures.put_figures,
+        docs=(
+            Doc(
+                "Saisir ou corriger des données déclarées (auditées : qui, quand, valeur "
+                "précédente)",
+                params=(_MMG, _PERIOD),
+                errors=(400, 401, 403, 404, 422),
+                also={201: "première saisie"},
             ),
         ),
     ),

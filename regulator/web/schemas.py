@@ -71,7 +71,8 @@ class ReferralIn(_In):
     reason: ShortText | None = None
     urgency: Literal["P0", "P1", "P2", "P3"] | None = None
     expected_at: AwareDatetime | None = None
-    tiers_payant: bool = False
+    #: Left out (or null): the circular's rule decides — regulated access, tiers payant.
+    tiers_payant: bool | None = None
     note: Annotated[str, Field(max_length=500), BeforeValidator(_text_block)] = ""
 
 
@@ -83,10 +84,18 @@ class OutcomeIn(_In):
 
 
 class VisitIn(_In):
-    """``POST /api/v1/visits``: a person seen without a regulated referral."""
+    """``POST /api/v1/visits``: a person seen without a referral in this system.
+
+    ``regulation``: sent by centre 15 / SAS whose referral is not here (the regulator
+    used their own software); ``case_id`` is then the regulation's case number, so a
+    case is counted once even if its referral arrives here too.
+    """
 
     mmg: Annotated[str, Field(min_length=1, max_length=63)]
-    channel: Literal["direct", "emergency_reorientation", "other"]
+    channel: Literal["regulation", "direct", "emergency_reorientation", "other"]
+    case_id: Annotated[str, Field(min_length=1, max_length=64), Printable] | None = None
+    #: Left out (or null): the circular's rule decides (``tiers_payant_rule``).
+    tiers_payant: bool | None = None
     outcome: Outcome
     acts: Annotated[int, Field(ge=0, le=20)] = 1
     at: AwareDatetime | None = None

@@ -57,6 +57,7 @@ CHROMIUM_ARGS = [
 NOW = datetime(2026, 11, 24, 21, 0, tzinfo=ZoneInfo("Europe/Paris"))
 REGULATOR_TOKEN = "e2e-token-regulateur-samu30"
 DESK_TOKEN = "e2e-token-accueil-nimes"
+COORDINATOR_TOKEN = "e2e-token-coordination-ars"
 GENERIC_SECRET = "e2e-generic-secret"
 NIMES = "+33466123456"
 METZ = "+33387551234"
@@ -93,7 +94,9 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(
         f'- {{name: samu30-poste1, sha256: "{hash_token(REGULATOR_TOKEN)}", roles: [regulator]}}\n'
-        f'- {{name: accueil-nimes, sha256: "{hash_token(DESK_TOKEN)}", roles: ["desk:nimes"]}}\n',
+        f'- {{name: accueil-nimes, sha256: "{hash_token(DESK_TOKEN)}", roles: ["desk:nimes"]}}\n'
+        f'- {{name: ars-occitanie, sha256: "{hash_token(COORDINATOR_TOKEN)}", '
+        "roles: [coordinator]}\n",
         encoding="utf-8",
     )
     settings = Settings(
@@ -263,7 +266,8 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await reg.locator("#f-reason").fill("fièvre depuis 3 jours")
             await reg.locator("#f-urgency").select_option("P2")
             await reg.locator("#f-expected_at").fill("2026-11-24T21:30")
-            await reg.locator("#f-tiers_payant").check()
+            # Regulated access: tiers payant is already ticked (the circular's rule).
+            await expect(reg.locator("#f-tiers_payant")).to_be_checked()
             started = time.monotonic()
             await form.get_by_role("button", name="Envoyer l'orientation").click()
             card = desk.locator('#incoming li[data-case="DRFR15030000042"]')
@@ -273,6 +277,9 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await expect(desk.locator("#alert")).to_be_visible()
             await expect(desk.locator("#alert")).to_contain_text("Nouvelle orientation régulée")
             await expect(card).to_contain_text("21:30")  # expected time, MMG local time
+            await expect(card).to_contain_text(
+                "Tiers payantoui (accès régulé par le centre 15 / SAS : tiers payant)"
+            )
             assert int(await desk.evaluate("document.body.dataset.beeps || '0'")) >= 2
             await expect(reg.locator("#f-display_name")).to_have_value("")  # form reset
 
@@ -300,8 +307,22 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await visit.get_by_label("Tranche d'âge").select_option("2-17")
             await visit.get_by_label("Motif de consultation").fill("otite")
             await visit.get_by_role("button", name="Enregistrer le passage").click()
-            await expect(desk.locator("#visit-form-status")).to_have_text("Passage enregistré.")
+            await expect(desk.locator("#visit-form-status")).to_have_text(
+                "Passage enregistré — tiers payant : non "
+                "(accès direct (hors régulation préalable) : pas de tiers payant)."
+            )
             await expect(desk.locator('[data-counter="visits_today"]')).to_have_text("2")
+            # A person sent by centre 15 whose referral is not in this system.
+            await visit.get_by_label("Mode d'accès").select_option("regulation")
+            await visit.get_by_label("Numéro de dossier de régulation").fill("LRM-2026-0042")
+            await visit.get_by_label("Issue de la consultation").select_option("home")
+            await visit.get_by_role("button", name="Enregistrer le passage").click()
+            await expect(desk.locator("#visit-form-status")).to_have_text(
+                "Passage enregistré — tiers payant : oui "
+                "(accès régulé par le centre 15 / SAS : tiers payant)."
+            )
+            await expect(desk.locator('[data-counter="visits_today"]')).to_have_text("3")
+            await expect(desk.locator('[data-counter="via_regulation_today"]')).to_have_text("2")
             await expect(desk.locator("#alert")).to_be_hidden()  # nothing left pending
 
             await reg.locator("#f-case_id").fill("DRFR15030000043")
@@ -338,8 +359,13 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await reports.goto(f"{base}/console/reports/nimes?month=2026-11")
             await expect(reports.locator("h1")).to_contain_text("Indicateurs")
             seen = reports.locator('tr[data-indicator="persons_seen.total"] td')
-            await expect(seen).to_have_text("2")
-            await expect(reports.locator("svg.chart-svg")).to_have_count(2)
+            await expect(seen).to_have_text("3")
+            via = reports.locator('tr[data-indicator="persons_seen.via_regulation"] td')
+            await expect(via).to_have_text("2")
+            await expect(reports.locator("svg.chart-svg")).to_have_count(3)
+            await expect(reports.locator("#chart-visits rect.s-weekday > title")).to_have_text(
+                "21 h — jours de semaine : 3 personnes vues"
+            )
             await reports.screenshot(path=ARTIFACTS / "reports.png", full_page=True)
 
             assert problems == [], problems
@@ -350,6 +376,51 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for name in ("regulation.png", "desk.png", "reports.png"):
             shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+
+
+async def test_a_coordinator_enters_the_ed_passages_and_the_report_shows_them(
+    service: Service,
+) -> None:
+    executable = _chromium()
+    base = service.url
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            ctx = await browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
+            page = await ctx.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"{base}/console/login")
+            await page.get_by_label("Jeton d'accès").fill(COORDINATOR_TOKEN)
+            await page.get_by_role("button", name="Se connecter").click()
+            await page.goto(f"{base}/console/reports/nimes?month=2026-11")
+            before = page.locator(
+                '#entered-figures tr[data-indicator="entered.ed_passages.before_midnight"] td'
+            )
+            await expect(before).to_have_text("non renseigné")
+            form = page.locator("#ed-form")
+            # The source is required: the API's French message lands next to the field.
+            await form.get_by_label("Nombre de passages aux urgences avant minuit").fill("412")
+            await form.get_by_label("Nombre de passages aux urgences après minuit").fill("97")
+            await form.get_by_role("button", name="Enregistrer les passages").click()
+            await expect(page.locator("#ed-source-error")).to_be_visible()
+            await form.get_by_label("Source").fill("RPU du CHU de Nîmes")
+            await form.get_by_role("button", name="Enregistrer les passages").click()
+            await expect(before).to_have_text("412")  # the page reloaded with the entry
+            source = page.locator(
+                '#entered-figures tr[data-indicator="entered.ed_passages.source"] td'
+            )
+            await expect(source).to_have_text("RPU du CHU de Nîmes")
+            await expect(page.locator("#ed-before_midnight")).to_have_value("412")
+            costs = page.locator("#costs-form")
+            await costs.get_by_label("Personnel").fill("51000")
+            await costs.get_by_role("button", name="Enregistrer les coûts").click()
+            await expect(page.locator("#cost-equipment-error")).to_be_visible()  # all six
+            assert problems == [], problems
+        finally:
+            await browser.close()
 
 
 async def test_protocol_page_shows_the_next_fortnight_and_the_history(service: Service) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from regulator.core.labels import month_label
 from regulator.protocols import load_protocols
 from tests.faults.conftest import (
     FaultCounts,
@@ -155,7 +156,8 @@ def test_report_and_export_cli_read_what_the_service_recorded(
         timeout=60,
         text=True,
     )
-    assert "calls_received,25," in csv.stdout
+    # French spreadsheet conventions: ";" between label, value and key.
+    assert "Nombre d'appels reçus à la MMG par mois;25;calls_received" in csv.stdout
     out = Path(service.workdir) / "export.csv"
     year = month[:4]
     subprocess.run(
@@ -177,8 +179,11 @@ def test_report_and_export_cli_read_what_the_service_recorded(
         check=True,
         timeout=60,
     )
-    lines = out.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 1 + 12  # header + 12 months of the one MMG served here
-    row = next(line for line in lines if line.startswith(f"nimes,{month},"))
-    header = lines[0].split(",")
-    assert row.split(",")[header.index("calls_received")] == "25"
+    lines = out.read_text(encoding="utf-8-sig").splitlines()
+    assert len(lines) == 1 + 12 + 1  # header, 12 months of the one MMG served here, total
+    row = next(line for line in lines if line.startswith(f"nimes;{month_label(month)};"))
+    header = lines[0].split(";")
+    column = header.index("Nombre d'appels reçus à la MMG par mois")
+    assert row.split(";")[column] == "25"
+    assert lines[-1].split(";")[:2] == ["nimes", f"Total {year}"]
+    assert lines[-1].split(";")[column] == "25"

@@ -11,19 +11,23 @@ under test.
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import holidays
+import openpyxl
 import pytest
 import pytest_asyncio
 
 from regulator.core.models import Outcome, VisitChannel
 from regulator.core.referrals import make_visit
+from regulator.exports import XLSX_MEDIA_TYPE
 from regulator.ports import FixedClock, Store
 from regulator.reporting import annual_export
 from regulator.web import keys
@@ -357,15 +361,103 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
     assert sum(outcomes.values()) == persons["total"]
     assert data["share_regulated"] == pytest.approx(persons["via_regulation"] / persons["total"])
     assert 0 < data["share_regulated"] < 1
-    # CSV has the same figures.
+    # CSV has the same figures, in French spreadsheet conventions.
     resp = await client.get(
         "/api/v1/reports/nimes/2026-05?format=csv", headers=bearer("coordinator")
     )
-    rows = dict(line.split(",", 2)[:2] for line in (await resp.text()).splitlines()[1:])
+    raw = await resp.read()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads the accents right
+    lines = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert lines[0] == ["Indicateur", "Valeur", "Clé"]
+    rows = {key: value for _, value, key in lines[1:]}
+    assert rows["month"] == "mai 2026"
     assert rows["calls_received"] == "300"
     assert rows["persons_seen.total"] == str(persons["total"])
     assert rows["outcome_missing"] == str(outcomes["missing"])
-    assert float(rows["share_regulated"]) == pytest.approx(data["share_regulated"], abs=1e-4)
+    percent = float(rows["share_regulated"].replace(",", "."))
+    assert "," in rows["share_regulated"]
+    assert percent == pytest.approx(100 * data["share_regulated"], abs=0.01)
+    # The workbook, read back with openpyxl, cell by cell against the JSON.
+    resp = await client.get(
+        "/api/v1/reports/nimes/2026-05?format=xlsx", headers=bearer("coordinator")
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == XLSX_MEDIA_TYPE
+    assert 'filename="nimes-2026-05.xlsx"' in resp.headers["Content-Disposition"]
+    assert_month_workbook(await resp.read(), data)
+
+
+def dotted(report: Mapping[str, Any], key: str) -> Any:
+    """The JSON value of a row key (``persons_seen.total``, ``calls_by_hour.07``)."""
+    value: Any = report
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def share_cell(value: float | None) -> Any:
+    return "non calculable" if value is None else value
+
+
+def expected_cell(report: Mapping[str, Any], key: str) -> Any:
+    """What a workbook cell of ``key`` must hold for this JSON report (month or totals)."""
+    if key == "share_regulated":
+        return share_cell(report["share_regulated"])
+    if key.startswith("entered."):
+        _, kind, name = key.split(".")
+        block = report["entered"][kind]
+        return "non renseigné" if block is None or block[name] is None else block[name]
+    return dotted(report, key)
+
+
+def expected_total(totals: Mapping[str, Any], key: str) -> Any:
+    value = totals[key]
+    if key == "share_regulated":
+        return share_cell(value)
+    return "non renseigné" if value is None else value
+
+
+def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
+    """Every keyed row of sheet "Indicateurs" holds the JSON's figure; every figure of
+    the JSON (its circular rows and call breakdowns) has its row; peaks likewise."""
+    book = openpyxl.load_workbook(io.BytesIO(body))
+    assert book.sheetnames == ["Indicateurs", "Pics d'activité"]
+    sheet = book["Indicateurs"]
+    assert (
+        sheet["A1"].value == "Indicateurs de suivi — Maison médicale de garde de Nîmes — mai 2026"
+    )
+    keyed: dict[str, Any] = {}
+    for label, value, key in sheet.iter_rows(min_row=4, values_only=True):
+        if key is None:
+            assert value is None and label  # a section heading
+            continue
+        keyed[str(key)] = value
+        assert value == expected_cell(data, str(key)), key
+    expected_keys = {
+        "calls_received",
+        "acts",
+        "share_regulated",
+        "outcome_missing",
+        *(f"persons_seen.{k}" for k in data["persons_seen"]),
+        *(f"calls_by_route.{k}" for k in data["calls_by_route"]),
+        *(f"calls_by_ground.{k}" for k in data["calls_by_ground"]),
+        *(f"calls_by_day_type.{k}" for k in data["calls_by_day_type"]),
+        "calls_failsafe",
+        "entered.ed_passages.before_midnight",
+        "entered.ed_passages.after_midnight",
+        "entered.ed_passages.source",
+    }
+    assert expected_keys <= set(keyed)
+    hours = {f"calls_by_hour.{h:02d}": n for h, n in enumerate(data["calls_by_hour"])}
+    assert {k: keyed[k] for k in hours} == hours
+    peaks = book["Pics d'activité"]
+    for offset, kind in ((0, "calls"), (27, "visits")):
+        header = [c.value for c in peaks[offset + 2]]
+        assert header[0] == "Heure"
+        for hour in range(24):
+            row = [c.value for c in peaks[offset + 3 + hour]]
+            assert row[0] == f"{hour:02d} h"
+            assert row[1:] == [data["peaks"][kind][d][hour] for d in data["peaks"][kind]]
 
 
 async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
@@ -389,6 +481,24 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
         )
         assert resp.status == 201
     await client.app[keys.WRITER].flush()
+    # Figures from elsewhere: ED passages for every month but December, the year's costs.
+    for month in range(1, 12):
+        resp = await client.put(
+            f"/api/v1/figures/nimes/2026-{month:02d}",
+            json={"before_midnight": 100 + month, "after_midnight": month, "source": "RPU CHU"},
+            headers=bearer("coordinator"),
+        )
+        assert resp.status == 201, await resp.text()
+    costs = {
+        "equipment": 1500.0,
+        "operation": 9800.5,
+        "staff": 52000.0,
+        "services": 3100.0,
+        "communication": 450.0,
+        "compensation": 61000.0,
+    }
+    resp = await client.put("/api/v1/figures/nimes/2026", json=costs, headers=bearer("coordinator"))
+    assert resp.status == 201, await resp.text()
     store = client.app[keys.STORE]
     export = await annual_export(store, client.app[keys.PROTOCOLS].current, 2026)
     nimes: dict[str, Any] = export["mmgs"]["nimes"]
@@ -405,8 +515,90 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
     assert [m["share_regulated"] for m in nimes["months"]] == [0.0] * 12
     assert nimes["totals"]["share_regulated"] == 0.0
     assert export["mmgs"]["metz"]["totals"]["share_regulated"] is None
-    from regulator.reporting import export_csv
+    # Entered figures: December missing, so no yearly ED total (never a partial sum).
+    totals = nimes["totals"]
+    assert nimes["months"][0]["entered"]["ed_passages"]["before_midnight"] == 101
+    assert nimes["months"][11]["entered"]["ed_passages"] is None
+    assert totals["entered.ed_passages.before_midnight"] is None
+    assert totals["entered.costs.operation"] == 9800.5
+    assert export["mmgs"]["metz"]["totals"]["entered.costs.staff"] is None
+    # Through the API (coordinators only), as JSON with labels, CSV and XLSX.
+    url = "/api/v1/exports/2026"
+    assert (await client.get(url, headers=bearer("desk"))).status == 403
+    assert (await client.get(url + "?format=pdf", headers=bearer("coordinator"))).status == 400
+    resp = await client.get(url, headers=bearer("coordinator"))
+    assert resp.status == 200
+    data: dict[str, Any] = await resp.json()
+    assert data["mmgs"]["nimes"]["totals"] == nimes["totals"]
+    assert data["labels"]["persons_seen.via_regulation"] == (
+        "Nombre de personnes venues à la MMG via la régulation de la PDS"
+    )
+    assert set(data["labels"]) == set(nimes["totals"])
 
-    lines = export_csv(export).splitlines()
-    assert sum(1 for line in lines if line.startswith("nimes,")) == 12
-    assert len(lines) == 1 + 12 * len(export["mmgs"])
+    resp = await client.get(url + "?format=csv", headers=bearer("coordinator"))
+    raw = await resp.read()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    header, *rows = csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";")
+    assert header[:3] == ["MMG", "Mois", "Nombre d'appels reçus à la MMG par mois"]
+    assert len(rows) == 13 * len(data["mmgs"])  # 12 months and the yearly total, per MMG
+    nimes_rows = [r for r in rows if r[0] == "nimes"]
+    assert [r[1] for r in nimes_rows] == [
+        "janvier 2026", "février 2026", "mars 2026", "avril 2026", "mai 2026", "juin 2026",
+        "juillet 2026", "août 2026", "septembre 2026", "octobre 2026", "novembre 2026",
+        "décembre 2026", "Total 2026",
+    ]  # fmt: skip
+    share_column = header.index("Part des personnes vues venues via la régulation de la PDS (%)")
+    calls_column = header.index("Nombre d'appels reçus à la MMG par mois")
+    assert nimes_rows[-1][calls_column] == str(nimes["totals"]["calls_received"])
+    assert nimes_rows[-1][share_column] == "0,00"
+    metz_total = next(r for r in rows if r[0] == "metz" and r[1] == "Total 2026")
+    assert metz_total[share_column] == ""  # nobody seen: no share, never 0
+    ed_column = header.index(
+        "Nombre de passages aux urgences avant minuit dans les établissements implantés"
+    )
+    staff_column = header.index("Personnel (€)")
+    assert [r[ed_column] for r in nimes_rows] == [
+        *(str(100 + m) for m in range(1, 12)),
+        "non renseigné",  # December
+        "non renseigné",  # so no yearly total
+    ]
+    assert nimes_rows[-1][staff_column] == "52000,00"
+    assert nimes_rows[0][staff_column] == ""  # the costs are the year's
+    assert metz_total[staff_column] == "non renseigné"
+
+    resp = await client.get(url + "?format=xlsx", headers=bearer("coordinator"))
+    assert resp.status == 200
+    assert 'filename="export-2026.xlsx"' in resp.headers["Content-Disposition"]
+    assert_export_workbook(await resp.read(), data)
+
+
+def assert_export_workbook(body: bytes, data: Mapping[str, Any]) -> None:
+    """Summary row per MMG = its totals; each MMG sheet: row per key, 12 months and
+    the year's total, every cell equal to the JSON's."""
+    book = openpyxl.load_workbook(io.BytesIO(body))
+    assert book.sheetnames == ["Synthèse", *data["mmgs"]]
+    summary = book["Synthèse"]
+    header = [c.value for c in summary[3]]
+    assert header[:3] == ["MMG", "Nom", "Feuille"]
+    labels = {v: k for k, v in data["labels"].items()}
+    keys = [labels[str(label)] for label in header[3:]]
+    assert set(keys) == set(data["labels"])
+    for line in summary.iter_rows(min_row=4, values_only=True):
+        mmg = data["mmgs"][line[0]]
+        assert line[1] == mmg["name"]
+        for key, value in zip(keys, line[3:], strict=True):
+            assert value == expected_total(mmg["totals"], key), key
+    for mmg_id, mmg in data["mmgs"].items():
+        sheet = book[mmg_id]
+        assert [c.value for c in sheet[3]][-2:] == ["Total 2026", "Clé"]
+        seen = set()
+        for label, *values, total, key in sheet.iter_rows(min_row=4, values_only=True):
+            seen.add(key)
+            assert label == data["labels"][key] or key == "share_regulated"
+            for month, value in zip(mmg["months"], values, strict=True):
+                if str(key).startswith("entered.costs."):
+                    assert value is None  # the cost table is the year's, not a month's
+                else:
+                    assert value == expected_cell(month, str(key)), (key, month["month"])
+            assert total == expected_total(mmg["totals"], str(key)), key
+        assert seen == set(data["labels"])

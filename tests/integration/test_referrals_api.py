@@ -222,7 +222,9 @@ async def test_visit_is_recorded_with_day_type_from_the_mmg_calendar(client: App
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"channel": "regulation"}, "channel"),
+        ({"channel": "teleconsultation"}, "channel"),
+        ({"case_id": "DRFR15030000042"}, "case_id"),  # a case number is regulation's only
+        ({"tiers_payant": "peut-être"}, "tiers_payant"),
         ({"outcome": "maison"}, "outcome"),
         ({"acts": -1}, "acts"),
         ({"at": "2099-01-01T10:00:00+01:00"}, "at"),
@@ -235,6 +237,52 @@ async def test_malformed_visit_is_422(
     resp = await client.post("/api/v1/visits", json=body, headers=bearer("desk"))
     assert resp.status == 422
     assert field in [e["field"] for e in (await resp.json())["errors"]]
+
+
+async def test_a_person_sent_by_the_regulation_without_a_referral_here_is_regulated(
+    client: AppClient,
+) -> None:
+    body = {
+        "mmg": "nimes",
+        "channel": "regulation",
+        "case_id": "LRM-2026-0042",
+        "outcome": "home",
+        "acts": 1,
+    }
+    resp = await client.post("/api/v1/visits", json=body, headers=bearer("desk"))
+    assert resp.status == 201, await resp.text()
+    visit = await resp.json()
+    assert (visit["channel"], visit["case_id"], visit["tiers_payant"]) == (
+        "regulation",
+        "LRM-2026-0042",
+        True,
+    )
+    assert visit["channel_label"] == "Adressé(e) par la régulation (15 / SAS)"
+    assert visit["tiers_payant_reason"] == "accès régulé par le centre 15 / SAS : tiers payant"
+    direct = await client.post(
+        "/api/v1/visits",
+        json={"mmg": "nimes", "channel": "direct", "outcome": "home"},
+        headers=bearer("desk"),
+    )
+    assert (await direct.json())["tiers_payant"] is False
+    report = await client.get("/api/v1/reports/nimes/2026-11", headers=bearer("coordinator"))
+    data = await report.json()
+    assert data["persons_seen"]["via_regulation"] == 1
+    assert data["share_regulated"] == 0.5
+
+
+async def test_tiers_payant_left_out_follows_the_rule_and_an_explicit_no_is_kept(
+    client: AppClient,
+) -> None:
+    body = {k: v for k, v in REFERRAL.items() if k != "tiers_payant"}
+    ref = await create(client, body)
+    assert ref["tiers_payant"] is True
+    assert ref["tiers_payant_reason"] == "accès régulé par le centre 15 / SAS : tiers payant"
+    refused = await create(client, body | {"case_id": "DRFR15030000099", "tiers_payant": False})
+    assert refused["tiers_payant"] is False
+    assert refused["tiers_payant_reason"] == (
+        "accès régulé, mais tiers payant écarté explicitement pour ce patient"
+    )
 
 
 async def test_referral_events_reach_the_live_bus(client: AppClient) -> None:

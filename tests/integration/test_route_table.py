@@ -13,7 +13,15 @@ from regulator.web import routes
 from regulator.web.hooks import HOOK_ROUTES
 from tests.support.app import AppClient, bearer
 
-SAMPLES = {"mmg": "nimes", "month": "2026-11", "id": "ref_none", "action": "ack", "tail": "x"}
+SAMPLES = {
+    "mmg": "nimes",
+    "month": "2026-11",
+    "year": "2026",
+    "period": "2026-11",
+    "id": "ref_none",
+    "action": "ack",
+    "tail": "x",
+}
 
 
 def served(app: web.Application) -> Iterator[tuple[str, str, web.AbstractResource]]:

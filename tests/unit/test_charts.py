@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -148,6 +149,24 @@ def test_empty_month_draws_no_bar_and_says_so(charts: Any) -> None:
     assert "Aucun appel ce mois-ci" in markup
     assert '<rect class="s-weekday" x' in markup  # the legend is still drawn
     assert len(tables_of(markup)[0]) == 1 + 24  # and the table still lists every hour
+
+
+def test_patient_flow_chart_counts_persons_seen_with_its_own_words_and_ids(
+    charts: Any,
+) -> None:
+    chart = hours_chart(peaks(saturday={14: 1}, holiday={10: 3}), "visits")
+    assert sorted(b.title for b in chart.bars) == [
+        "10 h — jours fériés : 3 personnes vues",
+        "14 h — samedis : 1 personne vue",
+    ]
+    assert chart.total == 4 and chart.axis_top >= 3  # scaled on the busiest hour (3)
+    markup = str(charts.hours_chart(chart))
+    assert 'aria-labelledby="chart-visits-title chart-visits-desc"' in markup
+    assert "Personnes vues en consultation par heure d'arrivée" in html.unescape(markup)
+    empty = str(charts.hours_chart(hours_chart(peaks(), "visits")))
+    assert "Aucune personne vue ce mois-ci" in empty
+    calls = str(charts.hours_chart(hours_chart(peaks(), "calls")))
+    assert 'id="chart-calls-title"' in calls  # two charts on one page: distinct ids
 
 
 def test_channel_bars_scale_on_the_largest_channel() -> None:

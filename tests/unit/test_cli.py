@@ -304,8 +304,12 @@ def test_report_csv_and_markdown_show_the_share_and_the_missing_outcome(
     stored_month: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv_text = _report(capsys, "csv")
-    assert "share_regulated,0.5,Part des personnes vues venues via la régulation" in csv_text
-    assert "outcome_missing,1,Nombre de consultations dont l'issue n'est pas renseignée" in (
+    assert csv_text.startswith("\ufeffIndicateur;Valeur;Clé")
+    assert (
+        "Part des personnes vues venues via la régulation de la PDS (%);50,00;share_regulated"
+        in csv_text
+    )
+    assert "Nombre de consultations dont l'issue n'est pas renseignée;1;outcome_missing" in (
         csv_text
     )
     md = _report(capsys, "md")
@@ -324,12 +328,38 @@ def test_export_has_the_years_share_regulated(
     assert nimes["months"][0]["share_regulated"] is None
     args = ["export", "--protocols", str(PROTOCOLS_DIR), "--year", "2026", "--format", "csv"]
     assert main(args) == 0
-    header, *rows = capsys.readouterr().out.splitlines()
-    column = header.split(",").index("share_regulated")
+    header, *rows = capsys.readouterr().out.lstrip("\ufeff").splitlines()
+    column = header.split(";").index(
+        "Part des personnes vues venues via la régulation de la PDS (%)"
+    )
     by_month = {
-        row.split(",")[1]: row.split(",")[column] for row in rows if row.startswith("nimes,")
+        row.split(";")[1]: row.split(";")[column] for row in rows if row.startswith("nimes;")
     }
-    assert (by_month["2026-11"], by_month["2026-01"]) == ("0.5", "")
+    assert (by_month["novembre 2026"], by_month["janvier 2026"]) == ("50,00", "")
+    assert by_month["Total 2026"] == "50,00"
+
+
+def test_report_and_export_as_xlsx_need_a_file_and_read_back(
+    stored_month: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import openpyxl
+
+    args = ["report", "--protocols", str(PROTOCOLS_DIR), "--mmg", "nimes", "--month", "2026-11"]
+    assert main([*args, "--format", "xlsx"]) == 2
+    assert "demande un fichier" in capsys.readouterr().err
+    out = stored_month / "nimes-2026-11.xlsx"
+    assert main([*args, "--format", "xlsx", "-o", str(out)]) == 0
+    sheet = openpyxl.load_workbook(out)["Indicateurs"]
+    values = {row[2]: row[1] for row in sheet.iter_rows(min_row=4, values_only=True) if row[2]}
+    assert (values["persons_seen.total"], values["share_regulated"]) == (4, 0.5)
+    out = stored_month / "export-2026.xlsx"
+    exp = ["export", "--protocols", str(PROTOCOLS_DIR), "--year", "2026", "--format", "xlsx"]
+    assert main([*exp, "-o", str(out)]) == 0
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames[0] == "Synthèse"
+    nimes = book["nimes"]
+    totals = {row[-1]: row[-2] for row in nimes.iter_rows(min_row=4, values_only=True)}
+    assert (totals["persons_seen.total"], totals["share_regulated"]) == (4, 0.5)
 
 
 # ------------------------------------------------- check-protocols and serve: Kamailio

@@ -14,12 +14,12 @@ from regulator.core.indicators import (
     OTHER_OUTCOMES,
     SHARE_REGULATED,
     build_report,
-    report_csv,
     report_markdown,
 )
 from regulator.core.models import Outcome, Visit, VisitChannel
 from regulator.core.protocol import Protocol
 from regulator.core.referrals import Action, apply, make_visit, new_referral
+from regulator.exports import report_csv
 from regulator.storage.codec import visit_from_dict, visit_to_dict
 from tests.support.clock import paris
 
@@ -143,12 +143,15 @@ def test_markdown_has_the_circular_headings_the_share_and_the_rows_set_apart(
 
 def test_csv_has_the_share_and_the_missing_outcome_row(nimes: Protocol) -> None:
     visits = [_arrived(nimes, "C1"), *(_visit(nimes, VisitChannel.DIRECT, m) for m in (1, 2))]
-    rows = {row[0]: row[1] for row in csv.reader(io.StringIO(report_csv(_report(visits))))}
-    assert rows[SHARE_REGULATED.key] == "0.3333"
+    text = report_csv(_report(visits))
+    assert text.startswith("\ufeffIndicateur;Valeur;Clé\r\n")
+    rows = {row[2]: row[1] for row in csv.reader(io.StringIO(text[1:]), delimiter=";")}
+    assert rows[SHARE_REGULATED.key] == "33,33"  # percent, decimal comma
     assert rows["outcome_missing"] == "1"
     assert rows["persons_seen.total"] == "3"
-    empty = {row[0]: row[1] for row in csv.reader(io.StringIO(report_csv(_report([]))))}
-    assert empty[SHARE_REGULATED.key] == ""
+    empty = report_csv(_report([]))
+    empty_rows = {row[2]: row[1] for row in csv.reader(io.StringIO(empty[1:]), delimiter=";")}
+    assert empty_rows[SHARE_REGULATED.key] == ""
 
 
 def test_arrived_referral_visit_carries_the_case_id_through_the_codec(nimes: Protocol) -> None:

@@ -39,9 +39,23 @@ from regulator.web.middlewares import json_response
 
 log = get_logger("regulator.consoles")
 
-#: The walk-in form's channels: regulated persons arrive through their referral.
+#: The visit form's channels: a person sent by centre 15 / SAS whose referral is not in
+#: this system is recorded here as ``regulation`` (counted as regulated).
+#: Direct access first (the form's default: a regulated person is a deliberate choice).
 WALK_IN_CHANNELS = tuple(
-    (c.value, CHANNEL_LABELS[c]) for c in VisitChannel if c is not VisitChannel.REGULATION
+    (c.value, CHANNEL_LABELS[c])
+    for c in (
+        VisitChannel.DIRECT,
+        VisitChannel.REGULATION,
+        VisitChannel.EMERGENCY_REORIENTATION,
+        VisitChannel.OTHER,
+    )
+)
+#: The visit form's tiers payant choice: by default the circular's rule decides.
+TIERS_PAYANT_OPTIONS = (
+    ("", "Selon la règle : oui si adressé(e) par la régulation, non sinon"),
+    ("true", "Oui (accordé explicitement)"),
+    ("false", "Non (écarté explicitement)"),
 )
 OUTCOME_OPTIONS = tuple((o.value, label) for o, label in OUTCOME_LABELS.items())
 URGENCY_OPTIONS = tuple((u, u) for u in URGENCIES)
@@ -152,6 +166,7 @@ async def desk_page(request: web.Request) -> web.Response:
         state=mmg_state(proto, request.config_dict[keys.CLOCK].now()),
         summary=summary,
         channels=WALK_IN_CHANNELS,
+        tiers_payant_options=TIERS_PAYANT_OPTIONS,
         outcomes=OUTCOME_OPTIONS,
         age_bands=AGE_BANDS,
         on_the_desk=sorted(ON_THE_DESK),

@@ -1,4 +1,4 @@
-"""The monthly indicators page: the circular's figures, two charts, qualitative data."""
+"""The monthly indicators page: the circular's figures, three charts, qualitative data."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from regulator.core.indicators import INDICATORS, build_report, report_rows, valid_month
+from regulator.core.figures import (
+    COST_SECTION,
+    ED_SECTION,
+    NOT_ENTERED,
+    FigureEntry,
+    FigureKind,
+    entered_rows,
+    entered_text,
+)
+from regulator.core.indicators import INDICATORS, Section, report_rows, valid_month
 from regulator.core.labels import DAY_TYPE_PLURALS, ROUTE_REPORT_LABELS, month_label
 from regulator.core.models import DayType, Route
 from regulator.logs import get_logger
-from regulator.ports import StoreError
+from regulator.ports import Store, StoreError
+from regulator.reporting import month_report
 from regulator.web import keys
 from regulator.web.access import Permission
 from regulator.web.charts import channels_chart, hours_chart
@@ -78,6 +88,33 @@ def qualitative_tables(report: Mapping[str, Any]) -> list[tuple[str, str, Mappin
     ]
 
 
+def _field_values(section: Section, entry: FigureEntry | None) -> list[tuple[str, str, str]]:
+    """(field, label, current value or "") of one entry form."""
+    values = entry.values if entry is not None else {}
+    out = []
+    for indicator in section.indicators:
+        name = indicator.key.rsplit(".", 1)[1]
+        value = values.get(name)
+        out.append((name, indicator.label, "" if value is None else f"{value:g}"))
+    return out
+
+
+async def _figures_forms(store: Store, mmg: str, month: str) -> dict[str, Any]:
+    """The coordinator's entry forms of the page: ED passages of the month, the
+    year's costs, prefilled with what was entered."""
+    year = month[:4]
+    ed = await store.get_figures(mmg, FigureKind.ED_PASSAGES, month)
+    costs = await store.get_figures(mmg, FigureKind.COSTS, year)
+    return {
+        "year": year,
+        "ed_href": f"/api/v1/figures/{quote(mmg)}/{month}",
+        "costs_href": f"/api/v1/figures/{quote(mmg)}/{year}",
+        "ed_fields": _field_values(ED_SECTION, ed),
+        "ed_source_value": (ed.source or "") if ed is not None else "",
+        "cost_fields": _field_values(COST_SECTION, costs),
+    }
+
+
 async def reports_redirect(request: web.Request) -> web.Response:
     """``GET /console/reports?mmg=…&month=…``: the month picker's target."""
     person = who(request)
@@ -113,8 +150,8 @@ async def reports_page(request: web.Request) -> web.Response:
         )
     store = request.config_dict[keys.STORE]
     try:
-        counters = await store.call_counters(mmg, month)
-        visits = await store.visits(mmg, month)
+        report = await month_report(store, mmg, month)
+        forms = await _figures_forms(store, mmg, month) if person.can_enter_figures() else {}
     except (StoreError, OSError) as exc:
         log.warning("report_store_failed", mmg=mmg, error=str(exc))
         return error_page(
@@ -124,13 +161,15 @@ async def reports_page(request: web.Request) -> web.Response:
             "Stockage indisponible",
             "Les indicateurs ne peuvent pas être lus pour le moment ; réessayez dans un instant.",
         )
-    report = build_report(mmg, month, counters, visits)
     api = f"/api/v1/reports/{quote(mmg)}/{month}"
     prev_month, next_month = shift_month(month, -1), shift_month(month, 1)
     return page(
         request,
         person,
         "reports.html",
+        scripts=("common.js", "reports.js") if forms else (),
+        figures_forms=bool(forms),
+        **forms,
         title=f"Indicateurs — {proto.name} — {month_label(month)}",
         current="reports",
         mmg=mmg,
@@ -143,12 +182,20 @@ async def reports_page(request: web.Request) -> web.Response:
         next_href=f"/console/reports/{quote(mmg)}?month={next_month}",
         next_label=month_label(next_month),
         csv_href=f"{api}?format=csv",
+        xlsx_href=f"{api}?format=xlsx",
         md_href=f"{api}?format=md",
         json_href=api,
         report=report,
         circular=circular_rows(report),
+        entered_title=ED_SECTION.title,
+        entered=[
+            (key, label, entered_text(value))
+            for key, label, value in entered_rows(report["entered"])
+        ],
+        entered_source=(report["entered"]["ed_passages"] or {}).get("source") or NOT_ENTERED,
         details=detail_rows(report),
-        hours=hours_chart(report["peaks"]["calls"]),
+        hours=hours_chart(report["peaks"]["calls"], "calls"),
+        visit_hours=hours_chart(report["peaks"]["visits"], "visits"),
         channels=channels_chart(report["persons_seen"]),
         qualitative=qualitative_tables(report),
     )

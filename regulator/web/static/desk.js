@@ -221,7 +221,7 @@
       fact('Arrivée prévue', expected),
       fact('Rappel', callback),
       fact('Dossier', ref.case_id),
-      fact('Tiers payant', ref.tiers_payant ? 'oui' : 'non'),
+      fact('Tiers payant', tiersPayant(ref)),
       fact('Orientée', `${R.time(ref.created_at, tz)} par ${ref.created_by}`),
       fact('Note', ref.note)),
     actions,
@@ -302,6 +302,12 @@
     }, 150);
   }
 
+  /* Tiers payant in plain words with its reason (the server's tiers_payant_rule). */
+  function tiersPayant(item) {
+    const word = item.tiers_payant ? 'oui' : 'non';
+    return item.tiers_payant_reason ? `${word} (${item.tiers_payant_reason})` : word;
+  }
+
   /* ------------------------------------------------------------- visits */
   const visitForm = document.getElementById('visit-form');
   const visitStatus = document.getElementById('visit-form-status');
@@ -310,6 +316,8 @@
     event.preventDefault();
     const value = (name) => String(visitForm.elements[name].value || '').trim();
     const body = { mmg, channel: value('channel') };
+    if (value('case_id')) body.case_id = value('case_id');
+    if (value('tiers_payant')) body.tiers_payant = value('tiers_payant') === 'true';
     if (value('outcome')) body.outcome = value('outcome');
     if (value('acts') !== '') body.acts = /^\d+$/.test(value('acts')) ? Number(value('acts')) : value('acts');
     if (value('age_band')) body.age_band = value('age_band');
@@ -323,7 +331,7 @@
     if (res.ok) {
       visitForm.reset();
       visitKey = R.newKey();
-      R.say(visitStatus, 'Passage enregistré.');
+      R.say(visitStatus, `Passage enregistré — tiers payant : ${tiersPayant(res.data)}.`);
       refreshCounters();
       visitForm.elements.channel.focus();
     } else if (res.status === 422) {
