@@ -39,7 +39,7 @@ ROUTE_DESTINATIONS: Final[dict[Route, str]] = {
 
 #: Rows of the monthly report: calls counted by route.
 ROUTE_REPORT_LABELS: Final[dict[Route, str]] = {
-    Route.REGULATION: "Appels régulés par le centre 15",
+    Route.REGULATION: "Appels transférés à la régulation (centre 15 / SAS)",
     Route.DIRECT_ACCESS: "Appels en accès direct exceptionnel",
     Route.PHARMACY: "Appels orientés vers la pharmacie de garde",
     Route.MENU: "Appels terminés au menu vocal",
