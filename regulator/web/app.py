@@ -315,10 +315,9 @@ def _warn_unreachable_over_kamailio(settings: Settings, protocols: ProtocolSet) 
 
 
 async def _run(app: web.Application, settings: Settings) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=True, shutdown_timeout=10.0)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
+    # Our handlers before anything starts: a SIGTERM that lands while the store,
+    # journals and threads are being opened (runner.setup) must still run the cleanup,
+    # or the store's worker threads keep a half-started process alive for ever.
     stop = asyncio.Event()
     received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
@@ -330,8 +329,24 @@ async def _run(app: web.Application, settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
     try:
-        await stop.wait()
+        # Start-up may wait on the store (a Redis that accepts and never answers): a
+        # signal interrupts it too.
+        setup = asyncio.create_task(runner.setup())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not setup.done():
+            setup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await setup
+        else:
+            setup.result()  # a start-up error is raised here, after the cleanup below
+        if not stop.is_set():
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+            await site.start()
+            await stop.wait()
     finally:
         # Readiness turns false first, then (SIGTERM) a grace period while the load
         # balancer notices; then the listener closes, in-flight requests are answered,

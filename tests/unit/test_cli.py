@@ -513,3 +513,61 @@ def test_serve_logs_the_destinations_kamailio_cannot_ring(tmp_path: Path) -> Non
     warnings = [e for e in events if e.get("event") == "kamailio_destination_unreachable"]
     assert [(e["mmg"], e["destination"]) for e in warnings] == [("nimes-kamailio", "front_desk")]
     assert warnings[0]["level"] == "warning"
+
+
+def test_serve_stops_on_sigterm_while_the_store_never_answers_at_start_up(
+    tmp_path: Path,
+) -> None:
+    # A Redis that accepts connections and never answers keeps the start-up waiting on
+    # the store: SIGTERM must still stop the process, after its cleanup.
+    import socket
+    import threading
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: [accepted.append(silent.accept()[0]) for _ in range(16)], daemon=True
+    ).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGULATOR_")}
+    env.update(
+        {
+            "REGULATOR_PROTOCOLS_DIR": str(PROTOCOLS_DIR),
+            "REGULATOR_DATA_DIR": str(tmp_path / "var"),
+            "REGULATOR_PORT": "0",
+            "REGULATOR_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            "REGULATOR_LOG_FORMAT": "json",
+            "REGULATOR_WATCH_PROTOCOLS": "0",
+        }
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "regulator", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not accepted:  # the start-up is now waiting on the silent store
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.terminate()
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError("serve still running 15 s after SIGTERM") from None
+        assert code == 0, log_path.read_text(errors="replace")
+        assert '"stopped"' in log_path.read_text(errors="replace")
+    finally:
+        silent.close()
+        for conn in accepted:
+            conn.close()
