@@ -527,9 +527,12 @@ def test_serve_stops_on_sigterm_while_the_store_never_answers_at_start_up(
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     accepted: list[socket.socket] = []
-    threading.Thread(
-        target=lambda: [accepted.append(silent.accept()[0]) for _ in range(16)], daemon=True
-    ).start()
+
+    def accept_and_say_nothing() -> None:
+        for _ in range(16):
+            accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept_and_say_nothing, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGULATOR_")}
     env.update(
         {
