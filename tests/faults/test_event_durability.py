@@ -226,7 +226,13 @@ async def test_a_replica_started_while_the_outbox_store_is_down_keeps_its_events
     with contextlib.suppress(AssertionError):  # counted and reported below
         await wait_for(lambda: set(answered) <= receiver.call_ids(), timeout_s=40)
     events = receiver.call_ids() & set(answered)
+    # The call writer replays its spool on its own backoff (a few seconds once the store
+    # has been failing): wait for the records as for the events before counting.
+    deadline = time.monotonic() + 40
     stored = await records_redis(server.url, prefix, answered)
+    while len(stored) < len(answered) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        stored = await records_redis(server.url, prefix, answered)
     line = durability_line(len(answered), len(stored), len(events))
     print(f"\n[faults] {line}")
     fault_counts.notes.append(line)
