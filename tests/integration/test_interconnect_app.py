@@ -65,14 +65,14 @@ async def receiver(clock: FixedClock) -> Any:
     await server.close()
 
 
-async def test_routed_calls_and_referral_events_reach_the_regulation_webhook(
+async def _app_with_webhook_target(
     aiohttp_client: ClientFactory,
     tmp_path: Path,
     clock: FixedClock,
-    receiver: tuple[Receiver, str],
+    url: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    rec, url = receiver
+) -> AppClient:
+    """The app on SQLite with one signed-webhook target (the receiver) for Nîmes."""
     monkeypatch.setenv("SAMU30_WEBHOOK_SECRET", SECRET)
     targets = tmp_path / "targets.yaml"
     targets.write_text(
@@ -84,6 +84,18 @@ async def test_routed_calls_and_referral_events_reach_the_regulation_webhook(
     client: AppClient = await aiohttp_client(
         create_app(settings, SqliteStore(settings.data_dir / "regulator.sqlite3"), clock)
     )
+    return client
+
+
+async def test_routed_calls_and_referral_events_reach_the_regulation_webhook(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+    clock: FixedClock,
+    receiver: tuple[Receiver, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec, url = receiver
+    client = await _app_with_webhook_target(aiohttp_client, tmp_path, clock, url, monkeypatch)
     params = {"CallSid": "CAic1", "From": "+33611000001", "To": NIMES}
     await post_twilio(client, "/hooks/twilio/voice", params)  # menu: not sent
     await post_twilio(client, "/hooks/twilio/gather", params | {"Digits": "1"})
@@ -123,17 +135,7 @@ async def test_a_call_that_ends_reaches_the_regulation_webhook_as_completed_afte
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rec, url = receiver
-    monkeypatch.setenv("SAMU30_WEBHOOK_SECRET", SECRET)
-    targets = tmp_path / "targets.yaml"
-    targets.write_text(
-        f'- {{name: samu30-lrm, kind: webhook, url: "{url}", '
-        "secret_env: SAMU30_WEBHOOK_SECRET, mmgs: [nimes]}\n",
-        encoding="utf-8",
-    )
-    settings = make_settings(tmp_path, targets_file=targets)
-    client: AppClient = await aiohttp_client(
-        create_app(settings, SqliteStore(settings.data_dir / "regulator.sqlite3"), clock)
-    )
+    client = await _app_with_webhook_target(aiohttp_client, tmp_path, clock, url, monkeypatch)
     params = {"CallSid": "CAend1", "From": "+33611000002", "To": NIMES}
     await post_twilio(client, "/hooks/twilio/voice", params)
     await post_twilio(client, "/hooks/twilio/gather", params | {"Digits": "1"})

@@ -471,18 +471,18 @@ def test_invalid_protocols_still_exit_1_with_kamailio_configured(
     assert "avertissement" not in err
 
 
-def test_serve_logs_the_destinations_kamailio_cannot_ring(tmp_path: Path) -> None:
-    directory = _protocols(tmp_path / "protocols", front_desk={"number": "+33466123400"})
+def _serve(tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real ``regulator serve`` on a free port, JSON logs to ``serve.log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGULATOR_")}
     env.update(
         {
-            "REGULATOR_PROTOCOLS_DIR": str(directory),
+            "REGULATOR_PROTOCOLS_DIR": str(PROTOCOLS_DIR),
             "REGULATOR_DATA_DIR": str(tmp_path / "var"),
             "REGULATOR_HOST": "127.0.0.1",
             "REGULATOR_PORT": "0",
-            "REGULATOR_KAMAILIO_SECRET": "kamailio-shared-secret",
             "REGULATOR_LOG_FORMAT": "json",
             "REGULATOR_WATCH_PROTOCOLS": "0",
+            **settings,
         }
     )
     log_path = tmp_path / "serve.log"
@@ -495,6 +495,16 @@ def test_serve_logs_the_destinations_kamailio_cannot_ring(tmp_path: Path) -> Non
             env=env,
             cwd=tmp_path,
         )
+    return process, log_path
+
+
+def test_serve_logs_the_destinations_kamailio_cannot_ring(tmp_path: Path) -> None:
+    directory = _protocols(tmp_path / "protocols", front_desk={"number": "+33466123400"})
+    process, log_path = _serve(
+        tmp_path,
+        REGULATOR_PROTOCOLS_DIR=str(directory),
+        REGULATOR_KAMAILIO_SECRET="kamailio-shared-secret",
+    )
     try:
         events: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30
@@ -533,27 +543,9 @@ def test_serve_stops_on_sigterm_while_the_store_never_answers_at_start_up(
             accepted.append(silent.accept()[0])
 
     threading.Thread(target=accept_and_say_nothing, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGULATOR_")}
-    env.update(
-        {
-            "REGULATOR_PROTOCOLS_DIR": str(PROTOCOLS_DIR),
-            "REGULATOR_DATA_DIR": str(tmp_path / "var"),
-            "REGULATOR_PORT": "0",
-            "REGULATOR_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
-            "REGULATOR_LOG_FORMAT": "json",
-            "REGULATOR_WATCH_PROTOCOLS": "0",
-        }
+    process, log_path = _serve(
+        tmp_path, REGULATOR_REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
     )
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "regulator", "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp_path,
-        )
     try:
         deadline = time.monotonic() + 30
         while not accepted:  # the start-up is now waiting on the silent store
