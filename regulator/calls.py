@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from regulator.core import phone
 from regulator.core.decision import decide, failsafe
 from regulator.core.indicators import local_facts
+from regulator.core.legs import LegEvent
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
@@ -340,6 +341,34 @@ class CallRouter:
             return
         self._recent.pop(ev.call_id, None)
         self.events.publish(CallEnded(ended))
+
+    async def leg_event(self, ev: LegEvent) -> None:
+        """A dial-leg event (core/legs.py): queued for the store, never raises.
+
+        The MMG, when the platform's callback does not carry it, is the one this
+        replica gave the call to, else the call's stored route history (read within
+        the store budget); unknown, the store keeps the leg's own."""
+        try:
+            if not ev.mmg:
+                mmg = await self._mmg_of(ev.call_id)
+                if mmg:
+                    ev = dataclasses.replace(ev, mmg=mmg)
+            self.writer.submit_leg(ev)
+        except Exception:  # a leg report must be answered whatever happens
+            log.exception("leg_event_failed")
+
+    async def _mmg_of(self, call_id: str) -> str | None:
+        remembered = self._offered.get(call_id)
+        if remembered is not None and remembered[0]:
+            return remembered[0]
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                stored = await self.store.route_history(call_id)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="route_history").inc()
+            log.warning("route_history_lookup_failed", error=str(exc) or "timeout")
+            return None
+        return stored.mmg if stored is not None else None
 
     def _submit_status(self, ev: CallEvent) -> None:
         protocol = self.protocol_for(ev.called) if ev.called else None

@@ -6,8 +6,12 @@ platform, route, ground, status, reason, target — never a phone number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from regulator.core.legs import LegChange, settled
 
 #: Fail-safe reasons (bounded label values of ``regulator_failsafe_total``).
 FAILSAFE_REASONS = (
@@ -22,6 +26,10 @@ FAILSAFE_REASONS = (
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DECISION_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05)
+
+
+#: Answer delays (s): the SUdF threshold is 60 s, QRAARM's short abandon 15 s.
+ANSWER_DELAY_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0)
 
 
 class Metrics:
@@ -81,9 +89,48 @@ class Metrics:
         self.mmg_open = Gauge(
             "regulator_mmg_open", "1 if the MMG is open now, else 0", ["mmg"], registry=r
         )
+        # Dial legs (core/legs.py), counted once per leg in the write path (LegChange):
+        # QS60 = increase(..._bucket{le="60"}) / increase(regulator_legs_offered_total).
+        self.answer_delay = Histogram(
+            "regulator_answer_delay_seconds",
+            "Seconds from a leg being offered to its answer",
+            ["mmg", "target"],
+            buckets=ANSWER_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.legs_offered = Counter(
+            "regulator_legs_offered",
+            "Dial legs offered and settled (answered, or ended unanswered; short abandons"
+            " excluded)",
+            ["mmg", "target"],
+            registry=r,
+        )
+        self.legs_abandoned = Counter(
+            "regulator_legs_abandoned",
+            "Dial legs the caller hung up on before an answer (short abandons excluded)",
+            ["mmg", "target"],
+            registry=r,
+        )
         for reason in FAILSAFE_REASONS:
             self.failsafe.labels(reason=reason)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition and its content type, for ``GET /metrics``."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def count_legs(metrics: Metrics, changes: Sequence[LegChange], short_abandon_s: float) -> None:
+    """Count what each settled leg change adds (core/legs.settled): once per leg,
+    whichever replica folded the event, however often the platform retried it."""
+    for change in changes:
+        done = settled(change, short_abandon_s)
+        if not (done.offered or done.abandoned or done.answer_delay_s is not None):
+            continue
+        leg = change.after
+        labels = {"mmg": leg.mmg or "unknown", "target": leg.line}
+        if done.offered:
+            metrics.legs_offered.labels(**labels).inc()
+        if done.abandoned:
+            metrics.legs_abandoned.labels(**labels).inc()
+        if done.answer_delay_s is not None:
+            metrics.answer_delay.labels(**labels).observe(done.answer_delay_s)

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from regulator.core.figures import FigureEntry, FigureKind
 from regulator.core.history import ProtocolVersion
+from regulator.core.legs import Leg, LegChange, LegEvent
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -151,6 +152,24 @@ class Store(Protocol):
         """Delete call records with ``at < before`` (they hold phone numbers), and
         updates kept for calls never recorded older than ``codec.ORPHAN_TTL``; counters
         are kept. Returns how many call records were deleted."""
+        ...
+
+    # ---- dial legs (core/legs.py) ---------------------------------------------
+    async def record_leg_events(self, events: Sequence[LegEvent]) -> list[LegChange]:
+        """Fold each event into its leg ``(call_id, target)`` (:func:`regulator.core.
+        legs.fold`), atomically per leg, and return one :class:`LegChange` per event in
+        order (the leg before and after that event, as settled: with two replicas
+        folding events of one leg, each change reflects the other's writes).
+
+        Idempotent and order-proof: a repeated event gives ``before == after``. An event
+        with an empty ``mmg`` takes the stored leg's (the router fills it first where it
+        can). Legs are kept as long as call records (``purge_calls`` drops legs offered
+        before its cutoff)."""
+        ...
+
+    async def legs(self, mmg: str, start: datetime, end: datetime) -> list[Leg]:
+        """The legs of ``mmg`` offered in ``[start, end)`` (aware instants), oldest
+        first: what the answer-quality figures and the consoles read."""
         ...
 
     # ---- referrals --------------------------------------------------------

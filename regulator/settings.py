@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     decision_budget_ms: float = Field(default=50.0, gt=0)
     store_budget_ms: float = Field(default=150.0, gt=0)
     retention_months: int = Field(default=13, ge=1)
+    #: A caller who hangs up within this many seconds of a leg being offered is a
+    #: "short abandon" (QRAARM, Samu 93): left out of the offered legs of the
+    #: answer-quality figures and of ``regulator_legs_*``.
+    short_abandon_s: float = Field(default=15.0, ge=0, le=300)
     #: Directory where, from the 1st of each month, the previous month's report of each
     #: MMG is written (XLSX and JSON), and from 1 January the previous year's export for
     #: the ARS; a file already there is never rewritten. Unset: no files written.

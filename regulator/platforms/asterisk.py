@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -257,3 +258,10 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
 def render_hangup() -> Answer:
     """``action=hangup``: the dialplan hangs up."""
     return Answer(_HANGUP_ANSWER.encode("ascii"), CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

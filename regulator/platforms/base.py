@@ -8,6 +8,9 @@ pure functions, no aiohttp:
 * ``parse_call(req, stage)`` — the request as a :class:`~regulator.core.models.Call`
   (raise :class:`BadHookRequest` naming the field).
 * ``parse_event(req)`` — a status/dial callback as a :class:`CallEvent`.
+* ``parse_leg(req)`` — the dial-leg report a callback carries, as a
+  :class:`~regulator.core.legs.LegEvent`, or None when it reports no leg (a whole-call
+  status, a menu). Called on every authenticated callback that is not a call to decide.
 * ``render(decision, ctx)`` — the platform's answer (:class:`Answer`); ``ctx`` (a
   :class:`RenderContext`) carries what some platforms need beyond the decision.
 * ``render_hangup()`` — the answer that ends the call politely.
@@ -24,6 +27,7 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
+from regulator.core.legs import LegEvent
 from regulator.core.models import CALL_STATUSES, Call, CallEvent, Decision, Destination, Stage
 
 
@@ -115,6 +119,8 @@ class PlatformAdapter(Protocol):
 
     def parse_event(self, req: HookRequest, /) -> CallEvent: ...
 
+    def parse_leg(self, req: HookRequest, /) -> LegEvent | None: ...
+
     def render(self, decision: Decision, ctx: RenderContext, /) -> Answer: ...
 
     def render_hangup(self) -> Answer: ...
@@ -127,6 +133,7 @@ __all__ = [
     "CallEvent",
     "HookRequest",
     "HookUrls",
+    "LegEvent",
     "PlatformAdapter",
     "RenderContext",
     "SignatureError",

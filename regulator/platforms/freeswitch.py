@@ -35,6 +35,7 @@ import re
 from collections.abc import Mapping
 from xml.sax.saxutils import escape
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.asterisk import DIALSTATUS
@@ -274,3 +275,10 @@ def render(
 def render_hangup() -> Answer:
     """An httapi document that hangs up."""
     return Answer(_HANGUP_DOCUMENT, CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

@@ -17,6 +17,7 @@ import hmac
 
 import orjson
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
@@ -221,3 +222,10 @@ def render(decision: Decision, ctx: RenderContext, *, call_id: str | None = None
 def render_hangup() -> Answer:
     """The same shape with ``"action": "hangup"`` and nothing to dial or say."""
     return Answer(_HANGUP, CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

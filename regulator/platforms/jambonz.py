@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 import orjson
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -194,3 +195,10 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
 def render_hangup() -> Answer:
     """A verb array that ends the call."""
     return Answer(_HANGUP, CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

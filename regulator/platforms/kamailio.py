@@ -23,6 +23,7 @@ from __future__ import annotations
 import orjson
 
 from regulator.core import phone
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Destination, Platform, Route, Stage
 from regulator.core.protocol import Destination as ProtocolDestination
 from regulator.core.protocol import Protocol
@@ -163,3 +164,10 @@ def unreachable_destinations(protocol: Protocol, sip_gateway: str | None) -> lis
         if sip_gateway is None and any(not phone.is_short_code(n) for n in numbers):
             names.append("pharmacy")
     return names
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

@@ -27,6 +27,7 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Stage
 from regulator.platforms import twilio
 from regulator.platforms.base import (
@@ -110,3 +111,10 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
 def render_hangup() -> Answer:
     """TeXML that ends the call."""
     return twilio.render_hangup()
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from regulator.core import phone
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -297,3 +298,10 @@ def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 
 def render_hangup() -> Answer:
     """TwiML that ends the call."""
     return Answer(_HANGUP_DOCUMENT, CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

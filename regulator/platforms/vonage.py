@@ -29,6 +29,7 @@ import jwt
 import orjson
 from jwt.algorithms import HMACAlgorithm
 
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, Decision, Platform, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -305,3 +306,10 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
 def render_hangup() -> Answer:
     """An NCCO that says goodbye; the call ends when the NCCO is exhausted."""
     return Answer(orjson.dumps([_GOODBYE]), CONTENT_TYPE)
+
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+
+    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
+    return None

@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from regulator.core.legs import LegChange, LegEvent
 from regulator.core.models import CallRecord, CallUpdate
 from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
@@ -54,6 +55,7 @@ log = get_logger(__name__)
 
 ErrorCallback = Callable[[str], object]
 SpoolCallback = Callable[[int], object]
+LegsCallback = Callable[[Sequence[LegChange]], object]
 
 
 class Journal:
@@ -189,12 +191,15 @@ class CallWriter:
         on_spool_change: SpoolCallback | None = None,
         journal: Path | None = None,
         stop_timeout_s: float = 10.0,
+        on_legs: LegsCallback | None = None,
     ) -> None:
         """``on_error(op)`` is called once per failed store operation (``record_calls``,
         ``update_calls``, ``replay``, ``spool``); ``on_spool_change(pending)`` whenever
         the number of spooled items changes. Both run on the event loop and must not
         raise (exceptions are logged and ignored). ``journal``: path prefix of the
-        write-ahead journal segments (None: items wait in memory only, as in tests)."""
+        write-ahead journal segments (None: items wait in memory only, as in tests).
+        ``on_legs(changes)``: the leg changes each written batch settled (direct writes
+        and spool replays alike), once per change: what the live leg metrics count."""
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be positive")
         self.store = store
@@ -206,6 +211,8 @@ class CallWriter:
         self.retry_max_s = retry_max_s
         self._on_error = on_error
         self._on_spool_change = on_spool_change
+        self._on_legs = on_legs
+        spool.on_legs = self._legs_settled
         self._queue: deque[tuple[int, Item]] = deque()
         self._seq = 0  # sequence number of the last submitted item
         self._inflight_min: int | None = None  # oldest item being written to the store
@@ -238,6 +245,10 @@ class CallWriter:
     def submit_update(self, update: CallUpdate) -> None:
         """Queue a later fact about a call; returns at once."""
         self._submit(update)
+
+    def submit_leg(self, event: LegEvent) -> None:
+        """Queue a dial-leg event (core/legs.py); returns at once."""
+        self._submit(event)
 
     async def start(self) -> None:
         """Start the background task (replays what a previous run left in the spool)."""
@@ -328,6 +339,14 @@ class CallWriter:
             except Exception:
                 log.exception("spool_callback_failed")
 
+    def _legs_settled(self, changes: Sequence[LegChange]) -> None:
+        if self._on_legs is None or not changes:
+            return
+        try:
+            self._on_legs(changes)
+        except Exception:
+            log.exception("leg_changes_callback_failed")
+
     def _error(self, op: str) -> None:
         if self._on_error is not None:
             try:
@@ -384,6 +403,7 @@ class CallWriter:
         self._inflight_min = batch[0][0]
         records = [item for _, item in batch if isinstance(item, CallRecord)]
         updates = [item for _, item in batch if isinstance(item, CallUpdate)]
+        legs = [item for _, item in batch if isinstance(item, LegEvent)]
         failed: list[tuple[int, Item]] = []
         try:
             if records:
@@ -399,7 +419,15 @@ class CallWriter:
                 except StoreError as exc:
                     self._error("update_calls")
                     log.warning("store_write_failed", op="update_calls", error=str(exc))
-                    failed = [pair for pair in batch if isinstance(pair[1], CallUpdate)]
+                    # The leg events of the batch are not written either: spool them.
+                    failed = [pair for pair in batch if isinstance(pair[1], CallUpdate | LegEvent)]
+            if legs and not failed:
+                try:
+                    self._legs_settled(await self.store.record_leg_events(legs))
+                except StoreError as exc:
+                    self._error("record_leg_events")
+                    log.warning("store_write_failed", op="record_leg_events", error=str(exc))
+                    failed = [pair for pair in batch if isinstance(pair[1], LegEvent)]
         except Exception:
             # Not a storage outage: a bug or a value the store refuses. Spool the batch
             # (the replay isolates and sets aside what can never be applied).

@@ -8,7 +8,7 @@ RFC 3339 strings in JSON documents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from regulator.core.indicators import reroute_deltas
+from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus, fold
 from regulator.core.models import (
     HISTORY_ROUTES,
     CallRecord,
@@ -392,3 +393,74 @@ def update_to_json(update: CallUpdate) -> bytes:
 
 def update_from_json(raw: bytes | str) -> CallUpdate:
     return update_from_dict(loads(raw))
+
+
+def leg_event_to_dict(ev: LegEvent) -> dict[str, Any]:
+    return {
+        "call_id": ev.call_id,
+        "target": ev.target.value,
+        "status": ev.status.value,
+        "at": ev.at.isoformat(),
+        "mmg": ev.mmg,
+        "platform": ev.platform,
+        "duration_s": ev.duration_s,
+    }
+
+
+def leg_event_from_dict(data: dict[str, Any]) -> LegEvent:
+    duration = data.get("duration_s")
+    return LegEvent(
+        call_id=str(data["call_id"]),
+        target=Route(data["target"]),
+        status=LegStatus(data["status"]),
+        at=_dt(data["at"]),
+        mmg=str(data.get("mmg") or ""),
+        platform=str(data.get("platform") or ""),
+        duration_s=int(duration) if duration is not None else None,
+    )
+
+
+def leg_to_dict(leg: Leg) -> dict[str, Any]:
+    return {
+        "call_id": leg.call_id,
+        "target": leg.target.value,
+        "mmg": leg.mmg,
+        "platform": leg.platform,
+        "offered_at": leg.offered_at.isoformat(),
+        "answered_at": leg.answered_at.isoformat() if leg.answered_at else None,
+        "ended_at": leg.ended_at.isoformat() if leg.ended_at else None,
+        "outcome": leg.outcome.value if leg.outcome else None,
+    }
+
+
+def leg_from_dict(data: dict[str, Any]) -> Leg:
+    answered, ended, outcome = data.get("answered_at"), data.get("ended_at"), data.get("outcome")
+    return Leg(
+        call_id=str(data["call_id"]),
+        target=Route(data["target"]),
+        mmg=str(data.get("mmg") or ""),
+        platform=str(data.get("platform") or ""),
+        offered_at=_dt(data["offered_at"]),
+        answered_at=_dt(answered) if answered else None,
+        ended_at=_dt(ended) if ended else None,
+        outcome=LegOutcome(outcome) if outcome else None,
+    )
+
+
+def fold_events(
+    stored: dict[tuple[str, Route], Leg], events: Sequence[LegEvent]
+) -> tuple[list[LegChange], dict[tuple[str, Route], Leg]]:
+    """Fold ``events`` in order into the ``stored`` legs (both stores' write path):
+    one change per event, and the legs that changed, by ``(call_id, target)``."""
+    current = dict(stored)
+    changes: list[LegChange] = []
+    changed: dict[tuple[str, Route], Leg] = {}
+    for ev in events:
+        key = (ev.call_id, ev.target)
+        before = current.get(key)
+        after = fold(before, ev)
+        changes.append(LegChange(before, after))
+        if after != before:
+            current[key] = after
+            changed[key] = after
+    return changes, changed

@@ -44,6 +44,11 @@ Layout (``P`` is the prefix; types in brackets):
 - ``P:protocols_used`` [sorted set] ``mmg:version`` by the newest call time (µs) of a
   record naming it (``ZADD GT`` before the record is written): a version whose score is
   before the retention cutoff is named by no call record left once calls are purged.
+- ``P:leg:{call_id}:{target}`` [string] one dial leg (``core.legs.Leg``) as JSON, folded
+  under WATCH (optimistic: two replicas folding events of one leg both count).
+- ``P:legs:{mmg}`` [sorted set] ``call_id|target`` by offered time (µs): the report's
+  and the consoles' range read. ``P:legs_by_at`` [sorted set] the same over every MMG:
+  the purge's index.
 - ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:
   ED passages of a month, costs of a year) as JSON, with who entered them and when.
 - ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
@@ -120,6 +125,16 @@ class Keys:
 
     def protocol_versions_used(self) -> str:
         return f"{self.prefix}:protocols_used"
+
+    def leg(self, call_id: str, target: str) -> str:
+        return f"{self.prefix}:leg:{call_id}:{target}"
+
+    def legs(self, mmg: str) -> str:
+        return f"{self.prefix}:legs:{mmg}"
+
+    def legs_by_at(self) -> str:
+        # An underscore, never in an MMG id (a slug): no clash with legs(mmg).
+        return f"{self.prefix}:legs_by_at"
 
     def figures(self, mmg: str, kind: str, period: str) -> str:
         return f"{self.prefix}:figures:{mmg}:{kind}:{period}"

@@ -68,10 +68,11 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
+from regulator.core.legs import Leg, LegChange, LegEvent
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -748,6 +749,7 @@ class RedisStore(RedisFigures):
                 ]
                 if not ids:
                     await self._purge_orphans()
+                    await self._purge_legs(before)
                     return purged
                 async with client.pipeline(transaction=False) as pipe:
                     for call_id in ids:
@@ -766,6 +768,76 @@ class RedisStore(RedisFigures):
                         next(deleted_flags)  # XDEL
                     purged += int(next(deleted_flags))  # DEL
                     next(deleted_flags)  # ZREM
+
+    # ------------------------------------------------------------------- legs
+    async def record_leg_events(self, events: Sequence[LegEvent]) -> list[LegChange]:
+        if not events:
+            return []
+        client = self._db()
+        pairs = list(dict.fromkeys((ev.call_id, ev.target) for ev in events))
+        names = [self.keys.leg(call_id, target.value) for call_id, target in pairs]
+        with self._errors("record_leg_events"):
+            async with client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(*names)
+                        raw = await pipe.mget(names)
+                        stored = {
+                            pair: codec.leg_from_dict(json.loads(value))
+                            for pair, value in zip(pairs, raw, strict=True)
+                            if value is not None
+                        }
+                        changes, changed = codec.fold_events(stored, events)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        for (call_id, target), leg in changed.items():
+                            member = f"{call_id}|{target.value}"
+                            score = codec.to_us(leg.offered_at)
+                            old = stored.get((call_id, target))
+                            if old is not None and old.mmg != leg.mmg:
+                                pipe.zrem(self.keys.legs(old.mmg), member)
+                            pipe.set(
+                                self.keys.leg(call_id, target.value),
+                                json.dumps(codec.leg_to_dict(leg)),
+                            )
+                            pipe.zadd(self.keys.legs(leg.mmg), {member: score})
+                            pipe.zadd(self.keys.legs_by_at(), {member: score})
+                        await pipe.execute()
+                        return changes
+                    except WatchError:
+                        continue  # another replica folded one of these legs: read again
+
+    async def legs(self, mmg: str, start: datetime, end: datetime) -> list[Leg]:
+        client = self._db()
+        with self._errors("legs"):
+            members = await client.zrangebyscore(
+                self.keys.legs(mmg), codec.to_us(start), f"({codec.to_us(end)}"
+            )
+            if not members:
+                return []
+            names = [self.keys.leg(*_s(m).split("|", 1)) for m in members]
+            raw = await client.mget(names)
+        return [codec.leg_from_dict(json.loads(v)) for v in raw if v is not None]
+
+    async def _purge_legs(self, before: datetime) -> None:
+        client = self._db()
+        index = self.keys.legs_by_at()
+        bound = f"({codec.to_us(before)}"
+        while True:
+            members = [
+                _s(m)
+                for m in await client.zrangebyscore(index, "-inf", bound, start=0, num=_PURGE_BATCH)
+            ]
+            if not members:
+                return
+            names = [self.keys.leg(*m.split("|", 1)) for m in members]
+            raw = await client.mget(names)
+            async with client.pipeline(transaction=False) as pipe:
+                for member, name, value in zip(members, names, raw, strict=True):
+                    if value is not None:
+                        pipe.zrem(self.keys.legs(str(json.loads(value).get("mmg") or "")), member)
+                    pipe.delete(name)
+                    pipe.zrem(index, member)
+                await pipe.execute()
 
     async def _purge_orphans(self) -> None:
         """Drop orphan updates kept longer than ORPHAN_TTL (their record never came)."""

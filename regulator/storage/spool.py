@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from regulator.core.legs import LegChange, LegEvent
 from regulator.core.models import CallRecord, CallUpdate
 from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
@@ -58,7 +59,7 @@ class Spooled(Protocol):
         ...
 
 
-Item = CallRecord | CallUpdate | Spooled
+Item = CallRecord | CallUpdate | LegEvent | Spooled
 #: Applies one batch of a spool's items (replaces the store for :class:`Spooled` items).
 Applier = Callable[[Sequence[Item]], Awaitable[None]]
 
@@ -103,6 +104,8 @@ def encode(item: Item) -> bytes:
         return orjson.dumps({"r": codec.record_to_dict(item)}) + b"\n"
     if isinstance(item, CallUpdate):
         return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
+    if isinstance(item, LegEvent):
+        return orjson.dumps({"l": codec.leg_event_to_dict(item)}) + b"\n"
     return item.spool_line() + b"\n"
 
 
@@ -113,23 +116,31 @@ def decode(line: bytes) -> Item:
         return codec.record_from_dict(data["r"])
     if "u" in data:
         return codec.update_from_dict(data["u"])
-    raise ValueError("spool line is neither a record nor an update")
+    if "l" in data:
+        return codec.leg_event_from_dict(data["l"])
+    raise ValueError("spool line is neither a record, an update nor a leg event")
 
 
-async def apply(store: Store, items: Sequence[Item]) -> None:
-    """Apply a batch with one ``record_calls`` and one ``update_calls``.
+async def apply(store: Store, items: Sequence[Item]) -> list[LegChange]:
+    """Apply a batch with one ``record_calls``, one ``update_calls`` and one
+    ``record_leg_events``; returns the leg changes the store settled.
 
     Records go first: an update never precedes its own call's record (the writer
     submits a call's record before its updates), so this keeps every update after
     its record while costing two store round trips per batch instead of one per run.
-    Updates keep their relative order.
+    Updates keep their relative order. Leg events are order-proof (core/legs.py fold),
+    so they go last, in one round trip.
     """
     records = [i for i in items if isinstance(i, CallRecord)]
     updates = [i for i in items if isinstance(i, CallUpdate)]
+    legs = [i for i in items if isinstance(i, LegEvent)]
     if records:
         await store.record_calls(records)
     if updates:
         await store.update_calls(updates)
+    if legs:
+        return await store.record_leg_events(legs)
+    return []
 
 
 class Spool:
@@ -146,6 +157,8 @@ class Spool:
         self.path = Path(path)
         self._decode = decoder
         self._applier = applier
+        #: Told the leg changes a replayed batch settled (the call writer counts them).
+        self.on_legs: Callable[[Sequence[LegChange]], object] | None = None
         self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._fd: int | None = None
         self._pending = 0
@@ -367,7 +380,12 @@ class Spool:
             await self._applier(items)
         else:
             assert store is not None  # checked by replay()
-            await apply(store, items)
+            changes = await apply(store, items)
+            if changes and self.on_legs is not None:
+                try:
+                    self.on_legs(changes)
+                except Exception:  # counting must never block the replay
+                    log.exception("leg_changes_callback_failed")
 
     async def _apply(self, store: Store | None, items: Sequence[Item]) -> None:
         try:

@@ -35,6 +35,7 @@ import aiosqlite
 
 from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
+from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -136,6 +137,21 @@ CREATE TABLE IF NOT EXISTS protocol_versions (
 );
 CREATE INDEX IF NOT EXISTS protocol_versions_loaded ON protocol_versions (mmg, loaded_us);
 
+-- One row per dial leg (core/legs.py): a destination dialled for a call. Folded in
+-- Python inside the write transaction (order-proof, idempotent), read by MMG and time.
+CREATE TABLE IF NOT EXISTS legs (
+    call_id     TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    mmg         TEXT NOT NULL,
+    platform    TEXT NOT NULL,
+    offered_us  INTEGER NOT NULL,
+    answered_us INTEGER,
+    ended_us    INTEGER,
+    outcome     TEXT,
+    PRIMARY KEY (call_id, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS legs_mmg_offered ON legs (mmg, offered_us);
+
 CREATE TABLE IF NOT EXISTS idempotency (
     scope      TEXT NOT NULL,
     key        TEXT NOT NULL,
@@ -170,6 +186,15 @@ _UPSERT_VISIT = (
     "INSERT INTO visits (id, mmg, month, at_us, referral_id, data) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET mmg = excluded.mmg, month = excluded.month,"
     " at_us = excluded.at_us, referral_id = excluded.referral_id, data = excluded.data"
+)
+
+_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome"
+_UPSERT_LEG = (
+    f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    " ON CONFLICT (call_id, target) DO UPDATE SET mmg = excluded.mmg,"
+    " platform = excluded.platform, offered_us = excluded.offered_us,"
+    " answered_us = excluded.answered_us, ended_us = excluded.ended_us,"
+    " outcome = excluded.outcome"
 )
 
 _PENDING = tuple(sorted(s.value for s in codec.OPEN_FOR_CALLBACK))
@@ -558,7 +583,39 @@ class SqliteStore(SqliteFigures):
             count = cur.rowcount
             await cur.close()
             await conn.execute("DELETE FROM orphan_updates WHERE received_us < ?", (stale,))
+            await conn.execute("DELETE FROM legs WHERE offered_us < ?", (codec.to_us(before),))
         return max(count, 0)
+
+    # --------------------------------------------------------------------- legs
+    async def record_leg_events(self, events: Sequence[LegEvent]) -> list[LegChange]:
+        if not events:
+            return []
+        keys = list(dict.fromkeys((ev.call_id, ev.target.value) for ev in events))
+        async with self._tx() as conn:
+            stored: dict[tuple[str, Route], Leg] = {}
+            for chunk in _chunks(keys, _CHUNK // 2):
+                where = " OR ".join("(call_id = ? AND target = ?)" for _ in chunk)
+                sql = f"SELECT {_LEG_COLUMNS} FROM legs WHERE {where}"  # noqa: S608
+                args = [part for key in chunk for part in key]
+                async with conn.execute(sql, args) as cur:
+                    for row in await cur.fetchall():
+                        leg = _leg_from_row(row)
+                        stored[(leg.call_id, leg.target)] = leg
+            changes, changed = codec.fold_events(stored, events)
+            if changed:
+                await conn.executemany(_UPSERT_LEG, [_leg_row(leg) for leg in changed.values()])
+        return changes
+
+    async def legs(self, mmg: str, start: datetime, end: datetime) -> list[Leg]:
+        async with self._read() as conn:
+            sql = (
+                f"SELECT {_LEG_COLUMNS} FROM legs"  # noqa: S608
+                " WHERE mmg = ? AND offered_us >= ? AND offered_us < ? ORDER BY offered_us"
+            )
+            args = (mmg, codec.to_us(start), codec.to_us(end))
+            async with conn.execute(sql, args) as cur:
+                rows = await cur.fetchall()
+        return [_leg_from_row(row) for row in rows]
 
     # ----------------------------------------------------------------- referrals
     @staticmethod
@@ -830,3 +887,30 @@ def _visit_row(visit: Visit) -> tuple[Any, ...]:
 
 
 __all__ = ["SqliteStore"]
+
+
+def _leg_row(leg: Leg) -> tuple[Any, ...]:
+    return (
+        leg.call_id,
+        leg.target.value,
+        leg.mmg,
+        leg.platform,
+        codec.to_us(leg.offered_at),
+        codec.to_us(leg.answered_at) if leg.answered_at else None,
+        codec.to_us(leg.ended_at) if leg.ended_at else None,
+        leg.outcome.value if leg.outcome else None,
+    )
+
+
+def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
+    call_id, target, mmg, platform, offered, answered, ended, outcome = row
+    return Leg(
+        call_id=str(call_id),
+        target=Route(target),
+        mmg=str(mmg),
+        platform=str(platform),
+        offered_at=codec.from_us(offered),
+        answered_at=codec.from_us(answered) if answered is not None else None,
+        ended_at=codec.from_us(ended) if ended is not None else None,
+        outcome=LegOutcome(outcome) if outcome else None,
+    )

@@ -26,7 +26,7 @@ from regulator.calls import CallRouter
 from regulator.core.protocol import ProtocolSet
 from regulator.events import Events, ReferralChanged
 from regulator.logs import configure_logging, get_logger
-from regulator.metrics import Metrics
+from regulator.metrics import Metrics, count_legs
 from regulator.platforms import kamailio
 from regulator.ports import Clock, Store, SystemClock
 from regulator.reload import ProtocolRegistry, warm_up
@@ -204,6 +204,7 @@ def create_app(
         on_spool_change=metrics.spool_pending.set,
         # Write-ahead journal: an answered call survives a kill -9 of the process.
         journal=settings.data_dir / "journal",
+        on_legs=lambda changes: count_legs(metrics, changes, settings.short_abandon_s),
     )
     tokens: TokenBook | None = None
     if settings.tokens_file is not None:

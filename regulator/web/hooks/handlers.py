@@ -250,6 +250,22 @@ class Hooks:
         )
         return await self._dial_failed(platform, call, base, out, ev.target, mmg)
 
+    async def _leg(self, platform: Platform, req: HookRequest) -> None:
+        """Record the dial-leg report a callback carries (core/legs.py), if any.
+
+        Never changes the callback's answer: an unreadable leg report is logged and
+        dropped (the figures miss one report; the caller's route does not depend on it).
+        """
+        try:
+            leg = ADAPTERS[platform].parse_leg(req)
+        except BadHookRequest as exc:
+            log.warning(
+                "leg_event_bad_request", platform=platform.value, field=exc.field, reason=exc.reason
+            )
+            return
+        if leg is not None:
+            await self.router.leg_event(leg)
+
     # ------------------------------------------------------------------ the table
     def handler(self, spec: HookRoute) -> Handler:
         """The aiohttp handler of one row of the hook table."""
@@ -265,6 +281,10 @@ class Hooks:
         platform = spec.platform
         adapter = ADAPTERS[platform]
         mmg = req.query.get("mmg")
+        if spec.kind is not Kind.CALL:
+            await self._leg(platform, req)
+        if spec.kind is Kind.LEG:
+            return None
         if platform in EXITING_ENDS_CALL and freeswitch.is_exiting(req):
             ev = adapter.parse_event(req)  # the call is over, whatever this path is
             out.call_id = ev.call_id

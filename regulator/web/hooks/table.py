@@ -60,6 +60,7 @@ class Kind(Enum):
     DIAL = "dial"  # the outcome of a dial we asked for: failed → decide again
     STATUS = "status"  # a whole-call status: recorded
     EVENT = "event"  # either: a dial outcome when it is about a dial, else a status
+    LEG = "leg"  # a dial-leg report only (adapter.parse_leg): recorded, nothing decided
 
 
 class Quiet(Enum):
