@@ -15,7 +15,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -23,8 +23,9 @@ from aiohttp import web
 from regulator.auth import TokenBook, TokenError
 from regulator.bus import EventBus
 from regulator.calls import CallRouter
+from regulator.core.legs import LegChange
 from regulator.core.protocol import ProtocolSet
-from regulator.events import Events, ReferralChanged
+from regulator.events import Events, ReferralChanged, legs_changed
 from regulator.logs import configure_logging, get_logger
 from regulator.metrics import Metrics, count_legs
 from regulator.platforms import kamailio
@@ -34,6 +35,7 @@ from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool
 from regulator.web import keys, routes
+from regulator.web.console.quality import setup_live_quality
 from regulator.web.interconnect import FEED, OutboxFeed, interconnect_ctx
 from regulator.web.lifecycle import Lifecycle
 from regulator.web.middlewares import errors, request_context, security_headers
@@ -197,6 +199,16 @@ def create_app(
         warm_up(protocols)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     spool = Spool(settings.data_dir / "spool.jsonl")
+    events = Events()
+
+    def on_legs(changes: Sequence[LegChange]) -> None:
+        """The write path's leg changes: counted, then told to the live consoles."""
+        try:
+            count_legs(metrics, changes, settings.short_abandon_s)
+        finally:
+            for event in legs_changed(changes):
+                events.publish(event)
+
     writer = CallWriter(
         store,
         spool,
@@ -204,7 +216,7 @@ def create_app(
         on_spool_change=metrics.spool_pending.set,
         # Write-ahead journal: an answered call survives a kill -9 of the process.
         journal=settings.data_dir / "journal",
-        on_legs=lambda changes: count_legs(metrics, changes, settings.short_abandon_s),
+        on_legs=on_legs,
     )
     tokens: TokenBook | None = None
     if settings.tokens_file is not None:
@@ -212,7 +224,6 @@ def create_app(
             tokens = TokenBook.load(settings.tokens_file)
         except TokenError as exc:
             raise SystemExit(f"erreur : fichier des jetons invalide : {exc}") from None
-    events = Events()
     router = CallRouter(
         protocols=registry,
         store=store,
@@ -239,6 +250,7 @@ def create_app(
     # Subscribers run in this order: metrics, live consoles, outbox.
     events.subscribe(ReferralChanged, _count_referral(metrics))
     subscribe_sse(events, app[keys.BUS])
+    setup_live_quality(app)
     app[FEED].subscribe(events)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_protocols_ctx)

@@ -311,6 +311,8 @@ CONSOLE: Final[tuple[Endpoint, ...]] = (
     Endpoint("POST", "/console/logout", consoles.logout, public=True),
     Endpoint("GET", "/console/regulation", consoles.regulation_page),
     Endpoint("GET", "/console/state.json", consoles.state_json, json=True),
+    Endpoint("GET", "/console/regulation/quality.json", consoles.quality_json, json=True),
+    Endpoint("POST", "/console/regulation/referrals", consoles.referral_form, json=True),
     Endpoint("GET", "/console/desk/{mmg}", consoles.desk_page),
     Endpoint("GET", "/console/desk/{mmg}/summary.json", consoles.desk_summary, json=True),
     Endpoint("GET", "/console/reports", consoles.reports_redirect),
