@@ -519,13 +519,15 @@ async def test_overflow_card_live_figures_and_the_p0_confirmation(service: Servi
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            options = {"locale": "fr-FR", "timezone_id": "Europe/Paris"}
-            reg = await (
-                await browser.new_context(viewport={"width": 1360, "height": 1000}, **options)
-            ).new_page()
-            desk = await (
-                await browser.new_context(viewport={"width": 1280, "height": 1000}, **options)
-            ).new_page()
+            contexts = [
+                await browser.new_context(
+                    viewport={"width": width, "height": 1000},
+                    locale="fr-FR",
+                    timezone_id="Europe/Paris",
+                )
+                for width in (1360, 1280)
+            ]
+            reg, desk = [await ctx.new_page() for ctx in contexts]
             await sign_in(reg, REGULATOR_TOKEN, "/console/regulation")
             await sign_in(desk, DESK_TOKEN, "/console/desk/nimes")
             await expect(desk.locator("#desk-calls-empty")).to_be_visible()

@@ -166,9 +166,12 @@ class LiveQuality:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last: dict[str, float] = {}  # MMG → loop time of its last pass
         self._dirty: set[str] = set()
+        self._closed = False
         self.pushed = 0  # passes that published (tests, logs)
 
     def on_legs(self, event: LegChanged) -> None:
+        if self._closed:
+            return  # shutting down: the writer's last flush reaches no console
         if not any(change.after.line == LINE for change in event.changes):
             return  # the desk's or the pharmacy's legs: not shown
         task = self._tasks.get(event.mmg)
@@ -209,6 +212,7 @@ class LiveQuality:
 
     async def close(self, app: web.Application | None = None) -> None:
         """Cancel the passes under way (shutdown: the store is about to close)."""
+        self._closed = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
