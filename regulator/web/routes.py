@@ -264,7 +264,7 @@ API: Final[tuple[Endpoint, ...]] = (
         sse.events,
         docs=(
             Doc(
-                "Appels, orientations et passages en direct (Server-Sent Events)",
+                "Appels, orientations, passages et décroché du jour en direct (Server-Sent Events)",
                 content="text/event-stream",
                 params=(
                     Param("mmg", "query", {"type": "string"}),
