@@ -357,6 +357,27 @@ class CallRouter:
         except Exception:  # a leg report must be answered whatever happens
             log.exception("leg_event_failed")
 
+    async def caller_of(self, call_id: str) -> str | None:
+        """The caller's number as recorded for ``call_id`` (this replica's memory, else
+        the store within its budget); None when unknown. Never raises: the whisper
+        that asks goes on without the number."""
+        known = self._recent.get(call_id)
+        if known is not None:
+            return known.caller or None
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                record = await self.store.get_call(call_id)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="get_call").inc()
+            log.warning("caller_lookup_failed", error=str(exc) or "timeout")
+            return None
+        except Exception:
+            log.exception("caller_lookup_failed")
+            return None
+        if record is None:
+            return None
+        return record.caller or None
+
     async def _mmg_of(self, call_id: str) -> str | None:
         remembered = self._offered.get(call_id)
         if remembered is not None and remembered[0]:
