@@ -265,7 +265,9 @@ class CallRouter:
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
-        if self.events.wants(CallEnded):
+        # Remembered for the call's end event, and for the whisper that speaks the
+        # caller's number (fetched seconds later, maybe before the record is stored).
+        if self.events.wants(CallEnded) or protocol.messages.whisper_caller:
             self._remember_record(record, first)
         if first:
             self.writer.submit_record(record)

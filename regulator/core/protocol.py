@@ -499,9 +499,11 @@ class Messages(_Frozen):
     failsafe: PromptText = Prompt("Nous vous mettons en relation avec le centre 15.")
     #: Played to the regulation line when it answers, before the caller is put through
     #: (the regulator hears where the call comes from). ``null`` or "" plays nothing.
-    #: Placeholder: {name}, the MMG's name.
+    #: Placeholders: {name}, the MMG's name as written (``name:``); {place}, what
+    #: follows "Maison médicale de garde" in it ("de Metz"), so that the default reads
+    #: "… de garde de Metz" and not "… de garde de Maison médicale de garde de Metz".
     regulation_whisper: PromptText | None = Prompt(
-        "Appel transmis par la maison médicale de garde de {name}."
+        "Appel transmis par la maison médicale de garde {place}."
     )
     #: Whether the whisper also speaks the caller's number ("06 12 34 56 78"): off
     #: unless the MMG's data protection notice tells callers their number is passed on.
@@ -513,12 +515,12 @@ class Messages(_Frozen):
         if value is None:
             return None
         try:
-            value.format(name="")
+            value.format(name="", place="")
         except (KeyError, IndexError, ValueError):
             raise ValueError(
-                "messages.regulation_whisper : seul l'espace réservé {name} (le nom de la "
-                "maison médicale) est permis ; doublez les accolades pour les écrire "
-                "({{ et }})"
+                "messages.regulation_whisper : seuls les espaces réservés {name} (le nom de "
+                "la maison médicale) et {place} (ce qui suit « Maison médicale de garde » "
+                "dans ce nom) sont permis ; doublez les accolades pour les écrire ({{ et }})"
             ) from None
         return value
 

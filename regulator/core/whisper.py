@@ -1,16 +1,18 @@
 """The whisper: what the regulation line hears when it answers, before the caller.
 
 Centre 15 takes calls from many sources; the whisper tells the regulator this one
-comes through an MMG's number (``messages.regulation_whisper``, with ``{name}`` the
-MMG's name) and, where the protocol allows it (``messages.whisper_caller``), the
-caller's number, spoken digit pair by digit pair as French people read numbers
-("06 12 34 56 78"), so that the regulator can call back if the line drops.
+comes through an MMG's number (``messages.regulation_whisper``: "Appel transmis par
+la maison médicale de garde de Metz") and, where the protocol allows it
+(``messages.whisper_caller``), the caller's number, spoken digit pair by digit pair
+as French people read numbers ("06 12 34 56 78"), so that the regulator can call back
+if the line drops.
 
 Pure: the platforms render the texts (TwiML ``<Say>``, an NCCO ``talk``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import phonenumbers
@@ -52,6 +54,19 @@ def spoken_number(number: str | None) -> str | None:
     return f"+{parsed.country_code} {_pairs(national)}"
 
 
+_MMG_PREFIX = re.compile(r"\s*maison\s+m[ée]dicale\s+de\s+garde\s+", re.IGNORECASE)
+
+
+def place_of(name: str) -> str:
+    """What follows "Maison médicale de garde" in an MMG's name, its preposition kept
+    ("Maison médicale de garde de Metz" → "de Metz", "… du Pays de Gex" → "du Pays de
+    Gex"); a name without it is "de" + the name ("Metz" → "de Metz")."""
+    match = _MMG_PREFIX.match(name)
+    if match is not None and name[match.end() :].strip():
+        return name[match.end() :].strip()
+    return f"de {name.strip()}"
+
+
 def whisper_texts(protocol: Protocol | None, caller: str | None) -> tuple[Prompt, ...]:
     """What the regulation line hears, in order; empty when the protocol plays none.
 
@@ -65,7 +80,7 @@ def whisper_texts(protocol: Protocol | None, caller: str | None) -> tuple[Prompt
     template = messages.regulation_whisper
     if template is None or not (template.strip() or template.audio):
         return ()
-    texts = [template.format(name=protocol.name)]
+    texts = [template.format(name=protocol.name, place=place_of(protocol.name))]
     spoken = spoken_number(caller) if messages.whisper_caller else None
     if spoken is not None:
         texts.append(Prompt(f"Numéro de l'appelant : {spoken}."))
@@ -80,4 +95,4 @@ def has_whisper(protocol: Protocol | None) -> bool:
     return template is not None and bool(template.strip() or template.audio)
 
 
-__all__ = ["FALLBACK", "has_whisper", "spoken_number", "whisper_texts"]
+__all__ = ["FALLBACK", "has_whisper", "place_of", "spoken_number", "whisper_texts"]
