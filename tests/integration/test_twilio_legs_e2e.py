@@ -28,7 +28,10 @@ from regulator.web import keys
 from regulator.web.app import create_app
 from tests.integration.test_dial_legs import post_telnyx
 from tests.support.app import (
+    FRONT_DESK_NIMES,
     METZ,
+    NIMES,
+    PROFESSIONAL_NIMES,
     PROTOCOLS,
     PUBLIC,
     TWILIO_TOKEN,
@@ -257,3 +260,13 @@ async def test_telnyx_whisper_and_leg_callback_urls(client: AppClient) -> None:
         client, (number.get("url") or "").removeprefix(PUBLIC), {"CallSid": "v3:w-leg"}
     )
     assert code == 200 and "de garde de Metz" in heard
+
+
+async def test_only_the_regulation_line_hears_a_whisper(client: AppClient) -> None:
+    # A professional calling Nîmes goes to the front desk: its leg is followed, unwhispered.
+    call = {"CallSid": "CAdesk", "From": PROFESSIONAL_NIMES, "To": NIMES}
+    _, twiml = await twilio_post(client, f"{PUBLIC}/hooks/twilio/voice", call)
+    number = ET.fromstring(twiml.encode()).find("Dial/Number")
+    assert number is not None and number.text == FRONT_DESK_NIMES
+    assert "target=direct_access" in (number.get("statusCallback") or "")
+    assert number.get("url") is None
