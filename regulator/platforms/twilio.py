@@ -79,7 +79,6 @@ _LEG_CALLBACK = (
 )
 # TwiML run on the answering line before the caller is connected (the whisper).
 _WHISPER_URL = ' url="{}" method="POST"'
-_WHISPER_DOCUMENT = _DOCUMENT
 _HANGUP = "<Hangup/>"
 _HANGUP_DOCUMENT = _DOCUMENT.format(_HANGUP).encode()
 
@@ -319,7 +318,7 @@ def render_hangup() -> Answer:
 def render_whisper(texts: tuple[str, ...]) -> Answer:
     """The TwiML of ``<Number url>``: the whisper, said to the regulation line before
     the caller is connected (no ``<Dial>`` allowed there; an empty one connects at once)."""
-    return Answer(_WHISPER_DOCUMENT.format(_says(texts)).encode("utf-8"), CONTENT_TYPE)
+    return Answer(_DOCUMENT.format(_says(texts)).encode("utf-8"), CONTENT_TYPE)
 
 
 # ---------------------------------------------------------------------- dial legs
