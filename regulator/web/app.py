@@ -284,7 +284,8 @@ def serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:  # which setting, which value, why: no traceback
         first = exc.errors(include_url=False)[0]
         name = "REGULATOR_" + "_".join(str(p) for p in first["loc"]).upper()
-        raise SystemExit(f"erreur : réglage {name} invalide : {first['msg']}") from None
+        why = str(first["msg"]).removeprefix("Value error, ")
+        raise SystemExit(f"erreur : réglage {name} invalide : {why}") from None
     configure_logging(settings.log_format, settings.log_level)
     # Even at DEBUG: aiosqlite logs every statement with its parameters (phone numbers).
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
