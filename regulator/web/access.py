@@ -47,6 +47,9 @@ class Caller:
 
 
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+SESSION_UNAVAILABLE = (
+    "La session n'a pas pu être vérifiée (stockage indisponible) : réessayez dans un instant."
+)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -93,10 +96,7 @@ def authenticate(request: web.Request) -> Principal:
         )
     found = caller(request)
     if found.kind == "unavailable":
-        raise Unavailable(
-            "Session momentanément invérifiable (stockage indisponible) : réessayez dans "
-            "un instant."
-        )
+        raise Unavailable(SESSION_UNAVAILABLE)
     if found.principal is None:
         raise Unauthorized("Jeton d'accès ou session manquant, invalide ou expiré.")
     if found.kind == "session" and request.method not in SAFE_METHODS:

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from regulator.auth import COOKIE, hash_token
+from regulator.core.sessions import session_key
 from regulator.ports import FixedClock, Store
 from regulator.web import keys
 from regulator.web.app import create_app
@@ -132,6 +133,77 @@ async def test_a_token_removed_from_the_file_ends_its_sessions_within_a_second(
     assert status == 303
     assert elapsed < 1.0
     assert await page_status(client, other, "/console/regulation") == 200
+    # Refused by fingerprint at once; its stored row is deleted too (housekeeping).
+    store, now = client.app[keys.STORE], client.app[keys.CLOCK].now()
+    for _ in range(40):
+        if await store.get_session(session_key(session), now, touch=False) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.get_session(session_key(session), now, touch=False) is None
+    assert await store.get_session(session_key(other), now, touch=False) is not None
+
+
+async def test_two_replicas_on_one_redis_share_sessions(
+    aiohttp_client: ClientFactory,
+    tmp_path: Path,
+    clock: FixedClock,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    from regulator.storage.redis import RedisStore
+
+    settings = make_settings(tmp_path)
+    a = await aiohttp_client(create_app(settings, RedisStore(redis_url, redis_prefix), clock))
+    b = await aiohttp_client(create_app(settings, RedisStore(redis_url, redis_prefix), clock))
+    session = cookie_of(await sign_in(a, "desk"))
+    on_b = await page_status(b, session)
+    out = await b.post(
+        "/console/logout",
+        headers=origin(b) | {"Cookie": f"{COOKIE}={session}"},
+        allow_redirects=False,
+    )
+    after_logout_on_b = await page_status(a, session)
+    again = cookie_of(await sign_in(b, "desk"))
+    before_removal = await page_status(a, again)
+    tokens_file = settings.tokens_file
+    assert tokens_file is not None
+    kept = [ln for ln in tokens_file.read_text().splitlines() if "accueil-nimes" not in ln]
+    tokens_file.write_text("\n".join(kept) + "\n")
+    await asyncio.sleep(0.8)  # each replica's watcher polls every 0.5 s
+    after_removal = await page_status(a, again), await page_status(b, again)
+    print(
+        f"signed in on A, page on B: {on_b}; logout on B, page on A: {after_logout_on_b}; "
+        f"new session from B on A: {before_removal}; token removed, A and B: {after_removal}"
+    )
+    await a.close()
+    await b.close()
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        found = [key async for key in client.scan_iter(match=f"{redis_prefix}:*")]
+        if found:
+            await client.delete(*found)
+    finally:
+        await client.aclose()
+    assert (on_b, out.status, after_logout_on_b, before_removal) == (200, 303, 303, 200)
+    assert after_removal == (303, 303)
+
+
+async def test_a_session_the_store_cannot_check_is_a_french_503_not_a_500(
+    client: AppClient,
+) -> None:
+    session = cookie_of(await sign_in(client, "desk"))
+    await client.app[keys.STORE].close()  # the store is gone (Redis down, disk failed)
+    page = await client.get(
+        "/console/desk/nimes", headers={"Cookie": f"{COOKIE}={session}"}, allow_redirects=False
+    )
+    api = await client.get("/api/v1/referrals?mmg=nimes", headers={"Cookie": f"{COOKIE}={session}"})
+    text, body = await page.text(), await api.json()
+    print(f"store closed: console page {page.status} {page.content_type}, API {api.status} {body}")
+    assert page.status == 503 and page.content_type == "text/html"
+    assert "stockage indisponible" in text and "Traceback" not in text
+    assert api.status == 503 and body["error"] == "unavailable"
 
 
 # --------------------------------------------------------------------- point 7

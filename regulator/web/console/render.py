@@ -21,8 +21,15 @@ from aiohttp import web
 from regulator.auth import DEV_PRINCIPAL, Principal
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
+from regulator.errors import Unavailable
 from regulator.web import keys
-from regulator.web.access import Permission, caller, csrf_token, require_mmg
+from regulator.web.access import (
+    SESSION_UNAVAILABLE,
+    Permission,
+    caller,
+    csrf_token,
+    require_mmg,
+)
 from regulator.web.charts import french_number
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -75,6 +82,10 @@ def redirect(location: str) -> web.Response:
 
 
 def to_login(request: web.Request) -> web.Response:
+    """Send a visitor without a session to the sign-in form (and back here after); a
+    session the store could not check is a French 503 page instead (not signed out)."""
+    if caller(request).kind == "unavailable":
+        raise Unavailable(SESSION_UNAVAILABLE)
     return redirect("/console/login?" + urlencode({"next": request.path_qs}))
 
 
