@@ -113,7 +113,9 @@ class SqliteSessions:
 
 #: KEYS[1] the token's session set; ARGV[1] the session key prefix. Deletes every
 #: session of the set and the set, atomically (a session created meanwhile is either
-#: deleted or in a fresh set). Answers how many sessions were live.
+#: deleted or in a fresh set). Answers how many sessions were live. The session keys
+#: are not in KEYS: on Redis Cluster this needs the hash-tagged prefix (storage/keys.py)
+#: that puts every key in one slot.
 _DELETE_SESSIONS_OF_LUA = """
 local n = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do

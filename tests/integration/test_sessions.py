@@ -69,6 +69,8 @@ async def test_the_console_cookie_is_a_session_id_not_the_api_token(client: AppC
     assert api.status == 401
     # And the raw token put in the cookie (what the old cookie held) opens nothing.
     assert await page_status(client, TOKENS["desk"]) == 303
+    form = await (await client.get("/console/login")).text()
+    assert "Il n'est pas conservé" in form and "30 minutes sans activité" in form
 
 
 async def test_logout_ends_the_session_on_the_server(client: AppClient) -> None:

@@ -64,6 +64,8 @@ def _login_page(
         no_tokens=no_tokens,
         next=next_path or "",
         error=error,
+        idle_minutes=request.config_dict[keys.SETTINGS].session_idle_minutes,
+        max_hours=request.config_dict[keys.SETTINGS].session_max_hours,
     )
 
 
