@@ -500,9 +500,9 @@ async def test_api_and_consoles_are_rate_limited_per_client_not_hooks_nor_probes
         for n in range(40)
     ]
     assert 401 in bogus and bogus[-1] == 429
-    assert (
-        await client.get("/console/regulation", headers={"Cookie": "regulator_token=stale"})
-    ).status == 429
+    page = await client.get("/console/regulation", headers={"Cookie": "regulator_token=stale"})
+    assert page.status == 429 and page.content_type == "text/html"  # a French page
+    assert "Trop de requêtes" in await page.text() and page.headers["Retry-After"]
     anonymous = [
         (await client.get("/console/regulation", allow_redirects=False)).status for _ in range(31)
     ]
