@@ -53,6 +53,12 @@ Layout (``P`` is the prefix; types in brackets):
   ED passages of a month, costs of a year) as JSON, with who entered them and when.
 - ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
   (the audit: the previous value of an entry is the revision before it).
+- ``P:session:{key}`` [string] one console session (``core.sessions.ConsoleSession``) as
+  JSON; ``key`` is the SHA-256 of the cookie's id, never the id. Its TTL is the time
+  left before the idle or absolute timeout, renewed when a use is written back.
+- ``P:sessions_of:{token_name}`` [set] the session keys opened with one API token, so
+  removing the token from the tokens file can delete them (the web layer already
+  refuses them, by fingerprint); it expires with the newest session's absolute timeout.
 """
 
 from __future__ import annotations
@@ -141,6 +147,13 @@ class Keys:
 
     def figures_history(self, mmg: str, kind: str, period: str) -> str:
         return f"{self.prefix}:figures_history:{mmg}:{kind}:{period}"
+
+    def session(self, key: str) -> str:
+        return f"{self.prefix}:session:{key}"
+
+    def sessions_of(self, token_name: str) -> str:
+        # An underscore, never in "session:": no clash with session(key).
+        return f"{self.prefix}:sessions_of:{token_name}"
 
     def pattern(self) -> str:
         """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""

@@ -88,6 +88,7 @@ from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError
 from regulator.storage import codec
 from regulator.storage.figures import RedisFigures
 from regulator.storage.keys import Keys
+from regulator.storage.sessions import RedisSessions
 
 log = get_logger(__name__)
 
@@ -439,7 +440,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-class RedisStore(RedisFigures):
+class RedisStore(RedisFigures, RedisSessions):
     """:class:`regulator.ports.Store` on Redis (one server, Sentinel or a hash-tagged Cluster)."""
 
     name = "redis"

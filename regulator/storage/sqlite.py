@@ -50,6 +50,7 @@ from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.figures import FIGURES_SCHEMA, SqliteFigures
+from regulator.storage.sessions import SESSIONS_SCHEMA, SqliteSessions
 from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
@@ -278,7 +279,7 @@ def _add(counters: Counters, mmg: str, month: str, deltas: dict[str, int]) -> No
         counters[slot] = counters.get(slot, 0) + delta
 
 
-class SqliteStore(SqliteFigures):
+class SqliteStore(SqliteFigures, SqliteSessions):
     """:class:`regulator.ports.Store` on a local SQLite file."""
 
     name = "sqlite"
@@ -324,7 +325,7 @@ class SqliteStore(SqliteFigures):
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(_SCHEMA + FIGURES_SCHEMA)
+            await conn.executescript(_SCHEMA + FIGURES_SCHEMA + SESSIONS_SCHEMA)
             await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()

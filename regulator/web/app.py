@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from regulator.auth import TokenBook, TokenError
 from regulator.bus import EventBus
@@ -41,6 +42,7 @@ from regulator.web.lifecycle import Lifecycle
 from regulator.web.middlewares import errors, request_context, security_headers
 from regulator.web.openapi import OPENAPI, build_openapi
 from regulator.web.referrals import no_show_sweeper
+from regulator.web.sessions import forget_removed_tokens
 from regulator.web.sse import SSE_CLIENTS, subscribe_sse
 
 log = get_logger("regulator.app")
@@ -85,6 +87,14 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(registry.watch())] if settings.watch_protocols else []
     if tokens is not None:  # always watched: revoking a token must not wait for a SIGHUP
         tasks.append(asyncio.create_task(tokens.watch()))
+        cleanups: set[asyncio.Task[None]] = set()
+
+        def on_removed(names: frozenset[str]) -> None:  # their sessions are refused already
+            task = asyncio.create_task(forget_removed_tokens(app, names))
+            cleanups.add(task)
+            task.add_done_callback(cleanups.discard)
+
+        tokens.on_removed = on_removed
     tasks.append(asyncio.create_task(registry.keep_history(app[keys.STORE])))
     yield
     for task in tasks:
@@ -281,7 +291,13 @@ def serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if getattr(args, "protocols", None):
         overrides["protocols_dir"] = args.protocols
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # which setting, which value, why: no traceback
+        first = exc.errors(include_url=False)[0]
+        name = "REGULATOR_" + "_".join(str(p) for p in first["loc"]).upper()
+        why = str(first["msg"]).removeprefix("Value error, ")
+        raise SystemExit(f"erreur : réglage {name} invalide : {why}") from None
     configure_logging(settings.log_format, settings.log_level)
     # Even at DEBUG: aiosqlite logs every statement with its parameters (phone numbers).
     logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -5,7 +5,7 @@ refused; see :mod:`regulator.web.console.render`) brought to life by plain
 JavaScript in ``static/`` — the CSP forbids inline scripts and styles. The
 scripts subscribe to ``/api/v1/events`` with ``EventSource`` (which resumes with
 ``Last-Event-ID`` by itself) and write through the JSON API with the session
-cookie plus ``X-CSRF-Token`` (checked in :func:`regulator.web.api.principal`).
+cookie plus ``X-CSRF-Token`` (checked in :func:`regulator.web.access.authenticate`).
 The report charts are SVG drawn on the server from :mod:`regulator.web.charts`:
 no CDN, no chart library.
 
@@ -37,7 +37,6 @@ from regulator.web.console.referral_form import referral_form
 from regulator.web.console.render import TEMPLATES, TEMPLATES_DIR, environment, error_page, who
 from regulator.web.console.reports import reports_page, reports_redirect
 from regulator.web.console.session import (
-    SESSION_MAX_AGE_S,
     console_home,
     login,
     login_form,
@@ -47,7 +46,6 @@ from regulator.web.console.session import (
 STATIC_DIR = Path(__file__).parent / "static"
 
 __all__ = [
-    "SESSION_MAX_AGE_S",
     "STATIC_DIR",
     "TEMPLATES",
     "console_home",
