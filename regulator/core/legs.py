@@ -17,6 +17,9 @@ their order or repetition** (every field is a min, a max or a ranked maximum):
 4. ``outcome`` — the highest-ranked outcome seen (:data:`OUTCOME_RANK`): an answer,
    once known, wins over any failure report; the caller hanging up first
    (``abandoned``) over the line's own failures.
+5. ``mmg``, ``platform`` — the greatest non-empty value seen: an empty one (a callback
+   that does not carry it) never wins, and two that disagree give the same leg in
+   either order.
 
 Pure: no I/O, no clock; times are aware UTC datetimes given by the adapters (the
 platform's own timestamp where it sends one, the receipt time otherwise).
@@ -175,7 +178,7 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def fold(leg: Leg | None, ev: LegEvent) -> Leg:
-    """``leg`` with ``ev`` applied (rules 1–4 of the module docstring).
+    """``leg`` with ``ev`` applied (rules 1–5 of the module docstring).
 
     Commutative and idempotent: any order of the same events, any repetition, gives
     the same leg. ``leg`` None: the first event known for ``(ev.call_id, ev.target)``.
@@ -202,10 +205,11 @@ def fold(leg: Leg | None, ev: LegEvent) -> Leg:
     new = _OUTCOME_OF.get(ev.status)
     if new is not None and (outcome is None or OUTCOME_RANK[new] > OUTCOME_RANK[outcome]):
         outcome = new
+    # 5. mmg, platform: a max, not "the first non-empty one" (which depends on the order).
     return replace(
         leg,
-        mmg=leg.mmg or ev.mmg,
-        platform=leg.platform or ev.platform,
+        mmg=max(leg.mmg, ev.mmg),
+        platform=max(leg.platform, ev.platform),
         offered_at=offered_at,
         answered_at=answered_at,
         ended_at=ended_at,
@@ -257,8 +261,13 @@ def settled(change: LegChange, short_abandon_s: float) -> Settled:
     offered = _counts_as_offered(after, short_abandon_s) and not _counts_as_offered(
         before, short_abandon_s
     )
-    was_answered = before is not None and before.outcome is LegOutcome.ANSWERED
-    delay = after.wait_s if after.outcome is LegOutcome.ANSWERED and not was_answered else None
+    # The delay is observed when the answer *time* becomes known, not the outcome: a
+    # ``completed`` without its talk time makes a leg answered with no answer time, and
+    # the ``answered`` that follows must still be observed (else the QS60 the alert
+    # reads takes the leg for one not answered within 60 s). answered_at never goes back
+    # to None, so this is once per leg.
+    known_before = before is not None and before.answered_at is not None
+    delay = after.wait_s if not known_before else None
     abandoned = _long_abandon(after, short_abandon_s) and not _long_abandon(before, short_abandon_s)
     return Settled(offered=offered, answer_delay_s=delay, abandoned=abandoned)
 
