@@ -20,6 +20,8 @@ their order or repetition** (every field is a min, a max or a ranked maximum):
 5. ``mmg``, ``platform`` — the greatest non-empty value seen: an empty one (a callback
    that does not carry it) never wins, and two that disagree give the same leg in
    either order.
+6. ``offer_seen`` — whether an ``offered`` or ``ringing`` report was folded (an or):
+   until then ``offered_at`` may be the answer's own instant, and the wait not known.
 
 Pure: no I/O, no clock; times are aware UTC datetimes given by the adapters (the
 platform's own timestamp where it sends one, the receipt time otherwise).
@@ -135,6 +137,7 @@ class Leg:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: LegOutcome | None = None
+    offer_seen: bool = False  # rule 6
 
     @property
     def line(self) -> str:
@@ -178,7 +181,7 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def fold(leg: Leg | None, ev: LegEvent) -> Leg:
-    """``leg`` with ``ev`` applied (rules 1–5 of the module docstring).
+    """``leg`` with ``ev`` applied (rules 1–6 of the module docstring).
 
     Commutative and idempotent: any order of the same events, any repetition, gives
     the same leg. ``leg`` None: the first event known for ``(ev.call_id, ev.target)``.
@@ -214,7 +217,12 @@ def fold(leg: Leg | None, ev: LegEvent) -> Leg:
         answered_at=answered_at,
         ended_at=ended_at,
         outcome=outcome,
+        offer_seen=leg.offer_seen or ev.status in _OFFERING,
     )
+
+
+#: Reports made before any answer: they name the offer's own instant (rule 6).
+_OFFERING: Final[frozenset[LegStatus]] = frozenset({LegStatus.OFFERED, LegStatus.RINGING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +245,7 @@ class Settled:
     """
 
     offered: bool = False
-    answer_delay_s: float | None = None  # the leg was just answered, this long after offer
+    answer_delay_s: float | None = None  # the leg's wait just became known: this long
     abandoned: bool = False
 
 
@@ -255,19 +263,28 @@ def _long_abandon(leg: Leg | None, short_abandon_s: float) -> bool:
     )
 
 
+def _wait_known(leg: Leg | None) -> bool:
+    """The leg's wait can be observed: its answer time is known (not merely that it was
+    answered: a ``completed`` without talk time), and so is its offer — an offer or
+    ringing report was folded, or the leg has ended (its events are in, most likely).
+
+    Every part only ever turns true, so a leg's delay is observed once. An answer
+    reported before the offer (callbacks out of order) thus waits for the offer instead
+    of being observed as a zero wait, which the QS60 would count as within 60 s."""
+    return (
+        leg is not None
+        and leg.answered_at is not None
+        and (leg.offer_seen or leg.ended_at is not None)
+    )
+
+
 def settled(change: LegChange, short_abandon_s: float) -> Settled:
     """What ``change`` newly settles (see :class:`Settled`); nothing for a repeat."""
     before, after = change.before, change.after
     offered = _counts_as_offered(after, short_abandon_s) and not _counts_as_offered(
         before, short_abandon_s
     )
-    # The delay is observed when the answer *time* becomes known, not the outcome: a
-    # ``completed`` without its talk time makes a leg answered with no answer time, and
-    # the ``answered`` that follows must still be observed (else the QS60 the alert
-    # reads takes the leg for one not answered within 60 s). answered_at never goes back
-    # to None, so this is once per leg.
-    known_before = before is not None and before.answered_at is not None
-    delay = after.wait_s if not known_before else None
+    delay = after.wait_s if _wait_known(after) and not _wait_known(before) else None
     abandoned = _long_abandon(after, short_abandon_s) and not _long_abandon(before, short_abandon_s)
     return Settled(offered=offered, answer_delay_s=delay, abandoned=abandoned)
 

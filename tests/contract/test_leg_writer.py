@@ -99,7 +99,7 @@ def test_leg_events_round_trip_through_the_spool_codec() -> None:
 
 async def test_leg_events_survive_in_the_journal(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal")
-    items = [call("CA1"), *leg_events(2)]
+    items: list[CallRecord | LegEvent] = [call("CA1"), *leg_events(2)]
     for seq, item in enumerate(items, start=1):
         journal.append(seq, item)
     # The process dies here: the next one moves the journal into its spool.

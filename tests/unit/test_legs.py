@@ -330,7 +330,9 @@ def test_settled_counts_the_final_leg_once_whatever_the_order(
         n_offered, delays, n_abandoned = totals(order)
         assert n_offered == int(offered)
         assert n_abandoned == int(abandoned)
-        assert len(delays) == int(final.answered_at is not None)
+        # Observed once the answer and the offer are known (_wait_known).
+        wait_known = final.answered_at is not None and (final.offer_seen or bool(final.ended_at))
+        assert len(delays) == int(wait_known)
 
 
 #: Contradictory reports too (an abandon and an answer, two failures…), except an
@@ -367,3 +369,27 @@ def test_settled_never_counts_a_leg_twice(events: list[LegEvent], data: st.DataO
 def test_a_failure_then_a_short_abandon_then_a_late_offer_counts_once() -> None:
     events = [ev(LegStatus.NO_ANSWER, 1), ev(LegStatus.ABANDONED, 15), ev(LegStatus.OFFERED, 0)]
     assert totals(events)[0] == 1
+
+
+@pytest.mark.parametrize("wait_s", [25, 75])
+def test_an_answer_reported_before_its_offer_is_observed_with_the_offer(wait_s: int) -> None:
+    """Reproduction: the ``answered`` callback first (the ``ringing`` one retried) made
+    a leg offered at its answer instant, and ``settled`` observed a 0 s wait at once: a
+    leg answered at 75 s counted as answered within 60 s in the live QS60."""
+    events = [
+        ev(LegStatus.ANSWERED, wait_s),
+        ev(LegStatus.RINGING, 0),
+        ev(LegStatus.COMPLETED, wait_s + 60, duration_s=60),
+    ]
+    done = [settled(change, SHORT) for change in changes_of(events)]
+    assert [d.answer_delay_s for d in done] == [None, float(wait_s), None]
+    assert sum(d.offered for d in done) == 1
+    # Nothing before the answer ever arrives: observed when the leg ends.
+    alone = [ev(LegStatus.ANSWERED, wait_s), ev(LegStatus.COMPLETED, wait_s + 60)]
+    assert totals(alone) == (1, [0.0], 0)
+
+
+def test_offer_seen_is_order_proof() -> None:
+    events = [ev(LegStatus.ANSWERED, 25), ev(LegStatus.RINGING, 1)]
+    assert fold_all(events).offer_seen and fold_all(events[::-1]).offer_seen
+    assert not fold_all([ev(LegStatus.ANSWERED, 25)]).offer_seen
