@@ -20,8 +20,10 @@ their order or repetition** (every field is a min, a max or a ranked maximum):
 5. ``mmg``, ``platform`` — the greatest non-empty value seen: an empty one (a callback
    that does not carry it) never wins, and two that disagree give the same leg in
    either order.
-6. ``offer_seen`` — whether an ``offered`` or ``ringing`` report was folded (an or):
-   until then ``offered_at`` may be the answer's own instant, and the wait not known.
+6. ``seen`` — the statuses reported (a union). Until an ``offered`` or ``ringing``
+   report is in (``offer_seen``), ``offered_at`` may be the answer's own instant and
+   the wait is not known; ``line_failed``: a ``no_answer``, ``busy`` or ``failed``
+   report is in (what :func:`settled` needs to count each leg once).
 
 Pure: no I/O, no clock; times are aware UTC datetimes given by the adapters (the
 platform's own timestamp where it sends one, the receipt time otherwise).
@@ -90,6 +92,13 @@ OUTCOME_RANK: Final[dict[LegOutcome, int]] = {
     LegOutcome.ANSWERED: 5,
 }
 
+#: Reports made before any answer: they name the offer's own instant (rule 6).
+_OFFERING: Final[frozenset[LegStatus]] = frozenset({LegStatus.OFFERED, LegStatus.RINGING})
+#: The line's own failures (rule 6).
+_LINE_FAILURES: Final[frozenset[LegStatus]] = frozenset(
+    {LegStatus.NO_ANSWER, LegStatus.BUSY, LegStatus.FAILED}
+)
+
 #: The lines a leg can be on, as named in reports and metric labels.
 LINE_NAMES: Final[dict[Route, str]] = {
     Route.REGULATION: "regulation",
@@ -137,7 +146,7 @@ class Leg:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: LegOutcome | None = None
-    offer_seen: bool = False  # rule 6
+    seen: frozenset[LegStatus] = frozenset()  # rule 6
 
     @property
     def line(self) -> str:
@@ -157,6 +166,16 @@ class Leg:
         if self.outcome is not LegOutcome.ABANDONED or self.ended_at is None:
             return None
         return max((self.ended_at - self.offered_at).total_seconds(), 0.0)
+
+    @property
+    def offer_seen(self) -> bool:
+        """An ``offered`` or ``ringing`` report is in: ``offered_at`` is the offer's."""
+        return not self.seen.isdisjoint(_OFFERING)
+
+    @property
+    def line_failed(self) -> bool:
+        """The line itself reported a failure (``no_answer``, ``busy``, ``failed``)."""
+        return not self.seen.isdisjoint(_LINE_FAILURES)
 
     def is_short_abandon(self, short_abandon_s: float) -> bool:
         """Abandoned before ``short_abandon_s`` (QRAARM: noise, not an abandon)."""
@@ -217,12 +236,8 @@ def fold(leg: Leg | None, ev: LegEvent) -> Leg:
         answered_at=answered_at,
         ended_at=ended_at,
         outcome=outcome,
-        offer_seen=leg.offer_seen or ev.status in _OFFERING,
+        seen=leg.seen | {ev.status},
     )
-
-
-#: Reports made before any answer: they name the offer's own instant (rule 6).
-_OFFERING: Final[frozenset[LegStatus]] = frozenset({LegStatus.OFFERED, LegStatus.RINGING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +256,9 @@ class Settled:
 
     A leg counts as offered once it is answered or has ended unanswered, short abandons
     excluded, the report's own rule (:mod:`regulator.core.answer_quality`), so that the
-    QS60 the alert computes from the counters reads as the report's.
+    QS60 the alert computes from the counters reads as the report's. One exception,
+    for contradictory reports only: a short abandon whose line also reported a failure
+    stays offered (see ``_counts_as_offered``: counters cannot go back down).
     """
 
     offered: bool = False
@@ -250,9 +267,13 @@ class Settled:
 
 
 def _counts_as_offered(leg: Leg | None, short_abandon_s: float) -> bool:
+    """Settled, and not a short abandon — unless the line reported a failure too: a
+    leg once counted (``no_answer``…) must stay counted when an ``abandoned`` report
+    (which outranks it) makes it look short, else a later, earlier-dated report making
+    the abandon long would count it a second time. Only ever turns true."""
     if leg is None or leg.outcome is None:
         return False
-    return not leg.is_short_abandon(short_abandon_s)
+    return leg.line_failed or not leg.is_short_abandon(short_abandon_s)
 
 
 def _long_abandon(leg: Leg | None, short_abandon_s: float) -> bool:

@@ -35,7 +35,7 @@ import aiosqlite
 
 from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
-from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome
+from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -148,7 +148,7 @@ CREATE TABLE IF NOT EXISTS legs (
     answered_us INTEGER,
     ended_us    INTEGER,
     outcome     TEXT,
-    offer_seen  INTEGER NOT NULL DEFAULT 0,
+    seen        TEXT NOT NULL DEFAULT '',  -- the statuses reported, comma-separated
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS legs_mmg_offered ON legs (mmg, offered_us);
@@ -189,15 +189,13 @@ _UPSERT_VISIT = (
     " at_us = excluded.at_us, referral_id = excluded.referral_id, data = excluded.data"
 )
 
-_LEG_COLUMNS = (
-    "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome, offer_seen"
-)
+_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome, seen"
 _UPSERT_LEG = (
     f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (call_id, target) DO UPDATE SET mmg = excluded.mmg,"
     " platform = excluded.platform, offered_us = excluded.offered_us,"
     " answered_us = excluded.answered_us, ended_us = excluded.ended_us,"
-    " outcome = excluded.outcome, offer_seen = excluded.offer_seen"
+    " outcome = excluded.outcome, seen = excluded.seen"
 )
 
 _PENDING = tuple(sorted(s.value for s in codec.OPEN_FOR_CALLBACK))
@@ -903,12 +901,12 @@ def _leg_row(leg: Leg) -> tuple[Any, ...]:
         codec.to_us(leg.answered_at) if leg.answered_at else None,
         codec.to_us(leg.ended_at) if leg.ended_at else None,
         leg.outcome.value if leg.outcome else None,
-        int(leg.offer_seen),
+        ",".join(sorted(status.value for status in leg.seen)),
     )
 
 
 def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
-    call_id, target, mmg, platform, offered, answered, ended, outcome, offer_seen = row
+    call_id, target, mmg, platform, offered, answered, ended, outcome, seen = row
     return Leg(
         call_id=str(call_id),
         target=Route(target),
@@ -918,5 +916,5 @@ def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
         answered_at=codec.from_us(answered) if answered is not None else None,
         ended_at=codec.from_us(ended) if ended is not None else None,
         outcome=LegOutcome(outcome) if outcome else None,
-        offer_seen=bool(offer_seen),
+        seen=frozenset(LegStatus(status) for status in str(seen).split(",") if status),
     )
