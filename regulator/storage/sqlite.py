@@ -168,6 +168,7 @@ _MIGRATIONS = (
     ("calls", "routes", "TEXT NOT NULL DEFAULT ''"),  # 2: the route history
     ("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),  # 3: the request's fingerprint
     ("calls", "protocol_version", "TEXT NOT NULL DEFAULT ''"),  # 3: the version that decided
+    ("legs", "seen", "TEXT NOT NULL DEFAULT ''"),  # the statuses reported (core/legs.py)
 )
 
 _CALL_COLUMNS = (

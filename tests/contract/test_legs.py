@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus, fold, settled
 from regulator.core.models import Route
@@ -250,3 +252,27 @@ async def test_a_500_event_batch(store: Store) -> None:
     assert len(await store.legs(MMG, T0, T0 + timedelta(hours=1))) == 125
     if isinstance(store, SqliteStore):
         assert store.path.exists()
+
+
+async def test_a_legs_table_without_seen_is_migrated(tmp_path: Path) -> None:
+    """A file written by the first version of the legs table (no ``seen`` column)."""
+    path = tmp_path / "regulator.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE legs (call_id TEXT NOT NULL, target TEXT NOT NULL, mmg TEXT NOT NULL,"
+            " platform TEXT NOT NULL, offered_us INTEGER NOT NULL, answered_us INTEGER,"
+            " ended_us INTEGER, outcome TEXT, PRIMARY KEY (call_id, target)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO legs VALUES ('OLD', 'regulation', ?, 'twilio', ?, NULL, NULL, NULL)",
+            (MMG, int(T0.timestamp() * 1_000_000)),
+        )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        (change,) = await store.record_leg_events([ev("OLD", LegStatus.ANSWERED, 30)])
+        assert change.before is not None and change.before.seen == frozenset()
+        (leg,) = await store.legs(MMG, T0, T0 + timedelta(hours=1))
+        assert (leg.wait_s, leg.seen) == (30.0, frozenset({LegStatus.ANSWERED}))
+    finally:
+        await store.close()
