@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 24, 19, 30, tzinfo=UTC)
 SHORT = 15.0  # REGULATOR_SHORT_ABANDON_S's default
 
 PROPERTY_SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
