@@ -46,7 +46,8 @@ Layout (``P`` is the prefix; types in brackets):
   before the retention cutoff is named by no call record left once calls are purged.
 - ``P:leg:{call_id}:{target}`` [string] one dial leg (``core.legs.Leg``) as JSON, folded
   under WATCH (optimistic: two replicas folding events of one leg both count).
-- ``P:legs:{mmg}`` [sorted set] ``call_id|target`` by offered time (µs): the report's
+- ``P:legs:{mmg}`` [sorted set] ``call_id|target`` by offered time (µs; split on the
+  last ``|``: a call id may hold one, a target never): the report's
   and the consoles' range read. ``P:legs_by_at`` [sorted set] the same over every MMG:
   the purge's index.
 - ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:

@@ -791,6 +791,7 @@ class RedisStore(RedisFigures, RedisSessions):
                         changes, changed = codec.fold_events(stored, events)
                         pipe.multi()  # type: ignore[no-untyped-call]
                         for (call_id, target), leg in changed.items():
+                            # Read back with rsplit: a target never holds "|", a call id may.
                             member = f"{call_id}|{target.value}"
                             score = codec.to_us(leg.offered_at)
                             old = stored.get((call_id, target))
@@ -815,7 +816,7 @@ class RedisStore(RedisFigures, RedisSessions):
             )
             if not members:
                 return []
-            names = [self.keys.leg(*_s(m).split("|", 1)) for m in members]
+            names = [self.keys.leg(*_s(m).rsplit("|", 1)) for m in members]
             raw = await client.mget(names)
         return [codec.leg_from_dict(json.loads(v)) for v in raw if v is not None]
 
@@ -830,7 +831,7 @@ class RedisStore(RedisFigures, RedisSessions):
             ]
             if not members:
                 return
-            names = [self.keys.leg(*m.split("|", 1)) for m in members]
+            names = [self.keys.leg(*m.rsplit("|", 1)) for m in members]
             raw = await client.mget(names)
             async with client.pipeline(transaction=False) as pipe:
                 for member, name, value in zip(members, names, raw, strict=True):

@@ -35,7 +35,7 @@ import aiosqlite
 
 from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
-from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome
+from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -149,6 +149,7 @@ CREATE TABLE IF NOT EXISTS legs (
     answered_us INTEGER,
     ended_us    INTEGER,
     outcome     TEXT,
+    seen        TEXT NOT NULL DEFAULT '',  -- the statuses reported, comma-separated
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS legs_mmg_offered ON legs (mmg, offered_us);
@@ -168,6 +169,7 @@ _MIGRATIONS = (
     ("calls", "routes", "TEXT NOT NULL DEFAULT ''"),  # 2: the route history
     ("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),  # 3: the request's fingerprint
     ("calls", "protocol_version", "TEXT NOT NULL DEFAULT ''"),  # 3: the version that decided
+    ("legs", "seen", "TEXT NOT NULL DEFAULT ''"),  # the statuses reported (core/legs.py)
 )
 
 _CALL_COLUMNS = (
@@ -189,13 +191,13 @@ _UPSERT_VISIT = (
     " at_us = excluded.at_us, referral_id = excluded.referral_id, data = excluded.data"
 )
 
-_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome"
+_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome, seen"
 _UPSERT_LEG = (
-    f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (call_id, target) DO UPDATE SET mmg = excluded.mmg,"
     " platform = excluded.platform, offered_us = excluded.offered_us,"
     " answered_us = excluded.answered_us, ended_us = excluded.ended_us,"
-    " outcome = excluded.outcome"
+    " outcome = excluded.outcome, seen = excluded.seen"
 )
 
 _PENDING = tuple(sorted(s.value for s in codec.OPEN_FOR_CALLBACK))
@@ -611,7 +613,8 @@ class SqliteStore(SqliteFigures, SqliteSessions):
         async with self._read() as conn:
             sql = (
                 f"SELECT {_LEG_COLUMNS} FROM legs"  # noqa: S608
-                " WHERE mmg = ? AND offered_us >= ? AND offered_us < ? ORDER BY offered_us"
+                " WHERE mmg = ? AND offered_us >= ? AND offered_us < ?"
+                " ORDER BY offered_us, call_id, target"
             )
             args = (mmg, codec.to_us(start), codec.to_us(end))
             async with conn.execute(sql, args) as cur:
@@ -900,11 +903,12 @@ def _leg_row(leg: Leg) -> tuple[Any, ...]:
         codec.to_us(leg.answered_at) if leg.answered_at else None,
         codec.to_us(leg.ended_at) if leg.ended_at else None,
         leg.outcome.value if leg.outcome else None,
+        ",".join(sorted(status.value for status in leg.seen)),
     )
 
 
 def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
-    call_id, target, mmg, platform, offered, answered, ended, outcome = row
+    call_id, target, mmg, platform, offered, answered, ended, outcome, seen = row
     return Leg(
         call_id=str(call_id),
         target=Route(target),
@@ -914,4 +918,5 @@ def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
         answered_at=codec.from_us(answered) if answered is not None else None,
         ended_at=codec.from_us(ended) if ended is not None else None,
         outcome=LegOutcome(outcome) if outcome else None,
+        seen=frozenset(LegStatus(status) for status in str(seen).split(",") if status),
     )
