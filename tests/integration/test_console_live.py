@@ -10,14 +10,15 @@ from datetime import UTC
 from typing import Any
 
 import orjson
+import pytest
 
 from regulator.core.legs import LegEvent, LegStatus
 from regulator.core.models import Route
 from regulator.web import keys
 from regulator.web.console.quality import LIVE_QUALITY
-from tests.integration.test_consoles import REFERRAL, cookie, csrf, origin
+from tests.integration.test_consoles import REFERRAL, origin
 from tests.integration.test_sse import next_event, subscribed
-from tests.support.app import NIMES, AppClient, bearer, paris, post_generic
+from tests.support.app import NIMES, AppClient, Signed, bearer, paris, post_generic, sign_in_all
 
 
 def leg(call_id: str, status: LegStatus, at: str, mmg: str = "nimes", **kw: Any) -> LegEvent:
@@ -64,17 +65,23 @@ async def write_legs(client: AppClient, events: tuple[LegEvent, ...]) -> None:
     await client.app[keys.WRITER].flush()
 
 
-def console_write(role: str, client: AppClient) -> dict[str, str]:
+@pytest.fixture
+async def signed(client: AppClient) -> Signed:
+    """Every role signed in through the login form (server-side sessions)."""
+    return await sign_in_all(client)
+
+
+def console_write(role: str, client: AppClient, signed: Signed) -> dict[str, str]:
     """What the console's script sends with a write: cookie, CSRF header, own origin."""
-    return cookie(role) | csrf(role) | {"Origin": origin(client)}
+    return signed.cookie(role) | signed.csrf(role) | {"Origin": origin(client)}
 
 
 async def test_todays_figures_of_the_regulation_line_in_the_page_and_the_json(
-    client: AppClient,
+    client: AppClient, signed: Signed
 ) -> None:
     await write_legs(client, TONIGHT)
 
-    resp = await client.get("/console/regulation/quality.json", headers=cookie("regulator"))
+    resp = await client.get("/console/regulation/quality.json", headers=signed.cookie("regulator"))
     assert resp.status == 200
     data = await resp.json()
     by_mmg = {row["mmg"]: row for row in data["mmgs"]}
@@ -100,7 +107,9 @@ async def test_todays_figures_of_the_regulation_line_in_the_page_and_the_json(
     assert reunion["answer_rate"] is None
     assert reunion["display"]["answer_rate"] == "—"
 
-    page = await (await client.get("/console/regulation", headers=cookie("regulator"))).text()
+    page = await (
+        await client.get("/console/regulation", headers=signed.cookie("regulator"))
+    ).text()
     assert "Ligne de régulation aujourd'hui" in page
     for header in ("Appels présentés", "Taux de décroché", "QS60", "En attente maintenant"):
         assert header in page
@@ -114,8 +123,8 @@ async def test_todays_figures_of_the_regulation_line_in_the_page_and_the_json(
     assert "moins de 15 s" in page  # REGULATOR_SHORT_ABANDON_S, as set
 
 
-async def test_the_figures_are_for_regulators_only(client: AppClient) -> None:
-    resp = await client.get("/console/regulation/quality.json", headers=cookie("desk"))
+async def test_the_figures_are_for_regulators_only(client: AppClient, signed: Signed) -> None:
+    resp = await client.get("/console/regulation/quality.json", headers=signed.cookie("desk"))
     assert resp.status == 403
     body = await resp.json()
     assert "console de régulation" in body["message"]
@@ -163,9 +172,9 @@ async def test_a_leg_change_pushes_the_figures_live_at_most_once_a_second(
 
 
 async def test_an_overflow_reaches_the_desk_with_its_ground_and_the_advice_card(
-    client: AppClient,
+    client: AppClient, signed: Signed
 ) -> None:
-    page = await (await client.get("/console/desk/nimes", headers=cookie("desk"))).text()
+    page = await (await client.get("/console/desk/nimes", headers=signed.cookie("desk"))).text()
     # Nîmes' protocol overflows after 90 s: the card's heading says so.
     assert (
         'data-ground="regulation_overflow">Débordement : la régulation (centre 15) '
@@ -174,10 +183,10 @@ async def test_an_overflow_reaches_the_desk_with_its_ground_and_the_advice_card(
     assert 'data-ground="professional">Professionnel de santé enregistré<' in page
     assert "Appel non régulé" in page
     assert "composer le 15 sans attendre" in page
-    metz = await (await client.get("/console/desk/metz", headers=cookie("desk_metz"))).text()
+    metz = await (await client.get("/console/desk/metz", headers=signed.cookie("desk_metz"))).text()
     assert "n&#39;a pas répondu<" in metz  # no overflow in Metz' protocol: no delay
 
-    stream = await client.get("/api/v1/events?mmg=nimes", headers=cookie("desk"))
+    stream = await client.get("/api/v1/events?mmg=nimes", headers=signed.cookie("desk"))
     await subscribed(client, 1)
     call = {"call_id": "ovf-1", "to": NIMES, "from": "+33611000003"}
     status, answer = await post_generic(
@@ -201,10 +210,10 @@ async def referrals_of(client: AppClient, case_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_p0_referral_from_the_console_form_needs_the_confirmation(
-    client: AppClient,
+    client: AppClient, signed: Signed
 ) -> None:
     body = REFERRAL | {"case_id": "DRFR15-P0", "urgency": "P0"}
-    headers = console_write("regulator", client) | {"Idempotency-Key": "draft-p0"}
+    headers = console_write("regulator", client, signed) | {"Idempotency-Key": "draft-p0"}
 
     refused = await client.post("/console/regulation/referrals", json=body, headers=headers)
     assert refused.status == 422
@@ -238,16 +247,20 @@ async def test_a_p0_referral_from_the_console_form_needs_the_confirmation(
     assert len(await referrals_of(client, "DRFR15-P0")) == 1
 
 
-async def test_other_urgencies_and_the_api_need_no_confirmation(client: AppClient) -> None:
+async def test_other_urgencies_and_the_api_need_no_confirmation(
+    client: AppClient, signed: Signed
+) -> None:
     p2 = REFERRAL | {"case_id": "DRFR15-P2", "urgency": "P2"}
     resp = await client.post(
-        "/console/regulation/referrals", json=p2, headers=console_write("regulator", client)
+        "/console/regulation/referrals", json=p2, headers=console_write("regulator", client, signed)
     )
     assert resp.status == 201
     plain = REFERRAL | {"case_id": "DRFR15-none"}
     plain.pop("urgency")
     resp = await client.post(
-        "/console/regulation/referrals", json=plain, headers=console_write("regulator", client)
+        "/console/regulation/referrals",
+        json=plain,
+        headers=console_write("regulator", client, signed),
     )
     assert resp.status == 201
     # The API is unchanged: a regulation software's P1 is created as it comes.
@@ -260,18 +273,18 @@ async def test_other_urgencies_and_the_api_need_no_confirmation(client: AppClien
     assert len(await referrals_of(client, "DRFR15-API-P1")) == 1
 
 
-async def test_the_console_form_keeps_the_apis_checks(client: AppClient) -> None:
+async def test_the_console_form_keeps_the_apis_checks(client: AppClient, signed: Signed) -> None:
     p1 = REFERRAL | {"case_id": "DRFR15-P1", "urgency": "P1", "confirm_urgency": True}
     # Another role: refused even when confirmed.
     desk = await client.post(
-        "/console/regulation/referrals", json=p1, headers=console_write("desk", client)
+        "/console/regulation/referrals", json=p1, headers=console_write("desk", client, signed)
     )
     assert desk.status == 403
     # A cookie write without the CSRF header: refused.
     no_csrf = await client.post(
         "/console/regulation/referrals",
         json=p1,
-        headers=cookie("regulator") | {"Origin": origin(client)},
+        headers=signed.cookie("regulator") | {"Origin": origin(client)},
     )
     assert no_csrf.status == 403
     assert "X-CSRF-Token" in (await no_csrf.json())["message"]
@@ -279,14 +292,14 @@ async def test_the_console_form_keeps_the_apis_checks(client: AppClient) -> None
     odd = await client.post(
         "/console/regulation/referrals",
         json=p1 | {"confirm_urgency": "oui"},
-        headers=console_write("regulator", client),
+        headers=console_write("regulator", client, signed),
     )
     assert odd.status == 422
     assert (await odd.json())["errors"][0]["field"] == "confirm_urgency"
     bad = await client.post(
         "/console/regulation/referrals",
         data=orjson.dumps(p1 | {"patient": {"display_name": ""}}),
-        headers=console_write("regulator", client) | {"Content-Type": "application/json"},
+        headers=console_write("regulator", client, signed) | {"Content-Type": "application/json"},
     )
     assert bad.status == 422
     assert (await bad.json())["errors"][0]["field"] == "patient.display_name"
