@@ -7,9 +7,13 @@ SAS; ``front_desk``: the MMG's own desk), computed from the dial legs of the mon
 1. ``short_abandons`` — the caller hung up less than ``short_abandon_s`` (15 s by
    default) after the leg was offered: noise, not an abandon (QRAARM, Samu 93). They
    are left out of every other figure.
-2. ``offered`` — the legs offered, short abandons excluded (one leg per call and line:
-   no destination is offered twice to a call). A leg still ringing counts as offered
-   and not answered: the report of a past month has none.
+2. ``offered`` — the legs offered whose fate is known (answered, or ended unanswered),
+   short abandons excluded (one leg per call and line: no destination is offered twice
+   to a call). A leg still ringing is not counted yet: a caller waiting for 5 s is
+   neither a failure to answer nor an answer within 60 s, and it may still become a
+   short abandon. This is the live counters' rule too (:class:`regulator.core.legs.
+   Settled`), so the report's QS60 and the alert's read alike; :func:`live` shows the
+   legs in progress as ``waiting``.
 3. ``answered`` and ``answer_rate`` = answered / offered (the *taux de décroché*;
    DREES: 88 % of calls to the Samu answered in 2022).
 4. ``answered_within_60s`` and ``qs60`` = answered within 60 s / offered (the SUdF
@@ -93,6 +97,8 @@ def quality(legs: Iterable[Leg], short_abandon_s: float) -> dict[str, Any]:
     offered = answered = within_60 = within_30 = abandoned = short = 0
     waits: list[float] = []
     for leg in legs:
+        if leg.outcome is None:
+            continue  # 2. in progress: counted once settled
         if leg.is_short_abandon(short_abandon_s):
             short += 1  # 1. noise, out of every other figure
             continue
@@ -159,8 +165,9 @@ def answer_quality(
 
 
 def live(legs: Iterable[Leg], short_abandon_s: float, now: datetime) -> dict[str, Any]:
-    """Today's figures of one line for a console: :func:`quality` plus ``waiting``,
-    the legs offered and neither answered nor ended (callers waiting on the line now)."""
+    """Today's figures of one line for a console: :func:`quality` (the settled legs)
+    plus ``waiting``, the legs offered and neither answered nor ended (callers waiting
+    on the line now, not yet in ``offered``)."""
     legs = list(legs)
     waiting = sum(1 for leg in legs if leg.outcome is None and leg.offered_at <= now)
     return {**quality(legs, short_abandon_s), "waiting": waiting}
