@@ -500,7 +500,9 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
     resp = await client.put("/api/v1/figures/nimes/2026", json=costs, headers=bearer("coordinator"))
     assert resp.status == 201, await resp.text()
     store = client.app[keys.STORE]
-    export = await annual_export(store, client.app[keys.PROTOCOLS].current, 2026)
+    export = await annual_export(
+        store, client.app[keys.PROTOCOLS].current, 2026, short_abandon_s=15
+    )
     nimes: dict[str, Any] = export["mmgs"]["nimes"]
     assert len(nimes["months"]) == 12
     monthly = [await report(client, "nimes", f"2026-{m:02d}") for m in range(1, 13)]
