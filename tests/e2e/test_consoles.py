@@ -362,7 +362,7 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await expect(seen).to_have_text("3")
             via = reports.locator('tr[data-indicator="persons_seen.via_regulation"] td')
             await expect(via).to_have_text("2")
-            await expect(reports.locator("svg.chart-svg")).to_have_count(3)
+            await expect(reports.locator("svg.chart-svg")).to_have_count(4)
             await expect(reports.locator("#chart-visits rect.s-weekday > title")).to_have_text(
                 "21 h — jours de semaine : 3 personnes vues"
             )

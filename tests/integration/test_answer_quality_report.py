@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import html
 import io
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -273,3 +275,60 @@ async def test_the_cli_report_reads_the_same_store(client: AppClient, tmp_path: 
     md = tmp_path / "nimes-2026-12.md"
     assert await asyncio.to_thread(main, [*args, "--format", "md", "-o", str(md)]) == 0
     assert "| Taux de décroché | 40,0\u00a0% | 100,0\u00a0% |" in md.read_text("utf-8")
+
+
+async def test_the_annual_export_has_monthly_blocks_and_the_years_own(client: AppClient) -> None:
+    """The year's block is computed from the year's legs (November's answered at 20 s
+    and December's six), not averaged from the months' shares."""
+    resp = await client.get("/api/v1/exports/2026", headers=bearer("coordinator"))
+    assert resp.status == 200, await resp.text()
+    nimes = (await resp.json())["mmgs"]["nimes"]
+    december = nimes["months"][11]["answer_quality"]["regulation"]
+    assert {k: v for k, v in december.items() if k != "by_hour"} == ISSUE_BLOCK
+    assert nimes["months"][10]["answer_quality"]["regulation"]["qs60"] == 1.0
+    year = nimes["answer_quality"]["regulation"]
+    assert (year["offered"], year["answered"], year["answered_within_60s"]) == (6, 3, 2)
+    assert year["qs60"] == round(2 / 6, 4)  # not (1.0 + 0.2) / 2
+    assert (year["wait_median_s"], year["wait_p90_s"]) == (25.0, 75.0)  # of 20, 25, 75 s
+    assert nimes["totals"]["answer_quality.regulation.qs60"] == year["qs60"]
+    assert nimes["totals"]["answer_quality.regulation.offered"] == 6
+
+    resp = await client.get("/api/v1/exports/2026?format=csv", headers=bearer("coordinator"))
+    header, *rows = (await resp.text()).lstrip("\ufeff").splitlines()
+    column = header.split(";").index("Ligne de régulation (centre 15 / SAS) — Taux de décroché (%)")
+    by_month = {r.split(";")[1]: r.split(";")[column] for r in rows if r.startswith("nimes;")}
+    assert (by_month["décembre 2026"], by_month["novembre 2026"]) == ("40,00", "100,00")
+    assert (by_month["janvier 2026"], by_month["Total 2026"]) == ("", "50,00")
+
+
+async def test_the_reports_page_shows_the_lines_and_charts_qs60_by_hour(
+    client: AppClient,
+) -> None:
+    from tests.integration.test_consoles import cookie
+
+    resp = await client.get("/console/reports/nimes?month=2026-12", headers=cookie("coordinator"))
+    assert resp.status == 200
+    text = html.unescape(await resp.text())
+    table = text[text.index('id="answer-quality"') : text.index('id="chart-qs60"')]
+    assert "Ligne de régulation (centre 15 / SAS)" in table and "Accueil de la MMG" in table
+    cells = dict(re.findall(r'data-quality="(\w+)"><th scope="row">[^<]*</th>(.*?)</tr>', table))
+    values = {k: re.findall(r'<td class="num">([^<]*)</td>', v) for k, v in cells.items()}
+    nbsp = "\u00a0"
+    assert values["answer_rate"] == [f"40,0{nbsp}%", f"100,0{nbsp}%"]
+    assert values["qs60_of_answered"] == [f"50,0{nbsp}%", f"100,0{nbsp}%"]
+    assert values["wait_p90_s"] == [f"75{nbsp}s", f"10{nbsp}s"]
+    assert values["short_abandons"] == ["1", "0"]
+    chart = text[text.index('id="chart-qs60"') :]
+    chart = chart[: chart.index("</figure>")]
+    bars = re.findall(r'<rect class="s-qs60"[^>]*><title>([^<]*)</title>', chart)
+    assert bars == [
+        f"00 h — QS60 : 0,0{nbsp}% (0 sur 1 appel présenté)",
+        f"20 h — QS60 : 0,0{nbsp}% (0 sur 2 appels présentés)",
+        f"21 h — QS60 : 0,0{nbsp}% (0 sur 1 appel présenté)",
+        f"23 h — QS60 : 100,0{nbsp}% (1 sur 1 appel présenté)",
+    ]
+    assert f"objectif SUdF 99,0{nbsp}%" in chart
+    rows = re.findall(r'<tr><th scope="row">(\d\d h)</th>(.*?)</tr>', chart)
+    assert len(rows) == 24
+    assert re.findall(r">([^<]*)</td>", dict(rows)["23 h"]) == ["1", "1", f"100,0{nbsp}%"]
+    assert re.findall(r">([^<]*)</td>", dict(rows)["12 h"]) == ["0", "0", "—"]
