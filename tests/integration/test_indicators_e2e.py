@@ -403,6 +403,8 @@ def expected_cell(report: Mapping[str, Any], key: str) -> Any:
     """What a workbook cell of ``key`` must hold for this JSON report (month or totals)."""
     if key == "share_regulated":
         return share_cell(report["share_regulated"])
+    if key.startswith("answer_quality."):  # no call offered (answered): not computable
+        return share_cell(dotted(report, key))
     if key.startswith("entered."):
         _, kind, name = key.split(".")
         block = report["entered"][kind]
@@ -412,7 +414,7 @@ def expected_cell(report: Mapping[str, Any], key: str) -> Any:
 
 def expected_total(totals: Mapping[str, Any], key: str) -> Any:
     value = totals[key]
-    if key == "share_regulated":
+    if key == "share_regulated" or key.startswith("answer_quality."):
         return share_cell(value)
     return "non renseigné" if value is None else value
 
@@ -421,7 +423,7 @@ def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
     """Every keyed row of sheet "Indicateurs" holds the JSON's figure; every figure of
     the JSON (its circular rows and call breakdowns) has its row; peaks likewise."""
     book = openpyxl.load_workbook(io.BytesIO(body))
-    assert book.sheetnames == ["Indicateurs", "Pics d'activité"]
+    assert book.sheetnames == ["Indicateurs", "Pics d'activité", "Qualité de décroché"]
     sheet = book["Indicateurs"]
     assert (
         sheet["A1"].value == "Indicateurs de suivi — Maison médicale de garde de Nîmes — mai 2026"
