@@ -291,9 +291,10 @@ class SharesChart:
 def qs60_chart(line: Mapping[str, Any], line_label: str) -> SharesChart:
     """Bars of QS60 (answered within 60 s / offered) per local hour of the month, every
     day type together, from a line's ``by_hour`` (``core.answer_quality``). An hour
-    without a call offered has no bar (nothing to measure), and "—" in the table."""
-    width, height = 760, 300
-    left, right, top, bottom = 56, 12, 16, 64
+    without a call offered has no bar (nothing to measure), and "—" in the table; an
+    hour at 0 % has a 2-unit stub, so that it reads as measured, not as empty."""
+    width, height = 760, 312
+    left, right, top, bottom = 56, 12, 28, 64
     plot_w, plot_h = width - left - right, height - top - bottom
     hours = hourly_qs60(line)
     grid = tuple((f"{p}\u00a0%", top + plot_h - p / 100 * plot_h) for p in (0, 25, 50, 75, 100))
@@ -308,7 +309,7 @@ def qs60_chart(line: Mapping[str, Any], line_label: str) -> SharesChart:
         rows.append((f"{hour:02d} h", (offered, within, share_text(qs60, "—"))))
         if qs60 is None:
             continue
-        h = qs60 * plot_h
+        h = max(qs60 * plot_h, 2.0)
         title = (
             f"{hour:02d} h — QS60 : {share_text(qs60)} "
             f"({french_number(within)} sur {french_number(offered)} "
