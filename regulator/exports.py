@@ -205,7 +205,9 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
     sheet.column_dimensions["C"].width = 34
     _peaks_sheet(book.create_sheet("Pics d'activité"), report)
     if "answer_quality" in report:
-        _quality_sheet(book.create_sheet("Qualité de décroché"), report["answer_quality"])
+        quality = book.create_sheet("Qualité de décroché")
+        heading = f"Qualité de décroché — {name or report['mmg']} — {month_label(report['month'])}"
+        _quality_sheet(quality, report["answer_quality"], heading)
     return _save(book)
 
 
@@ -221,10 +223,10 @@ def _quality_value(sheet: Worksheet, row: int, column: int, field: str, value: A
         cell.number_format = _SECONDS_FORMAT
 
 
-def _quality_sheet(sheet: Worksheet, quality: Mapping[str, Any]) -> None:
+def _quality_sheet(sheet: Worksheet, quality: Mapping[str, Any], heading: str) -> None:
     """The lines' figures side by side (one row per figure, its key last), then one
     row per line × day type × hour that had a leg, one column per figure."""
-    _title(sheet, "Qualité de décroché")
+    _title(sheet, heading)
     short = aq.seconds_text(quality["short_abandon_s"])
     sheet.append([f"Abandons courts : raccroché moins de {short} après la présentation (exclus)"])
     sheet.append(["Indicateur", *(aq.LINE_LABELS[line] for line in aq.LINES), "Clé"])

@@ -241,6 +241,9 @@ async def test_csv_markdown_and_workbook_say_the_same_in_french(client: AppClien
 
     book = openpyxl.load_workbook(io.BytesIO(await get(client, "2026-12", "xlsx")))
     sheet = book["Qualité de décroché"]
+    assert sheet["A1"].value == (
+        "Qualité de décroché — Maison médicale de garde de Nîmes — décembre 2026"
+    )
     cells = list(sheet.iter_rows(values_only=True))
     by_field = {row[3]: row[1:3] for row in cells[3:14]}
     assert cells[2][:4] == ("Indicateur", line, "Accueil de la MMG", "Clé")

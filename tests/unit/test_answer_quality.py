@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from regulator.core.answer_quality import answer_quality, live, quality
+from regulator.core.answer_quality import answer_quality, live, quality, value_text
 from regulator.core.legs import Leg, LegEvent, LegStatus, fold
 from regulator.core.models import DayType, Route
 
@@ -154,3 +154,16 @@ def test_the_live_counters_count_what_the_report_counts() -> None:
             abandoned += done.abandoned
         block = quality(legs.values(), 15)
         assert (offered, abandoned) == (block["offered"], block["abandoned"]), step
+
+
+def test_human_texts_say_percent_seconds_and_why_a_figure_is_missing() -> None:
+    nbsp = "\u00a0"
+    assert value_text("qs60", 0.2) == f"20,0{nbsp}%"
+    assert value_text("answer_rate", None) == "non calculable (aucun appel présenté)"
+    assert value_text("qs60_of_answered", None) == "non calculable (aucun appel décroché)"
+    assert value_text("wait_median_s", None) == "non calculable (aucun appel décroché)"
+    assert (value_text("wait_p90_s", 75.0), value_text("wait_p90_s", 25.5)) == (
+        f"75{nbsp}s",
+        f"25,5{nbsp}s",
+    )
+    assert value_text("short_abandons", 1) == "1"
