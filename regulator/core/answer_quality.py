@@ -147,7 +147,8 @@ def answer_quality(
 ) -> dict[str, Any]:
     """The report's ``answer_quality``: for each line of :data:`LINES`, the block of
     :func:`quality` and ``by_hour``: ``{day_type: {"HH": block}}`` for the hours and
-    day types that had at least one leg (local time of the offer, the MMG's calendar).
+    day types that had at least one settled leg (local time of the offer, the MMG's
+    calendar).
     """
     by_line: dict[str, list[Leg]] = {line: [] for line in LINES}
     for leg in legs:
@@ -158,6 +159,8 @@ def answer_quality(
     for line, line_legs in by_line.items():
         cells: dict[tuple[DayType, int], list[Leg]] = {}
         for leg in line_legs:
+            if leg.outcome is None:
+                continue  # in progress: in no figure yet (rule 2), so in no hour either
             local = leg.offered_at.astimezone(tz)
             day = local.date()
             if day not in days:

@@ -125,6 +125,7 @@ def test_a_leg_still_ringing_is_not_offered_yet() -> None:
     block = quality([*six, ringing], 15)
     print({k: block[k] for k in ("offered", "answer_rate", "qs60")})
     assert block == quality(six, 15)
+    assert answer_quality([ringing], PARIS, saturday, 15)["regulation"]["by_hour"] == {}
 
 
 def test_the_live_counters_count_what_the_report_counts() -> None:
