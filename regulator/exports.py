@@ -7,7 +7,9 @@ so a file and its JSON can be matched row by row.
 
 French spreadsheet conventions for CSV (what Excel and LibreOffice in a French locale
 open as columns): ``;`` separator, UTF-8 with a byte-order mark, decimal comma.
-Shares are written as percentages (``41,67``) under a header saying "(%)".
+Shares are written as percentages (``41,67``) under a header saying "(%)", empty when
+they cannot be computed (nobody seen, no call offered); in a workbook such a cell
+says "non calculable".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from regulator.core import answer_quality as aq
 from regulator.core.figures import (
     ED_SECTION,
     NOT_ENTERED,
@@ -45,6 +48,7 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 NOT_COMPUTABLE = "non calculable"
 SHARE_PERCENT_LABEL = f"{SHARE_REGULATED.label} (%)"
 _PERCENT_FORMAT = "0.0%"
+_SECONDS_FORMAT = "0.0"
 _EUROS_FORMAT = '#,##0.00 "€"'
 #: Row key of the ED passages' source in the monthly files.
 _ED_SOURCE = "entered.ed_passages.source"
@@ -64,12 +68,18 @@ def annual_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
 
 def month_rows(report: Mapping[str, Any], *, hours: bool = True) -> list[tuple[str, str, Any]]:
     """Every figure of a monthly report as (key, label, value): the circular's counts,
-    the share regulated (0–1 or None), the entered figures (None: not entered), then
-    the call breakdowns (with the hourly rows unless ``hours`` is False)."""
+    the share regulated (0–1 or None), the entered figures (None: not entered), the
+    call breakdowns, then the answer quality of each line (shares 0–1 or None, waits
+    in seconds or None); with ``hours`` (not in the annual export) the hourly call rows
+    and the answer quality of every hour × day type that had a leg."""
     rows = report_rows(report) if hours else annual_rows(report)
     at = len(INDICATORS)
     share_row = (SHARE_REGULATED.key, SHARE_REGULATED.label, report["share_regulated"])
-    return [*rows[:at], share_row, *entered_rows(report.get("entered", {})), *rows[at:]]
+    quality = report.get("answer_quality")
+    extra: list[tuple[str, str, Any]] = []
+    if quality is not None:
+        extra = aq.report_rows(quality) + (aq.hour_rows(quality) if hours else [])
+    return [*rows[:at], share_row, *entered_rows(report.get("entered", {})), *rows[at:], *extra]
 
 
 def annual_columns(export: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -90,10 +100,19 @@ def _month_values(report: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, _, value in month_rows(report, hours=False)}
 
 
+def _quality_field(key: str) -> str | None:
+    """The answer-quality field a flat key names (``answer_quality.….qs60`` → ``qs60``)."""
+    return key.rsplit(".", 1)[1] if key.startswith("answer_quality.") else None
+
+
 def _text(key: str, value: Any) -> Any:
-    """A CSV cell: shares in percent, figures not entered said so, euros with a comma."""
-    if key == SHARE_REGULATED.key:
+    """A CSV cell: shares in percent, figures not entered said so, euros with a comma,
+    waits in seconds with one decimal; a figure that cannot be computed is empty."""
+    field = _quality_field(key)
+    if key == SHARE_REGULATED.key or field in aq.SHARES:
         return percent_text(value)
+    if field in aq.SECONDS:
+        return "" if value is None else f"{value:.1f}".replace(".", ",")
     if value is None and key.startswith("entered."):
         return NOT_ENTERED
     if isinstance(value, float):
@@ -104,6 +123,8 @@ def _text(key: str, value: Any) -> Any:
 def _label(key: str, label: str) -> str:
     if key == SHARE_REGULATED.key:
         return SHARE_PERCENT_LABEL
+    if _quality_field(key) in aq.SHARES:
+        return f"{label} (%)"
     return f"{label} (€)" if is_euros(key) else label
 
 
@@ -183,7 +204,53 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
     _widths(sheet, 90, 14, 3)
     sheet.column_dimensions["C"].width = 34
     _peaks_sheet(book.create_sheet("Pics d'activité"), report)
+    if "answer_quality" in report:
+        quality = book.create_sheet("Qualité de décroché")
+        heading = f"Qualité de décroché — {name or report['mmg']} — {month_label(report['month'])}"
+        _quality_sheet(quality, report["answer_quality"], heading)
     return _save(book)
+
+
+def _quality_value(sheet: Worksheet, row: int, column: int, field: str, value: Any) -> None:
+    """An answer-quality cell: shares as percentages, waits in seconds, null said so."""
+    if field in aq.SHARES:
+        _share_cell(sheet, row, column, value)
+        return
+    cell = sheet.cell(row=row, column=column, value=NOT_COMPUTABLE if value is None else value)
+    if value is None:
+        cell.alignment = Alignment(horizontal="right")
+    elif field in aq.SECONDS:
+        cell.number_format = _SECONDS_FORMAT
+
+
+def _quality_sheet(sheet: Worksheet, quality: Mapping[str, Any], heading: str) -> None:
+    """The lines' figures side by side (one row per figure, its key last), then one
+    row per line × day type × hour that had a leg, one column per figure."""
+    _title(sheet, heading)
+    short = aq.seconds_text(quality["short_abandon_s"])
+    sheet.append([f"Abandons courts : raccroché moins de {short} après la présentation (exclus)"])
+    sheet.append(["Indicateur", *(aq.LINE_LABELS[line] for line in aq.LINES), "Clé"])
+    for cell in sheet[3]:
+        cell.font = _BOLD
+    for field in aq.FIELDS:
+        sheet.append([aq.LABELS[field]])
+        row = sheet.max_row
+        for column, line in enumerate(aq.LINES, start=2):
+            _quality_value(sheet, row, column, field, quality[line][field])
+        sheet.cell(row=row, column=2 + len(aq.LINES), value=field)
+    sheet.append([])
+    sheet.append(["Par heure et type de jour (heure locale de présentation de l'appel)"])
+    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    sheet.append(["Ligne", "Type de jour", "Heure", *(aq.LABELS[f] for f in aq.FIELDS)])
+    for cell in sheet[sheet.max_row]:
+        cell.font = _BOLD
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for line, day_type, hour, block in aq.hour_cells(quality):
+        sheet.append([aq.LINE_LABELS[line], DAY_TYPE_PLURALS[day_type], f"{hour} h"])
+        row = sheet.max_row
+        for column, field in enumerate(aq.FIELDS, start=4):
+            _quality_value(sheet, row, column, field, block[field])
+    _widths(sheet, 48, 20, 3 + len(aq.FIELDS))
 
 
 def _peaks_sheet(sheet: Worksheet, report: Mapping[str, Any]) -> None:
@@ -245,6 +312,10 @@ def _figure_cell(sheet: Worksheet, row: int, column: int, key: str, value: Any) 
     """A figure's cell: shares as percentages, euros as such, "non renseigné" if None."""
     if key == SHARE_REGULATED.key:
         _share_cell(sheet, row, column, value)
+        return
+    field = _quality_field(key)
+    if field is not None:
+        _quality_value(sheet, row, column, field, value)
         return
     cell = sheet.cell(row=row, column=column, value=NOT_ENTERED if value is None else value)
     if value is not None and is_euros(key):

@@ -16,15 +16,19 @@ from typing import Any
 
 import orjson
 
+from regulator.core import answer_quality as aq
 from regulator.core.figures import FigureKind, entered_one, entered_rows, sum_entered
 from regulator.core.indicators import (
     SHARE_REGULATED,
     build_report,
+    local_facts,
+    month_bounds,
     report_markdown,
     share,
     valid_month,
 )
-from regulator.core.protocol import ProtocolLoadError, ProtocolSet
+from regulator.core.legs import Leg
+from regulator.core.protocol import Protocol, ProtocolLoadError, ProtocolSet
 from regulator.exports import (
     annual_rows,
     export_csv,
@@ -38,20 +42,44 @@ from regulator.protocols import load_protocols
 from regulator.settings import Settings
 
 
-async def month_report(store: Store, mmg: str, month: str) -> dict[str, Any]:
-    """One MMG's report for one month, from the store's counters and visits, with the
-    month's entered figures (``entered.ed_passages``: null until a coordinator enters them)."""
-    counters = await store.call_counters(mmg, month)
-    visits = await store.visits(mmg, month)
-    report = build_report(mmg, month, counters, visits)
-    ed = await store.get_figures(mmg, FigureKind.ED_PASSAGES, month)
+async def month_report(
+    store: Store, protocol: Protocol, month: str, *, short_abandon_s: float
+) -> dict[str, Any]:
+    """One MMG's report for one month (a calendar month in the MMG's time zone), from
+    the store's counters, visits and dial legs, with the month's entered figures
+    (``entered.ed_passages``: null until a coordinator enters them) and
+    ``answer_quality`` (:mod:`regulator.core.answer_quality`; ``short_abandon_s``:
+    the ``REGULATOR_SHORT_ABANDON_S`` setting)."""
+    start, end = month_bounds(month, protocol.tz)
+    legs = await store.legs(protocol.id, start, end)
+    return await _month_report(store, protocol, month, legs, short_abandon_s)
+
+
+def _answer_quality(protocol: Protocol, legs: list[Leg], short_abandon_s: float) -> dict[str, Any]:
+    """The legs' figures, hours in the MMG's time zone, day types from its calendar."""
+    return aq.answer_quality(legs, protocol.tz, protocol.schedule.day_type, short_abandon_s)
+
+
+async def _month_report(
+    store: Store, protocol: Protocol, month: str, legs: list[Leg], short_abandon_s: float
+) -> dict[str, Any]:
+    """:func:`month_report` with the month's legs already read."""
+    counters = await store.call_counters(protocol.id, month)
+    visits = await store.visits(protocol.id, month)
+    report = build_report(protocol.id, month, counters, visits)
+    ed = await store.get_figures(protocol.id, FigureKind.ED_PASSAGES, month)
     report["entered"] = {FigureKind.ED_PASSAGES.value: entered_one(ed)}
+    report["answer_quality"] = _answer_quality(protocol, legs, short_abandon_s)
     return report
 
 
-def _totals(months: list[dict[str, Any]], entered: dict[str, Any]) -> dict[str, Any]:
+def _totals(
+    months: list[dict[str, Any]], entered: dict[str, Any], quality: dict[str, Any]
+) -> dict[str, Any]:
     """Yearly sums, the year's share regulated (from the sums, not an average), the ED
-    passages (a sum only when all twelve months were entered) and the year's costs."""
+    passages (a sum only when all twelve months were entered), the year's costs and
+    the year's answer quality (``quality``: computed from the year's legs, so the
+    median wait and the shares are the year's, not an average of months)."""
     totals: dict[str, Any] = {}
     for report in months:
         for key, _, value in annual_rows(report):
@@ -64,24 +92,46 @@ def _totals(months: list[dict[str, Any]], entered: dict[str, Any]) -> dict[str, 
         totals[key] = sum_entered([m[key] for m in monthly])
     for key, _, figure in entered_rows(entered):
         totals[key] = figure
+    for key, _, value in aq.report_rows(quality):
+        totals[key] = value
     return totals
 
 
 async def annual_export(
-    store: Store, protocols: ProtocolSet, year: int, now: datetime | None = None
+    store: Store,
+    protocols: ProtocolSet,
+    year: int,
+    now: datetime | None = None,
+    *,
+    short_abandon_s: float,
 ) -> dict[str, Any]:
     """Twelve monthly reports per MMG plus yearly totals (share regulated included),
-    and ``labels``: the French label of every key of the totals."""
+    the year's ``answer_quality`` (from the year's legs, read once and split by local
+    month for the monthly blocks), and ``labels``: the French label of every key of
+    the totals."""
     mmgs: dict[str, Any] = {}
     for proto in protocols:
-        months = [await month_report(store, proto.id, f"{year}-{m:02d}") for m in range(1, 13)]
+        start = month_bounds(f"{year}-01", proto.tz)[0]
+        end = month_bounds(f"{year}-12", proto.tz)[1]
+        legs = await store.legs(proto.id, start, end)
+        by_month: dict[str, list[Leg]] = {}
+        for leg in legs:
+            by_month.setdefault(local_facts(leg.offered_at, proto.tz)[0], []).append(leg)
+        months = []
+        for m in range(1, 13):
+            month = f"{year}-{m:02d}"
+            months.append(
+                await _month_report(store, proto, month, by_month.get(month, []), short_abandon_s)
+            )
         costs = await store.get_figures(proto.id, FigureKind.COSTS, str(year))
         entered = {FigureKind.COSTS.value: entered_one(costs)}
+        quality = _answer_quality(proto, legs, short_abandon_s)
         mmgs[proto.id] = {
             "name": proto.name,
             "months": months,
             "entered": entered,
-            "totals": _totals(months, entered),
+            "answer_quality": quality,
+            "totals": _totals(months, entered, quality),
         }
     export: dict[str, Any] = {
         "year": year,
@@ -142,7 +192,12 @@ def _write_once(path: Path, data: bytes) -> bool:
 
 
 async def write_due_exports(
-    store: Store, protocols: ProtocolSet, directory: Path, now: datetime
+    store: Store,
+    protocols: ProtocolSet,
+    directory: Path,
+    now: datetime,
+    *,
+    short_abandon_s: float,
 ) -> list[Path]:
     """Write the files due at ``now`` that are not yet in ``directory``.
 
@@ -162,7 +217,7 @@ async def write_due_exports(
         stem = directory / f"{proto.id}-{month}"
         if not await asyncio.to_thread(_missing, stem):
             continue
-        report = await month_report(store, proto.id, month)
+        report = await month_report(store, proto, month, short_abandon_s=short_abandon_s)
         for fmt in _FILE_FORMATS:
             path = stem.with_suffix(f".{fmt}")
             if await asyncio.to_thread(_write_once, path, report_file(report, fmt, proto.name)):
@@ -171,7 +226,9 @@ async def write_due_exports(
         year = min(years) - 1
         stem = directory / f"export-{year}"
         if await asyncio.to_thread(_missing, stem):
-            export = await annual_export(store, protocols, year, now)
+            export = await annual_export(
+                store, protocols, year, now, short_abandon_s=short_abandon_s
+            )
             for fmt in _FILE_FORMATS:
                 path = stem.with_suffix(f".{fmt}")
                 if await asyncio.to_thread(_write_once, path, export_file(export, fmt)):
@@ -214,8 +271,12 @@ def run_report(args: argparse.Namespace) -> int:
     if not valid_month(args.month):
         print(f"erreur : --month {args.month!r} : format attendu AAAA-MM", file=sys.stderr)
         return 2
+
+    def work(store: Store) -> Any:
+        return month_report(store, proto, args.month, short_abandon_s=settings.short_abandon_s)
+
     try:
-        report = asyncio.run(_with_store(settings, lambda s: month_report(s, args.mmg, args.month)))
+        report = asyncio.run(_with_store(settings, work))
     except StoreError as exc:
         print(f"erreur : stockage indisponible : {exc}", file=sys.stderr)
         return 1
@@ -245,7 +306,12 @@ def run_export(args: argparse.Namespace) -> int:
     settings, protocols = loaded
     try:
         export = asyncio.run(
-            _with_store(settings, lambda s: annual_export(s, protocols, args.year))
+            _with_store(
+                settings,
+                lambda s: annual_export(
+                    s, protocols, args.year, short_abandon_s=settings.short_abandon_s
+                ),
+            )
         )
     except StoreError as exc:
         print(f"erreur : stockage indisponible : {exc}", file=sys.stderr)

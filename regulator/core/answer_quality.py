@@ -7,9 +7,13 @@ SAS; ``front_desk``: the MMG's own desk), computed from the dial legs of the mon
 1. ``short_abandons`` — the caller hung up less than ``short_abandon_s`` (15 s by
    default) after the leg was offered: noise, not an abandon (QRAARM, Samu 93). They
    are left out of every other figure.
-2. ``offered`` — the legs offered, short abandons excluded (one leg per call and line:
-   no destination is offered twice to a call). A leg still ringing counts as offered
-   and not answered: the report of a past month has none.
+2. ``offered`` — the legs offered whose fate is known (answered, or ended unanswered),
+   short abandons excluded (one leg per call and line: no destination is offered twice
+   to a call). A leg still ringing is not counted yet: a caller waiting for 5 s is
+   neither a failure to answer nor an answer within 60 s, and it may still become a
+   short abandon. This is the live counters' rule too (:class:`regulator.core.legs.
+   Settled`), so the report's QS60 and the alert's read alike; :func:`live` shows the
+   legs in progress as ``waiting``.
 3. ``answered`` and ``answer_rate`` = answered / offered (the *taux de décroché*;
    DREES: 88 % of calls to the Samu answered in 2022).
 4. ``answered_within_60s`` and ``qs60`` = answered within 60 s / offered (the SUdF
@@ -29,11 +33,13 @@ bridge). Pure: the caller passes the legs, the MMG's time zone and calendar.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from regulator.core.indicators import share_text
+from regulator.core.labels import DAY_TYPE_PLURALS
 from regulator.core.legs import Leg, LegOutcome
 from regulator.core.models import DayType
 
@@ -75,6 +81,15 @@ LINE_LABELS: Final[dict[str, str]] = {
     "front_desk": "Accueil de la MMG",
 }
 
+#: Fields that are shares (0–1 or null: percentages in human formats) …
+SHARES: Final[frozenset[str]] = frozenset({"answer_rate", "qs60", "qs60_of_answered", "qs30"})
+#: … and durations in seconds (null when no leg was answered).
+SECONDS: Final[frozenset[str]] = frozenset({"wait_median_s", "wait_p90_s"})
+
+#: What a null figure says (never 0: 0 % would read "nobody answered").
+NO_OFFER = "non calculable (aucun appel présenté)"
+NO_ANSWER = "non calculable (aucun appel décroché)"
+
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
@@ -93,6 +108,8 @@ def quality(legs: Iterable[Leg], short_abandon_s: float) -> dict[str, Any]:
     offered = answered = within_60 = within_30 = abandoned = short = 0
     waits: list[float] = []
     for leg in legs:
+        if leg.outcome is None:
+            continue  # 2. in progress: counted once settled
         if leg.is_short_abandon(short_abandon_s):
             short += 1  # 1. noise, out of every other figure
             continue
@@ -130,7 +147,8 @@ def answer_quality(
 ) -> dict[str, Any]:
     """The report's ``answer_quality``: for each line of :data:`LINES`, the block of
     :func:`quality` and ``by_hour``: ``{day_type: {"HH": block}}`` for the hours and
-    day types that had at least one leg (local time of the offer, the MMG's calendar).
+    day types that had at least one settled leg (local time of the offer, the MMG's
+    calendar).
     """
     by_line: dict[str, list[Leg]] = {line: [] for line in LINES}
     for leg in legs:
@@ -141,6 +159,8 @@ def answer_quality(
     for line, line_legs in by_line.items():
         cells: dict[tuple[DayType, int], list[Leg]] = {}
         for leg in line_legs:
+            if leg.outcome is None:
+                continue  # in progress: in no figure yet (rule 2), so in no hour either
             local = leg.offered_at.astimezone(tz)
             day = local.date()
             if day not in days:
@@ -159,11 +179,155 @@ def answer_quality(
 
 
 def live(legs: Iterable[Leg], short_abandon_s: float, now: datetime) -> dict[str, Any]:
-    """Today's figures of one line for a console: :func:`quality` plus ``waiting``,
-    the legs offered and neither answered nor ended (callers waiting on the line now)."""
+    """Today's figures of one line for a console: :func:`quality` (the settled legs)
+    plus ``waiting``, the legs offered and neither answered nor ended (callers waiting
+    on the line now, not yet in ``offered``)."""
     legs = list(legs)
     waiting = sum(1 for leg in legs if leg.outcome is None and leg.offered_at <= now)
     return {**quality(legs, short_abandon_s), "waiting": waiting}
 
 
-__all__ = ["FIELDS", "LABELS", "LINES", "LINE_LABELS", "answer_quality", "live", "quality"]
+# ------------------------------------------------------------ human formats
+
+
+def missing_text(field: str) -> str:
+    """What a null ``field`` says: no call offered, or none answered."""
+    return NO_ANSWER if field == "qs60_of_answered" or field in SECONDS else NO_OFFER
+
+
+def seconds_text(value: float) -> str:
+    """``25 s``, ``25,5 s``: a wait in French."""
+    text = f"{value:.1f}".replace(".", ",").removesuffix(",0")
+    return f"{text}\u00a0s"
+
+
+def value_text(field: str, value: Any) -> str:
+    """A figure as the console and the Markdown show it: shares in percent
+    (:func:`~regulator.core.indicators.share_text`), waits in seconds, counts as such."""
+    if value is None:
+        return missing_text(field)
+    if field in SHARES:
+        return share_text(value)
+    if field in SECONDS:
+        return seconds_text(value)
+    return str(value)
+
+
+def key_of(line: str, field: str) -> str:
+    """The flat key of one figure (CSV, annual export): ``answer_quality.regulation.qs60``."""
+    return f"answer_quality.{line}.{field}"
+
+
+def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(key, French label, value) of every line's figures, :data:`LINES` × :data:`FIELDS`:
+    the flat rows of the CSV and the annual export (values as in the JSON)."""
+    return [
+        (key_of(line, field), f"{LINE_LABELS[line]} — {LABELS[field]}", report[line][field])
+        for line in LINES
+        for field in FIELDS
+    ]
+
+
+def hour_cells(report: Mapping[str, Any]) -> list[tuple[str, DayType, str, Mapping[str, Any]]]:
+    """(line, day type, "HH", block) of every hour × day type that had a leg, in
+    report order: the hour × day-type table of the exports."""
+    return [
+        (line, DayType(day_type), hour, block)
+        for line in LINES
+        for day_type, hours in report[line]["by_hour"].items()
+        for hour, block in hours.items()
+    ]
+
+
+def hour_rows(report: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(key, French label, value) of every figure of every hour × day-type cell:
+    ``answer_quality.regulation.by_hour.saturday.20.qs60``."""
+    return [
+        (
+            f"answer_quality.{line}.by_hour.{day_type.value}.{hour}.{field}",
+            f"{LINE_LABELS[line]} — {DAY_TYPE_PLURALS[day_type]}, {hour} h — {LABELS[field]}",
+            block[field],
+        )
+        for line, day_type, hour, block in hour_cells(report)
+        for field in FIELDS
+    ]
+
+
+def hourly_qs60(line_report: Mapping[str, Any]) -> list[tuple[int, int, float | None]]:
+    """(offered, answered within 60 s, QS60) of each local hour 0–23, every day type
+    together. Exact: both are counts, summed over the day types before dividing."""
+    offered = [0] * 24
+    within = [0] * 24
+    for hours in line_report["by_hour"].values():
+        for hour, block in hours.items():
+            offered[int(hour)] += block["offered"]
+            within[int(hour)] += block["answered_within_60s"]
+    return [(o, w, _share(w, o)) for o, w in zip(offered, within, strict=True)]
+
+
+def quality_markdown(report: Mapping[str, Any]) -> list[str]:
+    """The Markdown section of the monthly report: the lines' figures side by side,
+    then QS60 per hour × day type of each line that had legs."""
+    heads = " | ".join(LINE_LABELS[line] for line in LINES)
+    short = seconds_text(report["short_abandon_s"])
+    lines = [
+        "",
+        "## Qualité de décroché",
+        "",
+        f"Abandons courts : l'appelant a raccroché moins de {short} après la présentation"
+        " de l'appel ; ils sont exclus des autres chiffres.",
+        "",
+        f"| Indicateur | {heads} |",
+        "| --- |" + " ---: |" * len(LINES),
+    ]
+    for field in FIELDS:
+        cells = " | ".join(value_text(field, report[line][field]) for line in LINES)
+        lines.append(f"| {LABELS[field]} | {cells} |")
+    for line in LINES:
+        by_hour = report[line]["by_hour"]
+        if not by_hour:
+            continue
+        kinds = [DayType(d) for d in by_hour]
+        lines += [
+            "",
+            f"### QS60 par heure et type de jour — {LINE_LABELS[line]}",
+            "",
+            "| Heure | " + " | ".join(DAY_TYPE_PLURALS[d] for d in kinds) + " |",
+            "| --- |" + " ---: |" * len(kinds),
+        ]
+        for hour in sorted({hour for day in by_hour.values() for hour in day}):
+            row = [by_hour[kind.value].get(hour) for kind in kinds]
+            texts = ("—" if block is None else _qs60_cell(block) for block in row)
+            lines.append(f"| {hour} h | " + " | ".join(texts) + " |")
+    return lines
+
+
+def _qs60_cell(block: Mapping[str, Any]) -> str:
+    offered = block["offered"]
+    if not offered:
+        return "—"
+    return f"{share_text(block['qs60'])} ({offered} présenté{'s' if offered > 1 else ''})"
+
+
+__all__ = [
+    "FIELDS",
+    "LABELS",
+    "LINES",
+    "LINE_LABELS",
+    "NO_ANSWER",
+    "NO_OFFER",
+    "SECONDS",
+    "SHARES",
+    "answer_quality",
+    "hour_cells",
+    "hour_rows",
+    "hourly_qs60",
+    "key_of",
+    "live",
+    "missing_text",
+    "quality",
+    "quality_markdown",
+    "report_rows",
+    "seconds_text",
+    "value_text",
+]

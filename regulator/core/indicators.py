@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,6 +81,17 @@ def local_facts(instant: datetime, tz: ZoneInfo) -> tuple[str, int]:
     """(YYYY-MM, hour of day) of an instant in the MMG's time zone."""
     local = instant.astimezone(tz)
     return local.strftime("%Y-%m"), local.hour
+
+
+def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the local calendar month ``YYYY-MM`` as UTC instants: a leg
+    offered on 31 December at 23:30 in Paris (22:30 UTC) is December's, one offered on
+    1 January at 00:30 (23:30 UTC the day before) January's."""
+    year, mon = int(month[:4]), int(month[5:])
+    next_year, next_index = divmod(year * 12 + mon, 12)
+    start = datetime(year, mon, 1, tzinfo=tz)
+    end = datetime(next_year, next_index + 1, 1, tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def valid_month(month: str) -> bool:
@@ -328,10 +339,11 @@ def report_rows(report: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return rows
 
 
-def share_text(value: float | None) -> str:
-    """A share in French: ``41,7 %``, or ``non calculable`` when nobody was seen."""
+def share_text(value: float | None, missing: str = "non calculable (aucune personne vue)") -> str:
+    """A share in French: ``41,7 %``, or ``missing`` when it has no denominator (by
+    default the persons-seen wording; answer quality says no call was offered)."""
     if value is None:
-        return "non calculable (aucune personne vue)"
+        return missing
     return f"{value * 100:.1f}".replace(".", ",") + "\u00a0%"
 
 
@@ -367,6 +379,11 @@ def report_markdown(report: Mapping[str, Any], name: str | None = None) -> str:
                 share_row = share_text(report["share_regulated"])
                 lines.append(f"| {SHARE_REGULATED.label} | {share_row} |")
     lines += _entered_markdown(report)
+    if "answer_quality" in report:
+        # Imported here: core.answer_quality formats its shares with share_text.
+        from regulator.core.answer_quality import quality_markdown
+
+        lines += quality_markdown(report["answer_quality"])
     lines += ["", "## Appels par orientation", "", "| Orientation | Appels |", "| --- | ---: |"]
     lines += [f"| {ROUTE_REPORT_LABELS[r]} | {c} |" for r, c in report["calls_by_route"].items()]
     peak_hour = max(range(24), key=lambda h: report["calls_by_hour"][h])

@@ -101,7 +101,12 @@ async def monthly_report(request: web.Request) -> web.StreamResponse:
             value=month,
         )
     fmt = _format(request, ("json", "csv", "md", "xlsx"))
-    report = await month_report(request.config_dict[keys.STORE], mmg, month)
+    report = await month_report(
+        request.config_dict[keys.STORE],
+        proto,
+        month,
+        short_abandon_s=request.config_dict[keys.SETTINGS].short_abandon_s,
+    )
     if fmt == "json":
         return json_response(report)
     # Off the event loop: building a workbook takes tens of milliseconds, webhooks wait.
@@ -128,6 +133,7 @@ async def yearly_export(request: web.Request) -> web.StreamResponse:
         request.config_dict[keys.PROTOCOLS].current,
         int(text),
         request.config_dict[keys.CLOCK].now(),
+        short_abandon_s=request.config_dict[keys.SETTINGS].short_abandon_s,
     )
     if fmt == "json":
         return json_response(export)

@@ -164,7 +164,11 @@ async def _exports_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 written = await write_due_exports(
-                    app[keys.STORE], app[keys.PROTOCOLS].current, directory, app[keys.CLOCK].now()
+                    app[keys.STORE],
+                    app[keys.PROTOCOLS].current,
+                    directory,
+                    app[keys.CLOCK].now(),
+                    short_abandon_s=app[keys.SETTINGS].short_abandon_s,
                 )
                 for path in written:
                     log.info("export_written", path=str(path))

@@ -1,4 +1,4 @@
-"""The report's two charts as data: scale, bar geometry, legend and the data table.
+"""The report's charts as data: scale, bar geometry, legend and the data table.
 
 Pure functions, no markup: ``templates/charts.html`` draws the SVG from what they
 return (server-side, no chart library, nothing inline for the CSP to refuse), and
@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from regulator.core.answer_quality import LABELS as QUALITY_LABELS
+from regulator.core.answer_quality import hourly_qs60
+from regulator.core.indicators import share_text
 from regulator.core.labels import CHANNEL_SEEN_LABELS, DAY_TYPE_PLURALS
 from regulator.core.models import DayType, VisitChannel
 
@@ -37,7 +41,7 @@ class DataTable:
     """A chart's figures as rows: ``(row header, values…)`` under ``columns``."""
 
     columns: tuple[str, ...]  # the first one heads the row headers
-    rows: tuple[tuple[str, tuple[int, ...]], ...]
+    rows: tuple[tuple[str, tuple[int | str, ...]], ...]  # str: already formatted
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,5 +253,89 @@ def channels_chart(seen: Mapping[str, int]) -> ChannelsChart:
         plot_w=plot_w,
         total=seen["total"],
         rows=rows,
+        table=table,
+    )
+
+
+#: The SUdF target the QS60 chart draws: 99 % of calls answered within one minute.
+QS60_TARGET = 0.99
+
+
+@dataclass(frozen=True, slots=True)
+class SharesChart:
+    """QS60 of one line per local hour, 0–100 %, with the SUdF target as a line."""
+
+    chart_id: str
+    title: str
+    empty_text: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    plot_w: int
+    plot_h: int
+    offered: int
+    grid: tuple[tuple[str, float], ...]  # (axis label, y)
+    target_y: float
+    target_label: str
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    table: DataTable
+
+    @property
+    def empty(self) -> bool:
+        return self.offered == 0
+
+
+def qs60_chart(line: Mapping[str, Any], line_label: str) -> SharesChart:
+    """Bars of QS60 (answered within 60 s / offered) per local hour of the month, every
+    day type together, from a line's ``by_hour`` (``core.answer_quality``). An hour
+    without a call offered has no bar (nothing to measure), and "—" in the table; an
+    hour at 0 % has a 2-unit stub, so that it reads as measured, not as empty."""
+    width, height = 760, 312
+    left, right, top, bottom = 56, 12, 28, 64
+    plot_w, plot_h = width - left - right, height - top - bottom
+    hours = hourly_qs60(line)
+    grid = tuple((f"{p}\u00a0%", top + plot_h - p / 100 * plot_h) for p in (0, 25, 50, 75, 100))
+    slot = plot_w / 24
+    bar_w = slot * 0.72
+    bars: list[Bar] = []
+    ticks: list[Tick] = []
+    rows: list[tuple[str, tuple[int | str, ...]]] = []
+    for hour, (offered, within, qs60) in enumerate(hours):
+        x = left + hour * slot + (slot - bar_w) / 2
+        ticks.append(Tick(x + bar_w / 2, str(hour)))
+        rows.append((f"{hour:02d} h", (offered, within, share_text(qs60, "—"))))
+        if qs60 is None:
+            continue
+        h = max(qs60 * plot_h, 2.0)
+        title = (
+            f"{hour:02d} h — QS60 : {share_text(qs60)} "
+            f"({french_number(within)} sur {french_number(offered)} "
+            f"appel{'s' if offered > 1 else ''} présenté{'s' if offered > 1 else ''})"
+        )
+        bars.append(Bar("qs60", x, top + plot_h - h, bar_w, h, title))
+    table = DataTable(
+        ("Heure", QUALITY_LABELS["offered"], QUALITY_LABELS["answered_within_60s"], "QS60"),
+        tuple(rows),
+    )
+    return SharesChart(
+        chart_id="qs60",
+        title=f"QS60 par heure de la journée — {line_label}",
+        empty_text="Aucun appel présenté ce mois-ci",
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        plot_w=plot_w,
+        plot_h=plot_h,
+        offered=sum(offered for offered, _, _ in hours),
+        grid=grid,
+        target_y=top + plot_h - QS60_TARGET * plot_h,
+        target_label=f"objectif SUdF {share_text(QS60_TARGET)}",
+        bars=tuple(bars),
+        ticks=tuple(ticks),
         table=table,
     )

@@ -8,10 +8,11 @@ values: exactly the JSON the API has always given.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from regulator.core.answer_quality import LABELS as QUALITY_LABELS
 from regulator.core.labels import CHANNEL_LABELS, OUTCOME_PHRASES, STATUS_LABELS
 from regulator.core.models import Referral, Visit
 from regulator.core.referrals import is_regulated, tiers_payant_rule
@@ -150,6 +151,52 @@ class VisitListOut(_Out):
     count: int
 
 
+def _share(field: str) -> Any:
+    return Field(ge=0, le=1, description=f"{QUALITY_LABELS[field]} : 0–1, null sans dénominateur")
+
+
+def _count(field: str) -> Any:
+    return Field(ge=0, description=QUALITY_LABELS[field])
+
+
+def _seconds(field: str) -> Any:
+    return Field(ge=0, description=f"{QUALITY_LABELS[field]} ; null sans appel décroché")
+
+
+class QualityBlockOut(_Out):
+    """The answer quality of one line (or one hour × day type of it), see
+    ``core.answer_quality``: shares 0–1 or null, waits in seconds or null."""
+
+    offered: Annotated[int, _count("offered")]
+    answered: Annotated[int, _count("answered")]
+    answer_rate: Annotated[float | None, _share("answer_rate")]
+    answered_within_60s: Annotated[int, _count("answered_within_60s")]
+    qs60: Annotated[float | None, _share("qs60")]
+    qs60_of_answered: Annotated[float | None, _share("qs60_of_answered")]
+    qs30: Annotated[float | None, _share("qs30")]
+    abandoned: Annotated[int, _count("abandoned")]
+    short_abandons: Annotated[int, _count("short_abandons")]
+    wait_median_s: Annotated[float | None, _seconds("wait_median_s")]
+    wait_p90_s: Annotated[float | None, _seconds("wait_p90_s")]
+
+
+class LineQualityOut(QualityBlockOut):
+    """One line's month, and ``by_hour``: day type → local hour ``"HH"`` → its block
+    (only the hours and day types that had a leg)."""
+
+    by_hour: dict[str, dict[str, QualityBlockOut]]
+
+
+class AnswerQualityOut(_Out):
+    """Were the callers answered, and how fast: one block per line."""
+
+    short_abandon_s: float = Field(
+        description="REGULATOR_SHORT_ABANDON_S : un raccroché plus tôt est un abandon court"
+    )
+    regulation: LineQualityOut
+    front_desk: LineQualityOut
+
+
 class ReportOut(_Out):
     """The monthly indicators (DESIGN.md §5 field names; see ``core.indicators``)."""
 
@@ -162,6 +209,7 @@ class ReportOut(_Out):
     persons_seen: dict[str, Any]
     acts: int
     peaks: dict[str, Any]
+    answer_quality: AnswerQualityOut
 
 
 class DeadLetterOut(_Out):

@@ -363,7 +363,7 @@ async def test_referral_travels_live_between_the_regulation_and_desk_consoles(
             await expect(seen).to_have_text("3")
             via = reports.locator('tr[data-indicator="persons_seen.via_regulation"] td')
             await expect(via).to_have_text("2")
-            await expect(reports.locator("svg.chart-svg")).to_have_count(3)
+            await expect(reports.locator("svg.chart-svg")).to_have_count(4)
             await expect(reports.locator("#chart-visits rect.s-weekday > title")).to_have_text(
                 "21 h — jours de semaine : 3 personnes vues"
             )
@@ -586,10 +586,11 @@ async def test_overflow_card_live_figures_and_the_p0_confirmation(service: Servi
             await legs(("e2e-1", LegStatus.RINGING, -120), ("e2e-1", LegStatus.ANSWERED, -100))
             await legs(("e2e-2", LegStatus.RINGING, -20))
             await expect(waiting).to_have_text("1", timeout=3000)
-            await expect(offered).to_have_text("2")
+            # The ringing call waits: in no figure until it settles (the report's rule).
+            await expect(offered).to_have_text("1")
             await expect(
                 reg.locator('[data-quality="answer_rate"][data-mmg="nimes"]')
-            ).to_have_text("50\u00a0%")
+            ).to_have_text("100\u00a0%")
 
             # A P0 referral: the regulator is asked first; dismissed, nothing is sent.
             form = reg.locator("#referral-form")

@@ -35,9 +35,10 @@ def leg(call_id: str, status: LegStatus, at: str, mmg: str = "nimes", **kw: Any)
 
 
 #: Tonight in Nîmes (the clock says 21:00 on Tuesday 24 November 2026), as the
-#: platforms would report it: 4 calls offered to the regulation line (one still
-#: ringing), 2 answered (25 s and 75 s), one abandoned at 40 s, one short abandon (8 s,
-#: left out); plus what must not count: yesterday's call, the desk's line, Metz.
+#: platforms would report it: 3 calls offered to the regulation line and settled, 2
+#: answered (25 s and 75 s), one abandoned at 40 s, one still ringing (waiting, in no
+#: figure until it settles, the report's rule), one short abandon (8 s, left out);
+#: plus what must not count: yesterday's call, the desk's line, Metz.
 TONIGHT = (
     leg("c-25s", LegStatus.RINGING, "2026-11-24T20:50:00"),
     leg("c-25s", LegStatus.ANSWERED, "2026-11-24T20:50:25"),
@@ -87,13 +88,13 @@ async def test_todays_figures_of_the_regulation_line_in_the_page_and_the_json(
     by_mmg = {row["mmg"]: row for row in data["mmgs"]}
     nimes = by_mmg["nimes"]
     assert nimes["day"] == "2026-11-24"
-    assert (nimes["offered"], nimes["answered"], nimes["waiting"]) == (4, 2, 1)
-    assert (nimes["answer_rate"], nimes["qs60"]) == (0.5, 0.25)
+    assert (nimes["offered"], nimes["answered"], nimes["waiting"]) == (3, 2, 1)
+    assert (nimes["answer_rate"], nimes["qs60"]) == (0.6667, 0.3333)
     assert (nimes["abandoned"], nimes["short_abandons"]) == (1, 1)
     assert nimes["display"] == {
-        "offered": "4",
-        "answer_rate": "50\u00a0%",
-        "qs60": "25\u00a0%",
+        "offered": "3",
+        "answer_rate": "66,7\u00a0%",
+        "qs60": "33,3\u00a0%",
         "waiting": "1",
     }
     assert by_mmg["metz"]["display"] == {
@@ -115,9 +116,9 @@ async def test_todays_figures_of_the_regulation_line_in_the_page_and_the_json(
         assert header in page
     cells = dict(re.findall(r'data-quality="(\w+)" data-mmg="nimes">([^<]*)<', page))
     assert cells == {
-        "offered": "4",
-        "answer_rate": "50\u00a0%",
-        "qs60": "25\u00a0%",
+        "offered": "3",
+        "answer_rate": "66,7\u00a0%",
+        "qs60": "33,3\u00a0%",
         "waiting": "1",
     }
     assert "moins de 15 s" in page  # REGULATOR_SHORT_ABANDON_S, as set
@@ -146,7 +147,7 @@ async def test_a_leg_change_pushes_the_figures_live_at_most_once_a_second(
     first_at = loop.time()
     assert (kind, data["mmg"], data["line"]) == ("quality", "nimes", "regulation")
     assert data["quality"]["display"]["waiting"] == "1"
-    assert data["quality"]["offered"] == 1
+    assert data["quality"]["offered"] == 0  # ringing: waiting, not settled yet
 
     # Three batches in quick succession: one more pass, a second after the first,
     # with all three in it.
@@ -156,7 +157,7 @@ async def test_a_leg_change_pushes_the_figures_live_at_most_once_a_second(
     _, kind, data = await next_event(stream)
     assert loop.time() - first_at >= 0.9
     assert kind == "quality"
-    assert (data["quality"]["offered"], data["quality"]["answered"]) == (3, 1)
+    assert (data["quality"]["offered"], data["quality"]["answered"]) == (1, 1)
     assert data["quality"]["waiting"] == 2
     assert live.pushed == 2
 

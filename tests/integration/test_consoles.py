@@ -468,7 +468,7 @@ async def test_desk_counters_count_waiting_arrived_and_todays_visits(
     assert other.status == 403
 
 
-async def test_reports_page_has_the_circular_indicators_and_three_svg_charts(
+async def test_reports_page_has_the_circular_indicators_and_four_svg_charts(
     client: AppClient,
     signed: Signed,
 ) -> None:
@@ -481,9 +481,9 @@ async def test_reports_page_has_the_circular_indicators_and_three_svg_charts(
     readable = html.unescape(text)  # the apostrophe may be escaped as &#39; or &#x27;
     for indicator in INDICATORS:
         assert indicator.label in readable
-    assert text.count("<svg ") == 3  # calls per hour, persons seen per hour, access modes
-    assert text.count('role="img"') == 3
-    assert text.count('<details class="chart-data">') == 3  # each chart's figures as a table
+    assert text.count("<svg ") == 4  # calls, persons seen per hour, access modes, QS60
+    assert text.count('role="img"') == 4
+    assert text.count('<details class="chart-data">') == 4  # each chart's figures as a table
     flow = text[text.index('id="chart-visits"') :]
     assert "Personnes vues en consultation par heure d" in flow[: flow.index("</svg>")]
     assert 'href="/api/v1/reports/nimes/2026-11?format=xlsx"' in text

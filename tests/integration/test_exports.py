@@ -43,7 +43,9 @@ async def test_reports_from_the_1st_in_each_time_zone_and_the_year_from_1_januar
     out = tmp_path / "exports"
     try:
         # 31 December 21:30 in Nîmes is already 1 January 00:30 in La Réunion.
-        written = await write_due_exports(store, protocols, out, paris("2026-12-31T21:30"))
+        written = await write_due_exports(
+            store, protocols, out, paris("2026-12-31T21:30"), short_abandon_s=15
+        )
         names = sorted(p.name for p in written)
         assert names == sorted(
             [
@@ -60,10 +62,17 @@ async def test_reports_from_the_1st_in_each_time_zone_and_the_year_from_1_januar
         )
         # Idempotent: nothing due is rewritten, even an hour later or after a restart.
         (out / "nimes-2026-11.json").write_text("kept", encoding="utf-8")
-        assert await write_due_exports(store, protocols, out, paris("2026-12-31T22:30")) == []
+        assert (
+            await write_due_exports(
+                store, protocols, out, paris("2026-12-31T22:30"), short_abandon_s=15
+            )
+            == []
+        )
         assert (out / "nimes-2026-11.json").read_text(encoding="utf-8") == "kept"
         # 1 January in mainland France: December and the whole of 2026.
-        written = await write_due_exports(store, protocols, out, paris("2027-01-01T00:30"))
+        written = await write_due_exports(
+            store, protocols, out, paris("2027-01-01T00:30"), short_abandon_s=15
+        )
         assert sorted(p.name for p in written) == sorted(
             [
                 "metz-2026-12.json",

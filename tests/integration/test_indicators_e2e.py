@@ -403,6 +403,8 @@ def expected_cell(report: Mapping[str, Any], key: str) -> Any:
     """What a workbook cell of ``key`` must hold for this JSON report (month or totals)."""
     if key == "share_regulated":
         return share_cell(report["share_regulated"])
+    if key.startswith("answer_quality."):  # no call offered (answered): not computable
+        return share_cell(dotted(report, key))
     if key.startswith("entered."):
         _, kind, name = key.split(".")
         block = report["entered"][kind]
@@ -412,7 +414,7 @@ def expected_cell(report: Mapping[str, Any], key: str) -> Any:
 
 def expected_total(totals: Mapping[str, Any], key: str) -> Any:
     value = totals[key]
-    if key == "share_regulated":
+    if key == "share_regulated" or key.startswith("answer_quality."):
         return share_cell(value)
     return "non renseigné" if value is None else value
 
@@ -421,7 +423,7 @@ def assert_month_workbook(body: bytes, data: Mapping[str, Any]) -> None:
     """Every keyed row of sheet "Indicateurs" holds the JSON's figure; every figure of
     the JSON (its circular rows and call breakdowns) has its row; peaks likewise."""
     book = openpyxl.load_workbook(io.BytesIO(body))
-    assert book.sheetnames == ["Indicateurs", "Pics d'activité"]
+    assert book.sheetnames == ["Indicateurs", "Pics d'activité", "Qualité de décroché"]
     sheet = book["Indicateurs"]
     assert (
         sheet["A1"].value == "Indicateurs de suivi — Maison médicale de garde de Nîmes — mai 2026"
@@ -500,7 +502,9 @@ async def test_annual_export_has_12_rows_per_mmg_and_the_monthly_totals(
     resp = await client.put("/api/v1/figures/nimes/2026", json=costs, headers=bearer("coordinator"))
     assert resp.status == 201, await resp.text()
     store = client.app[keys.STORE]
-    export = await annual_export(store, client.app[keys.PROTOCOLS].current, 2026)
+    export = await annual_export(
+        store, client.app[keys.PROTOCOLS].current, 2026, short_abandon_s=15
+    )
     nimes: dict[str, Any] = export["mmgs"]["nimes"]
     assert len(nimes["months"]) == 12
     monthly = [await report(client, "nimes", f"2026-{m:02d}") for m in range(1, 13)]

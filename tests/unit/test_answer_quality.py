@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from regulator.core.answer_quality import answer_quality, live, quality
+from regulator.core.answer_quality import answer_quality, live, quality, value_text
 from regulator.core.legs import Leg, LegEvent, LegStatus, fold
 from regulator.core.models import DayType, Route
 
@@ -113,4 +113,58 @@ def test_live_counts_the_callers_waiting_now() -> None:
     ringing = leg("R1", (LegStatus.OFFERED, 0), (LegStatus.RINGING, 2))
     now = T0 + timedelta(seconds=30)
     figures = live([ringing, ANSWERED_25], 15, now)
-    assert figures["waiting"] == 1 and figures["offered"] == 2 and figures["answered"] == 1
+    assert figures["waiting"] == 1 and figures["offered"] == 1 and figures["answered"] == 1
+    assert figures["answer_rate"] == 1.0  # the caller ringing now is not a miss (yet)
+
+
+def test_a_leg_still_ringing_is_not_offered_yet() -> None:
+    # A caller ringing for 3 s is neither a failure to answer nor one within 60 s:
+    # the leg counts once its fate is known (the live counters' rule, core/legs.Settled).
+    ringing = leg("R1", (LegStatus.OFFERED, 0), (LegStatus.RINGING, 3))
+    six = [ANSWERED_25, ANSWERED_75, HUNG_UP_40, HUNG_UP_8, BUSY, NO_ANSWER]
+    block = quality([*six, ringing], 15)
+    print({k: block[k] for k in ("offered", "answer_rate", "qs60")})
+    assert block == quality(six, 15)
+    assert answer_quality([ringing], PARIS, saturday, 15)["regulation"]["by_hour"] == {}
+
+
+def test_the_live_counters_count_what_the_report_counts() -> None:
+    """Events folded one by one (as the store settles them): the counters' offered and
+    abandoned totals (core/legs.settled) equal the report's at every step."""
+    from regulator.core.legs import LegChange, settled
+
+    sequences = {
+        "A25": [(LegStatus.OFFERED, 0), (LegStatus.RINGING, 1), (LegStatus.ANSWERED, 25)],
+        "H40": [(LegStatus.OFFERED, 0), (LegStatus.RINGING, 2), (LegStatus.ABANDONED, 40)],
+        "H08": [(LegStatus.OFFERED, 0), (LegStatus.ABANDONED, 8)],
+        "NOA": [(LegStatus.RINGING, 1), (LegStatus.OFFERED, 0), (LegStatus.NO_ANSWER, 30)],
+    }
+    legs: dict[str, Leg] = {}
+    offered = abandoned = 0
+    steps = max(len(s) for s in sequences.values())
+    for step in range(steps):
+        for call, events in sequences.items():
+            if step >= len(events):
+                continue
+            status, at = events[step]
+            ev = LegEvent(call, Route.REGULATION, status, T0 + timedelta(seconds=at), "nimes")
+            before = legs.get(call)
+            legs[call] = fold(before, ev)
+            done = settled(LegChange(before, legs[call]), 15)
+            offered += done.offered
+            abandoned += done.abandoned
+        block = quality(legs.values(), 15)
+        assert (offered, abandoned) == (block["offered"], block["abandoned"]), step
+
+
+def test_human_texts_say_percent_seconds_and_why_a_figure_is_missing() -> None:
+    nbsp = "\u00a0"
+    assert value_text("qs60", 0.2) == f"20,0{nbsp}%"
+    assert value_text("answer_rate", None) == "non calculable (aucun appel présenté)"
+    assert value_text("qs60_of_answered", None) == "non calculable (aucun appel décroché)"
+    assert value_text("wait_median_s", None) == "non calculable (aucun appel décroché)"
+    assert (value_text("wait_p90_s", 75.0), value_text("wait_p90_s", 25.5)) == (
+        f"75{nbsp}s",
+        f"25,5{nbsp}s",
+    )
+    assert value_text("short_abandons", 1) == "1"

@@ -19,6 +19,7 @@ from regulator.web.charts import (
     french_number,
     hours_chart,
     nice_scale,
+    qs60_chart,
 )
 from regulator.web.console.render import environment
 
@@ -176,6 +177,43 @@ def test_channel_bars_scale_on_the_largest_channel() -> None:
     assert widths["direct"] == pytest.approx(chart.plot_w / 2)
     assert widths["other"] == 0.0
     assert channels_chart(dict.fromkeys(SEEN, 0)).rows[0].width == 0.0  # no division by 0
+
+
+def cell(offered: int, within: int) -> dict[str, int]:
+    """The two counts of an answer-quality block the QS60 chart reads."""
+    return {"offered": offered, "answered_within_60s": within}
+
+
+def test_qs60_bars_merge_the_day_types_of_an_hour_from_the_counts(charts: Any) -> None:
+    # 20 h: 3 of 4 on weekdays, 0 of 1 on Saturdays → 3 / 5, not the mean of 75 % and 0 %.
+    line = {
+        "by_hour": {
+            "weekday": {"20": cell(4, 3), "02": cell(0, 0)},  # 02 h: only short abandons
+            "saturday": {"20": cell(1, 0), "23": cell(2, 2)},
+        }
+    }
+    chart = qs60_chart(line, "Ligne de régulation")
+    assert not chart.empty and chart.offered == 7
+    twenty, twenty_three = chart.bars
+    assert twenty.height == pytest.approx(0.6 * chart.plot_h)
+    assert twenty.y + twenty.height == pytest.approx(chart.top + chart.plot_h)
+    assert twenty_three.height == pytest.approx(chart.plot_h)
+    assert twenty.title == "20 h — QS60 : 60,0\u00a0% (3 sur 5 appels présentés)"
+    assert chart.target_y == pytest.approx(chart.top + 0.01 * chart.plot_h)  # 99 %
+    (table,) = tables_of(str(charts.shares_chart(chart)))
+    assert table[0] == ["Heure", "Appels présentés", "Décrochés en moins de 60 s", "QS60"]
+    assert table[1 + 20] == ["20 h", "5", "3", "60,0\u00a0%"]
+    assert table[1 + 2] == ["02 h", "0", "0", "—"]  # nothing offered: no share, no bar
+    assert len(table) == 25
+
+
+def test_qs60_chart_of_a_month_without_calls_says_so(charts: Any) -> None:
+    chart = qs60_chart({"by_hour": {}}, "Accueil")
+    assert chart.empty and chart.bars == ()
+    markup = html.unescape(str(charts.shares_chart(chart)))
+    assert "Aucun appel présenté ce mois-ci" in markup
+    assert 'aria-labelledby="chart-qs60-title chart-qs60-desc"' in markup
+    assert "style=" not in markup and "<script" not in markup
 
 
 # ------------------------------------------------------- tables beside charts

@@ -1,4 +1,5 @@
-"""The monthly indicators page: the circular's figures, three charts, qualitative data."""
+"""The monthly indicators page: the circular's figures, the answer quality of the lines,
+four charts, qualitative data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from regulator.core import answer_quality as aq
 from regulator.core.figures import (
     COST_SECTION,
     ED_SECTION,
@@ -25,7 +27,7 @@ from regulator.ports import Store, StoreError
 from regulator.reporting import month_report
 from regulator.web import keys
 from regulator.web.access import Permission
-from regulator.web.charts import channels_chart, hours_chart
+from regulator.web.charts import channels_chart, hours_chart, qs60_chart
 from regulator.web.console.render import (
     denied,
     error_page,
@@ -73,6 +75,19 @@ def detail_rows(report: Mapping[str, Any]) -> list[Row]:
         )
     )
     return rows
+
+
+def quality_rows(quality: Mapping[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(field, French label, text for each line of ``aq.LINES``) of the answer-quality
+    table: shares in percent, waits in seconds, "non calculable" when nothing to divide."""
+    return [
+        (
+            field,
+            aq.LABELS[field],
+            tuple(aq.value_text(field, quality[line][field]) for line in aq.LINES),
+        )
+        for field in aq.FIELDS
+    ]
 
 
 def qualitative_tables(report: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, int]]]:
@@ -150,7 +165,8 @@ async def reports_page(request: web.Request) -> web.Response:
         )
     store = request.config_dict[keys.STORE]
     try:
-        report = await month_report(store, mmg, month)
+        short = request.config_dict[keys.SETTINGS].short_abandon_s
+        report = await month_report(store, proto, month, short_abandon_s=short)
         forms = await _figures_forms(store, mmg, month) if person.can_enter_figures() else {}
     except (StoreError, OSError) as exc:
         log.warning("report_store_failed", mmg=mmg, error=str(exc))
@@ -198,4 +214,8 @@ async def reports_page(request: web.Request) -> web.Response:
         visit_hours=hours_chart(report["peaks"]["visits"], "visits"),
         channels=channels_chart(report["persons_seen"]),
         qualitative=qualitative_tables(report),
+        quality_lines=[aq.LINE_LABELS[line] for line in aq.LINES],
+        quality=quality_rows(report["answer_quality"]),
+        short_abandon=aq.seconds_text(report["answer_quality"]["short_abandon_s"]),
+        qs60=qs60_chart(report["answer_quality"]["regulation"], aq.LINE_LABELS["regulation"]),
     )
