@@ -399,6 +399,7 @@ def test_dialplan_has_entry_menu_fallback_and_hangup_handler(dialplan: dict[str,
         "regulator-hangup",
         "regulator-http",
         "regulator-say",
+        "regulator-answered",
         "globals",
     ):
         assert name in dialplan, name
@@ -409,7 +410,12 @@ def test_dialplan_has_entry_menu_fallback_and_hangup_handler(dialplan: dict[str,
     assert dialplan["regulator-hangup"].apps()[-1] == "Return()"
     assert any(a.startswith("Read(") for a in dialplan["regulator-menu"].apps())
     dials = [a for a in dialplan["regulator-apply"].apps() if a.startswith("Dial(")]
-    assert len(dials) == 2 and all(a.endswith(",${REGULATOR_RING},g)") for a in dials)
+    assert len(dials) == 2 and all(
+        a.endswith(",${REGULATOR_RING},gU(regulator-answered^${CHANNEL}))") for a in dials
+    )
+    # The answer stamp: a subroutine on the called channel writing the caller's SHARED().
+    answered = dialplan["regulator-answered"].apps()
+    assert answered == ["Set(SHARED(REGULATOR_ANSWERED_AT,${ARG1})=${EPOCH})", "Return()"]
     fallback = dialplan["regulator-fallback"].apps()
     assert any(a.startswith("Dial(PJSIP/${REGULATOR_FALLBACK_NUMBER}@") for a in fallback)
 

@@ -164,6 +164,9 @@ DIAL_URL = "https://regulator.example/hooks/freeswitch/dial-status?mmg=nimes&tar
         ({"variable_DIALSTATUS": "BUSY"}, "busy", True),
         ({"variable_DIALSTATUS": "NOANSWER"}, "no-answer", True),
         ({"variable_DIALSTATUS": "SUCCESS"}, "completed", False),
+        # What originate really sets when the peer answered (switch_ivr_originate.c).
+        ({"variable_originate_disposition": "call accepted"}, "completed", False),
+        ({"variable_DIALSTATUS": "EARLY"}, "completed", False),
         ({}, "failed", True),  # posted after the bridge without its outcome: failed
     ],
 )
@@ -283,6 +286,9 @@ def test_dial_bridges_then_reports_back_with_the_route() -> None:
     assert speak.tag == "speak"
     assert dial.tag == "dial"
     assert dial.text == "[leg_timeout=90]sofia/gateway/regulator/+33466000015"
+    # httapi makes a tag's action the session's URL before running it: a caller who
+    # hangs up during the bridge is reported there (exiting=true), naming the leg.
+    assert dial.attrib == {"action": URLS.dial_status + "&target=regulation"}
     assert cont.tag == "continue"
     assert cont.attrib == {"action": URLS.dial_status + "&target=regulation"}
 

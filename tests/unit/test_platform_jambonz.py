@@ -38,6 +38,7 @@ JS = ROOT / "tests" / "js"
 URLS = HookUrls(
     gather="https://regulator.example/hooks/jambonz/gather",
     dial_status="https://regulator.example/hooks/jambonz/dial-status?mmg=nimes&call_id=c1",
+    extra={"confirm": "https://regulator.example/hooks/jambonz/confirm?mmg=nimes&call_id=c1"},
 )
 
 # jambonz's documented call hook payload (docs.jambonz.org, "New Call", POST).
@@ -402,15 +403,26 @@ def test_dial_reports_back_with_the_route_in_the_action_hook() -> None:
     assert say == {"verb": "say", "text": "Nous vous mettons en relation avec le centre 15."}
     assert dial == {
         "verb": "dial",
-        "target": [{"type": "phone", "number": "+33466000015"}],
+        "target": [
+            {
+                "type": "phone",
+                "number": "+33466000015",
+                # The regulation line hears the whisper when it answers.
+                "confirmHook": URLS.extra["confirm"] + "&target=regulation",
+            }
+        ],
         "actionHook": URLS.dial_status + "&target=regulation",
         "timeout": 90,
         "answerOnBridge": True,
         "callerId": "+33611223344",
+        # The dialled call's status webhooks name the line (customerData).
+        "tag": {"regulator_target": "regulation"},
     }
     sip = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
     (dial,) = verbs(jambonz.render(sip, RenderContext(URLS)).body)
+    # No whisper for the front desk: no confirmHook.
     assert dial["target"] == [{"type": "sip", "sipUri": "sip:accueil@mmg.example"}]
+    assert dial["tag"] == {"regulator_target": "direct_access"}
     assert dial["timeout"] == jambonz.DEFAULT_DIAL_TIMEOUT_S
     assert "callerId" not in dial
 

@@ -25,12 +25,13 @@ from prometheus_client import Histogram
 from regulator.calls import CallRouter, DialFailure
 from regulator.core import phone
 from regulator.core.decision import regulation_destination
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, CallEvent, Decision, Platform, Route, Stage
 from regulator.core.phone import mask
 from regulator.core.protocol import Protocol
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
-from regulator.platforms import asterisk, freeswitch
+from regulator.platforms import asterisk, freeswitch, jambonz
 from regulator.platforms.base import (
     Answer,
     BadHookRequest,
@@ -263,8 +264,28 @@ class Hooks:
                 "leg_event_bad_request", platform=platform.value, field=exc.field, reason=exc.reason
             )
             return
-        if leg is not None:
-            await self.router.leg_event(leg)
+        for event in (leg,) if isinstance(leg, LegEvent) else leg or ():
+            await self.router.leg_event(event)
+
+    async def _whisper(self, platform: Platform, req: HookRequest) -> Answer:
+        """A Kind.LEG path that must answer a document (jambonz's confirmHook): the
+        called party answered. Records the answer, then says where the call comes from
+        (regulation line only) and connects.
+
+        Never the fail-safe: jambonz declines the leg (hangs up on the regulator) when
+        its confirmHook fails or answers a dial, so any error here answers ``[]``
+        (connect at once, no whisper).
+        """
+        try:
+            await self._leg(platform, req)
+            if req.query.get("target") != Route.REGULATION.value:
+                return jambonz.render_whisper(None)
+            mmg = req.query.get("mmg")
+            protocol = self.router.protocols.current.get(mmg) if mmg else None
+            return jambonz.render_whisper(jambonz.whisper_text(protocol))
+        except Exception:
+            log.exception("whisper_failed", platform=platform.value)
+            return jambonz.render_whisper(None)
 
     # ------------------------------------------------------------------ the table
     def handler(self, spec: HookRoute) -> Handler:
@@ -281,10 +302,10 @@ class Hooks:
         platform = spec.platform
         adapter = ADAPTERS[platform]
         mmg = req.query.get("mmg")
-        if spec.kind is not Kind.CALL:
+        if spec.kind is not Kind.CALL and spec.quiet is not Quiet.WHISPER:
             await self._leg(platform, req)
         if spec.kind is Kind.LEG:
-            return None
+            return await self._whisper(platform, req) if spec.quiet is Quiet.WHISPER else None
         if platform in EXITING_ENDS_CALL and freeswitch.is_exiting(req):
             ev = adapter.parse_event(req)  # the call is over, whatever this path is
             out.call_id = ev.call_id

@@ -69,6 +69,7 @@ class Quiet(Enum):
     NO_CONTENT = "no_content"  # HTTP 204
     HANGUP = "hangup"  # the adapter's render_hangup()
     OK = "ok"  # {"ok": true}
+    WHISPER = "whisper"  # a leg answered: the whisper to the called party (never fails)
 
 
 #: Reads a call and, for a failed dial reported on the call hook, the failed target.
@@ -136,6 +137,8 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
         Platform.JAMBONZ, "POST", "/hooks/jambonz/dial-status", Kind.DIAL, quiet=Quiet.HANGUP
     ),
     HookRoute(Platform.JAMBONZ, "POST", "/hooks/jambonz/status", Kind.STATUS),
+    # the dial target's confirmHook: the called party answered (leg), the whisper
+    HookRoute(Platform.JAMBONZ, "POST", "/hooks/jambonz/confirm", Kind.LEG, quiet=Quiet.WHISPER),
     # Telnyx TeXML (Twilio's shape, Ed25519 signatures)
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/voice", Kind.CALL),
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/gather", Kind.CALL, Stage.DIGITS),

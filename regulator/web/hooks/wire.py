@@ -92,6 +92,8 @@ def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | Non
         status=f"{root}/status",
         event=f"{root}/event{suffix}",
         input=f"{root}/input",
+        # jambonz: a dial target's confirmHook (the leg answered; the whisper).
+        extra={"confirm": f"{root}/confirm{suffix}"},
     )
 
 
