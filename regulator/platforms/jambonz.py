@@ -211,7 +211,7 @@ def render_hangup() -> Answer:
 TAG_TARGET = "regulator_target"
 
 #: A dialled (child) call's ``call_status`` as a leg event.
-CHILD_STATUS: Mapping[str, LegStatus] = {
+CHILD_STATUS: Mapping[str, LegStatus | None] = {
     "queued": LegStatus.OFFERED,
     "trying": LegStatus.OFFERED,
     "ringing": LegStatus.RINGING,
@@ -219,8 +219,10 @@ CHILD_STATUS: Mapping[str, LegStatus] = {
     "in-progress": LegStatus.ANSWERED,
     "completed": LegStatus.COMPLETED,
     "busy": LegStatus.BUSY,
-    "no-answer": LegStatus.NO_ANSWER,
     "failed": LegStatus.FAILED,
+    # "no-answer" is no leg event: jambonz cancels the outdial (487 → no-answer) both
+    # when it rang out and when the caller hung up; the actionHook tells them apart.
+    "no-answer": None,
 }
 
 #: The dial actionHook's ``dial_call_status`` when the caller is still there.
@@ -271,9 +273,11 @@ def parse_leg(req: HookRequest) -> LegReport:
             parent, "parent_call_sid"
         )
         raw = f.required(data.get("call_status"), "call_status").lower()
-        status = CHILD_STATUS.get(raw)
-        if status is None:
+        if raw not in CHILD_STATUS:
             raise BadHookRequest("call_status", "not a jambonz call status")
+        status = CHILD_STATUS[raw]
+        if status is None:
+            return None
         duration = f.duration(data.get("duration"), "duration")
         if status is not LegStatus.COMPLETED:
             duration = None
@@ -305,10 +309,14 @@ def whisper_text(protocol: object) -> str:
     messages = getattr(protocol, "messages", None)
     name = str(getattr(protocol, "name", "") or "").strip()
     own = getattr(messages, "regulation_whisper", None)
-    template = str(own) if own else DEFAULT_WHISPER
+    if own:
+        return str(own).replace("{name}", name)
     if not name:
-        return template.replace(" de {name}", "").replace("{name}", "")
-    return template.replace("{name}", name)
+        return DEFAULT_WHISPER.replace(" de {name}", "")
+    if name.lower().startswith("maison médicale de garde"):
+        # "…de garde de Maison médicale de garde de Nîmes": say the name once.
+        return f"Appel transmis par la {name[0].lower()}{name[1:]}."
+    return DEFAULT_WHISPER.replace("{name}", name)
 
 
 def render_whisper(text: str | None) -> Answer:
