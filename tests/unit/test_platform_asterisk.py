@@ -484,3 +484,54 @@ def test_each_new_platform_has_one_secret_setting_kept_out_of_reprs() -> None:
     unset = Settings()
     assert all(unset.secret(name) is None for name in (*values, "telnyx_public_key"))
     assert {p.value for p in Platform} >= {"asterisk", "freeswitch", "jambonz", "telnyx"}
+
+
+# --------------------------------------------------------------- dial legs
+
+LEG_FIELDS = {
+    "call_id": "1700000000.42",
+    "from": "+33612345678",
+    "to": "+33466123456",
+    "dialstatus": "ANSWER",
+    "target": "regulation",
+    "dial_at": "1790000000",
+    "answered_at": "1790000025",
+    "ended_at": "1790000085",
+}
+
+
+def test_dial_report_is_the_legs_offer_answer_and_end() -> None:
+    from regulator.core.legs import LegStatus
+
+    events = asterisk.parse_leg(hook(LEG_FIELDS))
+    assert isinstance(events, tuple)
+    assert [(e.status, int(e.at.timestamp())) for e in events] == [
+        (LegStatus.OFFERED, 1790000000),
+        (LegStatus.ANSWERED, 1790000025),
+        (LegStatus.COMPLETED, 1790000085),
+    ]
+    assert {e.target for e in events} == {Route.REGULATION}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dial_at", "１７９００００００"),  # fullwidth digits: str.isdigit() would take them
+        ("answered_at", "١٧٩٠٠٠٠٠٢٥"),
+        ("ended_at", "1790000085.5"),
+        ("ended_at", "99"),  # 1970: an unset clock, not a call
+        ("dialstatus", "RINGING"),
+        ("target", "closed"),
+    ],
+)
+def test_bad_leg_stamps_or_status_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        asterisk.parse_leg(hook({**LEG_FIELDS, field: value}))
+    assert err.value.field == field
+
+
+def test_no_leg_without_a_dial_or_its_stamp() -> None:
+    hangup = {"call_id": "c", "status": "completed", "leg_status": "", "dial_at": ""}
+    assert asterisk.parse_leg(hook(hangup)) is None
+    old_dialplan = {k: v for k, v in LEG_FIELDS.items() if k != "dial_at"}
+    assert asterisk.parse_leg(hook(old_dialplan)) is None

@@ -461,3 +461,73 @@ def test_the_oracle_is_installed_from_the_committed_lock_file() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "tests/js/node_modules/" in ignored
     assert Path(JS / "validate.js").is_file()
+
+
+# --------------------------------------------------------------- dial legs, whisper
+
+
+def test_whisper_and_empty_confirm_answers_pass_the_verb_specifications(
+    verb_specs: Callable[[list[Any]], list[str | None]],
+) -> None:
+    documents = [
+        orjson.loads(jambonz.render_whisper("Appel transmis par la maison médicale.").body),
+        orjson.loads(jambonz.render_whisper(None).body),
+    ]
+    assert documents[1] == []  # jambonz connects at once on an empty confirm app
+    assert verb_specs(documents) == [None, None]
+
+
+class _Named:
+    def __init__(self, name: str, whisper: str | None = None) -> None:
+        self.name = name
+        self.messages = type("M", (), {"regulation_whisper": whisper})()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "text"),
+    [
+        (
+            _Named("Maison médicale de garde de Nîmes"),
+            "Appel transmis par la maison médicale de garde de Nîmes.",
+        ),
+        (_Named("Uzès"), "Appel transmis par la maison médicale de garde de Uzès."),
+        (_Named(""), "Appel transmis par la maison médicale de garde."),
+        (_Named("Uzès", "Appel de la MMG {name}."), "Appel de la MMG Uzès."),
+        (None, "Appel transmis par la maison médicale de garde."),
+    ],
+)
+def test_whisper_text_names_the_mmg(protocol: object, text: str) -> None:
+    assert jambonz.whisper_text(protocol) == text
+
+
+CHILD = {
+    "call_sid": "child-1",
+    "parent_call_sid": CALL_HOOK["call_sid"],
+    "direction": "outbound",
+    "call_status": "ringing",
+    "customerData": {"regulator_target": "regulation"},
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**CHILD, "call_status": "sonne"}, "call_status"),
+        ({**CHILD, "customerData": {"regulator_target": "closed"}}, "target"),
+        ({**CHILD, "call_status": "completed", "duration": "٤٢"}, "duration"),
+        ({**CALL_HOOK, "dial_call_status": "maybe"}, "dial_call_status"),
+    ],
+)
+def test_bad_leg_reports_name_the_field(payload: dict[str, Any], field: str) -> None:
+    query = {"target": "regulation"} if "dial_call_status" in payload else {}
+    with pytest.raises(BadHookRequest) as err:
+        jambonz.parse_leg(hook(payload, query=query))
+    assert err.value.field == field
+
+
+def test_parent_call_statuses_and_untagged_children_report_no_leg() -> None:
+    assert jambonz.parse_leg(hook({**CALL_HOOK, "call_status": "completed"})) is None
+    untagged = {k: v for k, v in CHILD.items() if k != "customerData"}
+    assert jambonz.parse_leg(hook(untagged)) is None
+    # Rang out or the caller hung up: the child cannot tell, the actionHook does.
+    assert jambonz.parse_leg(hook({**CHILD, "call_status": "no-answer"})) is None
