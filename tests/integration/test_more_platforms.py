@@ -92,8 +92,9 @@ async def test_jambonz_signed_call_gets_verbs_and_a_failed_leg_reaches_regulatio
     path = "/hooks/jambonz/dial-status?" + hook.split("?", 1)[1]
     verbs = await post(path, {**call, "dial_call_status": "no-answer"})
     assert verbs[-1]["verb"] == "dial"
-    (target,) = verbs[-1]["target"]
-    assert (target["type"], target["number"]) == ("phone", REGULATION_NIMES)
+    targets = verbs[-1]["target"]
+    assert isinstance(targets, list) and len(targets) == 1
+    assert (targets[0]["type"], targets[0]["number"]) == ("phone", REGULATION_NIMES)
 
 
 async def test_freeswitch_basic_auth_call_gets_an_httapi_document(client: AppClient) -> None:
