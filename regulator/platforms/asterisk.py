@@ -2,8 +2,10 @@
 
 The dialplan (``deploy/asterisk/extensions_regulator.conf``) posts form fields with
 ``CURL(url,post-data)``: ``call_id`` (``${UNIQUEID}``), ``from`` (``${CALLERID(num)}``),
-``to`` (``${EXTEN}``), ``digits`` (after ``Read()``), ``dialstatus`` and ``target``
-(after ``Dial()``), ``status`` and ``duration`` (from the hangup handler), with
+``to`` (``${EXTEN}``), ``digits`` (after ``Read()``), ``dialstatus``, ``target`` and
+the leg's stamps ``dial_at``/``answered_at``/``ended_at`` (after ``Dial()``), ``status``
+and ``duration`` (from the hangup handler, with ``leg_status``/``leg_target`` and the
+stamps when the caller hung up during ``Dial()``: :func:`parse_leg`), with
 ``X-Regulator-Secret`` set through ``CURLOPT(httpheader)`` (Asterisk 16+).
 
 The answer is one line of ``key=value`` pairs joined by ``&``, values percent-encoded,

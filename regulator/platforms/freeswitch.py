@@ -17,10 +17,12 @@ Authenticity: httapi sends no custom header; it sends HTTP credentials
 Answers are ``<document type="xml/freeswitch-httapi">`` documents with a ``<work>``
 (httapi wants ``text/xml``): ``<speak>`` for each message; the menu as a ``<speak>``
 bound to one key whose ``action`` is our gather URL (httapi posts there next, with
-``digits`` when a key was typed); a destination as ``<dial>`` (a bridge, the dialplan
-having set ``continue_on_fail=true`` and ``hangup_after_bridge=false``) followed by
-``<continue action="…/dial-status?target=<route>">``, so the bridge's outcome
-(``variable_originate_disposition``, ``variable_DIALSTATUS``) comes back to us. The
+``digits`` when a key was typed); a destination as ``<dial action="…">`` (a bridge,
+the dialplan having set ``continue_on_fail=true`` and ``hangup_after_bridge=false``)
+followed by ``<continue action="…/dial-status?target=<route>">``, so the bridge's
+outcome (``variable_originate_disposition``, ``variable_DIALSTATUS``) comes back to
+us, and to the same URL httapi's last post if the caller hangs up during the bridge
+(the dial leg, with the dialplan's stamps: :func:`parse_leg`). The
 dialplan bridges its regulation gateway whenever httapi returns: the service did not
 answer within the profile's timeout, answered something httapi refused, or said
 ``<break/>`` (the fail-safe with nothing of ours to dial).

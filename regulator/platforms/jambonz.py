@@ -17,6 +17,9 @@ status hook a new ``call_status`` (``trying``, ``ringing``, ``early-media``,
 
 Answers are verb arrays (``say``, ``gather``, ``dial``, ``hangup``) in jambonz's
 ``{"verb": …}`` form, checked in the tests against ``@jambonz/verb-specifications``.
+A ``dial`` carries ``tag`` (the line, as the dialled call's ``customerData``) and, on
+the regulation line, a target ``confirmHook`` (``/hooks/jambonz/confirm``): the whisper
+(:func:`render_whisper`) and the leg's answer. Dial legs: :func:`parse_leg`.
 Speech uses the application's default synthesizer: set its language to French in the
 jambonz portal (a ``synthesizer`` object would have to name a vendor).
 """
