@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -501,3 +502,23 @@ def test_posts_about_no_bridge_or_without_stamps_report_no_leg() -> None:
     assert freeswitch.parse_leg(hook(STAMPED)) is None  # /voice: no ?target=
     unstamped = {k: v for k, v in STAMPED.items() if k != freeswitch.STAMP_DIAL}
     assert freeswitch.parse_leg(hook(unstamped, url=DIAL_URL)) is None
+
+
+def test_profile_posts_every_parameter_the_adapter_reads_and_only_those() -> None:
+    """httapi's ``enable-post-var`` list filters every posted parameter (session_id,
+    Caller-*, digits included: mod_httapi.c, switch_event_build_param_string): a name
+    the adapter reads and the list lacks would never arrive."""
+    config = ET.parse(DEPLOY / "autoload_configs" / "httapi.conf.xml").getroot()
+    posted = {
+        p.attrib["value"] for p in config.iter("param") if p.attrib["name"] == "enable-post-var"
+    }
+    source = (ROOT / "regulator" / "platforms" / "freeswitch.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'_param\(req, "([^"]+)"\)', source))
+    read |= {freeswitch.DIGITS_PARAM, freeswitch.STAMP_HANGUP}
+    read |= {
+        freeswitch.STAMP_DIAL,
+        freeswitch.STAMP_DIAL_END,
+        freeswitch.STAMP_ANSWER,
+        freeswitch.STAMP_BRIDGE_END,
+    }
+    assert read == posted
