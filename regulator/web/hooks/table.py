@@ -69,7 +69,7 @@ class Quiet(Enum):
     NO_CONTENT = "no_content"  # HTTP 204
     HANGUP = "hangup"  # the adapter's render_hangup()
     OK = "ok"  # {"ok": true}
-    WHISPER = "whisper"  # a leg answered: the whisper to the called party (never fails)
+    WHISPER = "whisper"  # jambonz confirmHook: the whisper to the called party, never an error
 
 
 #: Reads a call and, for a failed dial reported on the call hook, the failed target.

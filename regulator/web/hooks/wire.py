@@ -93,7 +93,7 @@ def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | Non
         event=f"{root}/event{suffix}",
         input=f"{root}/input",
         # jambonz: a dial target's confirmHook (the leg answered; the whisper).
-        extra={"confirm": f"{root}/confirm{suffix}"},
+        extra={"confirm": f"{root}/confirm{suffix}"} if platform is Platform.JAMBONZ else {},
     )
 
 
