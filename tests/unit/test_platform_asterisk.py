@@ -535,3 +535,20 @@ def test_no_leg_without_a_dial_or_its_stamp() -> None:
     assert asterisk.parse_leg(hook(hangup)) is None
     old_dialplan = {k: v for k, v in LEG_FIELDS.items() if k != "dial_at"}
     assert asterisk.parse_leg(hook(old_dialplan)) is None
+
+
+def test_dial_stamps_are_set_only_when_one_of_our_dials_follows(
+    dialplan: dict[str, Context],
+) -> None:
+    """Between the stamp of the dial's start and our Dial() nothing may jump to the
+    fallback: the hangup handler would report the fallback trunk's Dial() as our leg."""
+    apply = dialplan["regulator-apply"].apps()
+    stamp = apply.index("Set(REGULATOR_DIAL_AT=${EPOCH})")
+    first_dial = next(i for i, a in enumerate(apply) if a.startswith("Dial("))
+    assert stamp < first_dial
+    assert not any("regulator-fallback" in a for a in apply[stamp:first_dial])
+    assert "Set(REGULATOR_DIAL_END=)" in apply[:stamp]
+    dialled = apply.index("Set(REGULATOR_DIAL_END=${EPOCH})")
+    assert "dial-status" in apply[dialled + 1]  # reported right after Dial() returns
+    hangup = " ".join(dialplan["regulator-hangup"].apps())
+    assert '"${REGULATOR_DIAL_END}" = ""' in hangup  # only a Dial() that never returned
