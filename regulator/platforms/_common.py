@@ -15,8 +15,8 @@ from email.utils import parsedate_to_datetime
 
 import orjson
 
-from regulator.core.models import Call, Platform, Route, Stage
-from regulator.platforms.base import BadHookRequest, SignatureError
+from regulator.core.models import DESTINATION_ROUTES, Call, Platform, Route, Stage
+from regulator.platforms.base import BadHookRequest, HookRequest, SignatureError
 
 #: Webhook bodies are small; anything larger is not a call from a telephony platform.
 MAX_BODY_BYTES = 64 * 1024
@@ -293,3 +293,52 @@ def check_shared_secret(given: str | None, name: str, secret: str) -> None:
         raise SignatureError(f"malformed {name}") from None
     if not hmac.compare_digest(given_bytes, secret.encode("utf-8")):
         raise SignatureError(f"{name} does not match")
+
+
+# ------------------------------------------------------------ timestamps
+
+_EPOCH_DIGITS = re.compile(r"[0-9]{1,19}")
+#: Instants a PBX may report (Unix seconds): anything outside is a broken clock or
+#: an unset variable's zero, never a call.
+_EPOCH_MIN_S = 946_684_800  # 2000-01-01
+_EPOCH_MAX_S = 4_102_444_800  # 2100-01-01
+
+
+def epoch(value: object, field: str, *, per_second: int = 1) -> datetime | None:
+    """A PBX's own timestamp (``${EPOCH}``, FreeSWITCH's ``*_uepoch``) as an aware UTC
+    datetime; None when absent or empty, or zero (FreeSWITCH's "never happened").
+
+    ASCII digits only (``str.isdigit`` would take ``"²"`` or Arabic-Indic digits);
+    ``per_second``: 1 for seconds, 1_000_000 for microseconds.
+    """
+    raw = text(value, field)
+    if raw is None:
+        return None
+    if not _EPOCH_DIGITS.fullmatch(raw):
+        raise BadHookRequest(field, "expected a Unix time (ASCII digits)")
+    count = int(raw)
+    if count == 0:
+        return None
+    seconds = count / per_second
+    if not _EPOCH_MIN_S <= seconds < _EPOCH_MAX_S:
+        raise BadHookRequest(field, "Unix time out of range")
+    whole, fraction = divmod(count, per_second)
+    return datetime.fromtimestamp(whole, UTC).replace(
+        microsecond=fraction * 1_000_000 // per_second
+    )
+
+
+def received(req: HookRequest) -> datetime:
+    """When the request arrived (``req.now``): a leg's instant when the platform sends
+    none of its own."""
+    return datetime.fromtimestamp(req.now, UTC)
+
+
+def leg_target(value: object, field: str = "target") -> Route:
+    """The line a leg report is about (our own ``target=``): a destination route."""
+    route = target(value, field)
+    if route is None:
+        raise BadHookRequest(field, "missing (the line the leg is on)")
+    if route not in DESTINATION_ROUTES:
+        raise BadHookRequest(field, "not a dialled line")
+    return route

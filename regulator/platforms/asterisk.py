@@ -2,8 +2,10 @@
 
 The dialplan (``deploy/asterisk/extensions_regulator.conf``) posts form fields with
 ``CURL(url,post-data)``: ``call_id`` (``${UNIQUEID}``), ``from`` (``${CALLERID(num)}``),
-``to`` (``${EXTEN}``), ``digits`` (after ``Read()``), ``dialstatus`` and ``target``
-(after ``Dial()``), ``status`` and ``duration`` (from the hangup handler), with
+``to`` (``${EXTEN}``), ``digits`` (after ``Read()``), ``dialstatus``, ``target`` and
+the leg's stamps ``dial_at``/``answered_at``/``ended_at`` (after ``Dial()``), ``status``
+and ``duration`` (from the hangup handler, with ``leg_status``/``leg_target`` and the
+stamps when the caller hung up during ``Dial()``: :func:`parse_leg`), with
 ``X-Regulator-Secret`` set through ``CURLOPT(httpheader)`` (Asterisk 16+).
 
 The answer is one line of ``key=value`` pairs joined by ``&``, values percent-encoded,
@@ -33,10 +35,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
-from regulator.core.legs import LegEvent
+from regulator.core.legs import LegEvent, LegStatus
 from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
@@ -44,6 +47,7 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
+    LegReport,
     RenderContext,
     SignatureError,
 )
@@ -260,8 +264,66 @@ def render_hangup() -> Answer:
     return Answer(_HANGUP_ANSWER.encode("ascii"), CONTENT_TYPE)
 
 
-def parse_leg(req: HookRequest) -> LegEvent | None:
-    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+#: ``${DIALSTATUS}`` as a leg's end (core/legs.py). ``ANSWER``: answered, then ended
+#: (``Dial()`` returned, or the caller hung up while talking); ``CANCEL``: the caller
+#: hung up while it rang.
+LEG_STATUS: Mapping[str, LegStatus] = {
+    "ANSWER": LegStatus.COMPLETED,
+    "SUCCESS": LegStatus.COMPLETED,
+    "CANCEL": LegStatus.ABANDONED,
+    "BUSY": LegStatus.BUSY,
+    "DONTCALL": LegStatus.BUSY,
+    "TORTURE": LegStatus.BUSY,
+    "NOANSWER": LegStatus.NO_ANSWER,
+    "CHANUNAVAIL": LegStatus.FAILED,
+    "CONGESTION": LegStatus.FAILED,
+    "INVALIDARGS": LegStatus.FAILED,
+}
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+
+def parse_leg(req: HookRequest) -> LegReport:
+    """The leg a ``Dial()`` report carries, with Asterisk's own ``${EPOCH}`` stamps.
+
+    After ``Dial()`` the dialplan posts ``dialstatus``, ``target`` and the stamps
+    ``dial_at`` (just before ``Dial()``), ``answered_at`` (set on the called channel
+    by the ``U()`` subroutine when it answers, read back with ``SHARED()``) and
+    ``ended_at`` (just after). When the caller hangs up during ``Dial()`` the
+    dialplan never gets there: the hangup handler posts the same as ``leg_status``,
+    ``leg_target``… (it leaves them empty when ``Dial()`` had returned: already
+    reported).
+
+    Why not ``${DIALEDTIME} - ${ANSWEREDTIME}``: since Asterisk 13 both count from the
+    *calling* channel (its creation, its answer), which this dialplan answers before
+    the menu, so their difference is the time before ``Answer()``, not the ringing.
+
+    None when there is no dial to report (no status, or a dialplan without stamps).
+    """
+    data = _fields(req)
+    if data.get("dialstatus") is not None:
+        status_field, target_field = "dialstatus", "target"
+        target_value = data.get("target") or req.query.get("target")
+    elif f.text(data.get("leg_status"), "leg_status") is not None:
+        status_field, target_field = "leg_status", "leg_target"
+        target_value = data.get("leg_target")
+    else:
+        return None
+    offered = f.epoch(data.get("dial_at"), "dial_at")
+    if offered is None:
+        return None  # a dialplan from before the stamps: no figures rather than wrong ones
+    raw = f.required(data.get(status_field), status_field).upper()
+    status = LEG_STATUS.get(raw)
+    if status is None:
+        raise BadHookRequest(status_field, "not a DIALSTATUS")
+    call_id = f.required(data.get("call_id"), "call_id")
+    target = f.leg_target(target_value, target_field)
+    answered = f.epoch(data.get("answered_at"), "answered_at")
+    ended = f.epoch(data.get("ended_at"), "ended_at") or f.received(req)
+
+    def event(leg_status: LegStatus, at: datetime) -> LegEvent:
+        return LegEvent(call_id, target, leg_status, at, platform=Platform.ASTERISK.value)
+
+    events = [event(LegStatus.OFFERED, offered)]
+    if answered is not None and answered >= offered:  # older: a stale stamp
+        events.append(event(LegStatus.ANSWERED, answered))
+    events.append(event(status, max(ended, offered)))
+    return tuple(events)

@@ -11,6 +11,9 @@ pure functions, no aiohttp:
 * ``parse_leg(req)`` — the dial-leg report a callback carries, as a
   :class:`~regulator.core.legs.LegEvent`, or None when it reports no leg (a whole-call
   status, a menu). Called on every authenticated callback that is not a call to decide.
+  A PBX that reports a leg once, at its end, with its own timestamps of the dial's
+  start and answer (Asterisk, FreeSWITCH) returns those as a tuple of events
+  (:data:`LegReport`): one event cannot name three instants.
 * ``render(decision, ctx)`` — the platform's answer (:class:`Answer`); ``ctx`` (a
   :class:`RenderContext`) carries what some platforms need beyond the decision.
 * ``render_hangup()`` — the answer that ends the call politely.
@@ -29,6 +32,9 @@ from urllib.parse import urlencode
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
 from regulator.core.legs import LegEvent
 from regulator.core.models import CALL_STATUSES, Call, CallEvent, Decision, Destination, Stage
+
+#: What ``parse_leg`` returns: no leg, one event, or several events about one leg.
+LegReport = LegEvent | tuple[LegEvent, ...] | None
 
 
 class SignatureError(Exception):
@@ -125,7 +131,7 @@ class PlatformAdapter(Protocol):
 
     def parse_event(self, req: HookRequest, /) -> CallEvent: ...
 
-    def parse_leg(self, req: HookRequest, /) -> LegEvent | None: ...
+    def parse_leg(self, req: HookRequest, /) -> LegReport: ...
 
     def render(self, decision: Decision, ctx: RenderContext, /) -> Answer: ...
 
@@ -140,6 +146,7 @@ __all__ = [
     "HookRequest",
     "HookUrls",
     "LegEvent",
+    "LegReport",
     "PlatformAdapter",
     "RenderContext",
     "SignatureError",

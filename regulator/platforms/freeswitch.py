@@ -17,10 +17,12 @@ Authenticity: httapi sends no custom header; it sends HTTP credentials
 Answers are ``<document type="xml/freeswitch-httapi">`` documents with a ``<work>``
 (httapi wants ``text/xml``): ``<speak>`` for each message; the menu as a ``<speak>``
 bound to one key whose ``action`` is our gather URL (httapi posts there next, with
-``digits`` when a key was typed); a destination as ``<dial>`` (a bridge, the dialplan
-having set ``continue_on_fail=true`` and ``hangup_after_bridge=false``) followed by
-``<continue action="…/dial-status?target=<route>">``, so the bridge's outcome
-(``variable_originate_disposition``, ``variable_DIALSTATUS``) comes back to us. The
+``digits`` when a key was typed); a destination as ``<dial action="…">`` (a bridge,
+the dialplan having set ``continue_on_fail=true`` and ``hangup_after_bridge=false``)
+followed by ``<continue action="…/dial-status?target=<route>">``, so the bridge's
+outcome (``variable_originate_disposition``, ``variable_DIALSTATUS``) comes back to
+us, and to the same URL httapi's last post if the caller hangs up during the bridge
+(the dial leg, with the dialplan's stamps: :func:`parse_leg`). The
 dialplan bridges its regulation gateway whenever httapi returns: the service did not
 answer within the profile's timeout, answered something httapi refused, or said
 ``<break/>`` (the fail-safe with nothing of ours to dial).
@@ -33,18 +35,20 @@ import binascii
 import hmac
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from xml.sax.saxutils import escape
 
-from regulator.core.legs import LegEvent
+from regulator.core.legs import LegEvent, LegStatus
 from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
-from regulator.platforms.asterisk import DIALSTATUS
+from regulator.platforms.asterisk import DIALSTATUS, LEG_STATUS
 from regulator.platforms.base import (
     Answer,
     BadHookRequest,
     CallEvent,
     HookRequest,
     HookUrls,
+    LegReport,
     RenderContext,
     SignatureError,
 )
@@ -76,15 +80,20 @@ _MENU = (
     'action="{action}" input-timeout="{timeout_ms}" digit-timeout="2000">'
     '<bind strip="#">~\\d</bind></speak>'
 )
-_DIAL = "<dial>{target}</dial>"
+# ``action``: httapi takes it as the session's URL before bridging (parse_common), so
+# the last post (``exiting=true``) of a caller who hangs up during the bridge names the
+# leg too; ``<continue>`` posts there when the bridge returns.
+_DIAL = '<dial action="{action}">{target}</dial>'
 _CONTINUE = '<continue action="{action}"/>'
 _HANGUP_DOCUMENT = _DOCUMENT.format("<hangup/>").encode()
 # What a bridge string may hold: no ',' '|' ':' ';' '[' '{' '$' (other legs, variables).
 _NUMBER = re.compile(r"\+?[0-9]{3,15}")
 _SIP_TARGET = re.compile(r"[A-Za-z0-9._~+\-]+@[A-Za-z0-9.\-]+")
 
-#: ``variable_originate_disposition`` (a hangup cause) after a failed bridge.
+#: ``variable_originate_disposition`` after a bridge: ``call accepted`` when the peer
+#: answered (switch_ivr_originate.c), a hangup cause otherwise.
 DISPOSITIONS: Mapping[str, str] = {
+    "CALL ACCEPTED": "completed",
     "SUCCESS": "completed",
     "USER_BUSY": "busy",
     "CALL_REJECTED": "busy",
@@ -171,6 +180,10 @@ def _bridge_status(req: HookRequest) -> str:
         return DISPOSITIONS.get(disposition.upper(), "failed")
     dialstatus = f.text(_param(req, "variable_DIALSTATUS"), "variable_DIALSTATUS")
     if dialstatus is not None:
+        # FreeSWITCH's emulation sets EARLY when the peer *answered* (ANSWER when it
+        # only sent early media): both are a connected bridge.
+        if dialstatus.upper() == "EARLY":
+            return "completed"
         return DIALSTATUS.get(dialstatus.upper(), "failed")
     return "failed"
 
@@ -260,8 +273,8 @@ def render(
         if target is None:
             tags.append("<break/>")  # nothing safe to bridge: the dialplan's fallback
         else:
-            tags.append(_DIAL.format(target=_text(target)))
             action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
+            tags.append(_DIAL.format(action=_attr(action), target=_text(target)))
             tags.append(_CONTINUE.format(action=_attr(action)))
     elif decision.failsafe:
         # Fail-safe with nothing of ours to dial: leave httapi, the dialplan bridges
@@ -277,8 +290,86 @@ def render_hangup() -> Answer:
     return Answer(_HANGUP_DOCUMENT, CONTENT_TYPE)
 
 
-def parse_leg(req: HookRequest) -> LegEvent | None:
-    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+#: ``variable_originate_disposition`` as a leg's end (core/legs.py).
+LEG_DISPOSITIONS: Mapping[str, LegStatus] = {
+    "CALL ACCEPTED": LegStatus.COMPLETED,
+    "SUCCESS": LegStatus.COMPLETED,
+    "ORIGINATOR_CANCEL": LegStatus.ABANDONED,
+    "USER_BUSY": LegStatus.BUSY,
+    "CALL_REJECTED": LegStatus.BUSY,
+    "NO_ANSWER": LegStatus.NO_ANSWER,
+    "NO_USER_RESPONSE": LegStatus.NO_ANSWER,
+    "ALLOTTED_TIMEOUT": LegStatus.NO_ANSWER,
+    "RECOVERY_ON_TIMER_EXPIRE": LegStatus.NO_ANSWER,
+}
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+#: The A-leg's stamps the dialplan (deploy/freeswitch/dialplan/regulator.xml) sets with
+#: ``execute_on_*`` hooks (``${strmicroepoch()}``, FreeSWITCH's clock, microseconds).
+STAMP_DIAL = "variable_regulator_dial_uepoch"  # execute_on_pre_originate: the dial starts
+STAMP_DIAL_END = "variable_regulator_originate_end_uepoch"  # execute_on_post_originate
+STAMP_ANSWER = "variable_regulator_answer_uepoch"  # execute_on_pre_bridge: the peer answered
+STAMP_BRIDGE_END = "variable_regulator_bridge_end_uepoch"  # execute_on_post_bridge
+#: The A-leg's own hang-up (set by the core at hang-up: the ``exiting`` post has it).
+STAMP_HANGUP = "variable_end_uepoch"
+
+
+def _stamp(req: HookRequest, name: str, not_before: datetime | None = None) -> datetime | None:
+    """One of the A-leg's ``*_uepoch`` stamps; None when unset, zero, or older than
+    ``not_before`` (left over from an earlier dial of the same call)."""
+    at = f.epoch(_param(req, name), name, per_second=1_000_000)
+    if at is None or (not_before is not None and at < not_before):
+        return None
+    return at
+
+
+def _leg_status(req: HookRequest) -> LegStatus | None:
+    disposition = f.text(
+        _param(req, "variable_originate_disposition"), "variable_originate_disposition"
+    )
+    if disposition is not None:
+        return LEG_DISPOSITIONS.get(disposition.upper(), LegStatus.FAILED)
+    dialstatus = f.text(_param(req, "variable_DIALSTATUS"), "variable_DIALSTATUS")
+    if dialstatus is None:
+        return None
+    if dialstatus.upper() == "EARLY":  # FreeSWITCH's emulation: the peer answered
+        return LegStatus.COMPLETED
+    return LEG_STATUS.get(dialstatus.upper(), LegStatus.FAILED)
+
+
+def parse_leg(req: HookRequest) -> LegReport:
+    """The leg of the bridge a post is about (our ``?target=``), with FreeSWITCH's own
+    stamps of the dial's start, its answer and its end.
+
+    Posted when the bridge returns (``<continue>``) or, if the caller hung up during
+    it, by httapi's last post (``exiting=true``) to the ``<dial action>`` URL. The
+    outcome is ``variable_originate_disposition`` (``call accepted`` when answered,
+    ``ORIGINATOR_CANCEL`` when the caller hung up first, else the hangup cause). None
+    when the post is about no bridge, or carries no stamps (a dialplan without them,
+    or without ``verbose_events``: httapi then posts no ``variable_*`` at all).
+    """
+    if f.text(req.query.get("target"), "target") is None:
+        return None
+    offered = _stamp(req, STAMP_DIAL)
+    if offered is None:
+        return None
+    status = _leg_status(req)
+    if status is None:
+        return None
+    target = f.leg_target(req.query.get("target"))
+    call_id = _call_id(req)
+    answered = _stamp(req, STAMP_ANSWER, offered)
+    hangup = _stamp(req, STAMP_HANGUP, offered) if is_exiting(req) else None
+    if status is LegStatus.COMPLETED:
+        ended = _stamp(req, STAMP_BRIDGE_END, answered or offered)
+    else:
+        ended = _stamp(req, STAMP_DIAL_END, offered)
+    ended = ended or hangup or max(f.received(req), offered)
+
+    def event(leg_status: LegStatus, at: datetime) -> LegEvent:
+        return LegEvent(call_id, target, leg_status, at, platform=Platform.FREESWITCH.value)
+
+    events = [event(LegStatus.OFFERED, offered)]
+    if answered is not None:
+        events.append(event(LegStatus.ANSWERED, answered))
+    events.append(event(status, ended))
+    return tuple(events)

@@ -17,6 +17,9 @@ status hook a new ``call_status`` (``trying``, ``ringing``, ``early-media``,
 
 Answers are verb arrays (``say``, ``gather``, ``dial``, ``hangup``) in jambonz's
 ``{"verb": …}`` form, checked in the tests against ``@jambonz/verb-specifications``.
+A ``dial`` carries ``tag`` (the line, as the dialled call's ``customerData``) and, on
+the regulation line, a target ``confirmHook`` (``/hooks/jambonz/confirm``): the whisper
+(:func:`render_whisper`) and the leg's answer. Dial legs: :func:`parse_leg`.
 Speech uses the application's default synthesizer: set its language to French in the
 jambonz portal (a ``synthesizer`` object would have to name a vendor).
 """
@@ -29,8 +32,8 @@ from collections.abc import Mapping
 
 import orjson
 
-from regulator.core.legs import LegEvent
-from regulator.core.models import Call, Decision, Platform, Stage
+from regulator.core.legs import LegEvent, LegStatus
+from regulator.core.models import Call, Decision, Platform, Route, Stage
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -38,6 +41,7 @@ from regulator.platforms.base import (
     CallEvent,
     HookRequest,
     HookUrls,
+    LegReport,
     RenderContext,
     SignatureError,
 )
@@ -173,13 +177,22 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
             target: dict[str, object] = {"type": "phone", "number": destination.number}
         else:
             target = {"type": "sip", "sipUri": destination.sip or ""}
+        route = decision.route.value
+        confirm = urls.extra.get("confirm")
+        if confirm and decision.route is Route.REGULATION:
+            # Runs on the regulation line when it answers, before the caller is
+            # connected: the whisper (and the leg's answer).
+            target["confirmHook"] = HookUrls.with_query(confirm, target=route)
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
         dial: dict[str, object] = {
             "verb": "dial",
             "target": [target],
-            "actionHook": HookUrls.with_query(urls.dial_status, target=decision.route.value),
+            "actionHook": HookUrls.with_query(urls.dial_status, target=route),
             "timeout": f.clamp(timeout, 5, 600),
             "answerOnBridge": True,
+            # The dialled (child) call's customerData: its call status webhooks
+            # (trying, ringing, in-progress, completed…) then name the line.
+            "tag": {TAG_TARGET: route},
         }
         presented = caller_id(caller, own_number)
         if presented is not None:
@@ -197,8 +210,101 @@ def render_hangup() -> Answer:
     return Answer(_HANGUP, CONTENT_TYPE)
 
 
-def parse_leg(req: HookRequest) -> LegEvent | None:
-    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+#: ``customerData`` key naming the line of a dialled (child) call (the dial's ``tag``).
+TAG_TARGET = "regulator_target"
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+#: A dialled (child) call's ``call_status`` as a leg event.
+CHILD_STATUS: Mapping[str, LegStatus | None] = {
+    "queued": LegStatus.OFFERED,
+    "trying": LegStatus.OFFERED,
+    "ringing": LegStatus.RINGING,
+    "early-media": LegStatus.RINGING,
+    "in-progress": LegStatus.ANSWERED,
+    "completed": LegStatus.COMPLETED,
+    "busy": LegStatus.BUSY,
+    "failed": LegStatus.FAILED,
+    # "no-answer" is no leg event: jambonz cancels the outdial (487 → no-answer) both
+    # when it rang out and when the caller hung up; the actionHook tells them apart.
+    "no-answer": None,
+}
+
+#: The dial actionHook's ``dial_call_status`` when the caller is still there.
+DIAL_RESULT: Mapping[str, LegStatus] = {
+    "completed": LegStatus.COMPLETED,
+    "busy": LegStatus.BUSY,
+    "no-answer": LegStatus.NO_ANSWER,
+    "failed": LegStatus.FAILED,
+    "canceled": LegStatus.ABANDONED,
+}
+
+
+def _leg_event(
+    call_id: str, target: Route, status: LegStatus, req: HookRequest, duration_s: int | None = None
+) -> LegEvent:
+    platform = Platform.JAMBONZ.value
+    return LegEvent(
+        call_id, target, status, f.received(req), platform=platform, duration_s=duration_s
+    )
+
+
+def parse_leg(req: HookRequest) -> LegReport:
+    """The leg a jambonz webhook reports, at its receipt (jambonz sends no timestamps).
+
+    * the dialled call's own call status webhooks (``parent_call_sid`` set, the line
+      in ``customerData`` from the dial's ``tag``): ``trying`` (offered), ``ringing``,
+      ``in-progress`` (answered), ``completed`` (with its ``duration``), ``busy``…;
+    * the regulation target's ``confirmHook`` (``?target=``): the line answered;
+    * the dial ``actionHook`` (``dial_call_status``, ``?target=``): the leg's end. A
+      dial that did not connect while the caller's own call is over
+      (``call_status: completed``: jambonz ends the caller's call, then the dial,
+      whose outdials it cancels, 487 → ``no-answer``) is the caller hanging up first.
+    """
+    data = _payload(req)
+    parent = data.get("parent_call_sid")
+    if parent is not None:
+        customer = data.get("customerData")
+        tagged = customer.get(TAG_TARGET) if isinstance(customer, dict) else None
+        value = req.query.get("target") or tagged
+        if value is None:
+            return None  # a dial of ours from before the tag: nothing names its line
+        target = f.leg_target(value)
+        call_id = f.text(req.query.get("call_id"), "call_id") or f.required(
+            parent, "parent_call_sid"
+        )
+        raw = f.required(data.get("call_status"), "call_status").lower()
+        if raw not in CHILD_STATUS:
+            raise BadHookRequest("call_status", "not a jambonz call status")
+        status = CHILD_STATUS[raw]
+        if status is None:
+            return None
+        duration = f.duration(data.get("duration"), "duration")
+        if status is not LegStatus.COMPLETED:
+            duration = None
+        return _leg_event(call_id, target, status, req, duration_s=duration)
+    dial_status = data.get("dial_call_status")
+    if dial_status is None or req.query.get("target") is None:
+        return None
+    target = f.leg_target(req.query.get("target"))
+    call_id = f.required(data.get("call_sid"), "call_sid")
+    raw = f.required(dial_status, "dial_call_status").lower()
+    caller_gone = (f.text(data.get("call_status"), "call_status") or "").lower() == "completed"
+    if raw == "completed":
+        status = LegStatus.COMPLETED
+    elif caller_gone:
+        status = LegStatus.ABANDONED
+    elif raw in DIAL_RESULT:
+        status = DIAL_RESULT[raw]
+    elif raw in CHILD_STATUS:
+        status = LegStatus.FAILED  # the dial ended while still ringing: not connected
+    else:
+        raise BadHookRequest("dial_call_status", "not a jambonz call status")
+    return _leg_event(call_id, target, status, req)
+
+
+def render_whisper(texts: tuple[str, ...]) -> Answer:
+    """The confirmHook's answer: say ``texts`` to the called party (then jambonz
+    connects the caller); ``[]`` connects at once."""
+    text = " ".join(t.strip() for t in texts if t and t.strip())
+    if not text:
+        return Answer(b"[]", CONTENT_TYPE)
+    return Answer(orjson.dumps([{"verb": "say", "text": text}]), CONTENT_TYPE)

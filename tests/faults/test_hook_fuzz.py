@@ -15,11 +15,13 @@ bad request — is a valid document of the platform's format.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -36,7 +38,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regulator.core.decision import decide, failsafe
-from regulator.core.models import Call, DecisionContext, Stage
+from regulator.core.legs import LegEvent
+from regulator.core.models import DESTINATION_ROUTES, Call, DecisionContext, Stage
 from regulator.platforms import asterisk, freeswitch, generic, jambonz, telnyx, twilio
 from regulator.platforms.base import Answer, BadHookRequest, HookRequest, HookUrls, RenderContext
 from regulator.ports import FixedClock
@@ -480,3 +483,115 @@ async def test_bodies_over_the_limit_get_413(client: AppClient, path: str) -> No
     # Just under the limit: refused for what it is (bad signature, bad JSON), not its size.
     resp = await client.post(path, data=b"x" * (limit - 1024), headers=headers)
     assert resp.status not in (413,) and resp.status < 500
+
+
+# ------------------------------------------------- dial-leg reports (PBX adapters)
+
+#: What a stamp field may hold: PBX epochs, and what they must never be taken for.
+stamp_value = st.one_of(
+    st.integers(min_value=0, max_value=10**19).map(str),
+    st.sampled_from(
+        ["", "0", "１７９０", "١٧٩٠٠٠٠٠٠٠", "1790000000.5", "-1", "1e9", " 1790000000 "]
+    ),
+    st.text(alphabet="0123456789²", max_size=20),
+    printable,
+)
+LEG_QUERY = st.fixed_dictionaries(
+    {},
+    optional={
+        "target": st.sampled_from(["regulation", "direct_access", "pharmacy", "closed", "x", ""]),
+        "mmg": st.sampled_from(["nimes", ""]),
+        "call_id": printable,
+    },
+)
+
+
+def check_leg_report(report: Any) -> None:
+    """A parsed leg report: None, or aware-UTC events about one destination leg."""
+    events = (report,) if isinstance(report, LegEvent) else report or ()
+    assert len({(ev.call_id, ev.target) for ev in events}) <= 1
+    for ev in events:
+        assert isinstance(ev, LegEvent)
+        assert ev.target in DESTINATION_ROUTES and ev.call_id
+        assert ev.at.tzinfo is not None and ev.at.utcoffset() == timedelta(0)
+
+
+@FUZZ
+@given(
+    form=st.dictionaries(
+        st.sampled_from(
+            [*ASTERISK_FIELDS, "leg_status", "leg_target", "dial_at", "answered_at", "ended_at"]
+        ),
+        st.one_of(stamp_value, st.sampled_from([*asterisk.LEG_STATUS, "answer", "EARLY"])),
+        max_size=10,
+    ),
+    params=LEG_QUERY,
+)
+def test_asterisk_leg_parser_raises_only_bad_hook_request(
+    form: dict[str, str], params: dict[str, str]
+) -> None:
+    url = path_with("https://regulator.example/hooks/asterisk/dial-status", params)
+    req = form_request(url, {}, form, urlencode(form).encode())
+    try:
+        report = asterisk.parse_leg(req)
+    except BadHookRequest as exc:
+        field = exc.field  # the field named is one the request sent (or lacks)
+        assert field in form or field in ("target", "leg_target", "call_id")
+    else:
+        check_leg_report(report)
+
+
+@FUZZ
+@given(
+    form=st.dictionaries(
+        st.sampled_from(
+            [
+                *FREESWITCH_FIELDS,
+                freeswitch.STAMP_DIAL,
+                freeswitch.STAMP_DIAL_END,
+                freeswitch.STAMP_ANSWER,
+                freeswitch.STAMP_BRIDGE_END,
+                freeswitch.STAMP_HANGUP,
+            ]
+        ),
+        st.one_of(stamp_value, st.sampled_from([*freeswitch.LEG_DISPOSITIONS, "EARLY", "true"])),
+        max_size=12,
+    ),
+    params=LEG_QUERY,
+)
+def test_freeswitch_leg_parser_raises_only_bad_hook_request(
+    form: dict[str, str], params: dict[str, str]
+) -> None:
+    url = path_with("https://regulator.example/hooks/freeswitch/dial-status", params)
+    req = form_request(url, {}, form, urlencode(form).encode())
+    try:
+        report = freeswitch.parse_leg(req)
+    except BadHookRequest as exc:
+        field = exc.field
+        assert field in form or field in ("target", "session_id", "Caller-Unique-ID")
+    else:
+        check_leg_report(report)
+
+
+@FUZZ
+@given(
+    body=st.one_of(
+        fields(
+            [*JAMBONZ_FIELDS, "parent_call_sid", "customerData", "dial_call_status"],
+            st.one_of(
+                json_value,
+                st.sampled_from([*jambonz.CHILD_STATUS, "canceled"]),
+                st.fixed_dictionaries({jambonz.TAG_TARGET: json_value}),
+            ),
+        ).map(dumps),
+        json_body,
+    ),
+    params=LEG_QUERY,
+)
+def test_jambonz_leg_parser_raises_only_bad_hook_request(
+    body: bytes, params: dict[str, str]
+) -> None:
+    url = path_with("https://regulator.example/hooks/jambonz/status", params)
+    req = form_request(url, {}, {}, body)
+    with contextlib.suppress(BadHookRequest):
+        check_leg_report(jambonz.parse_leg(req))

@@ -92,7 +92,9 @@ async def test_jambonz_signed_call_gets_verbs_and_a_failed_leg_reaches_regulatio
     path = "/hooks/jambonz/dial-status?" + hook.split("?", 1)[1]
     verbs = await post(path, {**call, "dial_call_status": "no-answer"})
     assert verbs[-1]["verb"] == "dial"
-    assert verbs[-1]["target"] == [{"type": "phone", "number": REGULATION_NIMES}]
+    targets = verbs[-1]["target"]
+    assert isinstance(targets, list) and len(targets) == 1
+    assert (targets[0]["type"], targets[0]["number"]) == ("phone", REGULATION_NIMES)
 
 
 async def test_freeswitch_basic_auth_call_gets_an_httapi_document(client: AppClient) -> None:
@@ -135,3 +137,45 @@ async def test_telnyx_signed_webhook_gets_texml(client: AppClient) -> None:
     assert resp.status == 200, await resp.text()
     text = await resp.text()
     assert "<Dial" in text and "+33466123400" in text
+
+
+def freeswitch_headers() -> dict[str, str]:
+    auth = base64.b64encode(f"regulator:{FREESWITCH_SECRET}".encode()).decode()
+    return {
+        "Authorization": f"Basic {auth}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+async def test_freeswitch_answered_bridge_that_ends_is_not_taken_for_a_failed_dial(
+    client: AppClient,
+) -> None:
+    """After an answered bridge the callee hung up first: httapi posts the dial-status
+    with what FreeSWITCH's originate sets on the caller's channel when the peer
+    answered (switch_ivr_originate.c: ``originate_disposition=call accepted``,
+    ``DIALSTATUS=EARLY`` for an answered peer). The call is over: hang up, never ring
+    the next line."""
+    call = {
+        "session_id": "fs-done",
+        "Caller-Caller-ID-Number": PROFESSIONAL_NIMES,
+        "Caller-Destination-Number": NIMES,
+    }
+    resp = await client.post(
+        "/hooks/freeswitch/voice", data=urlencode(call), headers=freeswitch_headers()
+    )
+    assert resp.status == 200
+    after = {
+        **call,
+        "variable_originate_disposition": "call accepted",
+        "variable_DIALSTATUS": "EARLY",
+        "variable_bridge_hangup_cause": "NORMAL_CLEARING",
+    }
+    resp = await client.post(
+        "/hooks/freeswitch/dial-status?mmg=nimes&call_id=fs-done&target=direct_access",
+        data=urlencode(after),
+        headers=freeswitch_headers(),
+    )
+    assert resp.status == 200
+    text = await resp.text()
+    assert "<dial>" not in text, text
+    assert "<hangup/>" in text, text

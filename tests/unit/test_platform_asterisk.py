@@ -399,6 +399,7 @@ def test_dialplan_has_entry_menu_fallback_and_hangup_handler(dialplan: dict[str,
         "regulator-hangup",
         "regulator-http",
         "regulator-say",
+        "regulator-answered",
         "globals",
     ):
         assert name in dialplan, name
@@ -409,7 +410,12 @@ def test_dialplan_has_entry_menu_fallback_and_hangup_handler(dialplan: dict[str,
     assert dialplan["regulator-hangup"].apps()[-1] == "Return()"
     assert any(a.startswith("Read(") for a in dialplan["regulator-menu"].apps())
     dials = [a for a in dialplan["regulator-apply"].apps() if a.startswith("Dial(")]
-    assert len(dials) == 2 and all(a.endswith(",${REGULATOR_RING},g)") for a in dials)
+    assert len(dials) == 2 and all(
+        a.endswith(",${REGULATOR_RING},gU(regulator-answered^${CHANNEL}))") for a in dials
+    )
+    # The answer stamp: a subroutine on the called channel writing the caller's SHARED().
+    answered = dialplan["regulator-answered"].apps()
+    assert answered == ["Set(SHARED(REGULATOR_ANSWERED_AT,${ARG1})=${EPOCH})", "Return()"]
     fallback = dialplan["regulator-fallback"].apps()
     assert any(a.startswith("Dial(PJSIP/${REGULATOR_FALLBACK_NUMBER}@") for a in fallback)
 
@@ -478,3 +484,71 @@ def test_each_new_platform_has_one_secret_setting_kept_out_of_reprs() -> None:
     unset = Settings()
     assert all(unset.secret(name) is None for name in (*values, "telnyx_public_key"))
     assert {p.value for p in Platform} >= {"asterisk", "freeswitch", "jambonz", "telnyx"}
+
+
+# --------------------------------------------------------------- dial legs
+
+LEG_FIELDS = {
+    "call_id": "1700000000.42",
+    "from": "+33612345678",
+    "to": "+33466123456",
+    "dialstatus": "ANSWER",
+    "target": "regulation",
+    "dial_at": "1790000000",
+    "answered_at": "1790000025",
+    "ended_at": "1790000085",
+}
+
+
+def test_dial_report_is_the_legs_offer_answer_and_end() -> None:
+    from regulator.core.legs import LegStatus
+
+    events = asterisk.parse_leg(hook(LEG_FIELDS))
+    assert isinstance(events, tuple)
+    assert [(e.status, int(e.at.timestamp())) for e in events] == [
+        (LegStatus.OFFERED, 1790000000),
+        (LegStatus.ANSWERED, 1790000025),
+        (LegStatus.COMPLETED, 1790000085),
+    ]
+    assert {e.target for e in events} == {Route.REGULATION}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dial_at", "１７９００００００"),  # fullwidth digits: str.isdigit() would take them
+        ("answered_at", "١٧٩٠٠٠٠٠٢٥"),
+        ("ended_at", "1790000085.5"),
+        ("ended_at", "99"),  # 1970: an unset clock, not a call
+        ("dialstatus", "RINGING"),
+        ("target", "closed"),
+    ],
+)
+def test_bad_leg_stamps_or_status_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        asterisk.parse_leg(hook({**LEG_FIELDS, field: value}))
+    assert err.value.field == field
+
+
+def test_no_leg_without_a_dial_or_its_stamp() -> None:
+    hangup = {"call_id": "c", "status": "completed", "leg_status": "", "dial_at": ""}
+    assert asterisk.parse_leg(hook(hangup)) is None
+    old_dialplan = {k: v for k, v in LEG_FIELDS.items() if k != "dial_at"}
+    assert asterisk.parse_leg(hook(old_dialplan)) is None
+
+
+def test_dial_stamps_are_set_only_when_one_of_our_dials_follows(
+    dialplan: dict[str, Context],
+) -> None:
+    """Between the stamp of the dial's start and our Dial() nothing may jump to the
+    fallback: the hangup handler would report the fallback trunk's Dial() as our leg."""
+    apply = dialplan["regulator-apply"].apps()
+    stamp = apply.index("Set(REGULATOR_DIAL_AT=${EPOCH})")
+    first_dial = next(i for i, a in enumerate(apply) if a.startswith("Dial("))
+    assert stamp < first_dial
+    assert not any("regulator-fallback" in a for a in apply[stamp:first_dial])
+    assert "Set(REGULATOR_DIAL_END=)" in apply[:stamp]
+    dialled = apply.index("Set(REGULATOR_DIAL_END=${EPOCH})")
+    assert "dial-status" in apply[dialled + 1]  # reported right after Dial() returns
+    hangup = " ".join(dialplan["regulator-hangup"].apps())
+    assert '"${REGULATOR_DIAL_END}" = ""' in hangup  # only a Dial() that never returned

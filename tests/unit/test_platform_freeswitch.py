@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -164,6 +165,9 @@ DIAL_URL = "https://regulator.example/hooks/freeswitch/dial-status?mmg=nimes&tar
         ({"variable_DIALSTATUS": "BUSY"}, "busy", True),
         ({"variable_DIALSTATUS": "NOANSWER"}, "no-answer", True),
         ({"variable_DIALSTATUS": "SUCCESS"}, "completed", False),
+        # What originate really sets when the peer answered (switch_ivr_originate.c).
+        ({"variable_originate_disposition": "call accepted"}, "completed", False),
+        ({"variable_DIALSTATUS": "EARLY"}, "completed", False),
         ({}, "failed", True),  # posted after the bridge without its outcome: failed
     ],
 )
@@ -283,6 +287,9 @@ def test_dial_bridges_then_reports_back_with_the_route() -> None:
     assert speak.tag == "speak"
     assert dial.tag == "dial"
     assert dial.text == "[leg_timeout=90]sofia/gateway/regulator/+33466000015"
+    # httapi makes a tag's action the session's URL before running it: a caller who
+    # hangs up during the bridge is reported there (exiting=true), naming the leg.
+    assert dial.attrib == {"action": URLS.dial_status + "&target=regulation"}
     assert cont.tag == "continue"
     assert cont.attrib == {"action": URLS.dial_status + "&target=regulation"}
 
@@ -406,3 +413,112 @@ def test_dialplan_prepares_the_bridge_runs_httapi_then_falls_back_to_regulation(
         for app, data in after
     )
     assert any(data.startswith("regulator_fallback_number=+") for _, data in actions[:httapi])
+
+
+# --------------------------------------------------------------- dial legs
+
+
+def fs_expand(value: str) -> str:
+    """The escapes of FreeSWITCH's variable expansion (switch_channel.c,
+    switch_channel_expand_variables_check): ``\\\\`` keeps one backslash, ``\\$`` a
+    literal ``$`` that starts no variable. (Variables themselves are not expanded
+    here: the test is that none is left to expand before the hook runs.)"""
+    out, i = [], 0
+    while i < len(value):
+        char = value[i]
+        if char == "\\" and i + 1 < len(value) and value[i + 1] in "\\$":
+            out.append(value[i + 1])
+            i += 2
+            continue
+        assert not value.startswith("${", i), f"expanded too early: {value[i:]}"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def test_dialplan_stamps_each_instant_when_it_happens_and_posts_variables() -> None:
+    include = ET.parse(DEPLOY / "dialplan" / "regulator.xml").getroot()
+    (condition,) = include.iter("condition")
+    actions = [
+        (a.attrib["application"], a.attrib.get("data", "")) for a in condition.iter("action")
+    ]
+    apps = [a for a, _ in actions]
+    # httapi posts variable_* only for a channel with verbose events.
+    assert apps.index("verbose_events") < apps.index("httapi")
+    hooks = {}
+    for app, data in actions[: apps.index("httapi")]:
+        name, _, value = data.partition("=")
+        if app == "set" and name.startswith("execute_on_"):
+            # "set": the core expands its argument, then the application the value.
+            hooks[name] = fs_expand(fs_expand(value))
+    stamps = {
+        "execute_on_pre_originate_regulator": freeswitch.STAMP_DIAL,
+        "execute_on_post_originate_regulator": freeswitch.STAMP_DIAL_END,
+        "execute_on_pre_bridge_regulator": freeswitch.STAMP_ANSWER,
+        "execute_on_post_bridge_regulator": freeswitch.STAMP_BRIDGE_END,
+    }
+    for hook_name, variable in stamps.items():
+        stamp = variable.removeprefix("variable_")
+        assert hooks[hook_name] == f"set {stamp}=${{strmicroepoch()}}", hooks
+
+
+STAMPED = {
+    **FIRST_POST,
+    "variable_originate_disposition": "call accepted",
+    freeswitch.STAMP_DIAL: "1790000000000000",
+    freeswitch.STAMP_DIAL_END: "1790000025500000",
+    freeswitch.STAMP_ANSWER: "1790000025500000",
+    freeswitch.STAMP_BRIDGE_END: "1790000085000000",
+}
+
+
+def test_answered_bridge_is_offered_answered_and_ended_at_freeswitchs_instants() -> None:
+    from regulator.core.legs import LegStatus
+
+    events = freeswitch.parse_leg(hook(STAMPED, url=DIAL_URL))
+    assert isinstance(events, tuple)
+    assert [(e.status, e.at.timestamp()) for e in events] == [
+        (LegStatus.OFFERED, 1790000000.0),
+        (LegStatus.ANSWERED, 1790000025.5),
+        (LegStatus.COMPLETED, 1790000085.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (freeswitch.STAMP_DIAL, "１７９００００００００００００００"),
+        (freeswitch.STAMP_ANSWER, "1790000025.5"),
+        (freeswitch.STAMP_BRIDGE_END, "-1"),
+    ],
+)
+def test_bad_stamps_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        freeswitch.parse_leg(hook({**STAMPED, field: value}, url=DIAL_URL))
+    assert err.value.field == field
+
+
+def test_posts_about_no_bridge_or_without_stamps_report_no_leg() -> None:
+    assert freeswitch.parse_leg(hook(STAMPED)) is None  # /voice: no ?target=
+    unstamped = {k: v for k, v in STAMPED.items() if k != freeswitch.STAMP_DIAL}
+    assert freeswitch.parse_leg(hook(unstamped, url=DIAL_URL)) is None
+
+
+def test_profile_posts_every_parameter_the_adapter_reads_and_only_those() -> None:
+    """httapi's ``enable-post-var`` list filters every posted parameter (session_id,
+    Caller-*, digits included: mod_httapi.c, switch_event_build_param_string): a name
+    the adapter reads and the list lacks would never arrive."""
+    config = ET.parse(DEPLOY / "autoload_configs" / "httapi.conf.xml").getroot()
+    posted = {
+        p.attrib["value"] for p in config.iter("param") if p.attrib["name"] == "enable-post-var"
+    }
+    source = (ROOT / "regulator" / "platforms" / "freeswitch.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'_param\(req, "([^"]+)"\)', source))
+    read |= {freeswitch.DIGITS_PARAM, freeswitch.STAMP_HANGUP}
+    read |= {
+        freeswitch.STAMP_DIAL,
+        freeswitch.STAMP_DIAL_END,
+        freeswitch.STAMP_ANSWER,
+        freeswitch.STAMP_BRIDGE_END,
+    }
+    assert read == posted

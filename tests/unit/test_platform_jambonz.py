@@ -38,6 +38,7 @@ JS = ROOT / "tests" / "js"
 URLS = HookUrls(
     gather="https://regulator.example/hooks/jambonz/gather",
     dial_status="https://regulator.example/hooks/jambonz/dial-status?mmg=nimes&call_id=c1",
+    extra={"confirm": "https://regulator.example/hooks/jambonz/confirm?mmg=nimes&call_id=c1"},
 )
 
 # jambonz's documented call hook payload (docs.jambonz.org, "New Call", POST).
@@ -402,15 +403,26 @@ def test_dial_reports_back_with_the_route_in_the_action_hook() -> None:
     assert say == {"verb": "say", "text": "Nous vous mettons en relation avec le centre 15."}
     assert dial == {
         "verb": "dial",
-        "target": [{"type": "phone", "number": "+33466000015"}],
+        "target": [
+            {
+                "type": "phone",
+                "number": "+33466000015",
+                # The regulation line hears the whisper when it answers.
+                "confirmHook": URLS.extra["confirm"] + "&target=regulation",
+            }
+        ],
         "actionHook": URLS.dial_status + "&target=regulation",
         "timeout": 90,
         "answerOnBridge": True,
         "callerId": "+33611223344",
+        # The dialled call's status webhooks name the line (customerData).
+        "tag": {"regulator_target": "regulation"},
     }
     sip = decision(Route.DIRECT_ACCESS, Destination(sip="sip:accueil@mmg.example"))
     (dial,) = verbs(jambonz.render(sip, RenderContext(URLS)).body)
+    # No whisper for the front desk: no confirmHook.
     assert dial["target"] == [{"type": "sip", "sipUri": "sip:accueil@mmg.example"}]
+    assert dial["tag"] == {"regulator_target": "direct_access"}
     assert dial["timeout"] == jambonz.DEFAULT_DIAL_TIMEOUT_S
     assert "callerId" not in dial
 
@@ -449,3 +461,50 @@ def test_the_oracle_is_installed_from_the_committed_lock_file() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "tests/js/node_modules/" in ignored
     assert Path(JS / "validate.js").is_file()
+
+
+# --------------------------------------------------------------- dial legs, whisper
+
+
+def test_whisper_and_empty_confirm_answers_pass_the_verb_specifications(
+    verb_specs: Callable[[list[Any]], list[str | None]],
+) -> None:
+    documents = [
+        orjson.loads(jambonz.render_whisper(("Appel transmis par la maison médicale.",)).body),
+        orjson.loads(jambonz.render_whisper(()).body),
+    ]
+    assert documents[1] == []  # jambonz connects at once on an empty confirm app
+    assert verb_specs(documents) == [None, None]
+
+
+CHILD = {
+    "call_sid": "child-1",
+    "parent_call_sid": CALL_HOOK["call_sid"],
+    "direction": "outbound",
+    "call_status": "ringing",
+    "customerData": {"regulator_target": "regulation"},
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**CHILD, "call_status": "sonne"}, "call_status"),
+        ({**CHILD, "customerData": {"regulator_target": "closed"}}, "target"),
+        ({**CHILD, "call_status": "completed", "duration": "٤٢"}, "duration"),
+        ({**CALL_HOOK, "dial_call_status": "maybe"}, "dial_call_status"),
+    ],
+)
+def test_bad_leg_reports_name_the_field(payload: dict[str, Any], field: str) -> None:
+    query = {"target": "regulation"} if "dial_call_status" in payload else {}
+    with pytest.raises(BadHookRequest) as err:
+        jambonz.parse_leg(hook(payload, query=query))
+    assert err.value.field == field
+
+
+def test_parent_call_statuses_and_untagged_children_report_no_leg() -> None:
+    assert jambonz.parse_leg(hook({**CALL_HOOK, "call_status": "completed"})) is None
+    untagged = {k: v for k, v in CHILD.items() if k != "customerData"}
+    assert jambonz.parse_leg(hook(untagged)) is None
+    # Rang out or the caller hung up: the child cannot tell, the actionHook does.
+    assert jambonz.parse_leg(hook({**CHILD, "call_status": "no-answer"})) is None

@@ -25,6 +25,7 @@ from prometheus_client import Histogram
 from regulator.calls import CallRouter, DialFailure
 from regulator.core import phone
 from regulator.core.decision import regulation_destination
+from regulator.core.legs import LegEvent
 from regulator.core.models import Call, CallEvent, Decision, Platform, Route, Stage
 from regulator.core.phone import mask
 from regulator.core.protocol import Protocol
@@ -268,8 +269,8 @@ class Hooks:
                 "leg_event_bad_request", platform=platform.value, field=exc.field, reason=exc.reason
             )
             return
-        if leg is not None:
-            await self.router.leg_event(leg)
+        for event in (leg,) if isinstance(leg, LegEvent) else leg or ():
+            await self.router.leg_event(event)
 
     # ------------------------------------------------------------------ the table
     def handler(self, spec: HookRoute) -> Handler:
@@ -286,10 +287,11 @@ class Hooks:
         platform = spec.platform
         adapter = ADAPTERS[platform]
         mmg = req.query.get("mmg")
+        if spec.kind is not Kind.CALL:
+            # A whisper request may report a leg too (jambonz's confirmHook: answered).
+            await self._leg(platform, req)
         if spec.kind is Kind.WHISPER:
             return await whisper_answer(self.router, platform, req)
-        if spec.kind is not Kind.CALL:
-            await self._leg(platform, req)
         if spec.kind is Kind.LEG:
             return None
         if platform in EXITING_ENDS_CALL and freeswitch.is_exiting(req):

@@ -141,6 +141,8 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
         Platform.JAMBONZ, "POST", "/hooks/jambonz/dial-status", Kind.DIAL, quiet=Quiet.HANGUP
     ),
     HookRoute(Platform.JAMBONZ, "POST", "/hooks/jambonz/status", Kind.STATUS),
+    # the dial target's confirmHook: the called party answered (leg), the whisper
+    HookRoute(Platform.JAMBONZ, "POST", "/hooks/jambonz/confirm", Kind.WHISPER),
     # Telnyx TeXML (Twilio's shape, Ed25519 signatures)
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/voice", Kind.CALL),
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/gather", Kind.CALL, Stage.DIGITS),

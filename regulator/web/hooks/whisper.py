@@ -1,8 +1,10 @@
 """The whisper hooks: what the regulation line hears when it answers (core/whisper.py).
 
 Twilio and Telnyx fetch ``<Number url>``, Vonage a phone endpoint's ``onAnswer`` URL,
-once the regulation line has picked up and before the caller is connected. Our URL
-names the MMG and the call (``mmg``, ``call_id``, built by ``hook_urls``). The answer
+jambonz the regulation target's ``confirmHook`` (which also reports the answer: the
+handler records its leg first), once the regulation line has picked up and before
+the caller is connected. Our URL names the MMG and the call (``mmg``, ``call_id``,
+built by ``hook_urls``). The answer
 must never stop the call from being put through: whatever fails here (an MMG no
 longer loaded, the store too slow to give the caller's number), the line hears a
 plain whisper and is connected, and a whisper document never dials (the platforms
@@ -19,7 +21,7 @@ from regulator.core.models import Platform
 from regulator.core.whisper import FALLBACK, whisper_texts
 from regulator.logs import get_logger
 from regulator.platforms import _common as f
-from regulator.platforms import telnyx, twilio, vonage
+from regulator.platforms import jambonz, telnyx, twilio, vonage
 from regulator.platforms.base import Answer, BadHookRequest, HookRequest
 
 log = get_logger("regulator.hooks")
@@ -29,6 +31,7 @@ RENDERERS: Final[dict[Platform, Callable[[tuple[str, ...]], Answer]]] = {
     Platform.TWILIO: twilio.render_whisper,
     Platform.TELNYX: telnyx.render_whisper,
     Platform.VONAGE: vonage.render_whisper,
+    Platform.JAMBONZ: jambonz.render_whisper,  # a regulation target's confirmHook
 }
 
 

@@ -94,6 +94,8 @@ def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | Non
         input=f"{root}/input",
         leg=f"{root}/leg{suffix}",
         whisper=f"{root}/whisper{suffix}",
+        # jambonz: a dial target's confirmHook (the leg answered; the whisper).
+        extra={"confirm": f"{root}/confirm{suffix}"} if platform is Platform.JAMBONZ else {},
     )
 
 
