@@ -179,9 +179,11 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
             target = {"type": "sip", "sipUri": destination.sip or ""}
         route = decision.route.value
         confirm = urls.extra.get("confirm")
-        if confirm and decision.route is Route.REGULATION:
+        if confirm and urls.whisper and decision.route is Route.REGULATION:
             # Runs on the regulation line when it answers, before the caller is
-            # connected: the whisper (and the leg's answer).
+            # connected: the whisper (and the leg's answer). Only with a whisper to
+            # say: jambonz hangs up on the answering line if this hook fails, a risk
+            # the protocol takes by asking for a whisper (messages.regulation_whisper).
             target["confirmHook"] = HookUrls.with_query(confirm, target=route)
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
         dial: dict[str, object] = {

@@ -4,6 +4,7 @@ own ``@jambonz/verb-specifications`` (tests/js, run with the machine's Node.js).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -38,6 +39,8 @@ JS = ROOT / "tests" / "js"
 URLS = HookUrls(
     gather="https://regulator.example/hooks/jambonz/gather",
     dial_status="https://regulator.example/hooks/jambonz/dial-status?mmg=nimes&call_id=c1",
+    # The protocol has a whisper (hook_urls keeps this URL only then): a confirmHook.
+    whisper="https://regulator.example/hooks/jambonz/whisper?mmg=nimes&call_id=c1",
     extra={"confirm": "https://regulator.example/hooks/jambonz/confirm?mmg=nimes&call_id=c1"},
 )
 
@@ -508,3 +511,12 @@ def test_parent_call_statuses_and_untagged_children_report_no_leg() -> None:
     assert jambonz.parse_leg(hook(untagged)) is None
     # Rang out or the caller hung up: the child cannot tell, the actionHook does.
     assert jambonz.parse_leg(hook({**CHILD, "call_status": "no-answer"})) is None
+
+
+def test_no_confirm_hook_without_a_whisper_to_say() -> None:
+    """jambonz hangs up on the answering line when its confirmHook fails: none is asked
+    for unless the protocol has a whisper."""
+    regulation = decision(Route.REGULATION, Destination(number="+33466000015"))
+    silent = dataclasses.replace(URLS, whisper="")
+    *_, dial = verbs(jambonz.render(regulation, RenderContext(silent)).body)
+    assert "confirmHook" not in dial["target"][0]
