@@ -105,6 +105,8 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/event", Kind.EVENT),
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/input", Kind.CALL, Stage.DIGITS),
     HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/route", Kind.CALL),
+    # The script's dial-leg notifications (mqueue + rtimer: never on the SIP worker)
+    HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/event", Kind.LEG),
     HookRoute(
         Platform.GENERIC, "POST", "/hooks/generic/call", Kind.CALL, parse=generic.parse_call_target
     ),
