@@ -181,6 +181,11 @@ class Kamailio:
     def log_path(self) -> Path:
         return self.workdir / "kamailio.log"
 
+    @property
+    def event_url(self) -> str:
+        """Where the script posts dial-leg notifications: the route hook's sibling."""
+        return self.service_url.rsplit("/", 1)[0] + "/event"
+
     def command(self) -> list[str]:
         return [
             kamailio_binary(),
@@ -204,6 +209,8 @@ class Kamailio:
             f"SIP_LISTEN=udp:{LOCALHOST}:{self.port}",
             "-A",
             f'REGULATOR_URL="{self.service_url}"',
+            "-A",
+            f'REGULATOR_EVENT_URL="{self.event_url}"',
             "-A",
             f'REGULATION_URI="{self.regulation_uri}"',
             "-A",
