@@ -1,0 +1,252 @@
+"""Dial legs over the real SIP path: SIPp caller → Kamailio (deploy/kamailio/kamailio.cfg)
+→ ``regulator serve``, whose answer sends the call to a SIPp regulation line; the
+script posts what the line does to ``/hooks/kamailio/event``, the service stores the
+leg and counts it.
+
+Two regulation lines: one that rings and answers after a set delay, one that rings
+and never answers (the caller hangs up while it rings). After each call, the stored
+leg (``Store.legs``), its answer-quality block (``core/answer_quality.quality``, the
+report's figures) and the ``/metrics`` counters must say what the SIP traces show.
+Every time bound comes from those traces (sipp stamps each message it sends or
+receives to the microsecond, on this machine's clock, as Kamailio's ``$TV(Sn)`` is),
+by causality: Kamailio sends the INVITE after the caller sent it and before the line
+received it, and sees the line's 200 after the line sent it and before the caller
+received it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from regulator.core.answer_quality import quality
+from regulator.core.legs import Leg, LegOutcome
+from regulator.core.models import Route
+from regulator.storage import SQLITE_FILENAME
+from regulator.storage.sqlite import SqliteStore
+from tests.e2e.sip import (
+    LOCALHOST,
+    SCENARIOS,
+    Destination,
+    free_port,
+    place_call,
+    sipp_binary,
+    trace_time,
+)
+from tests.e2e.test_sip_kamailio import CLOSED_MMG, PATIENT, SipLab, start_lab
+
+pytestmark = pytest.mark.e2e
+
+MMG = "e2e-closed"  # closed: every caller goes to the regulation line
+ANSWER_AFTER_MS = 3000
+HANG_UP_AFTER_MS = 4000
+#: Below the hang-up delay, so that the abandon counts (QRAARM's 15 s would make the
+#: test wait 15 s for the same check).
+SHORT_ABANDON_S = 2
+#: sipp's trace stamps are to the microsecond; a bound is kept within one more.
+TICK_S = 1e-6
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipLab]:
+    started = start_lab(
+        tmp_path_factory.mktemp("sip-legs"),
+        extra_env={"REGULATOR_SHORT_ABANDON_S": str(SHORT_ABANDON_S)},
+    )
+    yield started
+    started.stop()
+
+
+def regulation_line(lab: SipLab, scenario: str, pause_ms: int) -> Destination:
+    """The lab's regulation line (the port its protocol names) with ``scenario``."""
+    line = next(d for d in lab.destinations if d.name == "regulation")
+    return Destination(
+        line.name, line.port, lab.root, scenario=scenario, args=("-d", str(pause_ms))
+    )
+
+
+def stored_leg(lab: SipLab, call_id: str, *, ended: bool, timeout_s: float = 10.0) -> Leg:
+    """The regulation leg of ``call_id`` as the service stored it, once it has ended
+    (``ended``) or at least has an outcome. Read from the service's own SQLite file."""
+
+    async def read() -> list[Leg]:
+        store = SqliteStore(lab.root / "var" / SQLITE_FILENAME)
+        await store.open()
+        try:
+            now = datetime.now(UTC)
+            return await store.legs(MMG, now - timedelta(hours=1), now + timedelta(hours=1))
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        legs = [leg for leg in asyncio.run(read()) if leg.call_id == call_id]
+        done = [
+            leg
+            for leg in legs
+            if leg.target is Route.REGULATION
+            and leg.outcome is not None
+            and (leg.ended_at is not None or not ended)
+        ]
+        if done:
+            assert len(legs) == 1, legs  # one line offered: one leg
+            return done[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no settled leg for {call_id}: {legs}\n{lab.diagnostics()}")
+        time.sleep(0.1)
+
+
+def metrics(lab: SipLab) -> dict[str, float]:
+    """The leg metrics of the MMG's regulation line, from GET /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{lab.service.base_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("mmg") != MMG or sample.labels.get("target") != "regulation":
+                continue
+            key = sample.name
+            if "le" in sample.labels:
+                key += f"[le={sample.labels['le']}]"
+            values[key] = sample.value
+    return values
+
+
+def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_a_regulation_line_answering_after_a_delay_gives_an_answered_leg_and_its_wait(
+    lab: SipLab,
+) -> None:
+    before = metrics(lab)
+    line = regulation_line(lab, "uas-answer-late.xml", ANSWER_AFTER_MS)
+
+    landing = place_call(
+        proxy_port=lab.kamailio.port,
+        caller=PATIENT,
+        called=CLOSED_MMG,
+        destinations=[line],
+        workdir=lab.root,
+    )
+
+    assert landing.name == "regulation", lab.diagnostics()
+    leg = stored_leg(lab, landing.call_id, ended=True)
+    # The SIP traces: the line's own view (INVITE in, 200 out) bounds the wait from
+    # below, the caller's (INVITE out, 200 in) from above.
+    caller = lab.root / f"uac-{landing.call_id.rsplit('-', 1)[0]}.msg"
+    line_wait = trace_time(line.trace, "sent", "SIP/2.0 200") - trace_time(
+        line.trace, "received", "INVITE"
+    )
+    caller_wait = trace_time(caller, "received", "SIP/2.0 200") - trace_time(
+        caller, "sent", "INVITE"
+    )
+    assert line_wait.total_seconds() >= ANSWER_AFTER_MS / 1000
+    assert (leg.mmg, leg.platform, leg.outcome) == (MMG, "kamailio", LegOutcome.ANSWERED)
+    assert leg.wait_s is not None
+    assert line_wait.total_seconds() - TICK_S <= leg.wait_s <= caller_wait.total_seconds() + TICK_S
+    # The BYE ended it after the answer (the caller talks 200 ms, uac.xml).
+    assert leg.answered_at is not None and leg.ended_at is not None
+    assert leg.ended_at > leg.answered_at
+
+    figures = quality([leg], SHORT_ABANDON_S)
+    assert figures["offered"] == figures["answered"] == figures["answered_within_60s"] == 1
+    assert (figures["answer_rate"], figures["qs60"], figures["qs30"]) == (1.0, 1.0, 1.0)
+    assert figures["abandoned"] == figures["short_abandons"] == 0
+    assert figures["wait_median_s"] == figures["wait_p90_s"] == round(leg.wait_s, 1)
+
+    deadline = time.monotonic() + 5
+    while (after := metrics(lab)) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert delta(before, after, "regulator_legs_offered_total") == 1
+    assert delta(before, after, "regulator_legs_abandoned_total") == 0
+    assert delta(before, after, "regulator_answer_delay_seconds_count") == 1
+    assert delta(before, after, "regulator_answer_delay_seconds_sum") == pytest.approx(leg.wait_s)
+    # 3 s and a little: in the 5 s bucket and every one above, not below.
+    assert delta(before, after, "regulator_answer_delay_seconds_bucket[le=5.0]") == 1
+    assert delta(before, after, "regulator_answer_delay_seconds_bucket[le=300.0]") == 1
+
+
+def test_a_regulation_line_that_never_answers_gives_an_abandoned_leg_when_the_caller_hangs_up(
+    lab: SipLab,
+) -> None:
+    before = metrics(lab)
+    line = regulation_line(lab, "uas-ring-forever.xml", 0)
+    call_id = f"e2e-cancel-{uuid.uuid4().hex[:10]}"
+    caller = lab.root / f"uac-{call_id}.msg"
+    line.start()
+    try:
+        uac = subprocess.run(
+            [
+                sipp_binary(),
+                "-sf",
+                str(SCENARIOS / "uac-cancel.xml"),
+                "-key",
+                "caller",
+                PATIENT,
+                "-s",
+                CLOSED_MMG,
+                f"{LOCALHOST}:{lab.kamailio.port}",
+                "-i",
+                LOCALHOST,
+                "-p",
+                str(free_port()),
+                "-m",
+                "1",
+                "-d",
+                str(HANG_UP_AFTER_MS),
+                "-nostdin",
+                "-cid_str",
+                call_id,
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-trace_msg",
+                "-message_file",
+                str(caller),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=lab.root,
+            timeout=40,
+            check=False,
+        )
+        assert uac.returncode == 0, caller.read_text(errors="replace")[-3000:]
+        assert line.finished(), line.trace.read_text(errors="replace")[-3000:]
+    finally:
+        line.stop()
+
+    leg = stored_leg(lab, call_id, ended=True)
+    assert (leg.mmg, leg.platform, leg.outcome) == (MMG, "kamailio", LegOutcome.ABANDONED)
+    assert leg.answered_at is None
+    # Kamailio's offer falls between the caller's INVITE and the line's receipt of it;
+    # its CANCEL between the caller's CANCEL and the line's receipt of it.
+    longest = trace_time(line.trace, "received", "CANCEL") - trace_time(caller, "sent", "INVITE")
+    shortest = trace_time(caller, "sent", "CANCEL") - trace_time(line.trace, "received", "INVITE")
+    assert shortest.total_seconds() >= HANG_UP_AFTER_MS / 1000
+    assert leg.abandon_s is not None
+    assert shortest.total_seconds() - TICK_S <= leg.abandon_s <= longest.total_seconds() + TICK_S
+
+    figures = quality([leg], SHORT_ABANDON_S)
+    assert (figures["offered"], figures["answered"], figures["abandoned"]) == (1, 0, 1)
+    assert (figures["answer_rate"], figures["qs60"]) == (0.0, 0.0)
+    assert figures["short_abandons"] == 0
+    assert figures["wait_median_s"] is None
+
+    deadline = time.monotonic() + 5
+    while (after := metrics(lab)) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert delta(before, after, "regulator_legs_offered_total") == 1
+    assert delta(before, after, "regulator_legs_abandoned_total") == 1
+    assert delta(before, after, "regulator_answer_delay_seconds_count") == 0
