@@ -17,12 +17,12 @@ received it.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -106,10 +106,14 @@ def stored_leg(lab: SipLab, call_id: str, *, ended: bool, timeout_s: float = 10.
 
 def metrics(lab: SipLab) -> dict[str, float]:
     """The leg metrics of the MMG's regulation line, from GET /metrics."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{lab.service.base_url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    connection = http.client.HTTPConnection(LOCALHOST, lab.service.port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        assert response.status == 200
+        text = response.read().decode()
+    finally:
+        connection.close()
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -114,11 +114,14 @@ def request(body: bytes) -> HookRequest:
 @FUZZ
 @given(body=bodies)
 def test_parse_leg_gives_a_clean_event_or_names_the_field(body: bytes) -> None:
+    refused: BadHookRequest | None = None
     try:
         event = kamailio.parse_leg(request(body))
     except BadHookRequest as exc:
-        assert exc.field in {"body", "call_id", "target", "event", "code", "timeout", "at"}
-        assert exc.reason
+        refused = exc
+    if refused is not None:
+        assert refused.field in {"body", "call_id", "target", "event", "code", "timeout", "at"}
+        assert refused.reason
         return
     assert isinstance(event, LegEvent)
     assert event.call_id.strip() == event.call_id and event.call_id

@@ -134,3 +134,52 @@ def test_fails_safe_to_the_regulation_line() -> None:
     regulator = _block(text, "route[REGULATOR]")
     assert regulator.count("route(FAILSAFE);") >= 3
     assert "!= 200" in regulator
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """Every top-level block of the script, by its header (``route[LEG_POST]``…)."""
+    return {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^(\w+(?:\[\w+\])?) \{(.*?)\n\}", text, re.S | re.M)
+    }
+
+
+def test_dial_leg_notifications_are_posted_by_the_timer_process_only() -> None:
+    # The SIP workers must never wait on the network for a notification: only the
+    # routing request (the call needs its answer) and the timer route may post.
+    text = _text()
+    posting = {name for name, body in _blocks(text).items() if "http_client_query(" in body}
+    assert posting == {"route[REGULATOR]", "route[LEG_POST]"}
+    assert 'modparam("rtimer", "exec", "timer=leg_events;route=LEG_POST")' in text
+    assert "mode=1;" in text  # a timer process of its own, not the shared timer
+    assert 'modparam("mqueue", "mqueue", "name=leg_events;size=10000")' in text
+    post = _block(text, "route[LEG_POST]")
+    assert 'while (mq_fetch("leg_events"))' in post
+    assert "REGULATOR_EVENT_URL" in post and "$env(REGULATOR_KAMAILIO_SECRET)" in post
+    assert 'mq_add("leg_events"' in _block(text, "route[LEG_NOTIFY]")
+
+
+@pytest.mark.parametrize(
+    ("block", "event"),
+    [
+        ("route[LEG_BRANCH]", "offered"),
+        ("onreply_route[LEG_REPLY]", "ringing"),
+        ("onreply_route[LEG_REPLY]", "answered"),
+        ("route[LEG_FAILED]", "failed"),
+        ("route[LEG_CANCEL]", "cancel"),
+        ("route[LEG_BYE]", "bye"),
+    ],
+)
+def test_each_dial_leg_event_is_notified_with_kamailio_s_time(block: str, event: str) -> None:
+    text = _text()
+    assert f'$var(leg_event) = "{event}";' in _block(text, block)
+    assert "$TV(Sn)" in _block(text, "route[LEG_NOTIFY]")
+
+
+def test_the_events_reach_the_service_from_every_path_of_a_call() -> None:
+    text = _text()
+    assert "route(LEG_CANCEL);" in _block(text, "request_route")
+    assert "route(LEG_BYE);" in _block(text, "route[WITHINDLG]")
+    assert "route(LEG_FAILED);" in _block(text, "failure_route[REGULATOR_NEXT]")
+    for branch in ("branch_route[REGULATOR_BRANCH]", "branch_route[FAILSAFE_BRANCH]"):
+        assert "route(LEG_BRANCH);" in _block(text, branch)
