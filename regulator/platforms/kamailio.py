@@ -303,8 +303,11 @@ def _code(value: object, field: str) -> int | None:
     return code
 
 
-def _failure(code: int | None, timeout: bool) -> LegStatus:
+def _failure(code: int | None, timeout: bool, replied: bool) -> LegStatus:
     """A branch's final failure: rang out, refused, or could not be reached."""
+    if not replied:
+        # Nothing came back (tm's reply timer, an unresolvable host): not reached.
+        return LegStatus.FAILED
     if timeout or code in NO_ANSWER_CODES:
         # A 487 after our own ring timer (tm cancels the branch) is a no-answer too.
         return LegStatus.NO_ANSWER
@@ -316,13 +319,15 @@ def _failure(code: int | None, timeout: bool) -> LegStatus:
 def parse_leg(req: HookRequest) -> LegEvent | None:
     """The dial-leg notification the script posts to ``/hooks/kamailio/event``:
     ``{"call_id": "$ci", "target": "regulation", "event": "ringing", "code": 180,
-    "timeout": false, "at": "$TV(Sn)"}``.
+    "timeout": false, "replied": true, "at": "$TV(Sn)"}``.
 
     ``event``: ``offered`` (the branch's INVITE is sent) → offered; ``ringing`` (first
     180/183 of a branch) → ringing; ``answered`` (200) →
     answered; ``cancel`` (the caller's CANCEL before the answer) → abandoned; ``bye``
-    → completed; ``failed`` (the branch's final failure) → busy for 486/600/603,
-    no-answer for 408/480 or after the ring timer (``timeout``), failed otherwise.
+    → completed; ``failed`` (the branch's final failure) → failed when nothing came
+    back from the destination (``replied`` false: silent, unresolvable), else busy for
+    486/600/603, no-answer for 408/480 or after the ring timer (``timeout``), failed
+    otherwise.
     ``call_id`` is the SIP Call-ID the route hook received; ``target`` one of the
     document's ``targets``; ``at`` Kamailio's own clock (receipt time when absent).
     The MMG is the call's (filled by the router from the route history).
@@ -342,12 +347,15 @@ def parse_leg(req: HookRequest) -> LegEvent | None:
     timeout = data.get("timeout", False)
     if not isinstance(timeout, bool):
         raise BadHookRequest("timeout", "expected true or false")
+    replied = data.get("replied", True)
+    if not isinstance(replied, bool):
+        raise BadHookRequest("replied", "expected true or false")
     if status is LegStatus.FAILED:
         if code is None and not timeout:
             raise BadHookRequest("code", "missing (the final failure's SIP code)")
         if code is not None and code < 300:
             raise BadHookRequest("code", "not a failure (expected 300-699)")
-        status = _failure(code, timeout)
+        status = _failure(code, timeout, replied)
     elif status is LegStatus.RINGING and code is not None and not 100 < code < 200:
         raise BadHookRequest("code", "not a provisional reply (expected 180 or 183)")
     elif status is LegStatus.ANSWERED and code is not None and not 200 <= code < 300:

@@ -282,6 +282,32 @@ def test_a_refused_route_is_notified_with_its_sip_code(bench: Bench) -> None:
     ]
 
 
+def test_a_route_that_cannot_be_sent_is_notified_as_not_reached(bench: Bench) -> None:
+    # tm runs no failure route for a branch it could not send (a host that does
+    # not resolve): the script reports it itself, as tm's own 478, nothing replied.
+    bench.answer(
+        200,
+        rtjson(
+            ("sip:+33466123400@gateway.invalid", "direct_access"),
+            (f"sip:regulation@{LOCALHOST}:{bench.regulation.port}", "regulation"),
+        ),
+    )
+
+    landing = bench.call()
+
+    assert landing.name == "regulation"
+    notified = [
+        (n["target"], n["event"], n.get("code"), n["replied"])
+        for n in _notifications(bench, 6, timeout_s=10)
+        if n["call_id"] == landing.call_id
+    ]
+    assert notified[:3] == [
+        ("direct_access", "offered", None, True),
+        ("direct_access", "failed", 478, False),
+        ("regulation", "offered", None, True),
+    ], notified
+
+
 # ------------------------------------------------------------------ failover
 # Whatever makes a route fail, the next one is tried; when every route has failed,
 # REGULATION_URI. A route that fails locally (a host that does not resolve: tm's

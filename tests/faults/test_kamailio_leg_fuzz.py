@@ -89,6 +89,7 @@ notification = st.fixed_dictionaries(
         "event": events,
         "code": codes,
         "timeout": st.one_of(st.booleans(), values),
+        "replied": st.one_of(st.booleans(), values),
         "at": times,
     },
 )
@@ -120,7 +121,16 @@ def test_parse_leg_gives_a_clean_event_or_names_the_field(body: bytes) -> None:
     except BadHookRequest as exc:
         refused = exc
     if refused is not None:
-        assert refused.field in {"body", "call_id", "target", "event", "code", "timeout", "at"}
+        assert refused.field in {
+            "body",
+            "call_id",
+            "target",
+            "event",
+            "code",
+            "timeout",
+            "replied",
+            "at",
+        }
         assert refused.reason
         return
     assert isinstance(event, LegEvent)

@@ -487,6 +487,10 @@ def leg(**fields: Any) -> Any:
         ({"event": "failed", "code": 503}, "failed"),
         ({"event": "failed", "code": 302}, "failed"),
         ({"event": "failed", "code": "486"}, "busy"),
+        # Nothing came back: tm's reply timer (a silent host), an unresolvable one.
+        ({"event": "failed", "code": 408, "timeout": True, "replied": False}, "failed"),
+        ({"event": "failed", "code": 478, "replied": False}, "failed"),
+        ({"event": "failed", "code": 486, "replied": True}, "busy"),
         ({"event": "FAILED", "code": 486}, "busy"),
     ],
 )
@@ -563,6 +567,7 @@ def test_a_time_that_is_not_kamailio_s_is_refused_naming_the_field(at: object) -
         ({"event": "ringing", "code": 200}, "code"),
         ({"event": "answered", "code": 180}, "code"),
         ({"event": "failed", "code": 486, "timeout": "yes"}, "timeout"),
+        ({"event": "failed", "code": 486, "replied": 0}, "replied"),
     ],
 )
 def test_unusable_leg_events_name_the_field(fields: dict[str, Any], field: str) -> None:
