@@ -122,7 +122,12 @@ def test_failsafe_branch_says_so_and_has_no_failover_of_its_own() -> None:
     text = _text()
     failsafe = _block(text, "route[FAILSAFE]")
     assert 't_on_branch("FAILSAFE_BRANCH");' in failsafe
-    assert "t_on_failure" not in failsafe
+    # Its failure route only notifies the dial leg: no route past REGULATION_URI.
+    assert failsafe.count("t_on_failure(") == 1
+    assert 't_on_failure("FAILSAFE_FAILED");' in failsafe
+    failed = _block(text, "failure_route[FAILSAFE_FAILED]")
+    for relaying in ("t_relay", "route(NEXT_ROUTE)", "route(FAILSAFE)", "rtjson_next_route"):
+        assert relaying not in failed
     assert 't_reply("503"' in failsafe
     branch = _block(text, "branch_route[FAILSAFE_BRANCH]")
     assert 'append_hf("X-Regulator-Route: failsafe\\r\\n");' in branch
@@ -181,5 +186,6 @@ def test_the_events_reach_the_service_from_every_path_of_a_call() -> None:
     assert "route(LEG_CANCEL);" in _block(text, "request_route")
     assert "route(LEG_BYE);" in _block(text, "route[WITHINDLG]")
     assert "route(LEG_FAILED);" in _block(text, "failure_route[REGULATOR_NEXT]")
+    assert "route(LEG_FAILED);" in _block(text, "failure_route[FAILSAFE_FAILED]")
     for branch in ("branch_route[REGULATOR_BRANCH]", "branch_route[FAILSAFE_BRANCH]"):
         assert "route(LEG_BRANCH);" in _block(text, branch)
