@@ -12,12 +12,13 @@ narrows a token to some MMGs, for every role it carries: the regulator's centre,
 the coordinator's reports; a ``desk:<mmg>`` role outside ``mmgs`` and ``mmgs`` on an
 admin token are refused at load, as are two tokens with one name (the name scopes
 idempotency keys and rate limits) or one hash. A request carries the token as
-``Authorization: Bearer <token>`` or in the ``regulator_token`` cookie. Tokens are
-never logged.
+``Authorization: Bearer <token>``; the consoles' ``regulator_token`` cookie holds a
+session id, never the token (:mod:`regulator.core.sessions`). Tokens are never logged.
 
 The file is reloaded on SIGHUP and when it changes (:class:`TokenBook` ``watch``):
-a removed token stops working within a second; a broken file is refused, logged,
-and the tokens in force stay.
+a removed token stops working within a second, its console sessions too (they are
+checked by name and fingerprint against the tokens in force); a broken file is
+refused, logged, and the tokens in force stay.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +160,21 @@ def _principal(entry: TokenEntry) -> Principal:
     return Principal(entry.name, frozenset(entry.roles), mmgs)
 
 
+def session_fingerprint(entry: TokenEntry) -> str:
+    """What a console session keeps of its token: a hash of the token's hash, so the
+    store holds nothing that the tokens file does not already protect."""
+    return hashlib.sha256(b"session-token:" + entry.sha256.encode()).hexdigest()[:32]
+
+
+def _tables(
+    entries: list[TokenEntry],
+) -> tuple[dict[str, Principal], dict[str, tuple[Principal, str]]]:
+    """The look-up tables of a tokens file: by token hash, and by name for sessions."""
+    by_hash = {e.sha256: _principal(e) for e in entries}
+    by_name = {e.name: (by_hash[e.sha256], session_fingerprint(e)) for e in entries}
+    return by_hash, by_name
+
+
 def _fingerprint(path: Path) -> tuple[float, int] | None:
     try:
         st = path.stat()
@@ -215,8 +233,10 @@ class TokenBook:
     def __init__(self, entries: list[TokenEntry], path: Path | None = None) -> None:
         self.path = path
         self.last_error: str | None = None
-        self._by_hash = {e.sha256: _principal(e) for e in entries}
+        self._by_hash, self._by_name = _tables(entries)
         self._fingerprint = _fingerprint(path) if path is not None else None
+        #: Called with the names a reload removed (the app deletes their sessions).
+        self.on_removed: Callable[[frozenset[str]], None] | None = None
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
@@ -229,6 +249,21 @@ class TokenBook:
         if not token:
             return None
         return self._by_hash.get(hash_token(token))
+
+    def fingerprint(self, token: str) -> tuple[Principal, str] | None:
+        """The caller of ``token`` and the fingerprint a console session keeps of it."""
+        who = self.authenticate(token)
+        if who is None:
+            return None
+        return who, self._by_name[who.name][1]
+
+    def by_session(self, name: str, fingerprint: str) -> Principal | None:
+        """The caller of a console session opened with the token ``name`` whose
+        fingerprint was ``fingerprint``: None once that token is removed or changed."""
+        entry = self._by_name.get(name)
+        if entry is None or not hmac.compare_digest(entry[1], fingerprint):
+            return None
+        return entry[0]
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -250,7 +285,9 @@ class TokenBook:
             return False
         before = self.names()
         self._fingerprint = fingerprint
-        self._by_hash = {e.sha256: _principal(e) for e in entries}
+        # Both tables in one statement, no await between: a request (on the event
+        # loop, like this reload) sees the old pair or the new pair.
+        self._by_hash, self._by_name = _tables(entries)
         self.last_error = None
         after = self.names()
         log.info(
@@ -259,6 +296,8 @@ class TokenBook:
             added=sorted(after - before),
             removed=sorted(before - after),
         )
+        if before - after and self.on_removed is not None:
+            self.on_removed(before - after)
         return True
 
     def changed(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class BusEvent:
     id: int
-    kind: str  # "call", "referral", "visit"
+    kind: str  # "call", "referral", "visit", "quality"
     mmg: str
     data: dict[str, Any]
 

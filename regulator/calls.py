@@ -265,7 +265,9 @@ class CallRouter:
         )
         self._remember_decision(call.call_id, protocol.id, decision)
         first = call.stage is Stage.INCOMING
-        if self.events.wants(CallEnded):
+        # Remembered for the call's end event, and for the whisper that speaks the
+        # caller's number (fetched seconds later, maybe before the record is stored).
+        if self.events.wants(CallEnded) or protocol.messages.whisper_caller:
             self._remember_record(record, first)
         if first:
             self.writer.submit_record(record)
@@ -356,6 +358,27 @@ class CallRouter:
             self.writer.submit_leg(ev)
         except Exception:  # a leg report must be answered whatever happens
             log.exception("leg_event_failed")
+
+    async def caller_of(self, call_id: str) -> str | None:
+        """The caller's number as recorded for ``call_id`` (this replica's memory, else
+        the store within its budget); None when unknown. Never raises: the whisper
+        that asks goes on without the number."""
+        known = self._recent.get(call_id)
+        if known is not None:
+            return known.caller or None
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                record = await self.store.get_call(call_id)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="get_call").inc()
+            log.warning("caller_lookup_failed", error=str(exc) or "timeout")
+            return None
+        except Exception:
+            log.exception("caller_lookup_failed")
+            return None
+        if record is None:
+            return None
+        return record.caller or None
 
     async def _mmg_of(self, call_id: str) -> str | None:
         remembered = self._offered.get(call_id)

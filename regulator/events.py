@@ -1,7 +1,8 @@
 """One event path: what happened, published once, heard by every subscriber.
 
 The call path and the API publish facts (:class:`CallRouted`, :class:`CallEnded`,
-:class:`ReferralChanged`, :class:`VisitRecorded`); the live consoles (SSE), the
+:class:`ReferralChanged`, :class:`VisitRecorded`, and from the call writer
+:class:`LegChanged`); the live consoles (SSE), the
 outbox and the metrics subscribe. Subscribers run synchronously inside
 :meth:`Events.publish`, in subscription order: the outbox's journal write is done
 before the webhook or the API request is answered. A failing subscriber is logged
@@ -10,10 +11,11 @@ and skipped: it never affects the call, the request or the other subscribers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from regulator.core.legs import LegChange
 from regulator.core.models import CallRecord, Decision, Referral, Visit
 from regulator.logs import get_logger
 
@@ -54,8 +56,28 @@ class VisitRecorded:
     visit: Visit
 
 
-Event = CallRouted | CallEnded | ReferralChanged | VisitRecorded
-E = TypeVar("E", CallRouted, CallEnded, ReferralChanged, VisitRecorded)
+@dataclass(frozen=True, slots=True)
+class LegChanged:
+    """Dial legs of one MMG changed in the store: the changes one batch of the call
+    writer settled for that MMG (a replayed or repeated event, which changes nothing,
+    is left out). Published after the write, so a reader of ``Store.legs`` sees them."""
+
+    mmg: str
+    changes: tuple[LegChange, ...]
+
+
+def legs_changed(changes: Sequence[LegChange]) -> list[LegChanged]:
+    """One :class:`LegChanged` per MMG of ``changes``, in first-seen order, without the
+    changes that changed nothing (a platform's retry, a replay)."""
+    by_mmg: dict[str, list[LegChange]] = {}
+    for change in changes:
+        if change.before != change.after:
+            by_mmg.setdefault(change.after.mmg, []).append(change)
+    return [LegChanged(mmg, tuple(found)) for mmg, found in by_mmg.items()]
+
+
+Event = CallRouted | CallEnded | ReferralChanged | VisitRecorded | LegChanged
+E = TypeVar("E", CallRouted, CallEnded, ReferralChanged, VisitRecorded, LegChanged)
 
 
 class Events:

@@ -24,6 +24,7 @@ from regulator.core.models import (
     Route,
     Visit,
 )
+from regulator.core.sessions import ConsoleSession
 
 
 class Clock(Protocol):
@@ -270,6 +271,31 @@ class Store(Protocol):
 
         Run with the cutoff of :meth:`purge_calls`: a version is kept as long as a call
         record within retention names it. Returns how many versions were deleted."""
+        ...
+
+    # ---- console sessions (core/sessions.py) -------------------------------------
+    async def create_session(self, session: ConsoleSession) -> None:
+        """Store a new session (its key is the hash of the cookie's id); sessions that
+        have ended may be dropped meanwhile."""
+        ...
+
+    async def get_session(
+        self, key: str, now: datetime, *, touch: bool = True
+    ) -> ConsoleSession | None:
+        """The live session of ``key`` at ``now``, or None (unknown, ended, deleted).
+
+        With ``touch``, a use at ``now`` is written back when the stored one is stale
+        (``ConsoleSession.needs_touch``), restarting its idle timeout; a session
+        deleted meanwhile is never brought back."""
+        ...
+
+    async def delete_session(self, key: str) -> bool:
+        """End one session (sign-out); False if there was none."""
+        ...
+
+    async def delete_sessions_of(self, token_name: str) -> int:
+        """End every session opened with the token ``token_name`` (token removed from
+        the tokens file); how many there were."""
         ...
 
 

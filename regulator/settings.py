@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     #: consoles; bursts up to the same number. Never applied to /hooks, /metrics,
     #: /healthz, /readyz. 0 disables the limit.
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    #: Comma-separated CIDRs of the reverse proxies in front of the service
+    #: (``127.0.0.1/32,10.0.0.0/8``): only a request whose peer is one of them has its
+    #: client address read from ``X-Forwarded-For`` (the rightmost hop that is not a
+    #: trusted proxy), for the rate limits. Unset: the peer address, header ignored.
+    trusted_proxies: str | None = None
+    #: A console session unused for this many minutes ends (sign in again).
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    #: A console session ends this many hours after sign-in, however busy.
+    session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
     #: On SIGTERM, seconds spent answering with /readyz at 503 before the listener
     #: closes, so a load balancer stops sending new calls first (set it to about the
     #: readiness probe period behind Kubernetes or a load balancer).
@@ -97,6 +106,17 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         parse_allowlist(value)  # raises ValueError naming the bad entry
+        return value.strip()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_allowlist(value)
+        except ValueError as exc:
+            raise ValueError(f"REGULATOR_TRUSTED_PROXIES={value!r}: {exc}") from None
         return value.strip()
 
     @field_validator("telnyx_public_key")
@@ -139,6 +159,10 @@ class Settings(BaseSettings):
         """The Asterisk hooks' source networks (empty: any source), for
         :func:`regulator.platforms.asterisk.source_allowed`."""
         return parse_allowlist(self.asterisk_allowed_sources)
+
+    def trusted_networks(self) -> tuple[Network, ...]:
+        """The reverse proxies whose ``X-Forwarded-For`` is believed (empty: none)."""
+        return parse_allowlist(self.trusted_proxies)
 
     def secret(self, name: str) -> str | None:
         value: Any = getattr(self, name)

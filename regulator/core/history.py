@@ -191,7 +191,9 @@ def diff_protocols(old: Protocol | None, new: Protocol) -> list[str]:
     out += _routing_changes(old, new)
     for name in type(new.messages).model_fields:
         before, after = getattr(old.messages, name), getattr(new.messages, name)
-        if (str(before), before.audio) != (str(after), after.audio):
+        # A Prompt equals its text: its recording is compared too. Not every field is
+        # a text (whisper_caller is a switch; regulation_whisper may be null).
+        if (before, getattr(before, "audio", None)) != (after, getattr(after, "audio", None)):
             out.append(f"message « {name} » modifié")
     return out or ["aucun changement de contenu"]
 

@@ -54,6 +54,15 @@ GROUND_LABELS: Final[dict[Ground, str]] = {
     Ground.DECLARED_INFLUX: "afflux déclaré",
 }
 
+#: Why a call is being put through to the front desk, as the desk console heads its
+#: card (the overflow's delay, when the protocol sets one, is added by the console).
+DESK_GROUND_LABELS: Final[dict[Ground, str]] = {
+    Ground.PENDING_REFERRAL: "Patient attendu : orientation régulée en cours",
+    Ground.PROFESSIONAL: "Professionnel de santé enregistré",
+    Ground.REGULATION_OVERFLOW: "Débordement : la régulation (centre 15) n'a pas répondu",
+    Ground.DECLARED_INFLUX: "Afflux déclaré : accès direct ouvert",
+}
+
 #: The platforms' normalised call statuses (``platforms/base.py`` CALL_STATUSES).
 CALL_STATUS_LABELS: Final[dict[str, str]] = {
     "started": "appel lancé",

@@ -17,6 +17,13 @@ their order or repetition** (every field is a min, a max or a ranked maximum):
 4. ``outcome`` — the highest-ranked outcome seen (:data:`OUTCOME_RANK`): an answer,
    once known, wins over any failure report; the caller hanging up first
    (``abandoned``) over the line's own failures.
+5. ``mmg``, ``platform`` — the greatest non-empty value seen: an empty one (a callback
+   that does not carry it) never wins, and two that disagree give the same leg in
+   either order.
+6. ``seen`` — the statuses reported (a union). Until an ``offered`` or ``ringing``
+   report is in (``offer_seen``), ``offered_at`` may be the answer's own instant and
+   the wait is not known; ``line_failed``: a ``no_answer``, ``busy`` or ``failed``
+   report is in (what :func:`settled` needs to count each leg once).
 
 Pure: no I/O, no clock; times are aware UTC datetimes given by the adapters (the
 platform's own timestamp where it sends one, the receipt time otherwise).
@@ -85,6 +92,13 @@ OUTCOME_RANK: Final[dict[LegOutcome, int]] = {
     LegOutcome.ANSWERED: 5,
 }
 
+#: Reports made before any answer: they name the offer's own instant (rule 6).
+_OFFERING: Final[frozenset[LegStatus]] = frozenset({LegStatus.OFFERED, LegStatus.RINGING})
+#: The line's own failures (rule 6).
+_LINE_FAILURES: Final[frozenset[LegStatus]] = frozenset(
+    {LegStatus.NO_ANSWER, LegStatus.BUSY, LegStatus.FAILED}
+)
+
 #: The lines a leg can be on, as named in reports and metric labels.
 LINE_NAMES: Final[dict[Route, str]] = {
     Route.REGULATION: "regulation",
@@ -132,6 +146,7 @@ class Leg:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     outcome: LegOutcome | None = None
+    seen: frozenset[LegStatus] = frozenset()  # rule 6
 
     @property
     def line(self) -> str:
@@ -151,6 +166,16 @@ class Leg:
         if self.outcome is not LegOutcome.ABANDONED or self.ended_at is None:
             return None
         return max((self.ended_at - self.offered_at).total_seconds(), 0.0)
+
+    @property
+    def offer_seen(self) -> bool:
+        """An ``offered`` or ``ringing`` report is in: ``offered_at`` is the offer's."""
+        return not self.seen.isdisjoint(_OFFERING)
+
+    @property
+    def line_failed(self) -> bool:
+        """The line itself reported a failure (``no_answer``, ``busy``, ``failed``)."""
+        return not self.seen.isdisjoint(_LINE_FAILURES)
 
     def is_short_abandon(self, short_abandon_s: float) -> bool:
         """Abandoned before ``short_abandon_s`` (QRAARM: noise, not an abandon)."""
@@ -175,7 +200,7 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def fold(leg: Leg | None, ev: LegEvent) -> Leg:
-    """``leg`` with ``ev`` applied (rules 1–4 of the module docstring).
+    """``leg`` with ``ev`` applied (rules 1–6 of the module docstring).
 
     Commutative and idempotent: any order of the same events, any repetition, gives
     the same leg. ``leg`` None: the first event known for ``(ev.call_id, ev.target)``.
@@ -202,14 +227,16 @@ def fold(leg: Leg | None, ev: LegEvent) -> Leg:
     new = _OUTCOME_OF.get(ev.status)
     if new is not None and (outcome is None or OUTCOME_RANK[new] > OUTCOME_RANK[outcome]):
         outcome = new
+    # 5. mmg, platform: a max, not "the first non-empty one" (which depends on the order).
     return replace(
         leg,
-        mmg=leg.mmg or ev.mmg,
-        platform=leg.platform or ev.platform,
+        mmg=max(leg.mmg, ev.mmg),
+        platform=max(leg.platform, ev.platform),
         offered_at=offered_at,
         answered_at=answered_at,
         ended_at=ended_at,
         outcome=outcome,
+        seen=leg.seen | {ev.status},
     )
 
 
@@ -229,18 +256,24 @@ class Settled:
 
     A leg counts as offered once it is answered or has ended unanswered, short abandons
     excluded, the report's own rule (:mod:`regulator.core.answer_quality`), so that the
-    QS60 the alert computes from the counters reads as the report's.
+    QS60 the alert computes from the counters reads as the report's. One exception,
+    for contradictory reports only: a short abandon whose line also reported a failure
+    stays offered (see ``_counts_as_offered``: counters cannot go back down).
     """
 
     offered: bool = False
-    answer_delay_s: float | None = None  # the leg was just answered, this long after offer
+    answer_delay_s: float | None = None  # the leg's wait just became known: this long
     abandoned: bool = False
 
 
 def _counts_as_offered(leg: Leg | None, short_abandon_s: float) -> bool:
+    """Settled, and not a short abandon — unless the line reported a failure too: a
+    leg once counted (``no_answer``…) must stay counted when an ``abandoned`` report
+    (which outranks it) makes it look short, else a later, earlier-dated report making
+    the abandon long would count it a second time. Only ever turns true."""
     if leg is None or leg.outcome is None:
         return False
-    return not leg.is_short_abandon(short_abandon_s)
+    return leg.line_failed or not leg.is_short_abandon(short_abandon_s)
 
 
 def _long_abandon(leg: Leg | None, short_abandon_s: float) -> bool:
@@ -251,14 +284,28 @@ def _long_abandon(leg: Leg | None, short_abandon_s: float) -> bool:
     )
 
 
+def _wait_known(leg: Leg | None) -> bool:
+    """The leg's wait can be observed: its answer time is known (not merely that it was
+    answered: a ``completed`` without talk time), and so is its offer — an offer or
+    ringing report was folded, or the leg has ended (its events are in, most likely).
+
+    Every part only ever turns true, so a leg's delay is observed once. An answer
+    reported before the offer (callbacks out of order) thus waits for the offer instead
+    of being observed as a zero wait, which the QS60 would count as within 60 s."""
+    return (
+        leg is not None
+        and leg.answered_at is not None
+        and (leg.offer_seen or leg.ended_at is not None)
+    )
+
+
 def settled(change: LegChange, short_abandon_s: float) -> Settled:
     """What ``change`` newly settles (see :class:`Settled`); nothing for a repeat."""
     before, after = change.before, change.after
     offered = _counts_as_offered(after, short_abandon_s) and not _counts_as_offered(
         before, short_abandon_s
     )
-    was_answered = before is not None and before.outcome is LegOutcome.ANSWERED
-    delay = after.wait_s if after.outcome is LegOutcome.ANSWERED and not was_answered else None
+    delay = after.wait_s if _wait_known(after) and not _wait_known(before) else None
     abandoned = _long_abandon(after, short_abandon_s) and not _long_abandon(before, short_abandon_s)
     return Settled(offered=offered, answer_delay_s=delay, abandoned=abandoned)
 

@@ -25,6 +25,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -496,6 +497,32 @@ class Messages(_Frozen):
         "nous renouvelons votre appel."
     )
     failsafe: PromptText = Prompt("Nous vous mettons en relation avec le centre 15.")
+    #: Played to the regulation line when it answers, before the caller is put through
+    #: (the regulator hears where the call comes from). ``null`` or "" plays nothing.
+    #: Placeholders: {name}, the MMG's name as written (``name:``); {place}, what
+    #: follows "Maison médicale de garde" in it ("de Metz"), so that the default reads
+    #: "… de garde de Metz" and not "… de garde de Maison médicale de garde de Metz".
+    regulation_whisper: PromptText | None = Prompt(
+        "Appel transmis par la maison médicale de garde {place}."
+    )
+    #: Whether the whisper also speaks the caller's number ("06 12 34 56 78"): off
+    #: unless the MMG's data protection notice tells callers their number is passed on.
+    whisper_caller: StrictBool = False
+
+    @field_validator("regulation_whisper")
+    @classmethod
+    def _whisper_placeholders(cls, value: Prompt | None) -> Prompt | None:
+        if value is None:
+            return None
+        try:
+            value.format(name="", place="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                "messages.regulation_whisper : seuls les espaces réservés {name} (le nom de "
+                "la maison médicale) et {place} (ce qui suit « Maison médicale de garde » "
+                "dans ce nom) sont permis ; doublez les accolades pour les écrire ({{ et }})"
+            ) from None
+        return value
 
 
 class Protocol(_Frozen):

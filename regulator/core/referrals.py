@@ -52,6 +52,17 @@ OPEN_STATUSES = frozenset({S.PENDING, S.ACKNOWLEDGED})
 #: Referrals on the front desk's board: still expected, or arrived with no outcome yet.
 ON_THE_DESK = OPEN_STATUSES | {S.ARRIVED}
 
+#: Degrees of urgency (``core/labels.URGENCIES``) the regulation console asks its
+#: regulator to confirm before sending the patient to an MMG: the two highest, for
+#: which a GP clinic seldom is the place. The API takes every degree as it comes.
+CONFIRMED_URGENCIES = frozenset({"P0", "P1"})
+
+
+def needs_confirmation(urgency: str | None) -> bool:
+    """Whether a referral of this degree of urgency is sent only once confirmed."""
+    return urgency in CONFIRMED_URGENCIES
+
+
 #: action → (statuses it may start from, status it leads to)
 TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
     Action.ACK: (frozenset({S.PENDING}), S.ACKNOWLEDGED),

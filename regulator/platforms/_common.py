@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import orjson
 
@@ -146,6 +148,69 @@ def target(value: object, field: str = "target") -> Route | None:
         return Route(raw)
     except ValueError:
         raise BadHookRequest(field, "unknown route") from None
+
+
+#: A platform's timestamp further than this from the time we received it is refused
+#: (a clock gone wrong would otherwise move a leg by hours in the figures).
+MAX_CLOCK_SKEW = timedelta(hours=24)
+_ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)")
+
+
+def received_at(now: float) -> datetime:
+    """The receipt time of a webhook (``HookRequest.now``) as an aware UTC datetime."""
+    return datetime.fromtimestamp(now, UTC)
+
+
+def _near(at: datetime, field: str, now: float) -> datetime:
+    at = at.astimezone(UTC)
+    if abs(at - received_at(now)) > MAX_CLOCK_SKEW:
+        raise BadHookRequest(field, "more than 24 h away from the time it was received")
+    return at
+
+
+def iso_instant(value: object, field: str, now: float) -> datetime | None:
+    """An ISO 8601 instant with its offset (``2026-11-24T21:00:25+01:00``, ``…Z``) as
+    UTC; None when absent. A time without an offset (whose zone would be a guess) or
+    with other than ASCII digits is a :class:`BadHookRequest` naming ``field``."""
+    raw = text(value, field)
+    if raw is None:
+        return None
+    # fromisoformat reads other scripts' digits too ("٢٠٢٦"): ASCII only, offset required.
+    if not raw.isascii() or not _ISO_INSTANT.fullmatch(raw):
+        raise BadHookRequest(field, "expected an ISO 8601 time with its offset (…+01:00 or …Z)")
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadHookRequest(field, "not a valid ISO 8601 time") from None
+    if at.tzinfo is None:  # unreachable: the pattern requires an offset
+        raise BadHookRequest(field, "time without an offset")
+    return _near(at, field, now)
+
+
+def rfc2822_instant(value: object, field: str, now: float) -> datetime | None:
+    """An RFC 2822 date (``Tue, 24 Nov 2026 20:00:25 +0000``, Twilio's ``Timestamp``)
+    as UTC; None when absent. ``-0000`` (UTC, says RFC 2822) is read as UTC."""
+    raw = text(value, field)
+    if raw is None:
+        return None
+    if not raw.isascii():
+        raise BadHookRequest(field, "expected an RFC 2822 date")
+    try:
+        at = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise BadHookRequest(field, "expected an RFC 2822 date") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return _near(at, field, now)
+
+
+def platform_instant(value: object, field: str, now: float) -> datetime:
+    """The platform's own timestamp, RFC 2822 or ISO 8601, else the receipt time."""
+    raw = text(value, field)
+    if raw is None:
+        return received_at(now)
+    at = iso_instant(raw, field, now) if raw[:1].isdigit() else rfc2822_instant(raw, field, now)
+    return at if at is not None else received_at(now)
 
 
 def clamp(value: int, low: int, high: int) -> int:

@@ -82,6 +82,12 @@ class HookUrls:
     event: str = ""
     input: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: A dialled leg's own progress callbacks (Twilio ``<Number statusCallback>``),
+    #: naming the MMG and the call; the renderer adds ``target``.
+    leg: str = ""
+    #: What the regulation line hears when it answers (Twilio ``<Number url>``, Vonage
+    #: ``onAnswer``); empty: no whisper (the protocol plays none).
+    whisper: str = ""
 
     @staticmethod
     def with_query(url: str, **params: str) -> str:

@@ -17,7 +17,7 @@ import hmac
 
 import orjson
 
-from regulator.core.legs import LegEvent
+from regulator.core.legs import LegEvent, LegStatus
 from regulator.core.models import (
     DESTINATION_ROUTES,
     Call,
@@ -224,8 +224,48 @@ def render_hangup() -> Answer:
     return Answer(_HANGUP, CONTENT_TYPE)
 
 
-def parse_leg(req: HookRequest) -> LegEvent | None:
-    """The dial-leg report of a callback (core/legs.py); None: this one reports none.
+#: The ``status`` values of a leg report on ``/hooks/generic/event`` (with ``target``).
+LEG_STATUSES: dict[str, LegStatus] = {
+    "offered": LegStatus.OFFERED,
+    "ringing": LegStatus.RINGING,
+    "answered": LegStatus.ANSWERED,
+    "completed": LegStatus.COMPLETED,
+    "abandoned": LegStatus.ABANDONED,
+    "busy": LegStatus.BUSY,
+    "no_answer": LegStatus.NO_ANSWER,
+    "no-answer": LegStatus.NO_ANSWER,
+    "failed": LegStatus.FAILED,
+}
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+
+def parse_leg(req: HookRequest) -> LegEvent | None:
+    """The dial-leg report of ``/hooks/generic/event``; None without ``target``.
+
+    ``{"call_id", "target", "status", "at"?, "duration_s"?}``: ``target`` is the
+    ``route`` of the answer that dialled (``regulation``, ``direct_access``,
+    ``pharmacy``), ``status`` one of :data:`LEG_STATUSES` (``abandoned``: the caller
+    hung up before the line answered), ``at`` the PBX's time of the event (ISO 8601
+    with its offset; the receipt time when absent) and ``duration_s``, with
+    ``completed``, the talk time. A report without ``target`` is about the whole call.
+    """
+    data = f.json_object(req.body)
+    raw_target = data.get("target")
+    if raw_target is None:
+        return None
+    target = _TARGETS.get(raw_target) if isinstance(raw_target, str) else None
+    if target is None:
+        raise BadHookRequest("target", "expected regulation, direct_access or pharmacy")
+    raw = f.required(data.get("status"), "status").lower()
+    status = LEG_STATUSES.get(raw)
+    if status is None:
+        raise BadHookRequest("status", f"not a leg status ({', '.join(LEG_STATUSES)})")
+    duration = f.duration(data.get("duration_s"), "duration_s")
+    at = f.iso_instant(data.get("at"), "at", req.now)
+    return LegEvent(
+        call_id=f.required(data.get("call_id"), "call_id"),
+        target=target,
+        status=status,
+        at=at if at is not None else f.received_at(req.now),
+        platform=Platform.GENERIC.value,
+        duration_s=duration if status is LegStatus.COMPLETED else None,
+    )

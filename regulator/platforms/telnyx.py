@@ -113,8 +113,17 @@ def render_hangup() -> Answer:
     return twilio.render_hangup()
 
 
+def render_whisper(texts: tuple[str, ...]) -> Answer:
+    """The TeXML of ``<Number url>``: the whisper (see :func:`twilio.render_whisper`)."""
+    return twilio.render_whisper(texts)
+
+
 def parse_leg(req: HookRequest) -> LegEvent | None:
     """The dial-leg report of a callback (core/legs.py); None: this one reports none.
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+    Twilio's fields (:func:`regulator.platforms.twilio.parse_leg`): the leg's own
+    call-progress callbacks on ``/hooks/telnyx/leg`` (``CallStatus``, ``CallDuration``,
+    ``ParentCallSid``, ``Timestamp`` — ISO 8601 in Telnyx's examples, RFC 2822 in its
+    text: both are read) and the ``<Dial action>`` result.
+    """
+    return twilio.parse_leg_as(req, Platform.TELNYX)

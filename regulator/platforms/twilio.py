@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from regulator.core import phone
-from regulator.core.legs import LegEvent
-from regulator.core.models import Call, Decision, Platform, Stage, audio_of
+from regulator.core.legs import LegEvent, LegStatus
+from regulator.core.models import Call, Decision, Platform, Route, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -68,8 +68,17 @@ _DIAL = (
 _CALLER_ID = ' callerId="{}"'
 # A caller id Twilio can present: E.164, 7 to 15 digits.
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_NUMBER = "<Number>{}</Number>"
-_SIP = "<Sip>{}</Sip>"
+_NUMBER = "<Number{attrs}>{target}</Number>"
+_SIP = "<Sip{attrs}>{target}</Sip>"
+# A dialled leg reports its own progress (the child call's status callbacks): the
+# dial-leg figures (core/legs.py) need ringing and answer times, the <Dial action>
+# only gives the end. Same attributes on <Number> and <Sip>.
+_LEG_CALLBACK = (
+    ' statusCallback="{}" statusCallbackEvent="initiated ringing answered completed"'
+    ' statusCallbackMethod="POST"'
+)
+# TwiML run on the answering line before the caller is connected (the whisper).
+_WHISPER_URL = ' url="{}" method="POST"'
 _HANGUP = "<Hangup/>"
 _HANGUP_DOCUMENT = _DOCUMENT.format(_HANGUP).encode()
 
@@ -275,10 +284,16 @@ def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 
             prompts=says + _says((menu.text,)),
         )
     elif destination is not None and destination.dialable:
+        attrs = ""
+        if urls.leg:
+            leg = HookUrls.with_query(urls.leg, target=decision.route.value)
+            attrs = _LEG_CALLBACK.format(_attr(leg))
+        if urls.whisper and decision.route is Route.REGULATION:
+            attrs += _WHISPER_URL.format(_attr(urls.whisper))
         if destination.number:
-            target = _NUMBER.format(_text(destination.number))
+            target = _NUMBER.format(attrs=attrs, target=_text(destination.number))
         else:
-            target = _SIP.format(_text(destination.sip or ""))
+            target = _SIP.format(attrs=attrs, target=_text(destination.sip or ""))
         action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
         presented = caller_id(caller, own_number)
@@ -300,8 +315,87 @@ def render_hangup() -> Answer:
     return Answer(_HANGUP_DOCUMENT, CONTENT_TYPE)
 
 
+def render_whisper(texts: tuple[str, ...]) -> Answer:
+    """The TwiML of ``<Number url>``: the whisper, said to the regulation line before
+    the caller is connected (no ``<Dial>`` allowed there; an empty one connects at once)."""
+    return Answer(_DOCUMENT.format(_says(texts)).encode("utf-8"), CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------- dial legs
+
+#: A leg's ``CallStatus`` (its own status callbacks) → what it reports. ``canceled``:
+#: the parent call hung up while the leg rang (the caller gave up first); an answered
+#: leg later cancelled stays answered (core/legs.py: an answer outranks everything).
+_LEG_STATUS: dict[str, LegStatus] = {
+    "queued": LegStatus.OFFERED,
+    "initiated": LegStatus.OFFERED,
+    "ringing": LegStatus.RINGING,
+    "in-progress": LegStatus.ANSWERED,
+    "answered": LegStatus.ANSWERED,
+    "completed": LegStatus.COMPLETED,
+    "busy": LegStatus.BUSY,
+    "no-answer": LegStatus.NO_ANSWER,
+    "failed": LegStatus.FAILED,
+    "canceled": LegStatus.ABANDONED,
+}
+
+
+def _leg_status(value: object, field: str) -> LegStatus:
+    raw = f.required(value, field).lower()
+    status = _LEG_STATUS.get(raw)
+    if status is None:
+        raise BadHookRequest(field, f"not a call status Twilio sends ({raw[:32]!r})")
+    return status
+
+
+def _leg_call_id(req: HookRequest) -> str:
+    """The parent call, as our own callback URL names it (``call_id``; ``call`` too):
+    a leg's status callbacks carry the child's CallSid, the dial action the parent's."""
+    named = f.text(req.query.get("call_id"), "call_id") or f.text(req.query.get("call"), "call")
+    if named is not None:
+        return named
+    parent = f.text(req.form.get("ParentCallSid"), "ParentCallSid")
+    return parent or f.required(_param(req, "CallSid"), "CallSid")
+
+
+def parse_leg_as(req: HookRequest, platform: Platform) -> LegEvent | None:
+    """:func:`parse_leg` for a platform speaking Twilio's dialect (Telnyx TeXML)."""
+    target = f.target(req.query.get("target"))
+    if target is None:
+        return None  # a whole-call status callback, a menu: no leg named
+    mmg = f.text(req.query.get("mmg"), "mmg") or ""
+    dial_status = req.form.get("DialCallStatus")
+    if dial_status is not None:
+        # The <Dial action>: how the dial ended, received when it ended.
+        status = _leg_status(dial_status, "DialCallStatus")
+        if status is LegStatus.ANSWERED:  # "answered" here: connected, and now over
+            status = LegStatus.COMPLETED
+        duration = f.duration(req.form.get("DialCallDuration"), "DialCallDuration")
+        at = f.received_at(req.now)
+    else:
+        status = _leg_status(_param(req, "CallStatus"), "CallStatus")
+        duration = f.duration(req.form.get("CallDuration"), "CallDuration")
+        at = f.platform_instant(req.form.get("Timestamp"), "Timestamp", req.now)
+    return LegEvent(
+        call_id=_leg_call_id(req),
+        target=target,
+        status=status,
+        at=at,
+        mmg=mmg,
+        platform=platform.value,
+        # Talk time: what dates the answer when its own callback was lost.
+        duration_s=duration if status is LegStatus.COMPLETED else None,
+    )
+
+
 def parse_leg(req: HookRequest) -> LegEvent | None:
     """The dial-leg report of a callback (core/legs.py); None: this one reports none.
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+    Two sources, both naming the leg in our own URL (``target``, ``mmg``, ``call_id``):
+    the leg's own status callbacks (``/hooks/twilio/leg``: ``CallStatus`` initiated,
+    ringing, in-progress, completed with ``CallDuration``, busy, no-answer, failed,
+    canceled, at Twilio's ``Timestamp``, RFC 2822) and the ``<Dial action>`` result
+    (``DialCallStatus``, ``DialCallDuration``, at the time received). A callback
+    without ``target`` (the whole call's status) reports no leg.
+    """
+    return parse_leg_as(req, Platform.TWILIO)

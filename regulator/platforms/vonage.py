@@ -29,8 +29,8 @@ import jwt
 import orjson
 from jwt.algorithms import HMACAlgorithm
 
-from regulator.core.legs import LegEvent
-from regulator.core.models import Call, Decision, Platform, Stage, audio_of
+from regulator.core.legs import LegEvent, LegStatus
+from regulator.core.models import Call, Decision, Platform, Route, Stage, audio_of
 from regulator.platforms import _common as f
 from regulator.platforms.base import (
     Answer,
@@ -277,8 +277,12 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
             action["eventUrl"] = [urls.input]
         ncco.append(action)
     elif destination is not None and destination.dialable:
+        endpoint: dict[str, object]
         if destination.number:
             endpoint = {"type": "phone", "number": destination.number.lstrip("+")}
+            if urls.whisper and decision.route is Route.REGULATION:
+                # An NCCO run on the answering line before it joins the caller.
+                endpoint["onAnswer"] = {"url": urls.whisper}
         else:
             endpoint = {"type": "sip", "uri": destination.sip or ""}
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
@@ -308,8 +312,60 @@ def render_hangup() -> Answer:
     return Answer(orjson.dumps([_GOODBYE]), CONTENT_TYPE)
 
 
+def render_whisper(texts: tuple[str, ...]) -> Answer:
+    """The NCCO of a phone endpoint's ``onAnswer``: the whisper, played to the
+    regulation line before it joins the caller."""
+    ncco = [_talk(t) for t in texts if (t and t.strip()) or audio_of(t)]
+    # An empty NCCO is refused: the shortest pause joins the line just the same.
+    return Answer(orjson.dumps(ncco or [{"action": "wait", "timeout": 0.1}]), CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------- dial legs
+
+#: A connect leg's event ``status`` → what it reports (others — machine, human,
+#: transfer… — say nothing of the leg's progress). ``cancelled``: the caller hung up
+#: while the leg rang; ``rejected``: refused by the line, as a busy one.
+_LEG_STATUS: dict[str, LegStatus] = {
+    "started": LegStatus.OFFERED,
+    "ringing": LegStatus.RINGING,
+    "answered": LegStatus.ANSWERED,
+    "completed": LegStatus.COMPLETED,
+    "busy": LegStatus.BUSY,
+    "rejected": LegStatus.BUSY,
+    "timeout": LegStatus.NO_ANSWER,
+    "unanswered": LegStatus.NO_ANSWER,
+    "failed": LegStatus.FAILED,
+    "cancelled": LegStatus.ABANDONED,
+}
+
+
 def parse_leg(req: HookRequest) -> LegEvent | None:
     """The dial-leg report of a callback (core/legs.py); None: this one reports none.
 
-    Not reported by this adapter yet (issue 17): no leg figures from this platform."""
-    return None
+    A connect action's ``eventUrl`` events (our URL names ``target``, ``mmg`` and the
+    call) at Vonage's ``timestamp`` (ISO 8601), the receipt time when absent. Events
+    without ``target`` (the application's whole-call events) are not legs. A
+    ``completed`` counts as an answer only with a talk time (``duration`` > 0): one
+    without (which may close a leg already reported ``timeout`` or ``unanswered``)
+    reports nothing, rather than an answer that never happened.
+    """
+    target = f.target(req.query.get("target"))
+    if target is None:
+        return None
+    data = _payload(req)
+    raw = f.text(data.get("status"), "status")
+    status = _LEG_STATUS.get(raw.lower()) if raw is not None else None
+    if status is None:
+        return None
+    duration = f.duration(data.get("duration"), "duration")
+    if status is LegStatus.COMPLETED and not duration:
+        return None
+    return LegEvent(
+        call_id=f.text(req.query.get("call_id"), "call_id") or _call_id(data),
+        target=target,
+        status=status,
+        at=f.platform_instant(data.get("timestamp"), "timestamp", req.now),
+        mmg=f.text(req.query.get("mmg"), "mmg") or "",
+        platform=Platform.VONAGE.value,
+        duration_s=duration if status is LegStatus.COMPLETED else None,
+    )

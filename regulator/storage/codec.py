@@ -430,6 +430,7 @@ def leg_to_dict(leg: Leg) -> dict[str, Any]:
         "answered_at": leg.answered_at.isoformat() if leg.answered_at else None,
         "ended_at": leg.ended_at.isoformat() if leg.ended_at else None,
         "outcome": leg.outcome.value if leg.outcome else None,
+        "seen": sorted(status.value for status in leg.seen),
     }
 
 
@@ -444,6 +445,7 @@ def leg_from_dict(data: dict[str, Any]) -> Leg:
         answered_at=_dt(answered) if answered else None,
         ended_at=_dt(ended) if ended else None,
         outcome=LegOutcome(outcome) if outcome else None,
+        seen=frozenset(LegStatus(status) for status in data.get("seen") or ()),
     )
 
 

@@ -46,13 +46,20 @@ Layout (``P`` is the prefix; types in brackets):
   before the retention cutoff is named by no call record left once calls are purged.
 - ``P:leg:{call_id}:{target}`` [string] one dial leg (``core.legs.Leg``) as JSON, folded
   under WATCH (optimistic: two replicas folding events of one leg both count).
-- ``P:legs:{mmg}`` [sorted set] ``call_id|target`` by offered time (µs): the report's
+- ``P:legs:{mmg}`` [sorted set] ``call_id|target`` by offered time (µs; split on the
+  last ``|``: a call id may hold one, a target never): the report's
   and the consoles' range read. ``P:legs_by_at`` [sorted set] the same over every MMG:
   the purge's index.
 - ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:
   ED passages of a month, costs of a year) as JSON, with who entered them and when.
 - ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
   (the audit: the previous value of an entry is the revision before it).
+- ``P:session:{key}`` [string] one console session (``core.sessions.ConsoleSession``) as
+  JSON; ``key`` is the SHA-256 of the cookie's id, never the id. Its TTL is the time
+  left before the idle or absolute timeout, renewed when a use is written back.
+- ``P:sessions_of:{token_name}`` [set] the session keys opened with one API token, so
+  removing the token from the tokens file can delete them (the web layer already
+  refuses them, by fingerprint); it expires with the newest session's absolute timeout.
 """
 
 from __future__ import annotations
@@ -141,6 +148,13 @@ class Keys:
 
     def figures_history(self, mmg: str, kind: str, period: str) -> str:
         return f"{self.prefix}:figures_history:{mmg}:{kind}:{period}"
+
+    def session(self, key: str) -> str:
+        return f"{self.prefix}:session:{key}"
+
+    def sessions_of(self, token_name: str) -> str:
+        # An underscore, never in "session:": no clash with session(key).
+        return f"{self.prefix}:sessions_of:{token_name}"
 
     def pattern(self) -> str:
         """``SCAN`` pattern matching every key of this prefix (tests, maintenance)."""

@@ -88,6 +88,7 @@ from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError
 from regulator.storage import codec
 from regulator.storage.figures import RedisFigures
 from regulator.storage.keys import Keys
+from regulator.storage.sessions import RedisSessions
 
 log = get_logger(__name__)
 
@@ -439,7 +440,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-class RedisStore(RedisFigures):
+class RedisStore(RedisFigures, RedisSessions):
     """:class:`regulator.ports.Store` on Redis (one server, Sentinel or a hash-tagged Cluster)."""
 
     name = "redis"
@@ -790,6 +791,7 @@ class RedisStore(RedisFigures):
                         changes, changed = codec.fold_events(stored, events)
                         pipe.multi()  # type: ignore[no-untyped-call]
                         for (call_id, target), leg in changed.items():
+                            # Read back with rsplit: a target never holds "|", a call id may.
                             member = f"{call_id}|{target.value}"
                             score = codec.to_us(leg.offered_at)
                             old = stored.get((call_id, target))
@@ -814,7 +816,7 @@ class RedisStore(RedisFigures):
             )
             if not members:
                 return []
-            names = [self.keys.leg(*_s(m).split("|", 1)) for m in members]
+            names = [self.keys.leg(*_s(m).rsplit("|", 1)) for m in members]
             raw = await client.mget(names)
         return [codec.leg_from_dict(json.loads(v)) for v in raw if v is not None]
 
@@ -829,7 +831,7 @@ class RedisStore(RedisFigures):
             ]
             if not members:
                 return
-            names = [self.keys.leg(*m.split("|", 1)) for m in members]
+            names = [self.keys.leg(*m.rsplit("|", 1)) for m in members]
             raw = await client.mget(names)
             async with client.pipeline(transaction=False) as pipe:
                 for member, name, value in zip(members, names, raw, strict=True):

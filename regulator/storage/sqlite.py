@@ -35,7 +35,7 @@ import aiosqlite
 
 from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
-from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome
+from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
@@ -50,6 +50,7 @@ from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.figures import FIGURES_SCHEMA, SqliteFigures
+from regulator.storage.sessions import SESSIONS_SCHEMA, SqliteSessions
 from regulator.storage.spool import make_private, open_private
 
 T = TypeVar("T")
@@ -148,6 +149,7 @@ CREATE TABLE IF NOT EXISTS legs (
     answered_us INTEGER,
     ended_us    INTEGER,
     outcome     TEXT,
+    seen        TEXT NOT NULL DEFAULT '',  -- the statuses reported, comma-separated
     PRIMARY KEY (call_id, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS legs_mmg_offered ON legs (mmg, offered_us);
@@ -167,6 +169,7 @@ _MIGRATIONS = (
     ("calls", "routes", "TEXT NOT NULL DEFAULT ''"),  # 2: the route history
     ("idempotency", "request", "TEXT NOT NULL DEFAULT ''"),  # 3: the request's fingerprint
     ("calls", "protocol_version", "TEXT NOT NULL DEFAULT ''"),  # 3: the version that decided
+    ("legs", "seen", "TEXT NOT NULL DEFAULT ''"),  # the statuses reported (core/legs.py)
 )
 
 _CALL_COLUMNS = (
@@ -188,13 +191,13 @@ _UPSERT_VISIT = (
     " at_us = excluded.at_us, referral_id = excluded.referral_id, data = excluded.data"
 )
 
-_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome"
+_LEG_COLUMNS = "call_id, target, mmg, platform, offered_us, answered_us, ended_us, outcome, seen"
 _UPSERT_LEG = (
-    f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    f"INSERT INTO legs ({_LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
     " ON CONFLICT (call_id, target) DO UPDATE SET mmg = excluded.mmg,"
     " platform = excluded.platform, offered_us = excluded.offered_us,"
     " answered_us = excluded.answered_us, ended_us = excluded.ended_us,"
-    " outcome = excluded.outcome"
+    " outcome = excluded.outcome, seen = excluded.seen"
 )
 
 _PENDING = tuple(sorted(s.value for s in codec.OPEN_FOR_CALLBACK))
@@ -278,7 +281,7 @@ def _add(counters: Counters, mmg: str, month: str, deltas: dict[str, int]) -> No
         counters[slot] = counters.get(slot, 0) + delta
 
 
-class SqliteStore(SqliteFigures):
+class SqliteStore(SqliteFigures, SqliteSessions):
     """:class:`regulator.ports.Store` on a local SQLite file."""
 
     name = "sqlite"
@@ -324,7 +327,7 @@ class SqliteStore(SqliteFigures):
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(_SCHEMA + FIGURES_SCHEMA)
+            await conn.executescript(_SCHEMA + FIGURES_SCHEMA + SESSIONS_SCHEMA)
             await self._migrate(conn)
             await conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             readers = await self._open_readers()
@@ -610,7 +613,8 @@ class SqliteStore(SqliteFigures):
         async with self._read() as conn:
             sql = (
                 f"SELECT {_LEG_COLUMNS} FROM legs"  # noqa: S608
-                " WHERE mmg = ? AND offered_us >= ? AND offered_us < ? ORDER BY offered_us"
+                " WHERE mmg = ? AND offered_us >= ? AND offered_us < ?"
+                " ORDER BY offered_us, call_id, target"
             )
             args = (mmg, codec.to_us(start), codec.to_us(end))
             async with conn.execute(sql, args) as cur:
@@ -899,11 +903,12 @@ def _leg_row(leg: Leg) -> tuple[Any, ...]:
         codec.to_us(leg.answered_at) if leg.answered_at else None,
         codec.to_us(leg.ended_at) if leg.ended_at else None,
         leg.outcome.value if leg.outcome else None,
+        ",".join(sorted(status.value for status in leg.seen)),
     )
 
 
 def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
-    call_id, target, mmg, platform, offered, answered, ended, outcome = row
+    call_id, target, mmg, platform, offered, answered, ended, outcome, seen = row
     return Leg(
         call_id=str(call_id),
         target=Route(target),
@@ -913,4 +918,5 @@ def _leg_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Leg:
         answered_at=codec.from_us(answered) if answered is not None else None,
         ended_at=codec.from_us(ended) if ended is not None else None,
         outcome=LegOutcome(outcome) if outcome else None,
+        seen=frozenset(LegStatus(status) for status in str(seen).split(",") if status),
     )

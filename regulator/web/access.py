@@ -1,6 +1,8 @@
 """Who is calling, and may they: authentication, CSRF and the one MMG access check.
 
-``principal`` authenticates a request (Bearer token or the console cookie);
+:class:`Caller` is who a request comes from: a Bearer token, a console session
+(found in the store by :mod:`regulator.web.sessions` before the rate limiter runs),
+or nobody; ``principal`` turns it into the authenticated caller or a 401;
 ``require_mmg`` is the single "find the MMG or 404, check the role or 403" of every
 handler that serves one MMG: written once, so no handler can forget half of it.
 """
@@ -9,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from regulator.auth import COOKIE, DEV_PRINCIPAL, Principal
+from regulator.auth import DEV_PRINCIPAL, Principal
 from regulator.core.protocol import Protocol
-from regulator.errors import Forbidden, NotFound, Unauthorized, Unprocessable
+from regulator.errors import Forbidden, NotFound, Unauthorized, Unavailable, Unprocessable
 from regulator.web import keys
 
 #: Header the consoles send with cookie-authenticated writes (see :func:`csrf_token`).
@@ -26,20 +29,61 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Where the API's auth middleware leaves the authenticated caller of a request.
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
+#: ``anonymous``: no credential; ``bogus``: a token or session cookie that opens
+#: nothing (unknown, ended, revoked); ``token``: a valid Bearer token; ``session``: a
+#: live console session of a token in force; ``unavailable``: a session cookie the
+#: store could not be asked about.
+CallerKind = Literal["anonymous", "bogus", "token", "session", "unavailable"]
 
-def csrf_token(token: str) -> str:
-    """The anti-CSRF value of a console session: sha256("csrf:" + token).
 
-    Derived from the cookie's token rather than a per-process secret, so every
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Where a request comes from, as far as credentials go (rate limits, auth)."""
+
+    kind: CallerKind
+    principal: Principal | None = None
+    #: The console cookie's session id (kind ``session``): its CSRF value derives from it.
+    session_id: str | None = None
+
+
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+SESSION_UNAVAILABLE = (
+    "La session n'a pas pu être vérifiée (stockage indisponible) : réessayez dans un instant."
+)
+
+
+def bearer(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None without one."""
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+def csrf_token(session_id: str) -> str:
+    """The anti-CSRF value of a console session: sha256("csrf:" + session id).
+
+    Derived from the cookie's session id rather than a per-process secret, so every
     replica accepts it; another site can neither read the cookie nor compute it.
     """
-    return hashlib.sha256(b"csrf:" + token.encode()).hexdigest()
+    return hashlib.sha256(b"csrf:" + session_id.encode()).hexdigest()
+
+
+def caller(request: web.Request) -> Caller:
+    """The request's :class:`Caller` as the sub-app's first middleware found it; for a
+    request it did not see, the Bearer token alone (no session without the store)."""
+    if CALLER in request:
+        return request[CALLER]
+    tokens = request.config_dict[keys.TOKENS]
+    token = bearer(request)
+    if token is None:
+        return Caller("anonymous")
+    who = tokens.authenticate(token) if tokens is not None else None
+    return Caller("token", who) if who is not None else Caller("bogus")
 
 
 def authenticate(request: web.Request) -> Principal:
-    """The caller (Bearer token or console cookie), or 401.
+    """The caller (Bearer token or console session), or 401.
 
-    A write authenticated by the cookie must also carry ``X-CSRF-Token`` (403
+    A write authenticated by a console session must also carry ``X-CSRF-Token`` (403
     otherwise): browsers attach cookies to cross-site requests, never that header.
     """
     tokens = request.config_dict[keys.TOKENS]
@@ -50,20 +94,19 @@ def authenticate(request: web.Request) -> Principal:
         raise Unauthorized(
             "API désactivée : aucun fichier de jetons configuré (REGULATOR_TOKENS_FILE)."
         )
-    header = request.headers.get("Authorization", "")
-    from_cookie = header[:7].lower() != "bearer "
-    token = request.cookies.get(COOKIE) if from_cookie else header[7:].strip()
-    who = tokens.authenticate(token)
-    if who is None or token is None:
-        raise Unauthorized("Jeton d'accès manquant ou invalide.")
-    if from_cookie and request.method not in SAFE_METHODS:
+    found = caller(request)
+    if found.kind == "unavailable":
+        raise Unavailable(SESSION_UNAVAILABLE)
+    if found.principal is None:
+        raise Unauthorized("Jeton d'accès ou session manquant, invalide ou expiré.")
+    if found.kind == "session" and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "").encode(errors="replace")
-        if not hmac.compare_digest(sent, csrf_token(token).encode()):
+        if not hmac.compare_digest(sent, csrf_token(found.session_id or "").encode()):
             raise Forbidden(
                 "Requête refusée : en-tête X-CSRF-Token manquant ou invalide "
                 "(rechargez la console et réessayez)."
             )
-    return who
+    return found.principal
 
 
 def principal(request: web.Request) -> Principal:

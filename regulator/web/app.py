@@ -15,16 +15,18 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from regulator.auth import TokenBook, TokenError
 from regulator.bus import EventBus
 from regulator.calls import CallRouter
+from regulator.core.legs import LegChange
 from regulator.core.protocol import ProtocolSet
-from regulator.events import Events, ReferralChanged
+from regulator.events import Events, ReferralChanged, legs_changed
 from regulator.logs import configure_logging, get_logger
 from regulator.metrics import Metrics, count_legs
 from regulator.platforms import kamailio
@@ -34,11 +36,13 @@ from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
 from regulator.storage.spool import Spool
 from regulator.web import keys, routes
+from regulator.web.console.quality import setup_live_quality
 from regulator.web.interconnect import FEED, OutboxFeed, interconnect_ctx
 from regulator.web.lifecycle import Lifecycle
 from regulator.web.middlewares import errors, request_context, security_headers
 from regulator.web.openapi import OPENAPI, build_openapi
 from regulator.web.referrals import no_show_sweeper
+from regulator.web.sessions import forget_removed_tokens
 from regulator.web.sse import SSE_CLIENTS, subscribe_sse
 
 log = get_logger("regulator.app")
@@ -83,6 +87,14 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(registry.watch())] if settings.watch_protocols else []
     if tokens is not None:  # always watched: revoking a token must not wait for a SIGHUP
         tasks.append(asyncio.create_task(tokens.watch()))
+        cleanups: set[asyncio.Task[None]] = set()
+
+        def on_removed(names: frozenset[str]) -> None:  # their sessions are refused already
+            task = asyncio.create_task(forget_removed_tokens(app, names))
+            cleanups.add(task)
+            task.add_done_callback(cleanups.discard)
+
+        tokens.on_removed = on_removed
     tasks.append(asyncio.create_task(registry.keep_history(app[keys.STORE])))
     yield
     for task in tasks:
@@ -197,6 +209,16 @@ def create_app(
         warm_up(protocols)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     spool = Spool(settings.data_dir / "spool.jsonl")
+    events = Events()
+
+    def on_legs(changes: Sequence[LegChange]) -> None:
+        """The write path's leg changes: counted, then told to the live consoles."""
+        try:
+            count_legs(metrics, changes, settings.short_abandon_s)
+        finally:
+            for event in legs_changed(changes):
+                events.publish(event)
+
     writer = CallWriter(
         store,
         spool,
@@ -204,7 +226,7 @@ def create_app(
         on_spool_change=metrics.spool_pending.set,
         # Write-ahead journal: an answered call survives a kill -9 of the process.
         journal=settings.data_dir / "journal",
-        on_legs=lambda changes: count_legs(metrics, changes, settings.short_abandon_s),
+        on_legs=on_legs,
     )
     tokens: TokenBook | None = None
     if settings.tokens_file is not None:
@@ -212,7 +234,6 @@ def create_app(
             tokens = TokenBook.load(settings.tokens_file)
         except TokenError as exc:
             raise SystemExit(f"erreur : fichier des jetons invalide : {exc}") from None
-    events = Events()
     router = CallRouter(
         protocols=registry,
         store=store,
@@ -239,6 +260,7 @@ def create_app(
     # Subscribers run in this order: metrics, live consoles, outbox.
     events.subscribe(ReferralChanged, _count_referral(metrics))
     subscribe_sse(events, app[keys.BUS])
+    setup_live_quality(app)
     app[FEED].subscribe(events)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_protocols_ctx)
@@ -269,7 +291,13 @@ def serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if getattr(args, "protocols", None):
         overrides["protocols_dir"] = args.protocols
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # which setting, which value, why: no traceback
+        first = exc.errors(include_url=False)[0]
+        name = "REGULATOR_" + "_".join(str(p) for p in first["loc"]).upper()
+        why = str(first["msg"]).removeprefix("Value error, ")
+        raise SystemExit(f"erreur : réglage {name} invalide : {why}") from None
     configure_logging(settings.log_format, settings.log_level)
     # Even at DEBUG: aiosqlite logs every statement with its parameters (phone numbers).
     logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -5,12 +5,14 @@ refused; see :mod:`regulator.web.console.render`) brought to life by plain
 JavaScript in ``static/`` — the CSP forbids inline scripts and styles. The
 scripts subscribe to ``/api/v1/events`` with ``EventSource`` (which resumes with
 ``Last-Event-ID`` by itself) and write through the JSON API with the session
-cookie plus ``X-CSRF-Token`` (checked in :func:`regulator.web.api.principal`).
+cookie plus ``X-CSRF-Token`` (checked in :func:`regulator.web.access.authenticate`).
 The report charts are SVG drawn on the server from :mod:`regulator.web.charts`:
 no CDN, no chart library.
 
 Where things are: ``console/session.py`` (sign-in, sign-out), ``console/pages.py``
-(regulation, front desk, MMG state), ``console/reports.py`` (indicators),
+(regulation, front desk, MMG state), ``console/quality.py`` (the regulation line's
+figures of the day, pushed live), ``console/referral_form.py`` (the regulation
+console's referral form, P0/P1 confirmed), ``console/reports.py`` (indicators),
 ``console/protocols.py`` (the plan, warnings and history of a protocol),
 ``console/render.py`` (templates, page frame, error pages, access to an MMG page).
 """
@@ -30,10 +32,11 @@ from regulator.web.console.pages import (
     state_json,
 )
 from regulator.web.console.protocols import protocol_page
+from regulator.web.console.quality import quality_json
+from regulator.web.console.referral_form import referral_form
 from regulator.web.console.render import TEMPLATES, TEMPLATES_DIR, environment, error_page, who
 from regulator.web.console.reports import reports_page, reports_redirect
 from regulator.web.console.session import (
-    SESSION_MAX_AGE_S,
     console_home,
     login,
     login_form,
@@ -43,7 +46,6 @@ from regulator.web.console.session import (
 STATIC_DIR = Path(__file__).parent / "static"
 
 __all__ = [
-    "SESSION_MAX_AGE_S",
     "STATIC_DIR",
     "TEMPLATES",
     "console_home",
@@ -56,6 +58,8 @@ __all__ = [
     "mmg_state",
     "not_found",
     "protocol_page",
+    "quality_json",
+    "referral_form",
     "regulation_page",
     "reports_page",
     "reports_redirect",

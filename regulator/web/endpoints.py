@@ -53,6 +53,9 @@ class Endpoint:
     ``public``: served without a token or session (others answer 401, or send a
     console page to the sign-in form). ``json``: a console route whose errors are JSON
     (it is fetched by a page's script). ``docs``: its OpenAPI operations.
+    ``limited``: False for the sign-in routes, which the rate limiter lets through
+    (the form is never refused; the post charges its own budget once the token is
+    read: :mod:`regulator.web.limits`).
     """
 
     method: str
@@ -61,3 +64,4 @@ class Endpoint:
     public: bool = False
     json: bool = False
     docs: tuple[Doc, ...] = ()
+    limited: bool = True

@@ -1,5 +1,6 @@
-"""Middlewares: request id and log context, security headers, per-client rate limiting,
+"""Middlewares: request id and log context, security headers, the API's authentication,
 and each sub-app's error mapping (JSON for the API, French HTML pages for the consoles).
+Rate limits are in :mod:`regulator.web.limits`, sessions in :mod:`regulator.web.sessions`.
 
 Which middleware runs where is decided by the route table (:mod:`regulator.web.routes`),
 never by looking at ``request.path`` here.
@@ -7,10 +8,7 @@ never by looking at ``request.path`` here.
 
 from __future__ import annotations
 
-import math
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -196,80 +194,3 @@ async def page_headers(request: web.Request, handler: Handler) -> web.StreamResp
     headers.setdefault("Cache-Control", "no-store")
     headers.setdefault("Content-Security-Policy", _CSP)
     return response
-
-
-class TokenBuckets:
-    """One token bucket per client: ``per_minute`` requests a minute on average, bursts
-    of up to ``per_minute``. Bounded memory: the least recently seen clients are forgotten
-    beyond ``max_clients`` (a forgotten client starts again with a full bucket)."""
-
-    def __init__(
-        self,
-        per_minute: int,
-        *,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0  # tokens per second
-        self.max_clients = max_clients
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, stamp
-
-    def take(self, client: str) -> float:
-        """Spend one token; 0.0 if allowed, else the seconds until one is available."""
-        now = self._clock()
-        tokens, stamp = self._buckets.pop(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.rate
-        self._buckets[client] = (tokens, now)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return wait
-
-
-def _client_key(request: web.Request) -> str:
-    """The token's name when the request carries a valid token, else the remote address."""
-    from regulator.auth import COOKIE
-    from regulator.web import keys
-
-    tokens = request.config_dict.get(keys.TOKENS)
-    if tokens is not None:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        who = tokens.authenticate(token or request.cookies.get(COOKIE))
-        if who is not None:
-            return f"token:{who.name}"
-    return f"ip:{request.remote or '?'}"
-
-
-def rate_limit(per_minute: int, buckets: TokenBuckets | None = None) -> Middleware:
-    """Per-client token bucket (the API and the consoles share ``buckets``; the
-    webhooks, metrics and health checks are never throttled: telephony must always get
-    its answer, monitoring must see us); 429 with ``Retry-After`` and a French JSON
-    message. ``per_minute <= 0`` disables it."""
-    shared = buckets if buckets is not None else TokenBuckets(max(per_minute, 1))
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if per_minute <= 0:
-            return await handler(request)
-        wait = shared.take(_client_key(request))
-        if wait > 0:
-            retry_after = max(1, math.ceil(wait))
-            log.warning("rate_limited", path=request.path, retry_after_s=retry_after)
-            return json_response(
-                {
-                    "error": "too_many_requests",
-                    "message": f"Trop de requêtes : réessayez dans {retry_after} s.",
-                },
-                status=429,
-                headers={"Retry-After": str(retry_after)},
-            )
-        return await handler(request)
-
-    return middleware

@@ -55,7 +55,8 @@ _EVENT_NAMES = {
 }
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's ``Idempotency-Key`` (stripped), None without one; 400 if malformed."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -74,8 +75,16 @@ def _notify(events: Events, ref: Referral) -> None:
 
 async def create_referral(request: web.Request) -> web.Response:
     principal(request)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     body = parse_body(ReferralIn, await request.read())
+    return await save_new_referral(request, body, key)
+
+
+async def save_new_referral(
+    request: web.Request, body: ReferralIn, key: str | None
+) -> web.Response:
+    """Create the referral of a validated body (the API's and the regulation console's
+    form's): 201 with it, 200 with the one already created under ``key``."""
     who, proto = require_mmg(request, Permission.REGULATE, body.mmg, source="body")
     now = request.config_dict[keys.CLOCK].now()
     ref = new_referral(
@@ -148,7 +157,7 @@ async def transition(request: web.Request) -> web.Response:
         action = Action(request.match_info["action"])
     except ValueError:
         raise NotFound(f"Action inconnue : {request.match_info['action']!r}.") from None
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     raw = await request.read()
     outcome_in = parse_body(OutcomeIn, raw) if action is Action.OUTCOME else None
     store = request.config_dict[keys.STORE]
@@ -238,7 +247,7 @@ async def list_referrals(request: web.Request) -> web.Response:
 
 async def create_visit(request: web.Request) -> web.Response:
     principal(request)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     body = parse_body(VisitIn, await request.read())
     # Desk or coordinator of this MMG; which of them may write this month is below.
     who, proto = require_mmg(request, Permission.VISITS, body.mmg, source="body")

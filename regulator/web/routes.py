@@ -6,8 +6,9 @@ and so which middlewares apply, never the middlewares looking at ``request.path`
 - the root app: ``/healthz``, ``/readyz``, ``/metrics`` (never throttled);
 - ``/hooks``: signatures, no rate limit, always a valid platform answer (fail-safe);
 - ``/api/v1``: bearer auth (but the ``public`` routes), JSON errors in French, rate limit;
-- ``/console``: cookie sessions, same-origin form posts, rate limit, French HTML error
-  pages (JSON on the consoles' own ``.json`` endpoints).
+- ``/console``: server-side sessions (web/sessions.py), same-origin form posts, rate
+  limit (but sign-in: ``limited=False``), French HTML error pages (JSON on the
+  consoles' own ``.json`` endpoints).
 
 The OpenAPI document of ``/api/v1`` is generated from the same table
 (:mod:`regulator.web.openapi`).
@@ -23,13 +24,12 @@ from pydantic import BaseModel
 from regulator.web import api, consoles, figures, interconnect, keys, referrals, sse
 from regulator.web.endpoints import Doc, Endpoint, Param
 from regulator.web.hooks import HOOK_ROUTES, Hooks
+from regulator.web.limits import LIMITER, Limiter, rate_limit
 from regulator.web.middlewares import (
-    TokenBuckets,
     bearer_auth,
     html_errors,
     json_errors,
     page_headers,
-    rate_limit,
     same_origin_writes,
 )
 from regulator.web.openapi import openapi
@@ -44,6 +44,7 @@ from regulator.web.responses import (
     VisitOut,
 )
 from regulator.web.schemas import OutcomeIn, ReferralIn, VisitIn
+from regulator.web.sessions import identify_caller
 
 HOOKS_PREFIX: Final = "/hooks"
 API_PREFIX: Final = "/api/v1"
@@ -264,7 +265,7 @@ API: Final[tuple[Endpoint, ...]] = (
         sse.events,
         docs=(
             Doc(
-                "Appels, orientations et passages en direct (Server-Sent Events)",
+                "Appels, orientations, passages et décroché du jour en direct (Server-Sent Events)",
                 content="text/event-stream",
                 params=(
                     Param("mmg", "query", {"type": "string"}),
@@ -306,11 +307,13 @@ API: Final[tuple[Endpoint, ...]] = (
 CONSOLE: Final[tuple[Endpoint, ...]] = (
     Endpoint("GET", "/console", consoles.console_home),
     Endpoint("GET", "/console/", consoles.console_home),
-    Endpoint("GET", "/console/login", consoles.login_form, public=True),
-    Endpoint("POST", "/console/login", consoles.login, public=True),
+    Endpoint("GET", "/console/login", consoles.login_form, public=True, limited=False),
+    Endpoint("POST", "/console/login", consoles.login, public=True, limited=False),
     Endpoint("POST", "/console/logout", consoles.logout, public=True),
     Endpoint("GET", "/console/regulation", consoles.regulation_page),
     Endpoint("GET", "/console/state.json", consoles.state_json, json=True),
+    Endpoint("GET", "/console/regulation/quality.json", consoles.quality_json, json=True),
+    Endpoint("POST", "/console/regulation/referrals", consoles.referral_form, json=True),
     Endpoint("GET", "/console/desk/{mmg}", consoles.desk_page),
     Endpoint("GET", "/console/desk/{mmg}/summary.json", consoles.desk_summary, json=True),
     Endpoint("GET", "/console/reports", consoles.reports_redirect),
@@ -346,13 +349,14 @@ def mount(root: web.Application) -> None:
     _add(hooks_app, HOOKS_PREFIX, hook_endpoints(hooks))
     root.add_subapp(HOOKS_PREFIX, hooks_app)
 
-    # One bucket per client across the API and the consoles, as one budget.
-    buckets = TokenBuckets(max(settings.rate_limit_per_minute, 1))
-    limit = rate_limit(settings.rate_limit_per_minute, buckets)
+    # One set of budgets across the API and the consoles (web/limits.py); the caller
+    # (token, console session or nobody) is found first, for the limiter and the auth.
+    root[LIMITER] = Limiter(settings.rate_limit_per_minute, settings.trusted_networks())
     api_app = web.Application(
         middlewares=[
             page_headers,
-            limit,
+            identify_caller,
+            rate_limit(frozenset(e.handler for e in API if not e.limited)),
             json_errors,
             bearer_auth(frozenset(e.handler for e in API if e.public)),
         ]
@@ -364,7 +368,8 @@ def mount(root: web.Application) -> None:
     console_app = web.Application(
         middlewares=[
             page_headers,
-            limit,
+            identify_caller,
+            rate_limit(frozenset(e.handler for e in CONSOLE if not e.limited), page),
             html_errors(page, frozenset(e.handler for e in CONSOLE if e.json)),
             same_origin_writes(page),
         ]

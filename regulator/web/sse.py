@@ -1,4 +1,6 @@
-"""``GET /api/v1/events``: live calls, referrals and visits as Server-Sent Events.
+"""``GET /api/v1/events``: live calls, referrals and visits as Server-Sent Events
+(and ``quality``, the regulation line's figures of the day, from
+:mod:`regulator.web.console.quality`).
 
 Each client sees only the MMGs its role allows; it resumes after a reconnection
 with ``Last-Event-ID``. A slow client only loses its own oldest events (bounded

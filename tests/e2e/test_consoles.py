@@ -86,6 +86,7 @@ def _chromium() -> str:
 class Service:
     url: str
     clock: FixedClock
+    app: web.Application
 
 
 @pytest_asyncio.fixture
@@ -116,7 +117,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield Service(f"http://{host}:{port}", clock)
+        yield Service(f"http://{host}:{port}", clock, app)
     finally:
         await runner.cleanup()
 
@@ -473,6 +474,160 @@ async def test_protocol_page_shows_the_next_fortnight_and_the_history(service: S
             await expect(row).to_contain_text("première version enregistrée")
             await expect(row).to_contain_text("(en vigueur)")
             await page.screenshot(path=ARTIFACTS / "protocol.png", full_page=True)
+            assert problems == [], problems
+        finally:
+            await browser.close()
+
+
+async def _referrals(case_id: str, base: str) -> list[dict[str, object]]:
+    async with (
+        ClientSession() as http,
+        http.get(
+            f"{base}/api/v1/referrals?mmg=nimes",
+            headers={"Authorization": f"Bearer {REGULATOR_TOKEN}"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        found: list[dict[str, object]] = (await resp.json())["referrals"]
+    return [r for r in found if r["case_id"] == case_id]
+
+
+async def test_overflow_card_live_figures_and_the_p0_confirmation(service: Service) -> None:
+    """Issue 17 in the consoles: an overflow shows on the desk as it happens, with its
+    card for the receptionist; the regulation line's figures follow the legs live; a P0
+    referral leaves only once the regulator confirms the dialog."""
+    executable = _chromium()
+    base = service.url
+    from playwright.async_api import Dialog, Page, async_playwright, expect
+
+    from regulator.core.legs import LegEvent, LegStatus
+    from regulator.core.models import Route
+    from regulator.web import keys
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+
+    async def sign_in(page: Page, token: str, landing: str) -> None:
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        await page.goto(f"{base}/console/login")
+        await page.get_by_label("Jeton d'accès").fill(token)
+        await page.get_by_role("button", name="Se connecter").click()
+        await page.wait_for_url(f"{base}{landing}")
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            contexts = [
+                await browser.new_context(
+                    viewport={"width": width, "height": 1000},
+                    locale="fr-FR",
+                    timezone_id="Europe/Paris",
+                )
+                for width in (1360, 1280)
+            ]
+            reg, desk = [await ctx.new_page() for ctx in contexts]
+            await sign_in(reg, REGULATOR_TOKEN, "/console/regulation")
+            await sign_in(desk, DESK_TOKEN, "/console/desk/nimes")
+            await expect(desk.locator("#desk-calls-empty")).to_be_visible()
+
+            # Centre 15 does not answer: the platform reports the failed dial, the
+            # service puts the caller through to the desk, whose card shows at once.
+            caller = "+33611000009"
+            started = time.monotonic()
+            async with ClientSession() as http:
+                await _call(http, base, call_id="e2e-direct", to=NIMES, **{"from": "+33611000008"})
+                routed = await _call(
+                    http,
+                    base,
+                    call_id="e2e-ovf",
+                    to=NIMES,
+                    stage="dial_failed",
+                    target="regulation",
+                    **{"from": caller},
+                )
+            assert routed == "direct_access"
+            card = desk.locator('#desk-calls li[data-call="e2e-ovf"]')
+            await card.wait_for(timeout=LIVE_BUDGET_S * 1000)
+            elapsed = time.monotonic() - started
+            assert elapsed < LIVE_BUDGET_S, f"overflow reached the desk in {elapsed:.2f} s"
+            await expect(card.locator("h3")).to_have_text(
+                "Débordement : la régulation (centre 15) n'a pas répondu en 90 s"
+            )
+            await expect(card).to_contain_text("appel reçu à 21:00")
+            await expect(card.get_by_role("note")).to_contain_text("Appel non régulé")
+            await expect(card.get_by_role("note")).to_contain_text(
+                "Urgence vitale ou doute : demandez à l'appelant de raccrocher et de "
+                "composer le 15 sans attendre."
+            )
+            await expect(desk.locator("#desk-calls li")).to_have_count(1)  # regulation: none
+            assert "0611000009" not in (await card.inner_text()).replace(" ", "")
+            assert "11000009" not in await card.inner_text()
+            await expect(desk.locator("#desk-calls-empty")).to_be_hidden()
+            await desk.screenshot(path=ARTIFACTS / "desk-overflow.png", full_page=True)
+
+            # The regulation line's figures of the day follow the legs, pushed live.
+            waiting = reg.locator('[data-quality="waiting"][data-mmg="nimes"]')
+            offered = reg.locator('[data-quality="offered"][data-mmg="nimes"]')
+            await expect(offered).to_have_text("0")
+            await expect(reg.locator('[data-quality="qs60"][data-mmg="nimes"]')).to_have_text("—")
+            router = service.app[keys.ROUTER]
+            at = NOW.astimezone(ZoneInfo("UTC"))
+
+            async def legs(*events: tuple[str, LegStatus, int]) -> None:
+                for call_id, status, seconds in events:
+                    when = at + timedelta(seconds=seconds)
+                    await router.leg_event(
+                        LegEvent(call_id, Route.REGULATION, status, when, mmg="nimes")
+                    )
+                await service.app[keys.WRITER].flush()
+
+            await legs(("e2e-1", LegStatus.RINGING, -120), ("e2e-1", LegStatus.ANSWERED, -100))
+            await legs(("e2e-2", LegStatus.RINGING, -20))
+            await expect(waiting).to_have_text("1", timeout=3000)
+            await expect(offered).to_have_text("2")
+            await expect(
+                reg.locator('[data-quality="answer_rate"][data-mmg="nimes"]')
+            ).to_have_text("50\u00a0%")
+
+            # A P0 referral: the regulator is asked first; dismissed, nothing is sent.
+            form = reg.locator("#referral-form")
+            await reg.locator("#f-mmg").select_option("nimes")
+            await reg.locator("#f-case_id").fill("DRFR15-E2E-P0")
+            await reg.locator("#f-display_name").fill("M. R.")
+            await reg.locator("#f-urgency").select_option("P0")
+            asked: list[str] = []
+
+            async def dismiss(dialog: Dialog) -> None:
+                asked.append(dialog.message)
+                await dialog.dismiss()
+
+            reg.once("dialog", dismiss)
+            await form.get_by_role("button", name="Envoyer l'orientation").click()
+            await expect(reg.locator("#referral-form-status")).to_have_text(
+                "Orientation non envoyée : urgence P0 non confirmée."
+            )
+            assert len(asked) == 1
+            assert asked[0].startswith("Urgence P0 : une maison médicale de garde n'est pas")
+            assert "M. R. vers Maison médicale de garde de Nîmes" in asked[0]
+            assert await _referrals("DRFR15-E2E-P0", base) == []
+            await expect(reg.locator("#f-case_id")).to_have_value("DRFR15-E2E-P0")  # kept
+
+            # Accepted: sent, and on the desk's board.
+            async def accept(dialog: Dialog) -> None:
+                asked.append(dialog.message)
+                await dialog.accept()
+
+            reg.once("dialog", accept)
+            await form.get_by_role("button", name="Envoyer l'orientation").click()
+            sent = desk.locator('#incoming li[data-case="DRFR15-E2E-P0"]')
+            await sent.wait_for(timeout=LIVE_BUDGET_S * 1000)
+            await expect(sent).to_contain_text("P0")
+            assert len(asked) == 2
+            created = await _referrals("DRFR15-E2E-P0", base)
+            assert [r["urgency"] for r in created] == ["P0"]
+            await reg.screenshot(path=ARTIFACTS / "regulation-quality.png", full_page=True)
             assert problems == [], problems
         finally:
             await browser.close()

@@ -31,7 +31,7 @@ from regulator.ports import FixedClock, Store
 from regulator.storage.sqlite import SqliteStore
 from regulator.web import keys
 from regulator.web.app import create_app
-from regulator.web.middlewares import TokenBuckets
+from regulator.web.limits import TokenBuckets
 from tests.faults.conftest import NIMES
 from tests.support.app import (
     ASTERISK_SECRET,
@@ -493,18 +493,22 @@ async def test_api_and_consoles_are_rate_limited_per_client_not_hooks_nor_probes
     # Another token has its own bucket.
     other = {"Authorization": f"Bearer {TOKENS['regulator']}"}
     assert (await client.get("/api/v1/referrals", headers=other)).status == 200
-    # Without a valid token, the client is its address: bad tokens and consoles share it.
-    anonymous = [
-        (await client.get("/console/login")).status,
-        *[
-            (
-                await client.get("/api/v1/referrals", headers={"Authorization": f"Bearer x{n}"})
-            ).status
-            for n in range(40)
-        ],
+    # Without a valid token, the client is its address: bad tokens (API and consoles
+    # alike) share one budget, anonymous requests another (issue 18: separate budgets).
+    bogus = [
+        (await client.get("/api/v1/referrals", headers={"Authorization": f"Bearer x{n}"})).status
+        for n in range(40)
     ]
-    assert 401 in anonymous and anonymous[-1] == 429
-    assert (await client.get("/console/regulation")).status == 429
+    assert 401 in bogus and bogus[-1] == 429
+    page = await client.get("/console/regulation", headers={"Cookie": "regulator_token=stale"})
+    assert page.status == 429 and page.content_type == "text/html"  # a French page
+    assert "Trop de requêtes" in await page.text() and page.headers["Retry-After"]
+    anonymous = [
+        (await client.get("/console/regulation", allow_redirects=False)).status for _ in range(31)
+    ]
+    assert anonymous[0] == 303 and anonymous[-1] == 429
+    # The sign-in form is never refused (its post is charged once the token is read).
+    assert (await client.get("/console/login")).status == 200
     # Webhooks, metrics and probes are never throttled.
     for n in range(60):
         params = {"CallSid": f"CArate{n}", "From": CALLER, "To": NIMES}

@@ -17,14 +17,16 @@ from regulator.auth import COOKIE
 from regulator.core.indicators import INDICATORS
 from regulator.ports import FixedClock, Store
 from regulator.settings import Settings
-from regulator.web.api import CSRF_HEADER, csrf_token
+from regulator.web.api import csrf_token
 from regulator.web.app import create_app
 from tests.support.app import (
     TOKENS,
     AppClient,
     ClientFactory,
+    Signed,
     bearer,
     make_settings,
+    sign_in_all,
 )
 
 REFERRAL: dict[str, Any] = {
@@ -61,13 +63,10 @@ def origin(client: AppClient) -> str:
     return str(client.make_url("/")).rstrip("/")
 
 
-def cookie(role: str) -> dict[str, str]:
-    """The console cookie as a header (the test jar keeps Secure cookies off plain HTTP)."""
-    return {"Cookie": f"{COOKIE}={TOKENS[role]}"}
-
-
-def csrf(role: str) -> dict[str, str]:
-    return {CSRF_HEADER: csrf_token(TOKENS[role])}
+@pytest_asyncio.fixture
+async def signed(client: AppClient) -> Signed:
+    """A console session of every role (cookie and CSRF headers by role)."""
+    return await sign_in_all(client)
 
 
 async def login(
@@ -168,7 +167,9 @@ async def test_login_sets_an_httponly_samesite_strict_cookie_and_opens_the_role_
     assert resp.headers["Location"] == landing
     header = set_cookie(resp)
     attributes = [a.strip().lower() for a in header.split(";")]
-    assert f"{COOKIE}={TOKENS[role]}" == header.split(";")[0]
+    name, _, value = header.split(";")[0].partition("=")
+    assert name == COOKIE
+    assert len(value) >= 43 and TOKENS[role] not in value  # a session id, not the token
     assert "httponly" in attributes
     assert "samesite=strict" in attributes
     assert "path=/" in attributes
@@ -247,10 +248,10 @@ async def test_anonymous_visitor_is_sent_to_the_login_form_with_next(client: App
     assert "Jeton d'accès" in text
 
 
-async def test_logout_forgets_the_cookie(client: AppClient) -> None:
+async def test_logout_forgets_the_cookie(client: AppClient, signed: Signed) -> None:
     resp = await client.post(
         "/console/logout",
-        headers={"Origin": origin(client)} | cookie("desk"),
+        headers={"Origin": origin(client)} | signed.cookie("desk"),
         allow_redirects=False,
     )
     assert resp.status == 303
@@ -273,8 +274,10 @@ async def test_logout_forgets_the_cookie(client: AppClient) -> None:
         ("desk_metz", "/console/reports/nimes"),
     ],
 )
-async def test_wrong_role_gets_a_french_403_page(client: AppClient, role: str, path: str) -> None:
-    resp = await client.get(path, headers=cookie(role))
+async def test_wrong_role_gets_a_french_403_page(
+    client: AppClient, signed: Signed, role: str, path: str
+) -> None:
+    resp = await client.get(path, headers=signed.cookie(role))
     assert resp.status == 403
     assert resp.content_type == "text/html"
     text = await resp.text()
@@ -283,11 +286,13 @@ async def test_wrong_role_gets_a_french_403_page(client: AppClient, role: str, p
     assert '<html lang="fr">' in text
 
 
-async def test_unknown_mmg_and_unknown_page_are_french_404_pages(client: AppClient) -> None:
-    resp = await client.get("/console/desk/atlantis", headers=cookie("admin"))
+async def test_unknown_mmg_and_unknown_page_are_french_404_pages(
+    client: AppClient, signed: Signed
+) -> None:
+    resp = await client.get("/console/desk/atlantis", headers=signed.cookie("admin"))
     assert resp.status == 404
     assert "MMG inconnue" in await resp.text()
-    resp = await client.get("/console/nowhere", headers=cookie("admin"))
+    resp = await client.get("/console/nowhere", headers=signed.cookie("admin"))
     assert resp.status == 404
     assert "Page introuvable" in await resp.text()
 
@@ -295,52 +300,65 @@ async def test_unknown_mmg_and_unknown_page_are_french_404_pages(client: AppClie
 # ------------------------------------------------------------------------- CSRF
 
 
-async def test_cookie_authenticated_post_without_csrf_header_is_refused(client: AppClient) -> None:
-    resp = await client.post("/api/v1/referrals", json=REFERRAL, headers=cookie("regulator"))
+async def test_cookie_authenticated_post_without_csrf_header_is_refused(
+    client: AppClient, signed: Signed
+) -> None:
+    resp = await client.post("/api/v1/referrals", json=REFERRAL, headers=signed.cookie("regulator"))
     assert resp.status == 403
     body = await resp.json()
     assert body["error"] == "forbidden"
     assert "X-CSRF-Token" in body["message"]
-    resp = await client.post("/api/v1/visits", json=VISIT, headers=cookie("desk"))
+    resp = await client.post("/api/v1/visits", json=VISIT, headers=signed.cookie("desk"))
     assert resp.status == 403
     listing = await client.get("/api/v1/referrals", headers=bearer("admin"))
     assert (await listing.json())["count"] == 0
 
 
-async def test_cookie_post_with_another_sessions_csrf_value_is_refused(client: AppClient) -> None:
+async def test_cookie_post_with_another_sessions_csrf_value_is_refused(
+    client: AppClient, signed: Signed
+) -> None:
     resp = await client.post(
-        "/api/v1/referrals", json=REFERRAL, headers=cookie("regulator") | csrf("admin")
+        "/api/v1/referrals",
+        json=REFERRAL,
+        headers=signed.cookie("regulator") | signed.csrf("admin"),
     )
     assert resp.status == 403
 
 
 async def test_cookie_post_with_the_csrf_header_and_bearer_post_without_it_succeed(
     client: AppClient,
+    signed: Signed,
 ) -> None:
     resp = await client.post(
-        "/api/v1/referrals", json=REFERRAL, headers=cookie("regulator") | csrf("regulator")
+        "/api/v1/referrals",
+        json=REFERRAL,
+        headers=signed.cookie("regulator") | signed.csrf("regulator"),
     )
     assert resp.status == 201, await resp.text()
     ref = await resp.json()
     resp = await client.post(
-        f"/api/v1/referrals/{ref['id']}/arrived", json={}, headers=cookie("desk") | csrf("desk")
+        f"/api/v1/referrals/{ref['id']}/arrived",
+        json={},
+        headers=signed.cookie("desk") | signed.csrf("desk"),
     )
     assert resp.status == 200
     resp = await client.post("/api/v1/visits", json=VISIT, headers=bearer("desk"))
     assert resp.status == 201
 
 
-async def test_cookie_get_needs_no_csrf_header(client: AppClient) -> None:
-    resp = await client.get("/api/v1/referrals", headers=cookie("regulator"))
+async def test_cookie_get_needs_no_csrf_header(client: AppClient, signed: Signed) -> None:
+    resp = await client.get("/api/v1/referrals", headers=signed.cookie("regulator"))
     assert resp.status == 200
 
 
-async def test_console_page_carries_the_csrf_value_of_its_session(client: AppClient) -> None:
-    resp = await client.get("/console/regulation", headers=cookie("regulator"))
+async def test_console_page_carries_the_csrf_value_of_its_session(
+    client: AppClient, signed: Signed
+) -> None:
+    resp = await client.get("/console/regulation", headers=signed.cookie("regulator"))
     text = await resp.text()
     match = re.search(r'<meta name="csrf-token" content="([0-9a-f]*)">', text)
     assert match is not None
-    assert match.group(1) == csrf_token(TOKENS["regulator"])
+    assert match.group(1) == csrf_token(signed.ids["regulator"])
 
 
 # ------------------------------------------------------------------ CSP and a11y
@@ -348,9 +366,9 @@ async def test_console_page_carries_the_csrf_value_of_its_session(client: AppCli
 
 @pytest.mark.parametrize(("role", "path"), PAGES)
 async def test_console_pages_have_no_inline_script_or_style(
-    client: AppClient, role: str, path: str
+    client: AppClient, signed: Signed, role: str, path: str
 ) -> None:
-    resp = await client.get(path, headers=cookie(role))
+    resp = await client.get(path, headers=signed.cookie(role))
     assert resp.status == 200
     csp = resp.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp
@@ -366,9 +384,9 @@ async def test_console_pages_have_no_inline_script_or_style(
 
 @pytest.mark.parametrize(("role", "path"), PAGES)
 async def test_console_pages_are_french_and_every_control_is_labelled(
-    client: AppClient, role: str, path: str
+    client: AppClient, signed: Signed, role: str, path: str
 ) -> None:
-    resp = await client.get(path, headers=cookie(role))
+    resp = await client.get(path, headers=signed.cookie(role))
     page = audit(await resp.text())
     assert page.lang == "fr"
     unlabelled = [
@@ -400,9 +418,10 @@ async def test_static_files_are_served(client: AppClient, name: str, content_typ
 
 async def test_regulation_console_shows_open_state_and_pharmacy_on_duty(
     client: AppClient,
+    signed: Signed,
 ) -> None:
     # Tuesday 24 November 2026, 21:00 in Nîmes: open; the Fontaine pharmacy is on duty.
-    resp = await client.get("/console/regulation", headers=cookie("regulator"))
+    resp = await client.get("/console/regulation", headers=signed.cookie("regulator"))
     text = await resp.text()
     row = re.search(r'<tr data-mmg="nimes".*?</tr>', text, re.S)
     assert row is not None
@@ -412,8 +431,10 @@ async def test_regulation_console_shows_open_state_and_pharmacy_on_duty(
     assert 'id="referral-form"' in text
 
 
-async def test_state_json_gives_each_visible_mmg_state_and_pharmacy(client: AppClient) -> None:
-    resp = await client.get("/console/state.json", headers=cookie("desk"))
+async def test_state_json_gives_each_visible_mmg_state_and_pharmacy(
+    client: AppClient, signed: Signed
+) -> None:
+    resp = await client.get("/console/state.json", headers=signed.cookie("desk"))
     assert resp.status == 200
     states = (await resp.json())["mmgs"]
     assert [s["mmg"] for s in states] == ["nimes"]
@@ -423,6 +444,7 @@ async def test_state_json_gives_each_visible_mmg_state_and_pharmacy(client: AppC
 
 async def test_desk_counters_count_waiting_arrived_and_todays_visits(
     client: AppClient,
+    signed: Signed,
 ) -> None:
     first = await client.post("/api/v1/referrals", json=REFERRAL, headers=bearer("regulator"))
     second = await client.post(
@@ -432,25 +454,28 @@ async def test_desk_counters_count_waiting_arrived_and_todays_visits(
     assert first.status == second.status == 201
     await client.post(f"/api/v1/referrals/{ref_id}/arrived", json={}, headers=bearer("desk"))
     await client.post("/api/v1/visits", json=VISIT, headers=bearer("desk"))
-    resp = await client.get("/console/desk/nimes/summary.json", headers=cookie("desk"))
+    resp = await client.get("/console/desk/nimes/summary.json", headers=signed.cookie("desk"))
     assert await resp.json() == {
         "pending": 1,
         "arrived": 1,
         "visits_today": 2,
         "via_regulation_today": 1,
     }
-    page = await (await client.get("/console/desk/nimes", headers=cookie("desk"))).text()
+    page = await (await client.get("/console/desk/nimes", headers=signed.cookie("desk"))).text()
     assert '<span class="counter-value" data-counter="visits_today">2</span>' in page
     assert 'data-active="acknowledged arrived pending"' in page  # the board's statuses
-    other = await client.get("/console/desk/metz/summary.json", headers=cookie("desk"))
+    other = await client.get("/console/desk/metz/summary.json", headers=signed.cookie("desk"))
     assert other.status == 403
 
 
 async def test_reports_page_has_the_circular_indicators_and_three_svg_charts(
     client: AppClient,
+    signed: Signed,
 ) -> None:
     await client.post("/api/v1/visits", json=VISIT, headers=bearer("desk"))
-    resp = await client.get("/console/reports/nimes?month=2026-11", headers=cookie("coordinator"))
+    resp = await client.get(
+        "/console/reports/nimes?month=2026-11", headers=signed.cookie("coordinator")
+    )
     assert resp.status == 200
     text = await resp.text()
     readable = html.unescape(text)  # the apostrophe may be escaped as &#39; or &#x27;
@@ -471,12 +496,15 @@ async def test_reports_page_has_the_circular_indicators_and_three_svg_charts(
 
 async def test_reports_month_picker_redirects_and_bad_month_is_a_french_400(
     client: AppClient,
+    signed: Signed,
 ) -> None:
     resp = await client.get(
-        "/console/reports?mmg=metz&month=2026-10", headers=cookie("admin"), allow_redirects=False
+        "/console/reports?mmg=metz&month=2026-10",
+        headers=signed.cookie("admin"),
+        allow_redirects=False,
     )
     assert resp.status == 303
     assert resp.headers["Location"] == "/console/reports/metz?month=2026-10"
-    resp = await client.get("/console/reports/nimes?month=2026-13", headers=cookie("admin"))
+    resp = await client.get("/console/reports/nimes?month=2026-13", headers=signed.cookie("admin"))
     assert resp.status == 400
     assert "Mois invalide" in await resp.text()

@@ -148,11 +148,9 @@ def test_settings_sqlite_path_is_what_explain_opens(tmp_path: Path) -> None:
 
 
 async def test_protocol_page_is_for_the_mmgs_readers_only(client: AppClient) -> None:
-    from regulator.auth import COOKIE
-    from tests.support.app import TOKENS
+    from tests.support.app import sign_in_all
 
-    def cookie(role: str) -> dict[str, str]:
-        return {"Cookie": f"{COOKIE}={TOKENS[role]}"}
+    cookie = (await sign_in_all(client)).cookie
 
     for role in ("desk", "regulator", "coordinator"):
         resp = await client.get("/console/protocols/nimes", headers=cookie(role))

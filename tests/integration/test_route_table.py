@@ -5,13 +5,18 @@ is a webhook. Walks ``app.router.routes()``, so a route added anywhere is checke
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 
 from aiohttp import web
 
-from regulator.web import routes
+from regulator.auth import COOKIE, hash_token
+from regulator.core.sessions import ConsoleSession, session_key
+from regulator.ports import FixedClock
+from regulator.web import keys, routes
 from regulator.web.hooks import HOOK_ROUTES
-from tests.support.app import AppClient, bearer
+from tests.support.app import TOKENS, AppClient, bearer
 
 SAMPLES = {
     "mmg": "nimes",
@@ -47,6 +52,10 @@ PUBLIC = {(e.method, e.path) for e in TABLE if e.public}
 JSON = {(e.method, e.path) for e in routes.CONSOLE if e.json}
 
 
+def origin(client: AppClient) -> dict[str, str]:
+    return {"Origin": str(client.make_url("/")).rstrip("/")}
+
+
 def test_every_route_is_in_the_table(client: AppClient) -> None:
     table = {(e.method, e.path) for e in TABLE}
     hooks = {(h.method, h.path) for h in HOOK_ROUTES}
@@ -80,7 +89,11 @@ async def test_every_guarded_route_refuses_a_request_without_a_token(client: App
         if not path.startswith((routes.API_PREFIX, routes.CONSOLE_PREFIX)):
             continue  # the root app's health and metrics, the hooks (signed: below)
         target = sample(path)
-        resp = await client.request(method, target, allow_redirects=False)
+        # From a page of ours: a console write is checked for its origin first (403).
+        origin = str(client.make_url("/")).rstrip("/")
+        resp = await client.request(
+            method, target, allow_redirects=False, headers={"Origin": origin}
+        )
         checked += 1
         if path.startswith(routes.API_PREFIX) or (method, path) in JSON:
             assert resp.status == 401, f"{method} {target}: {resp.status}"
@@ -100,3 +113,112 @@ async def test_every_hook_refuses_an_unsigned_request(client: AppClient) -> None
             method, path, data=b'{"call_id": "CAunsigned"}', headers=bearer("admin")
         )
         assert resp.status == 403, f"{method} {path}: {resp.status}"
+
+
+async def test_no_console_page_without_a_live_session_and_no_api_call_with_a_revoked_token(
+    client: AppClient, clock: FixedClock
+) -> None:
+    """Issue 18: every console route and API route, walked with sessions that ended each
+    way (idle, absolute timeout, signed out, token removed, token changed) and with a
+    removed token; a live session and a kept token are let through."""
+    book = client.app[keys.TOKENS]
+    settings = client.app[keys.SETTINGS]
+    assert book is not None and settings.tokens_file is not None
+    extra = {"removed": "tok-admin-removed", "changed": "tok-admin-changed"}
+    original = settings.tokens_file.read_text()
+    settings.tokens_file.write_text(
+        original
+        + "".join(
+            f'- {{name: admin-{k}, sha256: "{hash_token(v)}", roles: [admin]}}\n'
+            for k, v in extra.items()
+        )
+    )
+    assert book.reload()
+
+    async def sign_in(token: str) -> str:
+        resp = await client.post(
+            "/console/login", data={"token": token}, headers=origin(client), allow_redirects=False
+        )
+        assert resp.status == 303
+        morsel = resp.cookies.get(COOKIE)
+        assert morsel is not None
+        return morsel.value
+
+    async def stored(created_ago: timedelta, seen_ago: timedelta) -> str:
+        found = book.fingerprint(TOKENS["admin"])
+        assert found is not None
+        session_id, now = secrets.token_urlsafe(32), clock.now()
+        await client.app[keys.STORE].create_session(
+            ConsoleSession(
+                key=session_key(session_id),
+                token_name="admin",
+                token_fingerprint=found[1],
+                created_at=now - created_ago,
+                seen_at=now - seen_ago,
+                idle=timedelta(minutes=settings.session_idle_minutes),
+                max_age=timedelta(hours=settings.session_max_hours),
+            )
+        )
+        return session_id
+
+    idle, most = (
+        timedelta(minutes=settings.session_idle_minutes),
+        timedelta(hours=settings.session_max_hours),
+    )
+    dead = {
+        "idle": await stored(2 * idle, idle + timedelta(minutes=1)),
+        "absolute": await stored(most + timedelta(minutes=1), timedelta(minutes=1)),
+        "logged out": await sign_in(TOKENS["admin"]),
+        "token removed": await sign_in(extra["removed"]),
+        "token changed": await sign_in(extra["changed"]),
+    }
+    live = await stored(most - timedelta(minutes=5), timedelta(minutes=5))
+    out = await client.post(
+        "/console/logout",
+        headers=origin(client) | {"Cookie": f"{COOKIE}={dead['logged out']}"},
+        allow_redirects=False,
+    )
+    assert out.status == 303
+    settings.tokens_file.write_text(
+        original + f'- {{name: admin-changed, sha256: "{hash_token("tok-new")}", roles: [admin]}}\n'
+    )
+    assert book.reload()
+
+    checked = 0
+    for method, path, resource in served(client.app):
+        if isinstance(resource, web.StaticResource) or (method, table_path(path)) in PUBLIC:
+            continue
+        if not path.startswith((routes.API_PREFIX, routes.CONSOLE_PREFIX)):
+            continue
+        target = sample(path)
+        page = path.startswith(routes.CONSOLE_PREFIX) and (method, path) not in JSON
+        for why, session_id in dead.items():
+            # Our own origin: a console write is refused before auth by the origin check
+            # otherwise, and it is the session rule this walk is about.
+            resp = await client.request(
+                method,
+                target,
+                headers=origin(client) | {"Cookie": f"{COOKIE}={session_id}"},
+                allow_redirects=False,
+            )
+            checked += 1
+            if page:
+                assert resp.status == 303, f"{why}: {method} {target}: {resp.status}"
+                assert resp.headers["Location"].startswith("/console/login"), (why, target)
+            else:
+                assert resp.status == 401, f"{why}: {method} {target}: {resp.status}"
+        if path.startswith(routes.API_PREFIX):
+            resp = await client.request(
+                method, target, headers={"Authorization": f"Bearer {extra['removed']}"}
+            )
+            checked += 1
+            assert resp.status == 401, f"removed token: {method} {target}: {resp.status}"
+        if method == "GET":  # the live session opens the same routes
+            resp = await client.get(
+                target, headers={"Cookie": f"{COOKIE}={live}"}, allow_redirects=False
+            )
+            location = resp.headers.get("Location", "")
+            assert resp.status not in (401, 429), f"live: {target}: {resp.status}"
+            assert not location.startswith("/console/login"), f"live: {target}: {location}"
+    print(f"{checked} requests with ended sessions or a removed token: none let through")
+    assert checked >= 80

@@ -90,6 +90,9 @@ def test_service_exports_the_design_metrics() -> None:
         "regulator_spool_pending",
         "regulator_protocol_reloads_total",
         "regulator_mmg_open",
+        "regulator_answer_delay_seconds_bucket",
+        "regulator_legs_offered_total",
+        "regulator_legs_abandoned_total",
     ]:
         assert name in names
 
@@ -129,6 +132,9 @@ def test_dashboard_covers_every_metric_family() -> None:
         ("Store errors", "regulator_storage_errors_total"),
         ("MMG open", "regulator_mmg_open"),
         ("Referrals by event", "regulator_referrals_total"),
+        ("QS60 by MMG and line", "regulator_answer_delay_seconds_bucket"),
+        ("Answer rate by MMG and line", "regulator_legs_offered_total"),
+        ("Legs offered and abandoned per hour", "regulator_legs_abandoned_total"),
     ],
 )
 def test_dashboard_has_the_panel(title: str, metric: str) -> None:

@@ -149,6 +149,44 @@ async def post_generic(
     )
 
 
+class Signed:
+    """Console sessions of every role of :data:`TOKENS`, signed in through the form."""
+
+    def __init__(self, ids: dict[str, str]) -> None:
+        self.ids = ids
+
+    def cookie(self, role: str) -> dict[str, str]:
+        """The session cookie as a header (the test jar keeps Secure cookies off HTTP)."""
+        from regulator.auth import COOKIE
+
+        return {"Cookie": f"{COOKIE}={self.ids[role]}"}
+
+    def csrf(self, role: str) -> dict[str, str]:
+        from regulator.web.access import CSRF_HEADER, csrf_token
+
+        return {CSRF_HEADER: csrf_token(self.ids[role])}
+
+
+async def sign_in_all(client: AppClient) -> Signed:
+    """Sign every role in through ``POST /console/login``; their session ids."""
+    from regulator.auth import COOKIE
+
+    ids: dict[str, str] = {}
+    origin = str(client.make_url("/")).rstrip("/")
+    for role, token in TOKENS.items():
+        resp = await client.post(
+            "/console/login",
+            data={"token": token},
+            headers={"Origin": origin},
+            allow_redirects=False,
+        )
+        assert resp.status == 303, await resp.text()
+        morsel = resp.cookies.get(COOKIE)
+        assert morsel is not None
+        ids[role] = morsel.value
+    return Signed(ids)
+
+
 async def report(client: AppClient, mmg: str = "nimes", month: str = "2026-11") -> dict[str, Any]:
     """The month's report, after flushing the group-commit writer."""
     from regulator.web import keys
@@ -178,6 +216,7 @@ __all__ = [
     "VONAGE_SECRET",
     "AppClient",
     "ClientFactory",
+    "Signed",
     "bearer",
     "make_settings",
     "paris",
@@ -185,6 +224,7 @@ __all__ = [
     "post_twilio",
     "post_vonage",
     "report",
+    "sign_in_all",
     "vonage_headers",
     "write_tokens",
 ]

@@ -108,6 +108,7 @@ def recorded(mmg: str) -> Protocol:
     messages = {
         name: {"audio": f"{AUDIO_BASE}/{mmg}/{name}.mp3", "text": str(text)}
         for name, text in texts.items()
+        if isinstance(text, str)  # the texts, not the switches (whisper_caller)
     }
     data["messages"] = messages
     return parse_protocol(data, f"{mmg}-recorded.yaml")

@@ -50,3 +50,25 @@ def test_only_subscribed_kinds_are_wanted_and_unsubscribing_stops_delivery() -> 
     events.unsubscribe(VisitRecorded, heard.append)
     events.publish(VisitRecorded(VISIT))
     assert heard == [] and not events.wants(VisitRecorded)
+
+
+def test_leg_changes_are_told_once_per_mmg_without_those_that_changed_nothing() -> None:
+    from regulator.core.legs import Leg, LegChange
+    from regulator.core.models import Route
+    from regulator.events import legs_changed
+
+    at = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+
+    def leg(call_id: str, mmg: str, answered: bool = False) -> Leg:
+        return Leg(call_id, Route.REGULATION, mmg, "generic", at, at if answered else None)
+
+    new_nimes = LegChange(None, leg("a", "nimes"))
+    answered_nimes = LegChange(leg("b", "nimes"), leg("b", "nimes", answered=True))
+    retried_metz = LegChange(leg("c", "metz"), leg("c", "metz"))  # a platform's retry
+    new_metz = LegChange(None, leg("d", "metz"))
+    told = legs_changed([new_nimes, retried_metz, answered_nimes, new_metz])
+    assert [(e.mmg, e.changes) for e in told] == [
+        ("nimes", (new_nimes, answered_nimes)),
+        ("metz", (new_metz,)),
+    ]
+    assert legs_changed([retried_metz]) == []

@@ -33,6 +33,7 @@ TABLES: list[tuple[str, type[StrEnum], Mapping[Any, str]]] = [
     ("ROUTE_DESTINATIONS", Route, labels.ROUTE_DESTINATIONS),
     ("ROUTE_REPORT_LABELS", Route, labels.ROUTE_REPORT_LABELS),
     ("GROUND_LABELS", Ground, labels.GROUND_LABELS),
+    ("DESK_GROUND_LABELS", Ground, labels.DESK_GROUND_LABELS),
     ("DAY_TYPE_NAMES", DayType, labels.DAY_TYPE_NAMES),
     ("DAY_TYPE_PLURALS", DayType, labels.DAY_TYPE_PLURALS),
     ("STATUS_LABELS", ReferralStatus, labels.STATUS_LABELS),

@@ -175,3 +175,14 @@ def test_a_new_year_of_roster_is_summarised_not_listed() -> None:
 def test_every_example_directory_protocol_has_a_distinct_version() -> None:
     versions = {version_id(protocol_document(p)) for p in load_protocols(PROTOCOLS_DIR)}
     assert len(versions) == 3
+
+
+def test_whisper_changes_are_listed_switches_and_nulls_included() -> None:
+    # Messages holds a switch (whisper_caller) and a text that may be null: the diff
+    # compares them as values (it read ``.audio`` of each field: AttributeError).
+    changes = {"messages.whisper_caller": True, "messages.regulation_whisper": None}
+    assert diff_protocols(protocol("metz"), variant("metz", **changes)) == [
+        "message « regulation_whisper » modifié",
+        "message « whisper_caller » modifié",
+    ]
+    assert diff_protocols(protocol("metz"), protocol("metz")) == ["aucun changement de contenu"]

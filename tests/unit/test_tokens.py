@@ -92,3 +92,39 @@ def test_reload_swaps_tokens_and_a_broken_file_keeps_those_in_force(tmp_path: Pa
     (tmp_path / "tokens.yaml").unlink()
     assert not book.reload()
     assert book.authenticate("t1") is not None
+
+
+def test_a_session_follows_its_token_by_name_and_fingerprint(tmp_path: Path) -> None:
+    path = tokens_file(
+        tmp_path, line("accueil", "t1", '["desk:nimes"]'), line("samu30", "t2", "[regulator]")
+    )
+    book = TokenBook.load(path)
+    removed: list[frozenset[str]] = []
+    book.on_removed = removed.append
+    found = book.fingerprint("t1")
+    assert found is not None
+    who, fingerprint = found
+    assert fingerprint not in (hash_token("t1"), "t1")  # neither the token nor its hash
+    assert book.by_session("accueil", fingerprint) == who
+    # Roles changed, same token: the session goes on with the new roles.
+    path.write_text(
+        line("accueil", "t1", '["desk:nimes", coordinator]')
+        + "\n"
+        + line("samu30", "t2", "[regulator]")
+        + "\n"
+    )
+    assert book.reload()
+    roles = book.by_session("accueil", fingerprint)
+    # Token changed under the same name, then removed: the session is over.
+    path.write_text(
+        line("accueil", "t9", '["desk:nimes"]') + "\n" + line("samu30", "t2", "[regulator]") + "\n"
+    )
+    assert book.reload()
+    changed = book.by_session("accueil", fingerprint)
+    path.write_text(line("samu30", "t2", "[regulator]") + "\n")
+    assert book.reload()
+    print(f"roles changed: {roles}; token changed: {changed}; removed names: {removed}")
+    assert roles is not None and "coordinator" in roles.roles
+    assert changed is None
+    assert book.by_session("accueil", fingerprint) is None
+    assert removed == [frozenset({"accueil"})]

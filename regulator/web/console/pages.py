@@ -13,18 +13,21 @@ from regulator.core.labels import (
     AGE_BANDS,
     CHANNEL_LABELS,
     DAY_TYPE_NAMES,
+    DESK_GROUND_LABELS,
     OUTCOME_LABELS,
     URGENCIES,
 )
-from regulator.core.models import ReferralStatus, VisitChannel
+from regulator.core.models import Ground, ReferralStatus, VisitChannel
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
-from regulator.core.referrals import ON_THE_DESK, OPEN_STATUSES
+from regulator.core.referrals import CONFIRMED_URGENCIES, ON_THE_DESK, OPEN_STATUSES
 from regulator.errors import Unavailable
 from regulator.logs import get_logger
 from regulator.ports import StoreError
 from regulator.web import keys
 from regulator.web.access import Permission, principal, require_mmg
+from regulator.web.console.quality import COLUMNS as QUALITY_COLUMNS
+from regulator.web.console.quality import rows_today
 from regulator.web.console.render import (
     denied,
     display_number,
@@ -110,8 +113,12 @@ async def regulation_page(request: web.Request) -> web.Response:
         scripts=("common.js", "regulation.js"),
         current="regulation",
         rows=[(proto, mmg_state(proto, now)) for proto in protos],
+        quality=await rows_today(request, protos),
+        quality_columns=QUALITY_COLUMNS,
         age_bands=AGE_BANDS,
         urgencies=URGENCY_OPTIONS,
+        confirmed_urgencies=sorted(CONFIRMED_URGENCIES),
+        short_abandon_s=f"{request.config_dict[keys.SETTINGS].short_abandon_s:g}",
     )
 
 
@@ -135,6 +142,22 @@ async def _desk_summary(request: web.Request, proto: Protocol) -> dict[str, int]
         "visits_today": len(visits),
         "via_regulation_today": sum(1 for v in visits if v.channel is VisitChannel.REGULATION),
     }
+
+
+#: A call put through to the desk on no known ground (it should not happen).
+DIRECT_ACCESS_LABEL = "Appel transféré à l'accueil"
+
+
+def desk_grounds(proto: Protocol) -> tuple[tuple[str, str], ...]:
+    """(ground, the desk card's heading) for each ground of a call put through to the
+    desk; the overflow's says after how long, as the MMG's protocol sets it."""
+    overflow = proto.routing.direct_access.regulation_overflow
+    out = [("", DIRECT_ACCESS_LABEL)]
+    for ground, label in DESK_GROUND_LABELS.items():
+        if ground is Ground.REGULATION_OVERFLOW and overflow is not None:
+            label = f"{label} en {overflow.after_s} s"
+        out.append((ground.value, label))
+    return tuple(out)
 
 
 def _desk_access(request: web.Request) -> tuple[Principal, Protocol]:
@@ -170,6 +193,7 @@ async def desk_page(request: web.Request) -> web.Response:
         outcomes=OUTCOME_OPTIONS,
         age_bands=AGE_BANDS,
         on_the_desk=sorted(ON_THE_DESK),
+        grounds=desk_grounds(proto),
     )
 
 

@@ -18,12 +18,18 @@ import jinja2
 import phonenumbers
 from aiohttp import web
 
-from regulator.auth import COOKIE, Principal
+from regulator.auth import DEV_PRINCIPAL, Principal
 from regulator.core.phone import is_short_code
 from regulator.core.protocol import Protocol
-from regulator.errors import Unauthorized
+from regulator.errors import Unavailable
 from regulator.web import keys
-from regulator.web.access import Permission, csrf_token, principal, require_mmg
+from regulator.web.access import (
+    SESSION_UNAVAILABLE,
+    Permission,
+    caller,
+    csrf_token,
+    require_mmg,
+)
 from regulator.web.charts import french_number
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -64,11 +70,11 @@ def protocols(request: web.Request) -> list[Protocol]:
 
 
 def who(request: web.Request) -> Principal | None:
-    """The signed-in person, or None (GET requests: no CSRF check involved)."""
-    try:
-        return principal(request)
-    except Unauthorized:
-        return None
+    """The signed-in person, or None: for what a page shows and where it links, never
+    to allow a write (no CSRF check here, so it never raises, even on a form post)."""
+    if request.config_dict[keys.TOKENS] is None:
+        return DEV_PRINCIPAL if request.config_dict[keys.SETTINGS].insecure_dev else None
+    return caller(request).principal
 
 
 def redirect(location: str) -> web.Response:
@@ -76,6 +82,10 @@ def redirect(location: str) -> web.Response:
 
 
 def to_login(request: web.Request) -> web.Response:
+    """Send a visitor without a session to the sign-in form (and back here after); a
+    session the store could not check is a French 503 page instead (not signed out)."""
+    if caller(request).kind == "unavailable":
+        raise Unavailable(SESSION_UNAVAILABLE)
     return redirect("/console/login?" + urlencode({"next": request.path_qs}))
 
 
@@ -140,8 +150,8 @@ def page(
     **context: Any,
 ) -> web.Response:
     """``template`` (which extends ``base.html``) inside the console frame."""
-    token = request.cookies.get(COOKIE)
-    csrf = csrf_token(token) if token and person is not None else ""
+    session_id = caller(request).session_id
+    csrf = csrf_token(session_id) if session_id and person is not None else ""
     body = (
         request.config_dict[TEMPLATES]
         .get_template(template)

@@ -1,8 +1,12 @@
 """Sign-in and sign-out of the consoles.
 
-Sign-in stores the API token in the ``regulator_token`` cookie (HttpOnly,
-SameSite=Strict, Secure over HTTPS); the login and logout forms are plain HTML
-posts, protected by an Origin/Referer same-origin check.
+Sign-in checks the token and opens a server-side session (:mod:`regulator.web.sessions`):
+the ``regulator_token`` cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds its
+random id, never the token; signing in again replaces the session. Sign-out deletes
+the session in the store, so the cookie opens nothing anywhere, even if kept. The
+login and logout forms are plain HTML posts, protected by an Origin/Referer
+same-origin check. Sign-in is rate limited once its token is read (a wrong token
+counts against the address, a right one against the token: :mod:`regulator.web.limits`).
 """
 
 from __future__ import annotations
@@ -11,14 +15,19 @@ from aiohttp import web
 
 from regulator.auth import COOKIE, DEV_PRINCIPAL
 from regulator.logs import get_logger
+from regulator.ports import StoreError
 from regulator.web import keys
 from regulator.web.access import same_origin
 from regulator.web.console.render import error_page, landing, page, redirect, who
+from regulator.web.limits import LIMITER, retry_after
+from regulator.web.sessions import end_session, open_session
 
 log = get_logger("regulator.consoles")
 
-#: Lifetime of the console cookie: one long night shift, not forever.
-SESSION_MAX_AGE_S = 14 * 3600
+
+def session_max_age_s(request: web.Request) -> int:
+    """Lifetime of the console cookie: the session's absolute timeout."""
+    return request.config_dict[keys.SETTINGS].session_max_hours * 3600
 
 
 def _safe_next(value: object) -> str | None:
@@ -55,6 +64,8 @@ def _login_page(
         no_tokens=no_tokens,
         next=next_path or "",
         error=error,
+        idle_minutes=request.config_dict[keys.SETTINGS].session_idle_minutes,
+        max_hours=request.config_dict[keys.SETTINGS].session_max_hours,
     )
 
 
@@ -88,16 +99,41 @@ async def login(request: web.Request) -> web.Response:
             error="Connexion impossible : aucun fichier de jetons n'est configuré.",
             status=503,
         )
-    person = tokens.authenticate(token)
-    if person is None:
+    found = tokens.fingerprint(token)
+    person = found[0] if found is not None else None
+    wait = request.config_dict[LIMITER].take_sign_in(request, person)
+    if wait > 0:
+        seconds = retry_after(wait)
+        log.warning("console_login_rate_limited", retry_after_s=seconds)
+        response = _login_page(
+            request,
+            error=f"Trop de tentatives : réessayez dans {seconds} s.",
+            next_path=next_path,
+            status=429,
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
+    if found is None:
         log.info("console_login_failed")
         return _login_page(request, error="Jeton invalide", next_path=next_path, status=401)
+    person, fingerprint = found
+    try:
+        session_id = await open_session(request, person, fingerprint)
+    except StoreError as exc:
+        log.error("console_session_store_failed", error=str(exc))
+        return _login_page(
+            request,
+            error="Connexion impossible pour l'instant (stockage des sessions indisponible) : "
+            "réessayez dans un instant.",
+            next_path=next_path,
+            status=503,
+        )
     log.info("console_login", name=person.name)
     response = redirect(next_path or landing(request, person))
     response.set_cookie(
         COOKIE,
-        token,
-        max_age=SESSION_MAX_AGE_S,
+        session_id,
+        max_age=session_max_age_s(request),
         path="/",
         httponly=True,
         samesite="Strict",
@@ -107,10 +143,22 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    """``POST /console/logout``: forget the cookie."""
+    """``POST /console/logout``: end the session in the store, forget the cookie."""
     if not same_origin(request):
         return error_page(
             request, None, 403, "Requête refusée", "L'origine de la requête n'a pas été vérifiée."
+        )
+    try:
+        await end_session(request)
+    except StoreError as exc:
+        log.error("console_logout_store_failed", error=str(exc))
+        return error_page(
+            request,
+            None,
+            503,
+            "Service indisponible",
+            "La déconnexion n'a pas pu être enregistrée (stockage indisponible) : "
+            "réessayez dans un instant.",
         )
     response = redirect("/console/login")
     response.del_cookie(COOKIE, path="/")

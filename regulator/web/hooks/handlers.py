@@ -28,6 +28,7 @@ from regulator.core.decision import regulation_destination
 from regulator.core.models import Call, CallEvent, Decision, Platform, Route, Stage
 from regulator.core.phone import mask
 from regulator.core.protocol import Protocol
+from regulator.core.whisper import has_whisper
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
 from regulator.platforms import asterisk, freeswitch
@@ -48,6 +49,7 @@ from regulator.web.hooks.table import (
     Kind,
     Quiet,
 )
+from regulator.web.hooks.whisper import whisper_answer
 from regulator.web.hooks.wire import (
     AnswerCache,
     Outcome,
@@ -96,8 +98,11 @@ class Hooks:
         self, platform: Platform, decision: Decision, base: str, call: Call | None = None
     ) -> Answer:
         protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
+        urls = hook_urls(base, platform, decision.mmg, call.call_id if call else None)
+        if not has_whisper(protocol):
+            urls = dataclasses.replace(urls, whisper="")
         ctx = RenderContext(
-            urls=hook_urls(base, platform, decision.mmg, call.call_id if call else None),
+            urls=urls,
             caller=call.caller if call else None,
             own_number=self._own_number(protocol, call),
             regulation=regulation_destination(protocol) if protocol else decision.destination,
@@ -282,6 +287,8 @@ class Hooks:
         platform = spec.platform
         adapter = ADAPTERS[platform]
         mmg = req.query.get("mmg")
+        if spec.kind is Kind.WHISPER:
+            return await whisper_answer(self.router, platform, req)
         if spec.kind is not Kind.CALL:
             await self._leg(platform, req)
         if spec.kind is Kind.LEG:

@@ -61,6 +61,7 @@ class Kind(Enum):
     STATUS = "status"  # a whole-call status: recorded
     EVENT = "event"  # either: a dial outcome when it is about a dial, else a status
     LEG = "leg"  # a dial-leg report only (adapter.parse_leg): recorded, nothing decided
+    WHISPER = "whisper"  # the answering regulation line asks what to hear (whisper.py)
 
 
 class Quiet(Enum):
@@ -100,10 +101,14 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
     HookRoute(Platform.TWILIO, "POST", "/hooks/twilio/gather", Kind.CALL, Stage.DIGITS),
     HookRoute(Platform.TWILIO, "POST", "/hooks/twilio/dial-status", Kind.DIAL, quiet=Quiet.HANGUP),
     HookRoute(Platform.TWILIO, "POST", "/hooks/twilio/status", Kind.STATUS),
+    HookRoute(Platform.TWILIO, "POST", "/hooks/twilio/leg", Kind.LEG),
+    HookRoute(Platform.TWILIO, "POST", "/hooks/twilio/whisper", Kind.WHISPER),
     HookRoute(Platform.VONAGE, "GET", "/hooks/vonage/answer", Kind.CALL),
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/answer", Kind.CALL),
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/event", Kind.EVENT),
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/input", Kind.CALL, Stage.DIGITS),
+    HookRoute(Platform.VONAGE, "GET", "/hooks/vonage/whisper", Kind.WHISPER),
+    HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/whisper", Kind.WHISPER),
     HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/route", Kind.CALL),
     # The script's dial-leg notifications (mqueue + rtimer: never on the SIP worker)
     HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/event", Kind.LEG),
@@ -143,6 +148,8 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/gather", Kind.CALL, Stage.DIGITS),
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/dial-status", Kind.DIAL, quiet=Quiet.HANGUP),
     HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/status", Kind.STATUS),
+    HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/leg", Kind.LEG),
+    HookRoute(Platform.TELNYX, "POST", "/hooks/telnyx/whisper", Kind.WHISPER),
 )
 
 #: Platforms that cannot play a voice menu: Kamailio routes a call in one answer

@@ -92,6 +92,8 @@ def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | Non
         status=f"{root}/status",
         event=f"{root}/event{suffix}",
         input=f"{root}/input",
+        leg=f"{root}/leg{suffix}",
+        whisper=f"{root}/whisper{suffix}",
     )
 
 

@@ -1,5 +1,6 @@
-/* Front-desk console: incoming regulated referrals (visible and audible alert),
- * acknowledge / arrived / outcome, walk-in visits, today's counters. */
+/* Front-desk console: calls put through to the desk as they happen (with their
+ * ground, and for an overflow what to ask), incoming regulated referrals (visible and
+ * audible alert), acknowledge / arrived / outcome, walk-in visits, today's counters. */
 (function () {
   'use strict';
   const R = window.Regulator;
@@ -341,8 +342,71 @@
     }
   });
 
+  /* ---------------------------------------- calls put through to the desk */
+  const callList = document.getElementById('desk-calls');
+  const callsEmpty = document.getElementById('desk-calls-empty');
+  const MAX_CALL_CARDS = 10;
+  /* The heading of each ground, worded by the server (the protocol's overflow delay). */
+  const GROUNDS = {};
+  document.getElementById('ground-labels').content.querySelectorAll('[data-ground]')
+    .forEach((node) => { GROUNDS[node.dataset.ground] = node.textContent; });
+  const advice = document.getElementById('overflow-advice');
+  const ELSEWHERE = {
+    regulation: "L'accueil n'a pas décroché : appel renvoyé vers la régulation (centre 15).",
+    pharmacy: 'Appel orienté ensuite vers la pharmacie de garde.',
+    closed: "L'appelant a été invité à raccrocher et à composer le 15.",
+  };
+  let callCards = 0;
+
+  function callsChanged() {
+    callsEmpty.hidden = callList.children.length > 0;
+  }
+
+  /* A call's decision (the `call` event; the caller's number is never shown here).
+   * Only calls of this MMG rung at the desk make a card; a later decision for the same
+   * call (the desk did not answer) is noted on its card. */
+  function onCall(c) {
+    if (c.mmg !== mmg) return;
+    const old = callList.querySelector(`li[data-call="${CSS.escape(c.call_id)}"]`);
+    if (c.route !== 'direct_access') {
+      if (old && old.dataset.route !== c.route) {
+        old.dataset.route = c.route;
+        const note = old.querySelector('.call-note');
+        note.textContent = ELSEWHERE[c.route] || 'Appel orienté ailleurs ensuite.';
+        note.hidden = false;
+      }
+      return;
+    }
+    if (old) return;  // the same decision told again
+    callCards += 1;
+    const headingId = `call-h-${callCards}`;
+    const ground = c.ground || '';
+    const card = el('li', {
+      class: 'card is-new', tabindex: '-1', 'data-call': c.call_id, 'data-route': c.route,
+      'data-ground': ground, 'aria-labelledby': headingId,
+    },
+    el('div', { class: 'card-head' },
+      el('h3', { id: headingId }, GROUNDS[ground] || GROUNDS['']),
+      el('span', { class: 'muted' }, `appel reçu à ${R.time(c.at, tz)}`)),
+    ground === 'regulation_overflow' ? advice.content.cloneNode(true) : null,
+    el('p', { class: 'call-note muted', hidden: true }),
+    el('div', { class: 'actions' },
+      el('button', {
+        type: 'button', class: 'secondary small', 'aria-describedby': headingId,
+        onclick: () => {
+          card.remove();
+          callsChanged();
+          document.getElementById('desk-calls-title').focus();
+        },
+      }, 'Vu, retirer')));
+    callList.prepend(card);
+    while (callList.children.length > MAX_CALL_CARDS) callList.lastElementChild.remove();
+    callsChanged();
+  }
+
   /* -------------------------------------------------------------- live */
   R.live(`/api/v1/events?mmg=${encodeURIComponent(mmg)}`, {
+    call: onCall,
     referral: onReferral,
     visit: refreshCounters,
   }, resync);

@@ -1,5 +1,6 @@
-/* Regulation console: live calls to regulation and overflows, MMG states,
- * referral form (French field errors from the API's 422), live referral list. */
+/* Regulation console: live calls to regulation and overflows, MMG states, the
+ * regulation line's figures of the day (pushed live), referral form (French field
+ * errors from the API's 422; P0/P1 confirmed before sending), live referral list. */
 (function () {
   'use strict';
   const R = window.Regulator;
@@ -122,9 +123,34 @@
     });
   }
 
+  /* ------------------------------------- the regulation line's figures today */
+  /* Written as the server words them (`display`): one formatter, on the server. */
+  function showQuality(q) {
+    if (!q || !q.display) return;
+    const row = document.querySelector(`#quality tr[data-mmg="${CSS.escape(q.mmg)}"]`);
+    if (!row) return;
+    row.dataset.day = q.day;
+    for (const [key, text] of Object.entries(q.display)) {
+      const cell = row.querySelector(`[data-quality="${CSS.escape(key)}"]`);
+      if (cell && cell.textContent !== text) {
+        cell.textContent = text;
+        cell.classList.remove('flash');
+        void cell.offsetWidth;  // restart the highlight
+        cell.classList.add('flash');
+      }
+    }
+  }
+
+  async function loadQuality() {
+    const res = await R.api('GET', '/console/regulation/quality.json');
+    if (res.ok) (res.data.mmgs || []).forEach(showQuality);
+  }
+
   /* ------------------------------------------------------------ the form */
   const form = document.getElementById('referral-form');
   let draftKey = R.newKey();  // same key on a retry of the same draft: no duplicate
+  /* Degrees of urgency sent only once confirmed (the server refuses them otherwise). */
+  const CONFIRMED = (form.dataset.confirmUrgencies || '').split(' ').filter(Boolean);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -148,9 +174,20 @@
     }
     R.clearErrors(form);
     R.say(listStatus, '');
+    if (CONFIRMED.includes(body.urgency)) {
+      const who = body.patient.display_name || 'ce patient';
+      const question = `Urgence ${body.urgency} : une maison médicale de garde n'est pas un service d'urgences.\n\n`
+        + `Confirmez-vous l'envoi de ${who} vers ${option ? option.textContent : body.mmg} ?`;
+      if (!window.confirm(question)) {
+        R.say(listStatus, `Orientation non envoyée : urgence ${body.urgency} non confirmée`);
+        form.elements.urgency.focus();
+        return;
+      }
+      body.confirm_urgency = true;
+    }
     button.disabled = true;
     button.setAttribute('aria-busy', 'true');
-    const res = await R.api('POST', '/api/v1/referrals', body, draftKey);
+    const res = await R.api('POST', '/console/regulation/referrals', body, draftKey);
     button.disabled = false;
     button.removeAttribute('aria-busy');
     if (res.ok) {
@@ -163,6 +200,7 @@
       form.elements.case_id.focus();
     } else if (res.status === 422) {
       R.showErrors(form, res.data.errors);
+      if (res.data.confirm_required) R.say(listStatus, res.data.message, true);
     } else {
       R.showErrors(form, [], res.data.message || `Envoi impossible (erreur ${res.status}).`);
     }
@@ -172,6 +210,13 @@
   R.live('/api/v1/events', {
     call: onCall,
     referral: (data) => upsertReferral(data.referral),
-  }, loadReferrals);
-  R.every(60000, R.refreshState);
+    quality: (data) => showQuality(data.quality),
+  }, () => {
+    loadReferrals();
+    loadQuality();
+  });
+  R.every(60000, () => {
+    R.refreshState();
+    loadQuality();  // the day turns at 0 h; another replica's legs reach us this way
+  });
 })();
