@@ -212,12 +212,6 @@ async def test_a_leg_notified_twice_counts_once(client: AppClient, store: Store)
     assert _metric(text, "regulator_legs_abandoned_total") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/legs.settled: a completed leg without talk time, stored before its "
-    "answer, is already 'answered', so the answer that follows observes no delay "
-    "(the stored leg and the report are right; only the live histogram misses it)",
-)
 async def test_an_end_notified_before_the_answer_still_observes_the_answer_delay(
     client: AppClient, store: Store
 ) -> None:
