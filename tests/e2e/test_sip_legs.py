@@ -7,11 +7,15 @@ Two regulation lines: one that rings and answers after a set delay, one that rin
 and never answers (the caller hangs up while it rings). After each call, the stored
 leg (``Store.legs``), its answer-quality block (``core/answer_quality.quality``, the
 report's figures) and the ``/metrics`` counters must say what the SIP traces show.
-Every time bound comes from those traces (sipp stamps each message it sends or
-receives to the microsecond, on this machine's clock, as Kamailio's ``$TV(Sn)`` is),
-by causality: Kamailio sends the INVITE after the caller sent it and before the line
-received it, and sees the line's 200 after the line sent it and before the caller
-received it.
+
+Every time bound is causal, from what the processes on this machine stamped on the
+same clock as Kamailio's ``$TV(Sn)``: sipp stamps a message just *after* writing or
+reading it (``gettimeofday`` to the microsecond), the service stamps its route hook's
+log line before answering. So Kamailio offered the line after the route hook's log
+line and before the line's stamp of the INVITE; it saw the answer (or the CANCEL)
+before the next hop's stamp of it, and no sooner than the scenario's pause after the
+previous message (sipp counts pauses in whole milliseconds of its own clock: one
+tick of slack).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,8 +56,8 @@ HANG_UP_AFTER_MS = 4000
 #: Below the hang-up delay, so that the abandon counts (QRAARM's 15 s would make the
 #: test wait 15 s for the same check).
 SHORT_ABANDON_S = 2
-#: sipp's trace stamps are to the microsecond; a bound is kept within one more.
-TICK_S = 1e-6
+#: sipp's pause clock ticks in milliseconds.
+SIPP_TICK = timedelta(milliseconds=1)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +135,18 @@ def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
+def stamp(path: Path, direction: str, starts: str) -> datetime:
+    """A sipp trace stamp (local wall clock) as an aware instant."""
+    return trace_time(path, direction, starts).astimezone(UTC)
+
+
+def routed_at(lab: SipLab, call_id: str) -> datetime:
+    """When the service logged its route hook for ``call_id`` (before answering it)."""
+    line = lab.service.webhook_line(call_id)
+    assert line is not None, lab.service.log()[-3000:]
+    return datetime.fromisoformat(str(line["timestamp"]))
+
+
 def test_a_regulation_line_answering_after_a_delay_gives_an_answered_leg_and_its_wait(
     lab: SipLab,
 ) -> None:
@@ -146,22 +163,20 @@ def test_a_regulation_line_answering_after_a_delay_gives_an_answered_leg_and_its
 
     assert landing.name == "regulation", lab.diagnostics()
     leg = stored_leg(lab, landing.call_id, ended=True)
-    # The SIP traces: the line's own view (INVITE in, 200 out) bounds the wait from
-    # below, the caller's (INVITE out, 200 in) from above.
     caller = lab.root / f"uac-{landing.call_id.rsplit('-', 1)[0]}.msg"
-    line_wait = trace_time(line.trace, "sent", "SIP/2.0 200") - trace_time(
-        line.trace, "received", "INVITE"
-    )
-    caller_wait = trace_time(caller, "received", "SIP/2.0 200") - trace_time(
-        caller, "sent", "INVITE"
-    )
-    assert line_wait.total_seconds() >= ANSWER_AFTER_MS / 1000
     assert (leg.mmg, leg.platform, leg.outcome) == (MMG, "kamailio", LegOutcome.ANSWERED)
-    assert leg.wait_s is not None
-    assert line_wait.total_seconds() - TICK_S <= leg.wait_s <= caller_wait.total_seconds() + TICK_S
-    # The BYE ended it after the answer (the caller talks 200 ms, uac.xml).
     assert leg.answered_at is not None and leg.ended_at is not None
-    assert leg.ended_at > leg.answered_at
+    # Offered after the route hook, before the line read the INVITE.
+    assert routed_at(lab, landing.call_id) <= leg.offered_at
+    assert leg.offered_at <= stamp(line.trace, "received", "INVITE")
+    # Answered no sooner than the line's pause after its 180, before the caller read it.
+    pause = timedelta(milliseconds=ANSWER_AFTER_MS)
+    assert stamp(line.trace, "sent", "SIP/2.0 180") + pause - SIPP_TICK <= leg.answered_at
+    assert leg.answered_at <= stamp(caller, "received", "SIP/2.0 200")
+    assert leg.wait_s is not None and leg.wait_s >= ANSWER_AFTER_MS / 1000 - 0.001
+    # The BYE ended it after the answer (the caller talks 200 ms, uac.xml), before the
+    # line read it.
+    assert leg.answered_at < leg.ended_at <= stamp(line.trace, "received", "BYE")
 
     figures = quality([leg], SHORT_ABANDON_S)
     assert figures["offered"] == figures["answered"] == figures["answered_within_60s"] == 1
@@ -234,13 +249,16 @@ def test_a_regulation_line_that_never_answers_gives_an_abandoned_leg_when_the_ca
     leg = stored_leg(lab, call_id, ended=True)
     assert (leg.mmg, leg.platform, leg.outcome) == (MMG, "kamailio", LegOutcome.ABANDONED)
     assert leg.answered_at is None
-    # Kamailio's offer falls between the caller's INVITE and the line's receipt of it;
-    # its CANCEL between the caller's CANCEL and the line's receipt of it.
-    longest = trace_time(line.trace, "received", "CANCEL") - trace_time(caller, "sent", "INVITE")
-    shortest = trace_time(caller, "sent", "CANCEL") - trace_time(line.trace, "received", "INVITE")
-    assert shortest.total_seconds() >= HANG_UP_AFTER_MS / 1000
-    assert leg.abandon_s is not None
-    assert shortest.total_seconds() - TICK_S <= leg.abandon_s <= longest.total_seconds() + TICK_S
+    assert leg.ended_at is not None
+    # Offered after the route hook, before the line read the INVITE.
+    assert routed_at(lab, call_id) <= leg.offered_at
+    assert leg.offered_at <= stamp(line.trace, "received", "INVITE")
+    # The caller's CANCEL left the caller's pause after it read the 180; Kamailio saw
+    # it before the line read it.
+    pause = timedelta(milliseconds=HANG_UP_AFTER_MS)
+    assert stamp(caller, "received", "SIP/2.0 180") + pause - SIPP_TICK <= leg.ended_at
+    assert leg.ended_at <= stamp(line.trace, "received", "CANCEL")
+    assert leg.abandon_s is not None and leg.abandon_s >= HANG_UP_AFTER_MS / 1000 - 0.001
 
     figures = quality([leg], SHORT_ABANDON_S)
     assert (figures["offered"], figures["answered"], figures["abandoned"]) == (1, 0, 1)
