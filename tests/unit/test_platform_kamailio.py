@@ -578,3 +578,15 @@ def test_unusable_leg_events_name_the_field(fields: dict[str, Any], field: str) 
 
 def test_a_timed_out_branch_needs_no_code() -> None:
     assert leg(event="failed", timeout=True).status.value == "no_answer"
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text())
+def test_any_mmg_name_gives_a_header_value_sip_can_carry(name: str) -> None:
+    value = kamailio.origin_header("nimes", name)
+    assert value is not None and value.startswith("mmg=nimes")
+    assert value.isascii() and value.isprintable()
+    if value != "mmg=nimes":
+        inner = value.removeprefix('mmg=nimes; name="').removesuffix('"')
+        assert inner and '"' not in inner and "\\" not in inner
+        assert len(inner) <= 120 and inner == inner.strip()
