@@ -112,7 +112,9 @@ class RenderContext:
     it; ``own_number``: the MMG's own number (E.164) to present on a dialled leg, None
     if unknown; ``regulation``: the MMG's regulation line (centre 15 / SAS), the
     failover of platforms that route in one answer (Kamailio); ``sip_gateway``: where
-    numbers are dialled over SIP. An adapter reads what it needs and ignores the rest.
+    numbers are dialled over SIP; ``mmg_name``: the MMG's name from its protocol, for
+    the regulation line to know where a call comes from (Kamailio's
+    ``X-Regulator-Origin``). An adapter reads what it needs and ignores the rest.
     """
 
     urls: HookUrls
@@ -120,6 +122,7 @@ class RenderContext:
     own_number: str | None = None
     regulation: Destination | None = None
     sip_gateway: str | None = None
+    mmg_name: str | None = None
 
 
 class PlatformAdapter(Protocol):

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,11 @@ class Kamailio:
     def log_path(self) -> Path:
         return self.workdir / "kamailio.log"
 
+    @property
+    def event_url(self) -> str:
+        """Where the script posts dial-leg notifications: the route hook's sibling."""
+        return self.service_url.rsplit("/", 1)[0] + "/event"
+
     def command(self) -> list[str]:
         return [
             kamailio_binary(),
@@ -204,6 +210,8 @@ class Kamailio:
             f"SIP_LISTEN=udp:{LOCALHOST}:{self.port}",
             "-A",
             f'REGULATOR_URL="{self.service_url}"',
+            "-A",
+            f'REGULATOR_EVENT_URL="{self.event_url}"',
             "-A",
             f'REGULATION_URI="{self.regulation_uri}"',
             "-A",
@@ -249,13 +257,17 @@ class Destination:
     """A SIPp UAS that answers at most one call (a regulation line, a front desk…).
 
     With ``refuse`` set to a SIP status (486, 503, 603…) it refuses the call with that
-    final reply instead of answering it.
+    final reply instead of answering it. ``scenario`` names another scenario of
+    tests/e2e/sipp (``uas-answer-late.xml``, ``uas-ring-forever.xml``), ``args`` adds
+    sipp options (``-d 3000``: the scenario's pause).
     """
 
     name: str
     port: int
     workdir: Path
     refuse: int | None = None
+    scenario: str | None = None
+    args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -264,7 +276,7 @@ class Destination:
 
     def start(self) -> None:
         self.trace.unlink(missing_ok=True)
-        scenario = SCENARIOS / "uas.xml"
+        scenario = SCENARIOS / (self.scenario or "uas.xml")
         if self.refuse is not None:
             template = (SCENARIOS / "uas-refuse.xml").read_text(encoding="ascii")
             scenario = self.workdir / f"uas-refuse-{self.refuse}.xml"
@@ -288,6 +300,7 @@ class Destination:
                 "-trace_msg",
                 "-message_file",
                 str(self.trace),
+                *self.args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -303,7 +316,21 @@ class Destination:
 
     def answered(self) -> bool:
         """The call was answered and completed here (sipp exits 0 after one call)."""
-        return self.refuse is None and self.process is not None and self.process.poll() == 0
+        return (
+            self.refuse is None
+            and self.scenario != "uas-ring-forever.xml"
+            and self.process is not None
+            and self.process.poll() == 0
+        )
+
+    def finished(self, timeout_s: float = 5.0) -> bool:
+        """Wait for this destination's scenario to end well (sipp exit 0)."""
+        if self.process is None:
+            return False
+        try:
+            return self.process.wait(timeout=timeout_s) == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def refused(self) -> bool:
         """The call reached this refusing destination and was refused (reply ACKed)."""
@@ -320,6 +347,32 @@ class Destination:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+def trace_times(path: Path) -> list[tuple[datetime, str, str]]:
+    """The messages of a sipp ``-trace_msg`` file: (when, ``sent``/``received``, first
+    line), in order. sipp stamps each with the local wall clock to the microsecond:
+    differences between traces of one machine are what SIP took."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    found: list[tuple[datetime, str, str]] = []
+    for block in text.split("----------------------------------------------- ")[1:]:
+        lines = block.splitlines()
+        if len(lines) < 4:
+            continue
+        when = datetime.strptime(lines[0].strip(), "%Y-%m-%d %H:%M:%S.%f")
+        direction = "sent" if " sent " in lines[1] else "received"
+        first = next((line.strip() for line in lines[2:] if line.strip()), "")
+        found.append((when, direction, first))
+    return found
+
+
+def trace_time(path: Path, direction: str, starts: str) -> datetime:
+    """When the first message ``direction`` (sent/received) whose first line starts
+    with ``starts`` (``INVITE``, ``SIP/2.0 200``…) was traced in ``path``."""
+    for when, way, first in trace_times(path):
+        if way == direction and first.startswith(starts):
+            return when
+    raise AssertionError(f"no {starts!r} {direction} in {path}")
 
 
 @dataclass(frozen=True)

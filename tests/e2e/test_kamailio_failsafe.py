@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,12 +39,16 @@ CALLED = "+33466123456"
 
 @dataclass
 class Script:
-    """What the stand-in answers next, and what it received."""
+    """What the stand-in answers next, and what it received: routing requests in
+    ``requests``, dial-leg notifications (``…/event``, answered 204 after
+    ``event_delay_s``) in ``events``."""
 
     status: int = 200
     body: bytes = b""
     delay_s: float = 0.0
+    event_delay_s: float = 0.0
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    events: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,7 +58,15 @@ class _Handler(BaseHTTPRequestHandler):
         script = self.server.script
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        script.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.path.endswith("/event"):
+            script.events.append((headers, body))
+            time.sleep(script.event_delay_s)
+            with contextlib.suppress(OSError):
+                self.send_response(204)
+                self.end_headers()
+            return
+        script.requests.append((headers, body))
         if script.delay_s:
             time.sleep(script.delay_s)
         with contextlib.suppress(OSError):
@@ -77,7 +90,9 @@ def rtjson(*uris_and_routes: tuple[str, str]) -> bytes:
         {"uri": uri, "headers": {"extra": f"X-Regulator-Route: {route}\r\n"}}
         for uri, route in uris_and_routes
     ]
-    return json.dumps({"version": "1.0", "routing": "serial", "routes": routes}).encode()
+    targets = "|".join(route for _, route in uris_and_routes)
+    document = {"version": "1.0", "routing": "serial", "routes": routes, "targets": targets}
+    return json.dumps(document).encode()
 
 
 @dataclass
@@ -202,6 +217,122 @@ def test_service_slower_than_the_http_budget_falls_back_to_the_regulation_line(
     assert landing.header("X-Regulator-Route") == "failsafe"
     # HTTP_TIMEOUT_S is 1 s: the caller did not wait for the slow answer.
     assert time.monotonic() - started < 3.0
+
+
+# ------------------------------------------------------- dial-leg notifications
+
+
+def _notifications(
+    bench: Bench, count: int, timeout_s: float, calls: tuple[str, ...] = ("",)
+) -> list[dict[str, object]]:
+    """The notifications about calls whose Call-ID starts with one of ``calls``, once
+    ``count`` of them came (notifications of earlier tests' calls may still arrive:
+    the timer process posts them one after the other)."""
+
+    def own() -> list[dict[str, object]]:
+        received = [json.loads(body) for _, body in list(bench.script.events)]
+        return [n for n in received if str(n["call_id"]).startswith(calls)]
+
+    deadline = time.monotonic() + timeout_s
+    while len(own()) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for headers, _ in bench.script.events:
+        assert headers["x-regulator-secret"] == SECRET
+        assert headers["content-type"] == "application/json"
+    return own()
+
+
+def test_dial_leg_notifications_never_delay_a_call(bench: Bench) -> None:
+    # The service takes 3 s to take each notification, past Kamailio's 1 s HTTP
+    # budget: the timer process that posts them waits, the calls do not.
+    bench.answer(200, bench.decision())
+    bench.script.event_delay_s = 3.0
+
+    started = time.monotonic()
+    first = bench.call()
+    second = bench.call()
+    took = time.monotonic() - started
+
+    assert (first.name, second.name) == ("desk", "desk"), bench.kamailio.log()[-3000:]
+    assert took < 3.0, took  # four notifications per call were waiting meanwhile
+    notified = _notifications(bench, 8, timeout_s=30, calls=(first.call_id, second.call_id))
+    for landing in (first, second):
+        own = [n for n in notified if n["call_id"] == landing.call_id]
+        assert [(n["event"], n.get("code")) for n in own] == [
+            ("offered", None),
+            ("ringing", 180),
+            ("answered", 200),
+            ("bye", None),
+        ], notified
+        assert {n["target"] for n in own} == {"direct_access"}
+        assert {n["timeout"] for n in own} == {False}
+        times = [float(str(n["at"])) for n in own]
+        assert times == sorted(times)
+        assert all(re.fullmatch(r"[0-9]{10}\.[0-9]{6}", str(n["at"])) for n in own)
+
+
+def test_a_refused_route_is_notified_with_its_sip_code(bench: Bench) -> None:
+    bench.answer(200, bench.decision())
+
+    landing = bench.call(desk_refuses=486)
+
+    assert landing.name == "regulation"
+    notified = [
+        (n["target"], n["event"], n.get("code"))
+        for n in _notifications(bench, 6, timeout_s=10, calls=(landing.call_id,))
+    ]
+    assert notified == [
+        ("direct_access", "offered", None),
+        ("direct_access", "failed", 486),
+        ("regulation", "offered", None),
+        ("regulation", "ringing", 180),
+        ("regulation", "answered", 200),
+        ("regulation", "bye", None),
+    ]
+
+
+def test_a_route_that_cannot_be_sent_is_notified_as_not_reached(bench: Bench) -> None:
+    # tm runs no failure route for a branch it could not send (a host that does
+    # not resolve): the script reports it itself, as tm's own 478, nothing replied.
+    bench.answer(
+        200,
+        rtjson(
+            ("sip:+33466123400@gateway.invalid", "direct_access"),
+            (f"sip:regulation@{LOCALHOST}:{bench.regulation.port}", "regulation"),
+        ),
+    )
+
+    landing = bench.call()
+
+    assert landing.name == "regulation"
+    notified = [
+        (n["target"], n["event"], n.get("code"), n["replied"])
+        for n in _notifications(bench, 3, timeout_s=10, calls=(landing.call_id,))
+    ]
+    assert notified[:3] == [
+        ("direct_access", "offered", None, True),
+        ("direct_access", "failed", 478, False),
+        ("regulation", "offered", None, True),
+    ], notified
+
+
+def test_the_failsafe_line_s_own_refusal_is_notified_and_reaches_the_caller(
+    bench: Bench,
+) -> None:
+    bench.answer(503, b"")  # the service fails: REGULATION_URI, which refuses
+    line = Destination("regulation", bench.regulation.port, bench.root, refuse=603)
+    line.start()
+    try:
+        status = invite_final_status(bench.kamailio.port, CALLER, CALLED)
+    finally:
+        line.stop()
+
+    assert status == 603
+    notified = [
+        (n["target"], n["event"], n.get("code"))
+        for n in _notifications(bench, 2, timeout_s=10, calls=("e2e-final-",))
+    ]
+    assert notified == [("regulation", "offered", None), ("regulation", "failed", 603)]
 
 
 # ------------------------------------------------------------------ failover

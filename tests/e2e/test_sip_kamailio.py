@@ -182,9 +182,14 @@ UNRESOLVABLE_GATEWAY = "trunk.operator.invalid"
 
 
 def start_lab(
-    root: Path, *, kamailio_secret: str = SECRET, gateway: str | None = SIPP_GATEWAY
+    root: Path,
+    *,
+    kamailio_secret: str = SECRET,
+    gateway: str | None = SIPP_GATEWAY,
+    extra_env: dict[str, str] | None = None,
 ) -> SipLab:
-    """A lab whose service uses ``gateway`` as REGULATOR_SIP_GATEWAY (None: unset)."""
+    """A lab whose service uses ``gateway`` as REGULATOR_SIP_GATEWAY (None: unset),
+    and ``extra_env`` (REGULATOR_* settings) on top."""
     kamailio_binary()
     sipp_binary()
     ports = {name: free_port() for name in ("regulation", "desk", "gateway", "failsafe")}
@@ -200,6 +205,7 @@ def start_lab(
         env["REGULATOR_SIP_GATEWAY"] = f"{LOCALHOST}:{ports['gateway']}"
     elif gateway is not None:
         env["REGULATOR_SIP_GATEWAY"] = gateway
+    env.update(extra_env or {})
     service = Service(workdir=root, env=env)
     service.start()
     kamailio = Kamailio(

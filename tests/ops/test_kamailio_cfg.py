@@ -122,7 +122,12 @@ def test_failsafe_branch_says_so_and_has_no_failover_of_its_own() -> None:
     text = _text()
     failsafe = _block(text, "route[FAILSAFE]")
     assert 't_on_branch("FAILSAFE_BRANCH");' in failsafe
-    assert "t_on_failure" not in failsafe
+    # Its failure route only notifies the dial leg: no route past REGULATION_URI.
+    assert failsafe.count("t_on_failure(") == 1
+    assert 't_on_failure("FAILSAFE_FAILED");' in failsafe
+    failed = _block(text, "failure_route[FAILSAFE_FAILED]")
+    for relaying in ("t_relay", "route(NEXT_ROUTE)", "route(FAILSAFE)", "rtjson_next_route"):
+        assert relaying not in failed
     assert 't_reply("503"' in failsafe
     branch = _block(text, "branch_route[FAILSAFE_BRANCH]")
     assert 'append_hf("X-Regulator-Route: failsafe\\r\\n");' in branch
@@ -134,3 +139,53 @@ def test_fails_safe_to_the_regulation_line() -> None:
     regulator = _block(text, "route[REGULATOR]")
     assert regulator.count("route(FAILSAFE);") >= 3
     assert "!= 200" in regulator
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """Every top-level block of the script, by its header (``route[LEG_POST]``…)."""
+    return {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^(\w+(?:\[\w+\])?) \{(.*?)\n\}", text, re.S | re.M)
+    }
+
+
+def test_dial_leg_notifications_are_posted_by_the_timer_process_only() -> None:
+    # The SIP workers must never wait on the network for a notification: only the
+    # routing request (the call needs its answer) and the timer route may post.
+    text = _text()
+    posting = {name for name, body in _blocks(text).items() if "http_client_query(" in body}
+    assert posting == {"route[REGULATOR]", "route[LEG_POST]"}
+    assert 'modparam("rtimer", "exec", "timer=leg_events;route=LEG_POST")' in text
+    assert "mode=1;" in text  # a timer process of its own, not the shared timer
+    assert 'modparam("mqueue", "mqueue", "name=leg_events;size=10000")' in text
+    post = _block(text, "route[LEG_POST]")
+    assert 'while (mq_fetch("leg_events"))' in post
+    assert "REGULATOR_EVENT_URL" in post and "$env(REGULATOR_KAMAILIO_SECRET)" in post
+    assert 'mq_add("leg_events"' in _block(text, "route[LEG_NOTIFY]")
+
+
+@pytest.mark.parametrize(
+    ("block", "event"),
+    [
+        ("route[LEG_BRANCH]", "offered"),
+        ("onreply_route[LEG_REPLY]", "ringing"),
+        ("onreply_route[LEG_REPLY]", "answered"),
+        ("route[LEG_FAILED]", "failed"),
+        ("route[LEG_CANCEL]", "cancel"),
+        ("route[LEG_BYE]", "bye"),
+    ],
+)
+def test_each_dial_leg_event_is_notified_with_kamailio_s_time(block: str, event: str) -> None:
+    text = _text()
+    assert f'$var(leg_event) = "{event}";' in _block(text, block)
+    assert "$TV(Sn)" in _block(text, "route[LEG_NOTIFY]")
+
+
+def test_the_events_reach_the_service_from_every_path_of_a_call() -> None:
+    text = _text()
+    assert "route(LEG_CANCEL);" in _block(text, "request_route")
+    assert "route(LEG_BYE);" in _block(text, "route[WITHINDLG]")
+    assert "route(LEG_FAILED);" in _block(text, "failure_route[REGULATOR_NEXT]")
+    assert "route(LEG_FAILED);" in _block(text, "failure_route[FAILSAFE_FAILED]")
+    for branch in ("branch_route[REGULATOR_BRANCH]", "branch_route[FAILSAFE_BRANCH]"):
+        assert "route(LEG_BRANCH);" in _block(text, branch)

@@ -37,6 +37,8 @@ GATEWAY = "trunk.operator.example"
 REGULATION = Destination(
     number="+33466000015", sip="sip:sas30@regulation.example", label="centre 15"
 )
+#: The headers of a route to the regulation line for a call of the test MMG (nimes).
+REGULATION_EXTRA = "X-Regulator-Route: regulation\r\nX-Regulator-Origin: mmg=nimes\r\n"
 
 
 def decision(route: Route, destination: Destination | None, **kwargs: Any) -> Decision:
@@ -174,7 +176,7 @@ def test_regulation_decision_routes_to_its_sip_uri_then_number_without_duplicate
     document = rtjson(decision(Route.REGULATION, REGULATION, dial_timeout_s=90))
     assert uris(document) == ["sip:sas30@regulation.example", f"sip:+33466000015@{GATEWAY}"]
     for route in document["routes"]:
-        assert route["headers"] == {"extra": "X-Regulator-Route: regulation\r\n"}
+        assert route["headers"] == {"extra": REGULATION_EXTRA}
         assert route["fr_inv_timer"] == 90_000
 
 
@@ -192,16 +194,14 @@ def test_direct_access_goes_first_and_regulation_is_the_failover() -> None:
     assert first["headers"]["extra"] == "X-Regulator-Route: direct_access\r\n"
     assert first["fr_inv_timer"] == 20_000
     for route in failover:
-        assert route["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+        assert route["headers"]["extra"] == REGULATION_EXTRA
         assert "fr_inv_timer" not in route
 
 
 def test_announce_only_destination_is_replaced_by_the_regulation_line() -> None:
     document = rtjson(decision(Route.PHARMACY, Destination(announce="3237")))
     assert uris(document) == ["sip:sas30@regulation.example", f"sip:+33466000015@{GATEWAY}"]
-    assert all(
-        r["headers"]["extra"] == "X-Regulator-Route: regulation\r\n" for r in document["routes"]
-    )
+    assert all(r["headers"]["extra"] == REGULATION_EXTRA for r in document["routes"])
     assert "announce" not in document
 
 
@@ -270,7 +270,7 @@ def test_without_a_gateway_the_desk_by_sip_is_followed_by_regulation_by_sip() ->
     assert uris(document) == ["sip:desk@mmg.example", "sip:sas30@regulation.example"]
     assert [r["headers"]["extra"] for r in document["routes"]] == [
         "X-Regulator-Route: direct_access\r\n",
-        "X-Regulator-Route: regulation\r\n",
+        REGULATION_EXTRA,
     ]
 
 
@@ -294,7 +294,7 @@ def test_with_a_gateway_the_regulation_number_route_closes_the_list() -> None:
         f"sip:+33466123400@{GATEWAY}",
         f"sip:+33466000015@{GATEWAY}",
     ]
-    assert document["routes"][-1]["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+    assert document["routes"][-1]["headers"]["extra"] == REGULATION_EXTRA
 
 
 def _destinations(sip: str, number: str) -> st.SearchStrategy[Destination | None]:
@@ -335,7 +335,7 @@ def test_every_route_is_relayable_and_regulation_comes_last(
         and (regulation.sip is not None or (regulation.number is not None and gateway is not None))
     )
     if reachable:
-        assert document["routes"][-1]["headers"]["extra"] == "X-Regulator-Route: regulation\r\n"
+        assert document["routes"][-1]["headers"]["extra"] == REGULATION_EXTRA
 
 
 # --------------------------------------------------------------- configuration check
@@ -373,3 +373,220 @@ def test_sip_uris_short_codes_and_a_pharmacy_kamailio_never_rings_are_not_named(
         },
     )
     assert kamailio.unreachable_destinations(only_code, None) == []
+
+
+# --------------------------------------------------------------- targets and origin
+
+
+def test_targets_name_each_route_in_order() -> None:
+    document = rtjson(decision(Route.DIRECT_ACCESS, MIXED_DESK, ground=Ground.PROFESSIONAL))
+    assert uris(document) == [
+        "sip:desk@mmg.example",
+        f"sip:+33466123400@{GATEWAY}",
+        "sip:sas30@regulation.example",
+        f"sip:+33466000015@{GATEWAY}",
+    ]
+    assert document["targets"].split(kamailio.TARGETS_SEPARATOR) == [
+        "direct_access",
+        "direct_access",
+        "regulation",
+        "regulation",
+    ]
+
+
+def test_no_routes_no_targets() -> None:
+    document = rtjson(decision(Route.REGULATION, Destination(announce="15")), regulation=None)
+    assert document["routes"] == []
+    assert "targets" not in document
+
+
+def test_only_the_regulation_routes_say_where_the_call_comes_from() -> None:
+    answer = kamailio.render(
+        decision(Route.DIRECT_ACCESS, MIXED_DESK, ground=Ground.PROFESSIONAL),
+        RenderContext(
+            HookUrls(),
+            sip_gateway=None,
+            regulation=REGULATION,
+            mmg_name="Maison médicale de garde de Nîmes",
+        ),
+    )
+    desk, regulation = orjson.loads(answer.body)["routes"]
+    assert "X-Regulator-Origin" not in desk["headers"]["extra"]
+    assert regulation["headers"]["extra"] == (
+        "X-Regulator-Route: regulation\r\n"
+        'X-Regulator-Origin: mmg=nimes; name="Maison medicale de garde de Nimes"\r\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("mmg", "name", "expected"),
+    [
+        (
+            "nimes",
+            "Maison médicale de garde de Nîmes",
+            'mmg=nimes; name="Maison medicale de garde de Nimes"',
+        ),
+        ("coeur", "MMG du Sacré-Cœur", 'mmg=coeur; name="MMG du Sacre-Coeur"'),
+        ("q", 'Dite "la Gare" \\ nord\r\nX-Evil: 1', 'mmg=q; name="Dite la Gare nord X-Evil: 1"'),
+        ("nimes", None, "mmg=nimes"),
+        ("nimes", "日本", "mmg=nimes"),
+        (None, "Nîmes", None),
+        ("bad id; x=1", "Nîmes", None),
+    ],
+)
+def test_origin_header_is_ascii_and_cannot_break_the_sip_header(
+    mmg: str | None, name: str | None, expected: str | None
+) -> None:
+    value = kamailio.origin_header(mmg, name)
+    assert value == expected
+    if value is not None:
+        assert value.isascii() and "\r" not in value and "\n" not in value
+
+
+def test_origin_name_is_cut_to_a_sane_length() -> None:
+    value = kamailio.origin_header("nimes", "é" * 500)
+    assert value == 'mmg=nimes; name="' + "e" * 120 + '"'
+
+
+# --------------------------------------------------------------- dial-leg events
+
+EVENT_URL = "https://regulator.example/hooks/kamailio/event"
+
+
+def leg_request(**fields: Any) -> HookRequest:
+    body = {"call_id": "a84b4c76e66710@pc33.example", "target": "regulation", **fields}
+    return HookRequest(
+        "POST", EVENT_URL, {"x-regulator-secret": SECRET}, {}, _json_bytes(body), {}, NOW
+    )
+
+
+def leg(**fields: Any) -> Any:
+    event = kamailio.parse_leg(leg_request(**fields))
+    assert event is not None
+    return event
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"event": "offered"}, "offered"),
+        ({"event": "ringing", "code": 180}, "ringing"),
+        ({"event": "ringing", "code": 183}, "ringing"),
+        ({"event": "answered", "code": 200}, "answered"),
+        ({"event": "cancel"}, "abandoned"),
+        ({"event": "bye"}, "completed"),
+        ({"event": "failed", "code": 486}, "busy"),
+        ({"event": "failed", "code": 600}, "busy"),
+        ({"event": "failed", "code": 603}, "busy"),
+        ({"event": "failed", "code": 408}, "no_answer"),
+        ({"event": "failed", "code": 480}, "no_answer"),
+        ({"event": "failed", "code": 487, "timeout": True}, "no_answer"),
+        ({"event": "failed", "code": 408, "timeout": True}, "no_answer"),
+        ({"event": "failed", "code": 487}, "failed"),
+        ({"event": "failed", "code": 404}, "failed"),
+        ({"event": "failed", "code": 503}, "failed"),
+        ({"event": "failed", "code": 302}, "failed"),
+        ({"event": "failed", "code": "486"}, "busy"),
+        # Nothing came back: tm's reply timer (a silent host), an unresolvable one.
+        ({"event": "failed", "code": 408, "timeout": True, "replied": False}, "failed"),
+        ({"event": "failed", "code": 478, "replied": False}, "failed"),
+        ({"event": "failed", "code": 486, "replied": True}, "busy"),
+        ({"event": "FAILED", "code": 486}, "busy"),
+    ],
+)
+def test_sip_events_map_to_leg_statuses(fields: dict[str, Any], status: str) -> None:
+    event = leg(**fields, at="1800000000.250000")
+    assert event.status.value == status
+    assert event.target is Route.REGULATION
+    assert event.call_id == "a84b4c76e66710@pc33.example"
+    assert event.platform == "kamailio"
+    assert event.mmg == ""  # the router fills it from the call's route history
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        ("1800000000.123456", "2027-01-15T08:00:00.123456+00:00"),
+        ("1800000000.5", "2027-01-15T08:00:00.500000+00:00"),
+        ("1800000000.123456789", "2027-01-15T08:00:00.123456+00:00"),
+        ("1800000000", "2027-01-15T08:00:00+00:00"),
+        (1800000000, "2027-01-15T08:00:00+00:00"),
+        (" 1800000001.000001 ", "2027-01-15T08:00:01.000001+00:00"),
+    ],
+)
+def test_kamailio_time_is_read_to_the_microsecond(at: object, expected: str) -> None:
+    assert leg(event="offered", at=at).at.isoformat() == expected
+
+
+def test_without_a_time_the_receipt_time_is_used() -> None:
+    assert leg(event="offered").at.timestamp() == NOW
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "١٨٠٠٠٠٠٠٠٠",  # Arabic-Indic digits: str.isdigit() says yes, Kamailio never sends them
+        "１８００００００００",  # full-width digits
+        "1800000000.",
+        ".5",
+        "1800000000,5",
+        "-1800000000",
+        "1.8e9",
+        "0x6b49d200",
+        "1800000000.12a",
+        1800000000.5,
+        True,
+        [],
+        "9" * 13,
+        "1700000000",  # months ago: not a time this script just wrote
+        "1900000000",  # years ahead
+    ],
+)
+def test_a_time_that_is_not_kamailio_s_is_refused_naming_the_field(at: object) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        leg(event="offered", at=at)
+    assert err.value.field == "at"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"event": "ringing", "call_id": None}, "call_id"),
+        ({"event": "ringing", "target": None}, "target"),
+        ({"event": "ringing", "target": "menu"}, "target"),
+        ({"event": "ringing", "target": "closed"}, "target"),
+        ({"event": "ringing", "target": "centre15"}, "target"),
+        ({"target": "regulation"}, "event"),
+        ({"event": "hangup"}, "event"),
+        ({"event": "failed"}, "code"),
+        ({"event": "failed", "code": 200}, "code"),
+        ({"event": "failed", "code": 99}, "code"),
+        ({"event": "failed", "code": 700}, "code"),
+        ({"event": "failed", "code": "４８６"}, "code"),
+        ({"event": "failed", "code": True}, "code"),
+        ({"event": "ringing", "code": 200}, "code"),
+        ({"event": "answered", "code": 180}, "code"),
+        ({"event": "failed", "code": 486, "timeout": "yes"}, "timeout"),
+        ({"event": "failed", "code": 486, "replied": 0}, "replied"),
+    ],
+)
+def test_unusable_leg_events_name_the_field(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(BadHookRequest) as err:
+        leg(**fields)
+    assert err.value.field == field
+
+
+def test_a_timed_out_branch_needs_no_code() -> None:
+    assert leg(event="failed", timeout=True).status.value == "no_answer"
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text())
+def test_any_mmg_name_gives_a_header_value_sip_can_carry(name: str) -> None:
+    value = kamailio.origin_header("nimes", name)
+    assert value is not None and value.startswith("mmg=nimes")
+    assert value.isascii() and value.isprintable()
+    if value != "mmg=nimes":
+        inner = value.removeprefix('mmg=nimes; name="').removesuffix('"')
+        assert inner and '"' not in inner and "\\" not in inner
+        assert len(inner) <= 120 and inner == inner.strip()

@@ -108,6 +108,7 @@ class Hooks:
             own_number=self._own_number(protocol, call),
             regulation=regulation_destination(protocol) if protocol else decision.destination,
             sip_gateway=self.settings.sip_gateway,
+            mmg_name=protocol.name if protocol else None,
         )
         return ADAPTERS[platform].render(decision, ctx)
 

@@ -110,6 +110,8 @@ HOOK_ROUTES: Final[tuple[HookRoute, ...]] = (
     HookRoute(Platform.VONAGE, "GET", "/hooks/vonage/whisper", Kind.WHISPER),
     HookRoute(Platform.VONAGE, "POST", "/hooks/vonage/whisper", Kind.WHISPER),
     HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/route", Kind.CALL),
+    # The script's dial-leg notifications (mqueue + rtimer: never on the SIP worker)
+    HookRoute(Platform.KAMAILIO, "POST", "/hooks/kamailio/event", Kind.LEG),
     HookRoute(
         Platform.GENERIC, "POST", "/hooks/generic/call", Kind.CALL, parse=generic.parse_call_target
     ),
