@@ -272,3 +272,41 @@ def test_a_regulation_line_that_never_answers_gives_an_abandoned_leg_when_the_ca
     assert delta(before, after, "regulator_legs_offered_total") == 1
     assert delta(before, after, "regulator_legs_abandoned_total") == 1
     assert delta(before, after, "regulator_answer_delay_seconds_count") == 0
+
+
+def test_the_month_report_gives_the_answer_quality_of_the_legs_the_calls_left(
+    lab: SipLab,
+) -> None:
+    """The report's ``answer_quality.regulation`` (what the API and the CLI serve) is
+    that of the legs the two calls above left: one answered after 3 s, one abandoned
+    after 4 s (``REGULATOR_SHORT_ABANDON_S`` = 2 s in this lab)."""
+    from regulator.protocols import load_protocols
+    from regulator.reporting import month_report
+
+    protocol = load_protocols(lab.root / "protocols").get(MMG)
+    assert protocol is not None
+
+    async def read() -> tuple[list[Leg], dict[str, object]]:
+        store = SqliteStore(lab.root / "var" / SQLITE_FILENAME)
+        await store.open()
+        try:
+            now = datetime.now(UTC)
+            month = now.astimezone(protocol.tz).strftime("%Y-%m")
+            legs = await store.legs(MMG, now - timedelta(hours=1), now + timedelta(hours=1))
+            report = await month_report(store, protocol, month, short_abandon_s=SHORT_ABANDON_S)
+            return legs, report
+        finally:
+            await store.close()
+
+    legs, report = asyncio.run(read())
+    regulation = [leg for leg in legs if leg.target is Route.REGULATION]
+    outcomes = sorted(str(leg.outcome) for leg in regulation)
+    print("legs:", outcomes)
+    assert outcomes == ["abandoned", "answered"]
+    block = report["answer_quality"]["regulation"]  # type: ignore[index]
+    print("report:", {k: v for k, v in block.items() if k != "by_hour"})
+    assert {k: v for k, v in block.items() if k != "by_hour"} == quality(
+        regulation, SHORT_ABANDON_S
+    )
+    assert (block["offered"], block["answered"], block["abandoned"]) == (2, 1, 1)
+    assert (block["answer_rate"], block["qs60"]) == (0.5, 0.5)
