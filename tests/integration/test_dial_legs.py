@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from regulator.core.answer_quality import quality
 from regulator.core.legs import Leg, LegOutcome
 from regulator.web import keys
 from tests.support.app import (
@@ -374,6 +375,21 @@ async def test_recorded_callback_sequences_give_the_exact_figures(
         leg = by_call[p.call_id]
         assert leg.platform == platform, name
         check_leg(leg, p)
+
+    # The report's block of these legs (core/answer_quality): waits 20, 25, 25, 30, 75 s.
+    assert quality(legs, SHORT_ABANDON_S) == {
+        "offered": OFFERED,
+        "answered": 5,
+        "answer_rate": 0.625,
+        "answered_within_60s": 4,
+        "qs60": 0.5,
+        "qs60_of_answered": 0.8,
+        "qs30": 0.5,
+        "abandoned": ABANDONED,
+        "short_abandons": 1,
+        "wait_median_s": 25.0,
+        "wait_p90_s": 75.0,
+    }
 
     text = await (await client.get("/metrics")).text()
     assert metric(text, "regulator_legs_offered_total") == OFFERED

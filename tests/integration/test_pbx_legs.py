@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from regulator.core.answer_quality import quality
 from regulator.core.legs import Leg, LegOutcome
 from regulator.core.models import Route
 from regulator.platforms import jambonz
@@ -113,6 +114,21 @@ def check(legs: dict[str, Leg], prefix: str) -> None:
         assert leg.answered_at == (at(case.answered_s) if case.answered_s is not None else None)
         assert leg.ended_at == at(case.ended_s), case.name
         assert leg.outcome is case.outcome, case.name
+    # The figures, from these six legs (the report's block, core/answer_quality).
+    mine = [legs[f"{prefix}-{case.name}"] for case in CASES]
+    assert quality(mine, 15) == {
+        "offered": 5,
+        "answered": 2,
+        "answer_rate": 0.4,
+        "answered_within_60s": 1,
+        "qs60": 0.2,
+        "qs60_of_answered": 0.5,
+        "qs30": 0.2,
+        "abandoned": 1,
+        "short_abandons": 1,
+        "wait_median_s": 25.0,
+        "wait_p90_s": 75.0,
+    }
 
 
 async def check_metrics(client: AppClient) -> None:
