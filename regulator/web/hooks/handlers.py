@@ -6,9 +6,18 @@ platform has no secret configured, 403 for a bad signature — no call record), 
 through :class:`~regulator.calls.CallRouter`, render the platform's answer. After
 authentication nothing reaches the platform but a valid answer: any failure
 becomes the fail-safe route to centre 15 (never a 5xx, never a stack trace).
-Retried webhooks get the answer given the first time (answer cache), except failed
-dials: each one is decided again from the call's route history, so a repeated
-failure report can never bring the caller back to a destination already offered.
+Retried webhooks get the answer given the first time, except failed dials: each one
+is decided again from the call's route history, so a repeated failure report can
+never bring the caller back to a destination already offered.
+
+Replays (issue 18): the answer cache is per process, so a retry or replay may reach a
+replica that never saw the call, or this one after a restart. A later-stage webhook
+(menu digits) then reads its first answer from the store (kept 24 h, written behind
+by the call writer) and routes nothing again. The first webhook of a call waits on no
+store read: it is decided again (the same decision, made afresh), and the write path
+settles whether its record is the call's first; only then is it counted and shown
+(:meth:`CallRouter.records_settled`). With the store down, both guards fall back to
+the per-process cache (a replay on another replica is then decided and counted again).
 """
 
 from __future__ import annotations
@@ -201,6 +210,11 @@ class Hooks:
         key = (platform.value, call.call_id, call.stage.value, call.digits or "")
         if failure is None:
             cached = self.answers.get(key)
+            if cached is None:  # another replica, or before a restart: the store knows
+                stored = await self.router.first_answer(*key[:2], call.stage, key[3])
+                if stored is not None:
+                    cached = Answer(stored.body, stored.content_type)
+                    self.answers.put(key, cached)
             if cached is not None:
                 out.cached = True
                 return cached
@@ -214,6 +228,9 @@ class Hooks:
         answer = self._render(platform, decision, base, call)
         if failure is None:
             self.answers.put(key, answer)
+            self.router.keep_answer(
+                key[0], key[1], call.stage, key[3], answer.body, answer.content_type
+            )
         return answer
 
     async def _dial_failed(
