@@ -377,7 +377,8 @@ class CallRouter:
     async def event(self, ev: CallEvent) -> None:
         """A status callback: completes the call record (status, duration) and, once the
         call has ended, publishes :class:`CallEnded` (before the callback is answered,
-        so the outbox journals ``call.completed`` as it does ``call.routed``)."""
+        so the outbox journals ``call.completed`` as it does ``call.routed``; after the
+        call's ``call.routed`` when that still waits for the write path)."""
         self._submit_status(ev)
         if ev.status not in FINAL_STATUSES or not self.events.wants(CallEnded):
             return
@@ -386,6 +387,10 @@ class CallRouter:
             log.warning("ended_call_unknown", status=ev.status)
             return
         self._recent.pop(ev.call_id, None)
+        waiting = self._unsettled.get(ev.call_id)
+        if waiting is not None:  # after its call.routed, which waits for the store
+            waiting.later.append(CallEnded(ended))
+            return
         self.events.publish(CallEnded(ended))
 
     async def leg_event(self, ev: LegEvent) -> None:
@@ -470,7 +475,7 @@ class _Unsettled:
 
     record: CallRecord
     decision: Decision
-    later: list[CallRouted] = dataclasses.field(default_factory=list)
+    later: list[CallRouted | CallEnded] = dataclasses.field(default_factory=list)
 
 
 def _merge(first: tuple[Route, ...], second: tuple[Route, ...]) -> tuple[Route, ...]:
