@@ -117,6 +117,9 @@ class CallRouter:
         # later decisions taken meanwhile: counted and published once the write path
         # settled that this record was the call's first (records_settled).
         self._unsettled: OrderedDict[str, _Unsettled] = OrderedDict()
+        # Call ids whose first CallRouted this process published (bounded): a record
+        # spooled during an outage (published then) and replayed later is not again.
+        self._published: OrderedDict[str, None] = OrderedDict()
         if writer.on_records is None:
             writer.on_records = self.records_settled
 
@@ -312,20 +315,33 @@ class CallRouter:
 
         None (the store failed, the record went to the spool): today's behaviour, the
         call is counted and published at once as first, since nothing can tell yet; a
-        replay during an outage may then count twice. Records this replica did not
-        submit since it started (a previous process's spool or journal) are in the
-        store for the reports, but neither counted nor published again."""
+        replay during an outage may then count twice. A record this process did not
+        submit (a previous process's journal or spool, replayed after a restart) that
+        the store takes as new is published (the outbox must learn of an answered call
+        even after a ``kill -9``) but not counted: that process's counters died with it."""
         for record, new in zip(records, new_flags, strict=True):
             waiting = self._unsettled.pop(record.call_id, None)
-            if waiting is None:  # settled already (an earlier record of the call)
+            if waiting is None:
+                if new is True and record.call_id not in self._published:
+                    # A previous process answered the call and died before the store
+                    # had it (its journal, replayed): the outbox must still learn of
+                    # it (event ids are derived, a receiver de-duplicates).
+                    self._publish_first(record, _decision_of(record))
                 continue
             if new is False:
                 log.info("webhook_replay_not_counted", call_id=record.call_id)
             else:
                 self._count(record, waiting.decision)
-                self.events.publish(CallRouted(record, waiting.decision, True))
+                self._publish_first(record, waiting.decision)
             for later in waiting.later:
                 self.events.publish(later)
+
+    def _publish_first(self, record: CallRecord, decision: Decision) -> None:
+        self._published[record.call_id] = None
+        self._published.move_to_end(record.call_id)
+        while len(self._published) > OFFERED_MEMORY_CALLS:
+            self._published.popitem(last=False)
+        self.events.publish(CallRouted(record, decision, True))
 
     def _count(self, record: CallRecord, decision: Decision) -> None:
         labels = (
@@ -467,6 +483,19 @@ class CallRouter:
                 duration_s=ev.duration_s,
             )
         )
+
+
+def _decision_of(record: CallRecord) -> Decision:
+    """The decision as a record keeps it (what CallRouted's subscribers read)."""
+    return Decision(
+        mmg=record.mmg,
+        route=record.route,
+        rule=record.rule,
+        destination=None,
+        ground=record.ground,
+        day_type=record.day_type,
+        failsafe=record.failsafe,
+    )
 
 
 @dataclass(slots=True)

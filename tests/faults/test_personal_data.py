@@ -164,7 +164,9 @@ def exercise(service: Service) -> int:
     )
 
     body = orjson.dumps({"call_id": "GENpii", "from": GENERIC_CALLER, "to": NIMES})
-    signature = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    signature = generic.sign(
+        GENERIC_SECRET, body, int(time.time()), method="POST", path="/hooks/generic/call"
+    )
     count(
         request(
             service,

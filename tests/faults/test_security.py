@@ -149,8 +149,12 @@ SIGNING: dict[str, Signing] = {
         "application/json",
         JSON_BODY,
         "X-Regulator-Signature",
-        generic.sign("wrong-secret", JSON_BODY, int(time.time())),
-        lambda path: generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
+        generic.sign(
+            "wrong-secret", JSON_BODY, int(time.time()), method="POST", path="/hooks/generic/call"
+        ),
+        lambda path: generic.sign(
+            GENERIC_SECRET, JSON_BODY, int(time.time()), method="POST", path=path
+        ),
     ),
     "asterisk": (
         "application/x-www-form-urlencoded",
@@ -296,7 +300,13 @@ async def test_a_signature_is_bound_to_its_url_and_body(client: AppClient) -> No
         (
             "/hooks/generic/call",
             "X-Regulator-Signature",
-            generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
+            generic.sign(
+                GENERIC_SECRET,
+                JSON_BODY,
+                int(time.time()),
+                method="POST",
+                path="/hooks/generic/call",
+            ),
         ),
     ):
         status = await raw_request(
@@ -349,7 +359,9 @@ async def post_generic_at(client: AppClient, t: int) -> int:
         "/hooks/generic/call",
         data=body,
         headers={
-            "X-Regulator-Signature": generic.sign(GENERIC_SECRET, body, t),
+            "X-Regulator-Signature": generic.sign(
+                GENERIC_SECRET, body, t, method="POST", path="/hooks/generic/call"
+            ),
             "Content-Type": "application/json",
         },
     )

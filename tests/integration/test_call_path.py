@@ -493,7 +493,9 @@ async def test_generic_garbage_body_fails_safe_with_a_valid_answer(client: AppCl
     t = int(time.time())
     from regulator.platforms import generic
 
-    header = generic.sign("generic-shared-secret", body, t)
+    header = generic.sign(
+        "generic-shared-secret", body, t, method="POST", path="/hooks/generic/call"
+    )
     resp = await client.post(
         "/hooks/generic/call", data=body, headers={"X-Regulator-Signature": header}
     )

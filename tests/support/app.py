@@ -137,7 +137,8 @@ async def post_generic(
     client: AppClient, path: str, payload: dict[str, Any], *, t: int | None = None
 ) -> tuple[int, Any]:
     body = orjson.dumps(payload)
-    header = generic.sign(GENERIC_SECRET, body, int(time.time()) if t is None else t)
+    stamp = int(time.time()) if t is None else t
+    header = generic.sign(GENERIC_SECRET, body, stamp, method="POST", path=path)
     resp = await client.post(
         path,
         data=body,
