@@ -15,10 +15,22 @@ from pathlib import Path
 import orjson
 import pytest_asyncio
 
+from regulator.core.models import Platform
 from regulator.ports import FixedClock
 from regulator.storage.redis import RedisStore
+from regulator.web import keys
 from regulator.web.app import create_app
-from tests.support.app import GENERIC_SECRET, NIMES, AppClient, ClientFactory, make_settings
+from regulator.web.hooks.wire import callback_key, hook_urls
+from tests.support.app import (
+    GENERIC_SECRET,
+    NIMES,
+    PUBLIC,
+    VONAGE_SECRET,
+    AppClient,
+    ClientFactory,
+    make_settings,
+    vonage_headers,
+)
 from tests.support.clock import paris
 
 CALLER = "+33611223344"
@@ -90,3 +102,81 @@ async def test_generic_signature_covers_method_path_and_body(client: AppClient) 
     accepted = [name for name, status in tried.items() if status == 200]
     assert accepted == ["right method, path and body"], tried
     assert all(status == 403 for name, status in tried.items() if name not in accepted)
+
+
+# ------------------------------------------------------------------------ Vonage
+
+
+async def _vonage(
+    client: AppClient, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> int:
+    resp = await client.post(path, data=body, headers=headers or vonage_headers(body))
+    return resp.status
+
+
+async def test_a_vonage_token_is_good_for_one_request_on_any_replica(
+    aiohttp_client: ClientFactory, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    a = await replica(aiohttp_client, tmp_path / "a", redis_url, redis_prefix)
+    b = await replica(aiohttp_client, tmp_path / "b", redis_url, redis_prefix)
+    body = orjson.dumps(
+        {"uuid": "leg-1", "conversation_uuid": "CONV-jti", "status": "ringing", "to": NIMES}
+    )
+    headers = vonage_headers(body)  # one signed token, sent three times
+    statuses = [
+        await _vonage(a, "/hooks/vonage/event", body, headers),
+        await _vonage(a, "/hooks/vonage/event", body, headers),
+        await _vonage(b, "/hooks/vonage/event", body, headers),
+    ]
+    accepted = sum(1 for s in statuses if s < 300)
+    print(f"one Vonage token sent 3 times on 2 replicas: {accepted} accepted {statuses}")
+    assert statuses == [204, 403, 403]
+
+
+async def test_a_vonage_token_without_jti_is_refused(client: AppClient) -> None:
+    body = orjson.dumps({"uuid": "leg-2", "conversation_uuid": "CONV-nojti", "status": "ringing"})
+    headers = vonage_headers(body, jti=None)
+    status = await _vonage(client, "/hooks/vonage/event", body, headers)
+    print(f"Vonage token without jti: {status}")
+    assert status == 403
+
+
+async def test_a_forged_callback_query_is_not_trusted(client: AppClient) -> None:
+    store = client.app[keys.STORE]
+    answer = orjson.dumps(
+        {"uuid": "leg-v", "conversation_uuid": "CONV-victim", "from": CALLER, "to": NIMES}
+    )
+    assert await _vonage(client, "/hooks/vonage/answer", answer) == 200
+    await client.app[keys.WRITER].flush()
+    before = await store.get_call("CONV-victim")
+    assert before is not None
+    # Our own callback URL, as an NCCO gives it: signed.
+    signed = hook_urls(PUBLIC, Platform.VONAGE, "nimes", "CONV-victim", key=b"k").event
+    print(f"our callback URL: {signed}")
+    assert "&sig=" in signed
+    # An authentic Vonage event for another call, sent to a query naming the victim.
+    event = orjson.dumps(
+        {"uuid": "leg-x", "conversation_uuid": "CONV-other", "status": "completed"}
+    )
+    forged = [
+        "/hooks/vonage/event?call_id=CONV-victim&mmg=nimes",
+        "/hooks/vonage/event?call_id=CONV-victim&mmg=nimes&sig=0123456789abcdef0123456789abcdef",
+        signed.removeprefix(PUBLIC),  # signed with another key than this service's
+    ]
+    for path in forged:
+        assert await _vonage(client, path, event) < 300
+    await client.app[keys.WRITER].flush()
+    victim = await store.get_call("CONV-victim")
+    assert victim is not None
+    print(
+        f"{len(forged)} forged callback queries naming another call: victim's status"
+        f" {before.status!r} → {victim.status!r}"
+    )
+    assert victim.status == before.status
+    # The URL this service signed is trusted.
+    hooks_key = callback_key(Platform.VONAGE, VONAGE_SECRET)
+    real = hook_urls(PUBLIC, Platform.VONAGE, "nimes", "CONV-victim", key=hooks_key).event
+    assert await _vonage(client, real.removeprefix(PUBLIC), event) < 300
+    await client.app[keys.WRITER].flush()
+    victim = await store.get_call("CONV-victim")
+    assert victim is not None and victim.status == "completed"

@@ -111,17 +111,22 @@ async def post_twilio(
     return resp.status, await resp.text()
 
 
-def vonage_headers(body: bytes) -> dict[str, str]:
+def vonage_headers(body: bytes, *, jti: str | None = "") -> dict[str, str]:
+    """A fresh Vonage token for ``body`` (a new ``jti`` each time unless given; None:
+    a token without one)."""
     import hashlib
+    import uuid
 
-    claims = {
+    claims: dict[str, Any] = {
         "iat": int(time.time()),
-        "jti": f"jti-{time.monotonic_ns()}",
+        "jti": jti or str(uuid.uuid4()),
         "iss": "Vonage",
         "payload_hash": hashlib.sha256(body).hexdigest(),
         "api_key": "abcd1234",
         "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
     }
+    if jti is None:
+        del claims["jti"]
     token = jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
