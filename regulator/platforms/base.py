@@ -123,18 +123,21 @@ class CallbackUrl(str):
 
 
 def _callback_mac(path: str, pairs: list[tuple[str, str]], key: bytes) -> str:
-    # Sorted and re-encoded: the platform may re-order or re-quote the query; the path
+    # Over the CALLBACK_PARAMS only, sorted and re-encoded: a platform may re-order or
+    # re-quote the query, or add its own fields to it (httapi's GET profile); the path
     # is included so a signed query can't be moved to another of our callbacks.
-    canonical = path.encode() + b"\n" + urlencode(sorted(pairs)).encode()
+    signed = sorted((k, v) for k, v in pairs if k in CALLBACK_PARAMS)
+    canonical = path.encode() + b"\n" + urlencode(signed).encode()
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:_SIG_CHARS]
 
 
 def sign_callback(url: str, key: bytes) -> str:
-    """``url`` with ``sig=<HMAC-SHA256(key, path + "\\n" + sorted query)>`` appended
-    last (a :class:`CallbackUrl`); a URL without query is returned as it is."""
+    """``url`` with ``sig=<HMAC-SHA256(key, path + "\\n" + sorted CALLBACK_PARAMS)>``
+    appended last (a :class:`CallbackUrl`); a URL without any of those is returned as
+    it is. A parameter the service is to trust must be one of :data:`CALLBACK_PARAMS`."""
     parts = urlsplit(_SIG.sub("", url))
     pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig"]
-    if not pairs:
+    if not any(k in CALLBACK_PARAMS for k, _ in pairs):
         return CallbackUrl(parts.geturl(), key)
     signed = f"{parts.geturl()}&sig={_callback_mac(parts.path, pairs, key)}"
     return CallbackUrl(signed, key)

@@ -131,3 +131,23 @@ async def test_replayed_gather_does_not_route_again_on_another_replica(
     assert routed == 0
     assert after["calls_by_route"] == before["calls_by_route"]
     assert history is not None and history.routes == (Route.PHARMACY,)
+
+
+async def test_with_the_store_down_a_call_is_counted_and_shown_as_before(
+    aiohttp_client: ClientFactory, tmp_path: Path, clock: FixedClock
+) -> None:
+    """The fallback: the record goes to the spool, nothing can settle "first or repeat",
+    so the call is counted and published as soon as it is spooled (today's behaviour)."""
+    dead = RedisStore(f"unix://{tmp_path}/no-redis.sock", prefix="dead")
+    (tmp_path / "down").mkdir()
+    down = Replica(await aiohttp_client(create_app(make_settings(tmp_path / "down"), dead, clock)))
+    params = {"CallSid": "CAdown1", "From": CALLER, "To": NIMES}
+    clock.set(paris("2026-11-25T09:00"))  # closed: no pending-referral read, a plain dial
+    status, body = await post_twilio(down.client, "/hooks/twilio/voice", params)
+    assert status == 200 and "<Dial" in body
+    await down.settle()
+    spooled = down.client.app[keys.WRITER].spooled
+    counted, shown = down.calls_total(), down.first_events()
+    print(f"store down: spooled={spooled}, counted={counted:.0f}, shown={shown}")
+    assert spooled >= 1
+    assert (counted, shown) == (1, 1)
