@@ -18,6 +18,7 @@ import pytest_asyncio
 from regulator.core.models import Platform
 from regulator.ports import FixedClock
 from regulator.storage.redis import RedisStore
+from regulator.storage.sqlite import SqliteStore
 from regulator.web import keys
 from regulator.web.app import create_app
 from regulator.web.hooks.wire import callback_key, hook_urls
@@ -59,10 +60,14 @@ async def replica(
 
 
 @pytest_asyncio.fixture
-async def client(
-    aiohttp_client: ClientFactory, tmp_path: Path, redis_url: str, redis_prefix: str
-) -> AppClient:
-    return await replica(aiohttp_client, tmp_path / "a", redis_url, redis_prefix)
+async def client(aiohttp_client: ClientFactory, tmp_path: Path) -> AppClient:
+    """One app instance on a real SQLite store (the two-replica test uses Redis).
+
+    Not Redis here: an app on Redis that served no webhook hangs at teardown (seen on
+    the base commit too, unrelated to these checks)."""
+    store = SqliteStore(tmp_path / "regulator.sqlite3")
+    clock = FixedClock(paris("2026-11-24T21:00"))
+    return await aiohttp_client(create_app(make_settings(tmp_path), store, clock))
 
 
 async def _post(client: AppClient, path: str, body: bytes, header: str) -> int:
