@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,7 @@ from regulator.core.models import (
     CallUpdate,
     Decision,
     DecisionContext,
+    HookAnswer,
     Route,
     Stage,
     offered_by,
@@ -111,6 +113,15 @@ class CallRouter:
         # call id → (MMG, destinations offered in order): the second line of defence
         # against offering a destination twice when the store cannot answer.
         self._offered: OrderedDict[str, tuple[str | None, tuple[Route, ...]]] = OrderedDict()
+        # call id → its first record and decision as this replica submitted them, and the
+        # later decisions taken meanwhile: counted and published once the write path
+        # settled that this record was the call's first (records_settled).
+        self._unsettled: OrderedDict[str, _Unsettled] = OrderedDict()
+        # Call ids whose first CallRouted this process published (bounded): a record
+        # spooled during an outage (published then) and replayed later is not again.
+        self._published: OrderedDict[str, None] = OrderedDict()
+        if writer.on_records is None:
+            writer.on_records = self.records_settled
 
     def failsafe(
         self, reason: str, protocol: Protocol | None = None, *, regulation_offered: bool = False
@@ -270,34 +281,85 @@ class CallRouter:
         if self.events.wants(CallEnded) or protocol.messages.whisper_caller:
             self._remember_record(record, first)
         if first:
+            # Counted and published once the store settled that this record is the
+            # call's first (records_settled): a replayed first webhook, on any replica
+            # or after a restart, is decided again but counts and shows nothing.
+            self._unsettled[call.call_id] = _Unsettled(record, decision)
+            self._unsettled.move_to_end(call.call_id)
+            while len(self._unsettled) > OFFERED_MEMORY_CALLS:
+                self._unsettled.popitem(last=False)
             self.writer.submit_record(record)
-            labels = (
-                protocol.id,
-                call.platform.value,
-                decision.route.value,
-                decision.ground.value if decision.ground else "",
+            return
+        self.writer.submit_update(
+            CallUpdate(
+                call_id=call.call_id,
+                mmg=protocol.id,
+                month=month,
+                route=decision.route,
+                ground=decision.ground,
+                rule=decision.rule,
+                offered=entry,
             )
-            counter = self._calls_counters.get(labels)
-            if counter is None:
-                mmg, platform, route, ground = labels
-                counter = self.metrics.calls.labels(
-                    mmg=mmg, platform=platform, route=route, ground=ground
-                )
-                self._calls_counters[labels] = counter
-            counter.inc()
-        else:
-            self.writer.submit_update(
-                CallUpdate(
-                    call_id=call.call_id,
-                    mmg=protocol.id,
-                    month=month,
-                    route=decision.route,
-                    ground=decision.ground,
-                    rule=decision.rule,
-                    offered=entry,
-                )
+        )
+        waiting = self._unsettled.get(call.call_id)
+        if waiting is not None:  # the call is not on the consoles yet: keep the order
+            waiting.later.append(CallRouted(record, decision, False))
+            return
+        self.events.publish(CallRouted(record, decision, False))
+
+    def records_settled(
+        self, records: Sequence[CallRecord], new_flags: Sequence[bool | None]
+    ) -> None:
+        """The write path settled ``records`` (CallWriter ``on_records``): for each one
+        this replica submitted, count it in ``regulator_calls_total`` and publish
+        :class:`CallRouted` (consoles, SSE, outbox) if it was the call's first record
+        (True), drop it silently if the store already had one (False: a replay).
+
+        None (the store failed, the record went to the spool): today's behaviour, the
+        call is counted and published at once as first, since nothing can tell yet; a
+        replay during an outage may then count twice. A record this process did not
+        submit (a previous process's journal or spool, replayed after a restart) that
+        the store takes as new is published (the outbox must learn of an answered call
+        even after a ``kill -9``) but not counted: that process's counters died with it."""
+        for record, new in zip(records, new_flags, strict=True):
+            waiting = self._unsettled.pop(record.call_id, None)
+            if waiting is None:
+                if new is True and record.call_id not in self._published:
+                    # A previous process answered the call and died before the store
+                    # had it (its journal, replayed): the outbox must still learn of
+                    # it (event ids are derived, a receiver de-duplicates).
+                    self._publish_first(record, _decision_of(record))
+                continue
+            if new is False:
+                log.info("webhook_replay_not_counted", call_id=record.call_id)
+            else:
+                self._count(record, waiting.decision)
+                self._publish_first(record, waiting.decision)
+            for later in waiting.later:
+                self.events.publish(later)
+
+    def _publish_first(self, record: CallRecord, decision: Decision) -> None:
+        self._published[record.call_id] = None
+        self._published.move_to_end(record.call_id)
+        while len(self._published) > OFFERED_MEMORY_CALLS:
+            self._published.popitem(last=False)
+        self.events.publish(CallRouted(record, decision, True))
+
+    def _count(self, record: CallRecord, decision: Decision) -> None:
+        labels = (
+            record.mmg,
+            record.platform,
+            decision.route.value,
+            decision.ground.value if decision.ground else "",
+        )
+        counter = self._calls_counters.get(labels)
+        if counter is None:
+            mmg, platform, route, ground = labels
+            counter = self.metrics.calls.labels(
+                mmg=mmg, platform=platform, route=route, ground=ground
             )
-        self.events.publish(CallRouted(record, decision, first))
+            self._calls_counters[labels] = counter
+        counter.inc()
 
     def _remember_record(self, record: CallRecord, first: bool) -> None:
         known = self._recent.get(record.call_id)
@@ -333,7 +395,8 @@ class CallRouter:
     async def event(self, ev: CallEvent) -> None:
         """A status callback: completes the call record (status, duration) and, once the
         call has ended, publishes :class:`CallEnded` (before the callback is answered,
-        so the outbox journals ``call.completed`` as it does ``call.routed``)."""
+        so the outbox journals ``call.completed`` as it does ``call.routed``; after the
+        call's ``call.routed`` when that still waits for the write path)."""
         self._submit_status(ev)
         if ev.status not in FINAL_STATUSES or not self.events.wants(CallEnded):
             return
@@ -342,6 +405,10 @@ class CallRouter:
             log.warning("ended_call_unknown", status=ev.status)
             return
         self._recent.pop(ev.call_id, None)
+        waiting = self._unsettled.get(ev.call_id)
+        if waiting is not None:  # after its call.routed, which waits for the store
+            waiting.later.append(CallEnded(ended))
+            return
         self.events.publish(CallEnded(ended))
 
     async def leg_event(self, ev: LegEvent) -> None:
@@ -380,6 +447,39 @@ class CallRouter:
             return None
         return record.caller or None
 
+    async def first_answer(
+        self, platform: str, call_id: str, stage: Stage, digits: str
+    ) -> HookAnswer | None:
+        """The first answer any replica gave this later-stage webhook (kept in the
+        store for ``HOOK_ANSWER_TTL_S``), None if none or the store can't say in time.
+
+        One store read, only for webhooks after the first (menu digits), and only when
+        this replica's answer cache lacks it: a replayed webhook then gets its first
+        answer instead of routing the call again. Never for ``Stage.INCOMING``: the
+        first webhook's answer waits on no store read (its replays are settled in the
+        write path, :meth:`records_settled`)."""
+        if stage is Stage.INCOMING:
+            return None
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                return await self.store.hook_answer(platform, call_id, stage.value, digits)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="hook_answer").inc()
+            log.warning("hook_answer_lookup_failed", error=str(exc) or "timeout")
+        except Exception:  # the webhook is answered whatever the store does
+            log.exception("hook_answer_lookup_failed")
+        return None
+
+    def keep_answer(
+        self, platform: str, call_id: str, stage: Stage, digits: str, body: bytes, ctype: str
+    ) -> None:
+        """Queue a later-stage webhook's answer for the store (write-behind, first wins)."""
+        if stage is Stage.INCOMING:
+            return
+        self.writer.submit_answer(
+            HookAnswer(platform, call_id, stage.value, digits, body, ctype, self.clock.now())
+        )
+
     async def _mmg_of(self, call_id: str) -> str | None:
         remembered = self._offered.get(call_id)
         if remembered is not None and remembered[0]:
@@ -406,6 +506,28 @@ class CallRouter:
                 duration_s=ev.duration_s,
             )
         )
+
+
+def _decision_of(record: CallRecord) -> Decision:
+    """The decision as a record keeps it (what CallRouted's subscribers read)."""
+    return Decision(
+        mmg=record.mmg,
+        route=record.route,
+        rule=record.rule,
+        destination=None,
+        ground=record.ground,
+        day_type=record.day_type,
+        failsafe=record.failsafe,
+    )
+
+
+@dataclass(slots=True)
+class _Unsettled:
+    """A first record on its way to the store, and the later decisions held behind it."""
+
+    record: CallRecord
+    decision: Decision
+    later: list[CallRouted | CallEnded] = dataclasses.field(default_factory=list)
 
 
 def _merge(first: tuple[Route, ...], second: tuple[Route, ...]) -> tuple[Route, ...]:

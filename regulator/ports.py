@@ -19,6 +19,7 @@ from regulator.core.legs import Leg, LegChange, LegEvent
 from regulator.core.models import (
     CallRecord,
     CallUpdate,
+    HookAnswer,
     Referral,
     ReferralStatus,
     Route,
@@ -171,6 +172,29 @@ class Store(Protocol):
     async def legs(self, mmg: str, start: datetime, end: datetime) -> list[Leg]:
         """The legs of ``mmg`` offered in ``[start, end)`` (aware instants), oldest
         first: what the answer-quality figures and the consoles read."""
+        ...
+
+    # ---- replay guards (issue 18) -----------------------------------------
+    async def record_answers(self, answers: Sequence[HookAnswer]) -> list[bool]:
+        """Keep the first answer of each webhook (:attr:`HookAnswer.key`) for
+        :data:`~regulator.core.models.HOOK_ANSWER_TTL_S` after it is stored (the store's
+        clock); returns, per answer, True if it was the first (a later one, in the batch
+        or stored, is ignored)."""
+        ...
+
+    async def hook_answer(
+        self, platform: str, call_id: str, stage: str, digits: str
+    ) -> HookAnswer | None:
+        """The first answer kept for that webhook, None if none (or expired)."""
+        ...
+
+    async def claim_token_id(
+        self, scope: str, token_id: str, now: float, expires_at: float
+    ) -> bool:
+        """Claim a signed token's id (a JWT ``jti``) from ``now`` until ``expires_at``
+        (Unix times, the request's clock):
+        True the first time, False if it was already claimed and has not expired (a
+        replayed token, whichever replica saw it first). Atomic across replicas."""
         ...
 
     # ---- referrals --------------------------------------------------------

@@ -387,3 +387,31 @@ class CallEvent:
     @property
     def dial_failed(self) -> bool:
         return self.status in ("busy", "no-answer", "failed")
+
+
+#: How long a later-stage answer is kept for replays (s): the platforms retry a
+#: webhook for minutes, and a replayed request is refused by its signature's own
+#: window or, failing that, answered the same for this long.
+HOOK_ANSWER_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class HookAnswer:
+    """The first answer given to one webhook of a call: ``(platform, call_id, stage,
+    digits)`` is the webhook, ``body``/``content_type`` what it was answered, ``at`` when.
+
+    Kept for :data:`HOOK_ANSWER_TTL_S` (first record wins), so a retry or replay of a
+    later-stage webhook (menu digits) on any replica gets that answer back instead of
+    a new decision that could route the call again."""
+
+    platform: str
+    call_id: str
+    stage: str
+    digits: str
+    body: bytes
+    content_type: str
+    at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.platform, self.call_id, self.stage, self.digits)

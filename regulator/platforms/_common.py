@@ -246,9 +246,11 @@ def check_timestamped_signature(
     now: float,
     tolerance_s: float,
     expected: Callable[[str], str],
+    scheme: str = "v1",
 ) -> None:
     """Check a ``t=<unix seconds>,v1=<hex HMAC-SHA256>`` header (the Stripe scheme that
-    the generic hook and jambonz use); raise :class:`SignatureError` unless one ``v1``
+    jambonz uses; the generic hook's is the same with ``scheme="v2"``, over more than
+    the body); raise :class:`SignatureError` unless one ``v1`` (``scheme``) value
     equals ``expected(t)`` (``t`` as sent) and ``t`` is within ``tolerance_s`` of ``now``.
 
     Several ``v1`` values may be sent (secret rotation); every one is compared in
@@ -266,12 +268,12 @@ def check_timestamped_signature(
         value = value.strip()
         if key == "t":
             timestamps.append(value)
-        elif key == "v1" and _HEX_SHA256.fullmatch(value):
+        elif key == scheme and _HEX_SHA256.fullmatch(value):
             signatures.append(value.lower().encode("ascii"))
     if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
         raise SignatureError(f"{name} needs one t=<unix seconds>")
     if not signatures:
-        raise SignatureError(f"{name} has no v1 signature")
+        raise SignatureError(f"{name} has no {scheme} signature")
     if abs(now - int(timestamps[0])) > tolerance_s:
         raise SignatureError("signature timestamp outside the replay window")
     mac = expected(timestamps[0]).encode("ascii")

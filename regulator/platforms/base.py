@@ -24,10 +24,13 @@ against it (``regulator.web.hooks`` holds them as ``PlatformAdapter``).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
 from regulator.core.legs import LegEvent
@@ -97,11 +100,71 @@ class HookUrls:
 
     @staticmethod
     def with_query(url: str, **params: str) -> str:
-        """Append query parameters (e.g. ``target=regulation``) to a callback URL."""
+        """Append query parameters (e.g. ``target=regulation``) to a callback URL.
+
+        A URL of ours (a :class:`CallbackUrl`, as :func:`regulator.web.hooks.wire.hook_urls`
+        builds them) is signed again over its whole new query (:func:`sign_callback`):
+        every platform's callback URLs carry the HMAC without the adapter knowing."""
         if not params:
             return url
-        sep = "&" if "?" in url else "?"
-        return f"{url}{sep}{urlencode(params)}"
+        key = url.key if isinstance(url, CallbackUrl) else b""
+        bare = _SIG.sub("", url)
+        sep = "&" if "?" in bare else "?"
+        joined = f"{bare}{sep}{urlencode(params)}"
+        return sign_callback(joined, key) if key else joined
+
+
+#: The query parameters of our own callback URLs that the service trusts only when the
+#: URL's HMAC (``sig``) checks: who the call is, its MMG, the destination dialled.
+CALLBACK_PARAMS: frozenset[str] = frozenset({"mmg", "call_id", "target"})
+#: 128 bits of HMAC-SHA256, hex: the ``sig`` query parameter.
+_SIG_CHARS = 32
+_SIG = re.compile(r"[?&]sig=[^&#]*$")
+
+
+class CallbackUrl(str):
+    """A callback URL of ours, with the key its query is signed with (see
+    :meth:`HookUrls.with_query`). Still a plain ``str`` to every renderer."""
+
+    key: bytes
+
+    def __new__(cls, url: str, key: bytes) -> CallbackUrl:
+        obj = super().__new__(cls, url)
+        obj.key = key
+        return obj
+
+
+def _callback_mac(path: str, pairs: list[tuple[str, str]], key: bytes) -> str:
+    # Over the CALLBACK_PARAMS only, sorted and re-encoded: a platform may re-order or
+    # re-quote the query, or add its own fields to it (httapi's GET profile); the path
+    # is included so a signed query can't be moved to another of our callbacks.
+    signed = sorted((k, v) for k, v in pairs if k in CALLBACK_PARAMS)
+    canonical = path.encode() + b"\n" + urlencode(signed).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:_SIG_CHARS]
+
+
+def sign_callback(url: str, key: bytes) -> str:
+    """``url`` with ``sig=<HMAC-SHA256(key, path + "\\n" + sorted CALLBACK_PARAMS)>``
+    appended last (a :class:`CallbackUrl`); a URL without any of those is returned as
+    it is. A parameter the service is to trust must be one of :data:`CALLBACK_PARAMS`."""
+    parts = urlsplit(_SIG.sub("", url))
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig"]
+    if not any(k in CALLBACK_PARAMS for k, _ in pairs):
+        return CallbackUrl(parts.geturl(), key)
+    signed = f"{parts.geturl()}&sig={_callback_mac(parts.path, pairs, key)}"
+    return CallbackUrl(signed, key)
+
+
+def callback_signed(url: str, key: bytes) -> bool:
+    """Whether ``url`` (as the platform called it) carries a valid ``sig`` for its query."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    sigs = [v for k, v in pairs if k == "sig"]
+    if len(sigs) != 1 or not key:
+        return False
+    rest = [(k, v) for k, v in pairs if k != "sig"]
+    expected = _callback_mac(parts.path, rest, key).encode()
+    return hmac.compare_digest(expected, sigs[0].strip().lower().encode("ascii", "replace"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +205,12 @@ class PlatformAdapter(Protocol):
 
 
 __all__ = [
+    "CALLBACK_PARAMS",
     "CALL_STATUSES",
     "Answer",
     "BadHookRequest",
     "CallEvent",
+    "CallbackUrl",
     "HookRequest",
     "HookUrls",
     "LegEvent",
@@ -153,4 +218,6 @@ __all__ = [
     "PlatformAdapter",
     "RenderContext",
     "SignatureError",
+    "callback_signed",
+    "sign_callback",
 ]

@@ -1,12 +1,19 @@
 """Any PBX: HMAC-SHA256 signed JSON in, the plain decision as JSON out.
 
-Signature header (the Stripe / jambonz scheme)::
+Signature header (the Stripe scheme, bound to the request)::
 
-    X-Regulator-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>
+    X-Regulator-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, string_to_sign)>
+    string_to_sign = f"{t}\n{METHOD}\n{path_and_query}\n".encode() + body
 
-Several ``v1`` values may be sent (secret rotation); one matching is enough. A
-timestamp more than :data:`TOLERANCE_S` away from now is refused (replay window).
-:func:`sign` produces the header, for PBX integrators' tests and our outbound webhooks.
+``METHOD`` upper-case as sent; ``path_and_query`` the path of the URL the PBX calls
+(with ``REGULATOR_PUBLIC_URL``'s path prefix, if any) and, when there is one, ``?``
+and the query string exactly as sent; ``body`` the raw bytes. A signature is thus good
+for one method, one path, one query and one body: replayed on another hook, or with
+another ``target``, it is refused. Several ``v2`` values may be sent (secret
+rotation); one matching is enough. A timestamp more than :data:`TOLERANCE_S` away from
+now is refused (replay window). The old body-only scheme (``v1=`` over ``"{t}.{body}"``)
+is refused with its own reason in the log. :func:`sign` produces the header, for PBX
+integrators' tests.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -61,27 +69,47 @@ _HANGUP = orjson.dumps(
 )
 
 
-def _mac(secret: str, body: bytes, t: int) -> str:
-    signed = str(t).encode("ascii") + b"." + body
+def string_to_sign(t: str | int, method: str, path_and_query: str, body: bytes) -> bytes:
+    """What ``v2`` signs (module docstring). Newlines separate the parts: a method,
+    a timestamp and a URL path can't hold one, so no two requests sign the same bytes."""
+    return f"{t}\n{method.upper()}\n{path_and_query}\n".encode() + body
+
+
+def _mac(secret: str, signed: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes, t: int) -> str:
-    """The ``X-Regulator-Signature`` value for ``body`` sent at Unix time ``t``."""
-    return f"t={t},v1={_mac(secret, body, t)}"
+def sign(secret: str, body: bytes, t: int, *, method: str, path: str) -> str:
+    """The ``X-Regulator-Signature`` value for a ``method`` request to ``path`` (with
+    its query, if any) carrying ``body``, sent at Unix time ``t``."""
+    return f"t={t},v2={_mac(secret, string_to_sign(t, method, path, body))}"
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def verify(req: HookRequest, secret: str) -> None:
-    """Raise :class:`SignatureError` unless ``X-Regulator-Signature`` signs ``req.body``
-    with ``secret`` at a timestamp within :data:`TOLERANCE_S` of ``req.now``."""
+    """Raise :class:`SignatureError` unless ``X-Regulator-Signature`` signs this
+    request's method, path and query, and body with ``secret`` (``v2``, module
+    docstring) at a timestamp within :data:`TOLERANCE_S` of ``req.now``."""
     if not secret:
         raise SignatureError("generic secret not configured")
+    header = req.headers.get(SIGNATURE_HEADER)
+    if header and "v1=" in header and "v2=" not in header:
+        raise SignatureError(
+            "X-Regulator-Signature v1 (body only) is no longer accepted:"
+            " sign method, path and body (v2, see the README)"
+        )
+    target = _path_and_query(req.url)
     f.check_timestamped_signature(
-        req.headers.get(SIGNATURE_HEADER),
+        header,
         "X-Regulator-Signature",
         now=req.now,
         tolerance_s=TOLERANCE_S,
-        expected=lambda t: _mac(secret, req.body, int(t)),
+        expected=lambda t: _mac(secret, string_to_sign(t, req.method, target, req.body)),
+        scheme="v2",
     )
 
 

@@ -167,6 +167,22 @@ def verify(req: HookRequest, signature_secret: str) -> None:
     decode_claims(req, signature_secret)
 
 
+def token_id(claims: Mapping[str, object]) -> tuple[str, float]:
+    """The verified token's ``jti`` and the Unix time until which :func:`decode_claims`
+    would accept it (``iat`` + :data:`MAX_TOKEN_AGE_S`, sooner if ``exp`` says so): how
+    long the caller must remember the ``jti`` to refuse the token a second time.
+    :class:`SignatureError` for a token without ``jti``: it could not be refused twice."""
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti.strip() or len(jti) > 256:
+        raise SignatureError("JWT without jti")
+    iat = _time_claim(claims, "iat")
+    until = (iat if iat is not None else 0.0) + MAX_TOKEN_AGE_S
+    exp = _time_claim(claims, "exp")
+    if exp is not None:
+        until = min(until, exp + CLOCK_LEEWAY_S)
+    return jti, until + CLOCK_LEEWAY_S
+
+
 # ---------------------------------------------------------------------- parsing
 
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from regulator.core.legs import LegChange, LegEvent
-from regulator.core.models import CallRecord, CallUpdate
+from regulator.core.models import CallRecord, CallUpdate, HookAnswer
 from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
 from regulator.storage.spool import Item, Spool, decode, encode, open_private
@@ -56,6 +56,9 @@ log = get_logger(__name__)
 ErrorCallback = Callable[[str], object]
 SpoolCallback = Callable[[int], object]
 LegsCallback = Callable[[Sequence[LegChange]], object]
+#: ``on_records(records, new_flags)``: per record, True if the store took it as the
+#: call's first, False if it already had one, None if it was spooled unsettled.
+RecordsCallback = Callable[[Sequence[CallRecord], Sequence[bool | None]], object]
 
 
 class Journal:
@@ -192,6 +195,7 @@ class CallWriter:
         journal: Path | None = None,
         stop_timeout_s: float = 10.0,
         on_legs: LegsCallback | None = None,
+        on_records: RecordsCallback | None = None,
     ) -> None:
         """``on_error(op)`` is called once per failed store operation (``record_calls``,
         ``update_calls``, ``replay``, ``spool``); ``on_spool_change(pending)`` whenever
@@ -199,7 +203,13 @@ class CallWriter:
         raise (exceptions are logged and ignored). ``journal``: path prefix of the
         write-ahead journal segments (None: items wait in memory only, as in tests).
         ``on_legs(changes)``: the leg changes each written batch settled (direct writes
-        and spool replays alike), once per change: what the live leg metrics count."""
+        and spool replays alike), once per change: what the live leg metrics count.
+        ``on_records(records, new_flags)`` (also settable as :attr:`on_records`): the
+        records each written batch settled, with ``record_calls``' flags (True: this
+        record was the call's first; False: the store already had one, a replay), for
+        direct writes and spool replays alike; a record put in the spool because the
+        store failed is reported once more, at once, with None (not settled: the store
+        cannot tell). What counts calls and publishes them (CallRouter) listens here."""
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be positive")
         self.store = store
@@ -212,7 +222,9 @@ class CallWriter:
         self._on_error = on_error
         self._on_spool_change = on_spool_change
         self._on_legs = on_legs
+        self.on_records = on_records
         spool.on_legs = self._legs_settled
+        spool.on_records = self._records_settled
         self._queue: deque[tuple[int, Item]] = deque()
         self._seq = 0  # sequence number of the last submitted item
         self._inflight_min: int | None = None  # oldest item being written to the store
@@ -249,6 +261,10 @@ class CallWriter:
     def submit_leg(self, event: LegEvent) -> None:
         """Queue a dial-leg event (core/legs.py); returns at once."""
         self._submit(event)
+
+    def submit_answer(self, answer: HookAnswer) -> None:
+        """Queue a webhook's first answer (kept for replays); returns at once."""
+        self._submit(answer)
 
     async def start(self) -> None:
         """Start the background task (replays what a previous run left in the spool)."""
@@ -347,6 +363,14 @@ class CallWriter:
         except Exception:
             log.exception("leg_changes_callback_failed")
 
+    def _records_settled(self, records: Sequence[CallRecord], flags: Sequence[bool | None]) -> None:
+        if self.on_records is None or not records:
+            return
+        try:
+            self.on_records(records, flags)
+        except Exception:
+            log.exception("records_callback_failed")
+
     def _error(self, op: str) -> None:
         if self._on_error is not None:
             try:
@@ -369,6 +393,8 @@ class CallWriter:
             return False
         finally:
             self._notify_spool()
+        records = [item for item in items if isinstance(item, CallRecord)]
+        self._records_settled(records, [None] * len(records))
         return True
 
     def _hold(self, batch: Sequence[tuple[int, Item]]) -> None:
@@ -403,24 +429,34 @@ class CallWriter:
         self._inflight_min = batch[0][0]
         records = [item for _, item in batch if isinstance(item, CallRecord)]
         updates = [item for _, item in batch if isinstance(item, CallUpdate)]
+        answers = [item for _, item in batch if isinstance(item, HookAnswer)]
         legs = [item for _, item in batch if isinstance(item, LegEvent)]
         failed: list[tuple[int, Item]] = []
         try:
             if records:
                 try:
-                    await self.store.record_calls(records)
+                    new = await self.store.record_calls(records)
                 except StoreError as exc:
                     self._error("record_calls")
                     log.warning("store_write_failed", op="record_calls", error=str(exc))
                     failed = batch
+                else:
+                    self._records_settled(records, new)
             if updates and not failed:
                 try:
                     await self.store.update_calls(updates)
                 except StoreError as exc:
                     self._error("update_calls")
                     log.warning("store_write_failed", op="update_calls", error=str(exc))
-                    # The leg events of the batch are not written either: spool them.
-                    failed = [pair for pair in batch if isinstance(pair[1], CallUpdate | LegEvent)]
+                    # The answers and leg events of the batch are not written either.
+                    failed = [pair for pair in batch if not isinstance(pair[1], CallRecord)]
+            if answers and not failed:
+                try:
+                    await self.store.record_answers(answers)
+                except StoreError as exc:
+                    self._error("record_answers")
+                    log.warning("store_write_failed", op="record_answers", error=str(exc))
+                    failed = [pair for pair in batch if isinstance(pair[1], HookAnswer | LegEvent)]
             if legs and not failed:
                 try:
                     self._legs_settled(await self.store.record_leg_events(legs))

@@ -8,6 +8,7 @@ RFC 3339 strings in JSON documents.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from regulator.core.models import (
     CallUpdate,
     DayType,
     Ground,
+    HookAnswer,
     Outcome,
     Referral,
     ReferralEvent,
@@ -417,6 +419,31 @@ def leg_event_from_dict(data: dict[str, Any]) -> LegEvent:
         mmg=str(data.get("mmg") or ""),
         platform=str(data.get("platform") or ""),
         duration_s=int(duration) if duration is not None else None,
+    )
+
+
+def answer_to_dict(answer: HookAnswer) -> dict[str, Any]:
+    """A hook answer as JSON (the body in base64: JSON text can't carry any byte)."""
+    return {
+        "platform": answer.platform,
+        "call_id": answer.call_id,
+        "stage": answer.stage,
+        "digits": answer.digits,
+        "body": base64.b64encode(answer.body).decode("ascii"),
+        "content_type": answer.content_type,
+        "at": answer.at.isoformat(),
+    }
+
+
+def answer_from_dict(data: dict[str, Any]) -> HookAnswer:
+    return HookAnswer(
+        platform=str(data["platform"]),
+        call_id=str(data["call_id"]),
+        stage=str(data["stage"]),
+        digits=str(data.get("digits") or ""),
+        body=base64.b64decode(str(data["body"]), validate=True),
+        content_type=str(data["content_type"]),
+        at=_dt(data["at"]),
     )
 
 

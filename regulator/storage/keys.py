@@ -50,6 +50,11 @@ Layout (``P`` is the prefix; types in brackets):
   last ``|``: a call id may hold one, a target never): the report's
   and the consoles' range read. ``P:legs_by_at`` [sorted set] the same over every MMG:
   the purge's index.
+- ``P:answer:{sha256(platform, call_id, stage, digits)}`` [string] the first answer of a
+  later-stage webhook (``HookAnswer`` JSON), ``SET NX`` with a TTL of
+  ``HOOK_ANSWER_TTL_S``: what a replayed webhook gets back on any replica.
+- ``P:jti:{scope}:{sha256(jti)}`` [string] a signed token's id, ``SET NX`` until the
+  token expires: a replayed Vonage JWT is refused on every replica.
 - ``P:figures:{mmg}:{kind}:{period}`` [string] the current entered figures (``core.figures``:
   ED passages of a month, costs of a year) as JSON, with who entered them and when.
 - ``P:figures_history:{mmg}:{kind}:{period}`` [list] every revision of those, oldest first
@@ -142,6 +147,15 @@ class Keys:
     def legs_by_at(self) -> str:
         # An underscore, never in an MMG id (a slug): no clash with legs(mmg).
         return f"{self.prefix}:legs_by_at"
+
+    def hook_answer(self, platform: str, call_id: str, stage: str, digits: str) -> str:
+        # Hashed: a call id may hold ":" (SIP Call-IDs), the parts stay unambiguous.
+        digest = hashlib.sha256("\x1f".join((platform, call_id, stage, digits)).encode())
+        return f"{self.prefix}:answer:{digest.hexdigest()}"
+
+    def token_id(self, scope: str, token_id: str) -> str:
+        digest = hashlib.sha256(token_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.prefix}:jti:{scope}:{digest}"
 
     def figures(self, mmg: str, kind: str, period: str) -> str:
         return f"{self.prefix}:figures:{mmg}:{kind}:{period}"

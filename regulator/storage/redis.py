@@ -74,10 +74,12 @@ from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.legs import Leg, LegChange, LegEvent
 from regulator.core.models import (
+    HOOK_ANSWER_TTL_S,
     CallRecord,
     CallUpdate,
     DayType,
     Ground,
+    HookAnswer,
     Referral,
     ReferralStatus,
     Route,
@@ -928,6 +930,39 @@ class RedisStore(RedisFigures, RedisSessions):
                     await pipe.execute()
                 deleted += 1
         return deleted
+
+    # ------------------------------------------------------------ replay guards
+    async def record_answers(self, answers: Sequence[HookAnswer]) -> list[bool]:
+        if not answers:
+            return []
+        with self._errors("record_answers"):
+            async with self._db().pipeline(transaction=False) as pipe:
+                for a in answers:
+                    pipe.set(
+                        self.keys.hook_answer(*a.key),
+                        codec.dumps(codec.answer_to_dict(a)),
+                        nx=True,
+                        ex=HOOK_ANSWER_TTL_S,
+                    )
+                results = await pipe.execute()
+        return [bool(r) for r in results]
+
+    async def hook_answer(
+        self, platform: str, call_id: str, stage: str, digits: str
+    ) -> HookAnswer | None:
+        with self._errors("hook_answer"):
+            raw = await self._db().get(self.keys.hook_answer(platform, call_id, stage, digits))
+        return codec.answer_from_dict(json.loads(raw)) if raw is not None else None
+
+    async def claim_token_id(
+        self, scope: str, token_id: str, now: float, expires_at: float
+    ) -> bool:
+        ttl_ms = max(int((expires_at - now) * 1000), 1)
+        with self._errors("claim_token_id"):
+            claimed = await self._db().set(
+                self.keys.token_id(scope, token_id), b"1", nx=True, px=ttl_ms
+            )
+        return bool(claimed)
 
     # ----------------------------------------------------------------- referrals
     async def create_referral(

@@ -4,7 +4,8 @@ A call is never lost and never delays the caller (DESIGN.md §4, convention 5): 
 a write to the store fails, the call writer appends it here and replays it later.
 
 File format: JSON lines (orjson), one item per line — ``{"r": {…}}`` for a
-:class:`CallRecord`, ``{"u": {…}}`` for a :class:`CallUpdate`, in submission order.
+:class:`CallRecord`, ``{"u": {…}}`` for a :class:`CallUpdate` (``"l"`` a leg event, ``"a"``
+a webhook's first answer), in submission order.
 Appends are plain ``write(2)`` calls on an ``O_APPEND`` descriptor (cheap enough for
 the event loop); :meth:`Spool.sync` / :meth:`Spool.sync_async` make them durable, and
 the writer calls those once per batch, not per item. An append the disk cut short
@@ -37,13 +38,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from regulator.core.legs import LegChange, LegEvent
-from regulator.core.models import CallRecord, CallUpdate
+from regulator.core.models import CallRecord, CallUpdate, HookAnswer
 from regulator.logs import get_logger
 from regulator.ports import Store, StoreError
 from regulator.storage import codec
@@ -59,7 +61,7 @@ class Spooled(Protocol):
         ...
 
 
-Item = CallRecord | CallUpdate | LegEvent | Spooled
+Item = CallRecord | CallUpdate | LegEvent | HookAnswer | Spooled
 #: Applies one batch of a spool's items (replaces the store for :class:`Spooled` items).
 Applier = Callable[[Sequence[Item]], Awaitable[None]]
 
@@ -106,6 +108,8 @@ def encode(item: Item) -> bytes:
         return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
     if isinstance(item, LegEvent):
         return orjson.dumps({"l": codec.leg_event_to_dict(item)}) + b"\n"
+    if isinstance(item, HookAnswer):
+        return orjson.dumps({"a": codec.answer_to_dict(item)}) + b"\n"
     return item.spool_line() + b"\n"
 
 
@@ -118,29 +122,44 @@ def decode(line: bytes) -> Item:
         return codec.update_from_dict(data["u"])
     if "l" in data:
         return codec.leg_event_from_dict(data["l"])
-    raise ValueError("spool line is neither a record, an update nor a leg event")
+    if "a" in data:
+        return codec.answer_from_dict(data["a"])
+    raise ValueError("spool line is neither a record, an update, a leg event nor an answer")
 
 
-async def apply(store: Store, items: Sequence[Item]) -> list[LegChange]:
-    """Apply a batch with one ``record_calls``, one ``update_calls`` and one
-    ``record_leg_events``; returns the leg changes the store settled.
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the store settled for one applied batch: per record, whether it was the
+    call's first (``new``, in the order of ``records``), and the leg changes."""
+
+    records: Sequence[CallRecord] = ()
+    new: Sequence[bool] = ()
+    legs: Sequence[LegChange] = ()
+
+
+async def apply(store: Store, items: Sequence[Item]) -> Applied:
+    """Apply a batch with one ``record_calls``, one ``update_calls``, one
+    ``record_answers`` and one ``record_leg_events``; returns what the store settled.
 
     Records go first: an update never precedes its own call's record (the writer
     submits a call's record before its updates), so this keeps every update after
     its record while costing two store round trips per batch instead of one per run.
-    Updates keep their relative order. Leg events are order-proof (core/legs.py fold),
-    so they go last, in one round trip.
+    Updates keep their relative order. Answers are first-wins and leg events
+    order-proof (core/legs.py fold), so they go last, one round trip each.
     """
     records = [i for i in items if isinstance(i, CallRecord)]
     updates = [i for i in items if isinstance(i, CallUpdate)]
+    answers = [i for i in items if isinstance(i, HookAnswer)]
     legs = [i for i in items if isinstance(i, LegEvent)]
+    new: list[bool] = []
     if records:
-        await store.record_calls(records)
+        new = await store.record_calls(records)
     if updates:
         await store.update_calls(updates)
-    if legs:
-        return await store.record_leg_events(legs)
-    return []
+    if answers:
+        await store.record_answers(answers)
+    changes = await store.record_leg_events(legs) if legs else []
+    return Applied(records, new, changes)
 
 
 class Spool:
@@ -159,6 +178,8 @@ class Spool:
         self._applier = applier
         #: Told the leg changes a replayed batch settled (the call writer counts them).
         self.on_legs: Callable[[Sequence[LegChange]], object] | None = None
+        #: Told the records a replayed batch settled and which were new (first wins).
+        self.on_records: Callable[[Sequence[CallRecord], Sequence[bool]], object] | None = None
         self.rejected_path = self.path.with_name(self.path.name + ".rejected")
         self._fd: int | None = None
         self._pending = 0
@@ -380,10 +401,15 @@ class Spool:
             await self._applier(items)
         else:
             assert store is not None  # checked by replay()
-            changes = await apply(store, items)
-            if changes and self.on_legs is not None:
+            applied = await apply(store, items)
+            if applied.records and self.on_records is not None:
                 try:
-                    self.on_legs(changes)
+                    self.on_records(applied.records, applied.new)
+                except Exception:  # counting must never block the replay
+                    log.exception("records_callback_failed")
+            if applied.legs and self.on_legs is not None:
+                try:
+                    self.on_legs(applied.legs)
                 except Exception:  # counting must never block the replay
                     log.exception("leg_changes_callback_failed")
 
@@ -423,4 +449,4 @@ def _iter_lines(fh: Any, limit: int) -> Iterator[bytes]:
             return
 
 
-__all__ = ["Applier", "Item", "Spool", "Spooled", "apply", "decode", "encode"]
+__all__ = ["Applied", "Applier", "Item", "Spool", "Spooled", "apply", "decode", "encode"]

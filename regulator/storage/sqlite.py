@@ -37,10 +37,12 @@ from regulator.core.history import ProtocolVersion
 from regulator.core.indicators import call_counter_deltas
 from regulator.core.legs import Leg, LegChange, LegEvent, LegOutcome, LegStatus
 from regulator.core.models import (
+    HOOK_ANSWER_TTL_S,
     CallRecord,
     CallUpdate,
     DayType,
     Ground,
+    HookAnswer,
     Referral,
     ReferralStatus,
     Route,
@@ -162,6 +164,27 @@ CREATE TABLE IF NOT EXISTS idempotency (
     request    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS hook_answers (
+    platform     TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    stage        TEXT NOT NULL,
+    digits       TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    content_type TEXT NOT NULL,
+    at_us        INTEGER NOT NULL,
+    expires_us   INTEGER NOT NULL,
+    PRIMARY KEY (platform, call_id, stage, digits)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hook_answers_expiry ON hook_answers (expires_us);
+
+CREATE TABLE IF NOT EXISTS token_ids (
+    scope      TEXT NOT NULL,
+    token_id   TEXT NOT NULL,
+    expires_us INTEGER NOT NULL,
+    PRIMARY KEY (scope, token_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS token_ids_expiry ON token_ids (expires_us);
 """
 
 #: Columns added after version 1, created on open in files made before them.
@@ -835,6 +858,69 @@ class SqliteStore(SqliteFigures, SqliteSessions):
                 )
                 deleted += 1
         return deleted
+
+    # ------------------------------------------------------------ replay guards
+    async def record_answers(self, answers: Sequence[HookAnswer]) -> list[bool]:
+        if not answers:
+            return []
+        now_us = codec.to_us(self._clock.now())
+        flags: list[bool] = []
+        async with self._tx() as conn:
+            # Expired rows first: an answer past its horizon no longer blocks a new one.
+            await conn.execute("DELETE FROM hook_answers WHERE expires_us <= ?", (now_us,))
+            for a in answers:
+                at_us = codec.to_us(a.at)
+                cur = await conn.execute(
+                    "INSERT OR IGNORE INTO hook_answers (platform, call_id, stage, digits,"
+                    " body, content_type, at_us, expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        *a.key,
+                        a.body,
+                        a.content_type,
+                        at_us,
+                        now_us + HOOK_ANSWER_TTL_S * 1_000_000,
+                    ),
+                )
+                flags.append(cur.rowcount == 1)
+                await cur.close()
+        return flags
+
+    async def hook_answer(
+        self, platform: str, call_id: str, stage: str, digits: str
+    ) -> HookAnswer | None:
+        sql = (
+            "SELECT body, content_type, at_us FROM hook_answers WHERE platform = ?"
+            " AND call_id = ? AND stage = ? AND digits = ? AND expires_us > ?"
+        )
+        now_us = codec.to_us(self._clock.now())
+        args = (platform, call_id, stage, digits, now_us)
+        async with self._read() as conn, conn.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return HookAnswer(
+            platform=platform,
+            call_id=call_id,
+            stage=stage,
+            digits=digits,
+            body=bytes(row[0]),
+            content_type=str(row[1]),
+            at=codec.from_us(int(row[2])),
+        )
+
+    async def claim_token_id(
+        self, scope: str, token_id: str, now: float, expires_at: float
+    ) -> bool:
+        now_us = int(now * 1_000_000)
+        async with self._tx() as conn:
+            await conn.execute("DELETE FROM token_ids WHERE expires_us <= ?", (now_us,))
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO token_ids (scope, token_id, expires_us) VALUES (?, ?, ?)",
+                (scope, token_id, int(expires_at * 1_000_000)),
+            )
+            claimed = cur.rowcount == 1
+            await cur.close()
+        return claimed
 
 
 _VERSION_COLUMNS = (

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from regulator.core.models import CallRecord, CallUpdate, Ground, Route
+from regulator.core.models import CallRecord, CallUpdate, Ground, HookAnswer, Route
 from regulator.ports import Store, StoreError
-from regulator.storage.spool import Spool, encode
+from regulator.storage.spool import Spool, decode, encode
 from tests.support.disk import HalfWriteThenFull
-from tests.support.store import MMG, MONTH, call, expected_counters
+from tests.support.store import MMG, MONTH, T0, call, expected_counters
 
 
 class FailingAfter:
@@ -217,3 +217,22 @@ async def test_a_torn_fragment_left_by_a_failed_append_survives_a_reopen(
     assert [c for c in ("CA1", "CA2", "CA3", "CA4") if await store.get_call(c) is None] == []
     assert reopened.rejected_path.read_bytes().count(b"\n") == 1
     assert (await store.call_counters(MMG, MONTH))["calls"] == 4
+
+
+async def test_answers_round_trip_and_replays_report_which_records_were_new(
+    tmp_path: Path, store: Store
+) -> None:
+    answer = HookAnswer("twilio", "CAsp1", "digits", "2", b"<Response/>\xff", "text/xml", T0)
+    assert decode(encode(answer)) == answer
+    await store.record_calls([call("CAsp0")])  # another replica had this call first
+    spool = Spool(tmp_path / "spool.jsonl")
+    settled: list[tuple[str, bool]] = []
+    spool.on_records = lambda records, new: settled.extend(
+        (r.call_id, n) for r, n in zip(records, new, strict=True)
+    )
+    spool.append([call("CAsp0"), call("CAsp1"), answer])
+    assert await spool.replay(store) == 3
+    print(f"replayed records settled: {settled}")
+    assert settled == [("CAsp0", False), ("CAsp1", True)]
+    got = await store.hook_answer("twilio", "CAsp1", "digits", "2")
+    assert got is not None and got.body == answer.body

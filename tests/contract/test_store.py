@@ -14,6 +14,7 @@ from regulator.core.models import (
     CallUpdate,
     DayType,
     Ground,
+    HookAnswer,
     Outcome,
     Referral,
     ReferralStatus,
@@ -539,3 +540,42 @@ async def test_regulated_visit_keeps_its_case_id_and_tiers_payant(store: Store) 
     assert stored == [sent, walk_in]
     assert (stored[0].case_id, stored[0].tiers_payant) == ("DRFR15030000042", True)
     assert (stored[1].case_id, stored[1].tiers_payant) == (None, False)
+
+
+# ------------------------------------------------------------ replay guards (issue 18)
+
+
+def _answer(body: bytes, digits: str = "2", call_id: str = "CAans1") -> HookAnswer:
+    return HookAnswer("twilio", call_id, "digits", digits, body, "text/xml", T0)
+
+
+async def test_the_first_answer_of_a_webhook_wins_and_is_read_back(store: Store) -> None:
+    first = _answer(b"<Response><Dial>+33466333333</Dial></Response>")
+    again = _answer(b"<Response><Dial>+33466000015</Dial></Response>")
+    other = _answer(b"\x00\xff binary", digits="1")
+    assert await store.record_answers([first, again, other]) == [True, False, True]
+    assert await store.record_answers([again]) == [False]
+    got = await store.hook_answer("twilio", "CAans1", "digits", "2")
+    assert got is not None
+    assert (got.body, got.content_type) == (first.body, "text/xml")
+    binary = await store.hook_answer("twilio", "CAans1", "digits", "1")
+    assert binary is not None and binary.body == other.body
+    assert await store.hook_answer("twilio", "CAans1", "digits", "3") is None
+    assert await store.hook_answer("vonage", "CAans1", "digits", "2") is None
+    assert await store.record_answers([]) == []
+
+
+async def test_answer_keys_with_separators_do_not_collide(store: Store) -> None:
+    a = HookAnswer("twilio", "a:b", "digits", "1", b"A", "text/xml", T0)
+    b = HookAnswer("twilio", "a", "digits", "b:1", b"B", "text/xml", T0)
+    assert await store.record_answers([a, b]) == [True, True]
+    got = await store.hook_answer("twilio", "a", "digits", "b:1")
+    assert got is not None and got.body == b"B"
+
+
+async def test_a_token_id_is_claimed_once_until_it_expires(store: Store) -> None:
+    now = 1_900_000_000.0
+    assert await store.claim_token_id("vonage", "jti-1", now, now + 330) is True
+    assert await store.claim_token_id("vonage", "jti-1", now + 1, now + 331) is False
+    assert await store.claim_token_id("other", "jti-1", now, now + 330) is True
+    assert await store.claim_token_id("vonage", "jti-2", now, now + 330) is True

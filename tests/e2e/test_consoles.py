@@ -125,7 +125,9 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
 async def _call(session: ClientSession, base: str, **payload: str) -> str:
     """One signed generic-PBX webhook; returns the route decided."""
     body = orjson.dumps(payload)
-    signature = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    signature = generic.sign(
+        GENERIC_SECRET, body, int(time.time()), method="POST", path="/hooks/generic/call"
+    )
     async with session.post(
         f"{base}/hooks/generic/call",
         data=body,

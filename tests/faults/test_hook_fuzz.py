@@ -292,9 +292,10 @@ async def test_kamailio_any_authentic_request_gets_4xx_or_valid_rtjson(
 async def test_generic_any_signed_request_gets_4xx_or_valid_json(
     client: AppClient, path: str, body: bytes, params: dict[str, str]
 ) -> None:
-    header = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    target = path_with(f"/hooks/generic/{path}", params)
+    header = generic.sign(GENERIC_SECRET, body, int(time.time()), method="POST", path=target)
     resp = await client.post(
-        path_with(f"/hooks/generic/{path}", params),
+        target,
         data=body,
         headers={"X-Regulator-Signature": header, "Content-Type": "application/json"},
     )

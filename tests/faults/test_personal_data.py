@@ -26,6 +26,7 @@ from tests.support.app import (
     PUBLIC,
     TWILIO_TOKEN,
     VONAGE_SECRET,
+    callback,
 )
 
 # Callers and callback numbers, in the notations the platforms and people use.
@@ -110,7 +111,7 @@ def exercise(service: Service) -> int:
         count(
             twilio_post(
                 service,
-                "/hooks/twilio/dial-status?mmg=nimes&target=regulation",
+                callback("/hooks/twilio/dial-status?mmg=nimes&target=regulation"),
                 {**base, "DialCallStatus": "busy"},
             ),
             200,
@@ -150,7 +151,11 @@ def exercise(service: Service) -> int:
             "to": NIMES.lstrip("+"),
         }
     )
-    claims = {"iat": int(time.time()), "payload_hash": hashlib.sha256(body).hexdigest()}
+    claims = {
+        "iat": int(time.time()),
+        "jti": "jti-pii-1",
+        "payload_hash": hashlib.sha256(body).hexdigest(),
+    }
     token = jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
     count(
         request(
@@ -164,7 +169,9 @@ def exercise(service: Service) -> int:
     )
 
     body = orjson.dumps({"call_id": "GENpii", "from": GENERIC_CALLER, "to": NIMES})
-    signature = generic.sign(GENERIC_SECRET, body, int(time.time()))
+    signature = generic.sign(
+        GENERIC_SECRET, body, int(time.time()), method="POST", path="/hooks/generic/call"
+    )
     count(
         request(
             service,
@@ -182,7 +189,7 @@ def exercise(service: Service) -> int:
             "/hooks/generic/call",
             body,
             {
-                "X-Regulator-Signature": signature.replace("v1=", "v1=0"),
+                "X-Regulator-Signature": signature.replace("v2=", "v2=0"),
                 "Content-Type": "application/json",
             },
         )[0],

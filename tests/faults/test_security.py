@@ -149,8 +149,12 @@ SIGNING: dict[str, Signing] = {
         "application/json",
         JSON_BODY,
         "X-Regulator-Signature",
-        generic.sign("wrong-secret", JSON_BODY, int(time.time())),
-        lambda path: generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
+        generic.sign(
+            "wrong-secret", JSON_BODY, int(time.time()), method="POST", path="/hooks/generic/call"
+        ),
+        lambda path: generic.sign(
+            GENERIC_SECRET, JSON_BODY, int(time.time()), method="POST", path=path
+        ),
     ),
     "asterisk": (
         "application/x-www-form-urlencoded",
@@ -296,7 +300,13 @@ async def test_a_signature_is_bound_to_its_url_and_body(client: AppClient) -> No
         (
             "/hooks/generic/call",
             "X-Regulator-Signature",
-            generic.sign(GENERIC_SECRET, JSON_BODY, int(time.time())),
+            generic.sign(
+                GENERIC_SECRET,
+                JSON_BODY,
+                int(time.time()),
+                method="POST",
+                path="/hooks/generic/call",
+            ),
         ),
     ):
         status = await raw_request(
@@ -349,7 +359,9 @@ async def post_generic_at(client: AppClient, t: int) -> int:
         "/hooks/generic/call",
         data=body,
         headers={
-            "X-Regulator-Signature": generic.sign(GENERIC_SECRET, body, t),
+            "X-Regulator-Signature": generic.sign(
+                GENERIC_SECRET, body, t, method="POST", path="/hooks/generic/call"
+            ),
             "Content-Type": "application/json",
         },
     )
@@ -378,14 +390,18 @@ async def test_vonage_tokens_expire_and_must_be_hs256_with_our_secret(client: Ap
     assert await post_vonage(client, vonage_jwt(JSON_BODY, iat=now - 290)) == 200
     assert await post_vonage(client, vonage_jwt(JSON_BODY, iat=now - 310)) == 403
     assert await post_vonage(client, vonage_jwt(JSON_BODY, iat=now + 120)) == 403
-    claims = {"iat": int(now), "payload_hash": hashlib.sha256(JSON_BODY).hexdigest()}
+    claims = {
+        "iat": int(now),
+        "jti": f"jti-{time.monotonic_ns()}",
+        "payload_hash": hashlib.sha256(JSON_BODY).hexdigest(),
+    }
     unsigned = jwt.encode(claims, "", algorithm="none")  # "" = no key: "none" signs nothing
     assert await post_vonage(client, unsigned) == 403
     with warnings.catch_warnings():  # our test secret is short for HS512: that's the point
         warnings.simplefilter("ignore")
         hs512 = jwt.encode(claims, VONAGE_SECRET, algorithm="HS512")
     assert await post_vonage(client, hs512) == 403
-    no_hash = jwt.encode({"iat": int(now)}, VONAGE_SECRET, algorithm="HS256")
+    no_hash = jwt.encode({"iat": int(now), "jti": "jti-no-hash"}, VONAGE_SECRET, algorithm="HS256")
     assert await post_vonage(client, no_hash) == 403
 
 

@@ -31,6 +31,7 @@ from tests.support.app import (
     AppClient,
     ClientFactory,
     bearer,
+    callback,
     make_settings,
     paris,
     post_generic,
@@ -168,7 +169,7 @@ async def test_twilio_unanswered_regulation_overflows_to_front_desk(client: AppC
 async def test_twilio_answered_dial_ends_the_call(client: AppClient) -> None:
     status, body = await post_twilio(
         client,
-        "/hooks/twilio/dial-status?mmg=nimes&target=regulation",
+        callback("/hooks/twilio/dial-status?mmg=nimes&target=regulation"),
         {"CallSid": "CA6", "From": CALLER, "To": NIMES, "DialCallStatus": "completed"},
     )
     assert status == 200
@@ -181,7 +182,7 @@ async def test_twilio_overflow_not_allowed_asks_to_dial_15_not_the_same_line_aga
     clock.set(paris("2026-11-24T21:00"))
     status, body = await post_twilio(
         client,
-        "/hooks/twilio/dial-status?mmg=metz&target=regulation",
+        callback("/hooks/twilio/dial-status?mmg=metz&target=regulation"),
         {"CallSid": "CA7", "From": CALLER, "To": METZ, "DialCallStatus": "busy"},
     )
     assert status == 200
@@ -493,7 +494,9 @@ async def test_generic_garbage_body_fails_safe_with_a_valid_answer(client: AppCl
     t = int(time.time())
     from regulator.platforms import generic
 
-    header = generic.sign("generic-shared-secret", body, t)
+    header = generic.sign(
+        "generic-shared-secret", body, t, method="POST", path="/hooks/generic/call"
+    )
     resp = await client.post(
         "/hooks/generic/call", data=body, headers={"X-Regulator-Signature": header}
     )

@@ -42,6 +42,7 @@ from tests.support.app import (
     AppClient,
     ClientFactory,
     bearer,
+    callback,
     make_settings,
     post_twilio,
     report,
@@ -143,7 +144,7 @@ async def test_month_report_matches_raw_events(app_client: tuple[AppClient, Fixe
                     if rng.random() < 0.2:  # regulation did not answer: overflow
                         status, body = await post_twilio(
                             client,
-                            "/hooks/twilio/dial-status?mmg=nimes&target=regulation",
+                            callback("/hooks/twilio/dial-status?mmg=nimes&target=regulation"),
                             params | {"DialCallStatus": "no-answer"},
                         )
                         assert dialled(body) == FRONT_DESK_NIMES

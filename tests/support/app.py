@@ -111,17 +111,22 @@ async def post_twilio(
     return resp.status, await resp.text()
 
 
-def vonage_headers(body: bytes) -> dict[str, str]:
+def vonage_headers(body: bytes, *, jti: str | None = "") -> dict[str, str]:
+    """A fresh Vonage token for ``body`` (a new ``jti`` each time unless given; None:
+    a token without one)."""
     import hashlib
+    import uuid
 
-    claims = {
+    claims: dict[str, Any] = {
         "iat": int(time.time()),
-        "jti": f"jti-{time.monotonic_ns()}",
+        "jti": jti or str(uuid.uuid4()),
         "iss": "Vonage",
         "payload_hash": hashlib.sha256(body).hexdigest(),
         "api_key": "abcd1234",
         "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
     }
+    if jti is None:
+        del claims["jti"]
     token = jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -137,7 +142,8 @@ async def post_generic(
     client: AppClient, path: str, payload: dict[str, Any], *, t: int | None = None
 ) -> tuple[int, Any]:
     body = orjson.dumps(payload)
-    header = generic.sign(GENERIC_SECRET, body, int(time.time()) if t is None else t)
+    stamp = int(time.time()) if t is None else t
+    header = generic.sign(GENERIC_SECRET, body, stamp, method="POST", path=path)
     resp = await client.post(
         path,
         data=body,
@@ -228,3 +234,21 @@ __all__ = [
     "vonage_headers",
     "write_tokens",
 ]
+
+
+def callback(path: str) -> str:
+    """One of our callback paths (``/hooks/<platform>/…?mmg=…&target=…``) as the service
+    signs it: with the query's HMAC (``sig``) the test secrets give."""
+    from regulator.core.models import Platform
+    from regulator.platforms.base import sign_callback
+    from regulator.web.hooks.wire import callback_key
+
+    platform = Platform(path.split("/")[2])
+    secrets = {
+        Platform.TWILIO: TWILIO_TOKEN,
+        Platform.VONAGE: VONAGE_SECRET,
+        Platform.FREESWITCH: FREESWITCH_SECRET,
+        Platform.JAMBONZ: JAMBONZ_SECRET,
+    }
+    key = callback_key(platform, secrets[platform])
+    return sign_callback(PUBLIC + path, key).removeprefix(PUBLIC)

@@ -35,60 +35,98 @@ URL = "https://regulator.example/hooks/generic/call"
 BODY = orjson.dumps({"call_id": "pbx-1", "from": "+33612345678", "to": "+33466123456"})
 
 
-def request(body: bytes, signature: str | None) -> HookRequest:
+PATH = "/hooks/generic/call"
+
+
+def request(
+    body: bytes, signature: str | None, method: str = "POST", url: str = URL
+) -> HookRequest:
     headers = {"x-regulator-signature": signature} if signature is not None else {}
-    return HookRequest("POST", URL, headers, {}, body, {}, NOW)
+    return HookRequest(method, url, headers, {}, body, {}, NOW)
 
 
-def reference_hmac(secret: str, t: int, body: bytes) -> str:
-    """The documented scheme written out independently: HMAC-SHA256 over "<t>.<body>"."""
-    return hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+def reference_hmac(secret: str, t: int, body: bytes, method: str = "POST", path: str = PATH) -> str:
+    """The documented scheme written out independently: HMAC-SHA256 over
+    "<t>\\n<METHOD>\\n<path?query>\\n<body>"."""
+    signed = f"{t}\n{method}\n{path}\n".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def signed(body: bytes, t: int = T, secret: str = SECRET) -> str:
+    return generic.sign(secret, body, t, method="POST", path=PATH)
 
 
 # --------------------------------------------------------------- signature
 
 
 def test_sign_follows_the_documented_scheme() -> None:
-    assert generic.sign(SECRET, BODY, T) == f"t={T},v1={reference_hmac(SECRET, T, BODY)}"
+    assert signed(BODY) == f"t={T},v2={reference_hmac(SECRET, T, BODY)}"
 
 
 def test_fixed_vector_matches_openssl() -> None:
-    # printf '1800000000.{}' | openssl dgst -sha256 -hmac secret
-    expected = "bb7079132825ac793cea8c013c1dd24d926b9b02132245b10588d9e5c0df70d7"
-    assert generic.sign("secret", b"{}", 1_800_000_000) == f"t=1800000000,v1={expected}"
+    # printf '1800000000\nPOST\n/hooks/generic/call\n{}' | openssl dgst -sha256 -hmac secret
+    expected = "b205b34773e25060cc69d99319e1ac00fc548c28df1f3a8db2bdd602961ac500"
+    got = generic.sign("secret", b"{}", 1_800_000_000, method="POST", path=PATH)
+    assert got == f"t=1800000000,v2={expected}"
 
 
 def test_signed_request_is_accepted() -> None:
-    generic.verify(request(BODY, generic.sign(SECRET, BODY, T)), SECRET)
+    generic.verify(request(BODY, signed(BODY)), SECRET)
 
 
-def test_any_matching_v1_is_enough_during_secret_rotation() -> None:
+def test_the_query_is_signed_as_sent() -> None:
+    url = URL + "?target=pharmacy&mmg=nimes"
+    header = generic.sign(SECRET, BODY, T, method="POST", path=PATH + "?target=pharmacy&mmg=nimes")
+    generic.verify(request(BODY, header, url=url), SECRET)
+    with pytest.raises(SignatureError):
+        generic.verify(request(BODY, header, url=URL + "?target=regulation&mmg=nimes"), SECRET)
+    with pytest.raises(SignatureError):
+        generic.verify(request(BODY, header), SECRET)
+
+
+def test_method_and_path_are_signed() -> None:
+    header = signed(BODY)
+    with pytest.raises(SignatureError, match="does not match"):
+        generic.verify(request(BODY, header, method="PUT"), SECRET)
+    with pytest.raises(SignatureError, match="does not match"):
+        generic.verify(
+            request(BODY, header, url="https://regulator.example/hooks/generic/event"), SECRET
+        )
+
+
+def test_the_old_body_only_scheme_is_refused_with_its_own_reason() -> None:
+    old = hmac.new(SECRET.encode(), f"{T}.".encode() + BODY, hashlib.sha256).hexdigest()
+    with pytest.raises(SignatureError, match=r"v1 \(body only\) is no longer accepted"):
+        generic.verify(request(BODY, f"t={T},v1={old}"), SECRET)
+
+
+def test_any_matching_v2_is_enough_during_secret_rotation() -> None:
     old = reference_hmac("old-secret", T, BODY)
     new = reference_hmac(SECRET, T, BODY)
-    generic.verify(request(BODY, f"t={T},v1={old},v1={new}"), SECRET)
-    generic.verify(request(BODY, f"t={T}, v1={new.upper()}, v0=ignored"), SECRET)
+    generic.verify(request(BODY, f"t={T},v2={old},v2={new}"), SECRET)
+    generic.verify(request(BODY, f"t={T}, v2={new.upper()}, v0=ignored"), SECRET)
 
 
 @pytest.mark.parametrize("skew", [-299, 0, 299])
 def test_timestamp_inside_the_window_is_accepted(skew: int) -> None:
-    generic.verify(request(BODY, generic.sign(SECRET, BODY, T + skew)), SECRET)
+    generic.verify(request(BODY, signed(BODY, T + skew)), SECRET)
 
 
 @pytest.mark.parametrize("skew", [-301, 301, -86_400])
 def test_timestamp_outside_the_window_is_refused(skew: int) -> None:
     with pytest.raises(SignatureError, match="window"):
-        generic.verify(request(BODY, generic.sign(SECRET, BODY, T + skew)), SECRET)
+        generic.verify(request(BODY, signed(BODY, T + skew)), SECRET)
 
 
 def test_tampered_body_wrong_secret_and_moved_timestamp_are_refused() -> None:
-    header = generic.sign(SECRET, BODY, T)
+    header = signed(BODY)
     with pytest.raises(SignatureError):
         generic.verify(request(BODY + b" ", header), SECRET)
     with pytest.raises(SignatureError):
         generic.verify(request(BODY, header), "another-secret")
-    v1 = header.split(",v1=")[1]
+    v2 = header.split(",v2=")[1]
     with pytest.raises(SignatureError):
-        generic.verify(request(BODY, f"t={T + 1},v1={v1}"), SECRET)
+        generic.verify(request(BODY, f"t={T + 1},v2={v2}"), SECRET)
 
 
 @pytest.mark.parametrize(
@@ -96,13 +134,13 @@ def test_tampered_body_wrong_secret_and_moved_timestamp_are_refused() -> None:
     [
         None,
         "",
-        "v1=abc",
+        "v2=abc",
         f"t={T}",
-        f"t={T},v1=nothex",
-        f"t=soon,v1={'0' * 64}",
-        f"t={T},t={T},v1={'0' * 64}",
-        f"t=-{T},v1={'0' * 64}",
-        ",".join(["v1=" + "0" * 64] * 40),
+        f"t={T},v2=nothex",
+        f"t=soon,v2={'0' * 64}",
+        f"t={T},t={T},v2={'0' * 64}",
+        f"t=-{T},v2={'0' * 64}",
+        ",".join(["v2=" + "0" * 64] * 40),
     ],
 )
 def test_malformed_header_is_refused(header: str | None) -> None:
@@ -112,7 +150,7 @@ def test_malformed_header_is_refused(header: str | None) -> None:
 
 def test_unconfigured_secret_refuses_everything() -> None:
     with pytest.raises(SignatureError):
-        generic.verify(request(BODY, generic.sign("", BODY, T)), "")
+        generic.verify(request(BODY, signed(BODY, secret="")), "")
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,15 +6,26 @@ platform has no secret configured, 403 for a bad signature — no call record), 
 through :class:`~regulator.calls.CallRouter`, render the platform's answer. After
 authentication nothing reaches the platform but a valid answer: any failure
 becomes the fail-safe route to centre 15 (never a 5xx, never a stack trace).
-Retried webhooks get the answer given the first time (answer cache), except failed
-dials: each one is decided again from the call's route history, so a repeated
-failure report can never bring the caller back to a destination already offered.
+Retried webhooks get the answer given the first time, except failed dials: each one
+is decided again from the call's route history, so a repeated failure report can
+never bring the caller back to a destination already offered.
+
+Replays (issue 18): the answer cache is per process, so a retry or replay may reach a
+replica that never saw the call, or this one after a restart. A later-stage webhook
+(menu digits) then reads its first answer from the store (kept 24 h, written behind
+by the call writer) and routes nothing again. The first webhook of a call waits on no
+store read: it is decided again (the same decision, made afresh), and the write path
+settles whether its record is the call's first; only then is it counted and shown
+(:meth:`CallRouter.records_settled`). With the store down, both guards fall back to
+the per-process cache (a replay on another replica is then decided and counted again).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -32,7 +43,7 @@ from regulator.core.protocol import Protocol
 from regulator.core.whisper import has_whisper
 from regulator.logs import get_logger
 from regulator.metrics import Metrics
-from regulator.platforms import asterisk, freeswitch
+from regulator.platforms import asterisk, freeswitch, vonage
 from regulator.platforms.base import (
     Answer,
     BadHookRequest,
@@ -40,6 +51,7 @@ from regulator.platforms.base import (
     RenderContext,
     SignatureError,
 )
+from regulator.ports import StoreError
 from regulator.settings import Settings
 from regulator.web.hooks.table import (
     ADAPTERS,
@@ -52,17 +64,22 @@ from regulator.web.hooks.table import (
 )
 from regulator.web.hooks.whisper import whisper_answer
 from regulator.web.hooks.wire import (
+    SIGNED_CALLBACKS,
     AnswerCache,
     Outcome,
+    callback_key,
     hook_urls,
     public_base,
     read_hook,
+    trusted_query,
 )
 
 log = get_logger("regulator.hooks")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OK = Answer(b'{"ok":true}', "application/json")
+#: Vonage token ids one replica remembers (5 minutes of webhooks at a high rate).
+SEEN_JTI_MAX = 200_000
 
 
 class Hooks:
@@ -73,6 +90,10 @@ class Hooks:
         self.settings = settings
         self.metrics = metrics
         self.answers = AnswerCache()
+        # The callback-URL HMAC key of each platform (b"": URLs unsigned, see wire.py).
+        self._url_keys = {p: callback_key(p, settings.secret(n)) for p, n in SECRETS.items()}
+        # Vonage token ids seen here → until when (insertion order ≈ expiry order).
+        self._seen_jti: OrderedDict[str, float] = OrderedDict()
         # Labelled histogram children, created on first use (labels() costs per call).
         self._webhook_seconds: dict[Platform, Histogram] = {}
 
@@ -87,19 +108,62 @@ class Hooks:
             log.warning("webhook_source_refused", platform=platform.value)
             raise web.HTTPForbidden(text="source non autorisée")
         req = await read_hook(request, self.settings)
-        if secret is not None:
-            try:
+        if secret is None:
+            return req  # insecure dev mode: nothing to check, the query included
+        try:
+            if platform is Platform.VONAGE:
+                jti, until = vonage.token_id(vonage.decode_claims(req, secret))
+                if not await self._first_use(jti, req.now, until):
+                    raise SignatureError("JWT already used (jti replayed)")
+            else:
                 ADAPTERS[platform].verify(req, secret)
-            except SignatureError as exc:
-                log.warning("webhook_signature_rejected", platform=platform.value, reason=str(exc))
-                raise web.HTTPForbidden(text="signature invalide") from None
+        except SignatureError as exc:
+            log.warning("webhook_signature_rejected", platform=platform.value, reason=str(exc))
+            raise web.HTTPForbidden(text="signature invalide") from None
+        if platform in SIGNED_CALLBACKS:
+            trusted = trusted_query(req, self._url_keys[platform])
+            if trusted is not req:
+                log.warning("callback_query_untrusted", platform=platform.value, path=request.path)
+            req = trusted
         return req
+
+    async def _first_use(self, jti: str, now: float, until: float) -> bool:
+        """Whether this Vonage ``jti`` is seen for the first time, on any replica.
+
+        This replica's memory first (no store round trip for its own replays), then
+        the store (``claim_token_id``, atomic across replicas) within the store
+        budget. With the store down or slow, the memory alone decides: a token
+        replayed on another replica during an outage is then accepted once more there
+        (its signature still binds it to this body, for at most its 5 minutes)."""
+        seen = self._seen_jti
+        while seen and next(iter(seen.values())) < now:  # oldest first: expired ones
+            seen.popitem(last=False)
+        if jti in seen:
+            return False
+        seen[jti] = until
+        while len(seen) > SEEN_JTI_MAX:
+            seen.popitem(last=False)
+        try:
+            async with asyncio.timeout(self.router.store_budget_s):
+                return await self.router.store.claim_token_id("vonage", jti, now, until)
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op="claim_token_id").inc()
+            log.warning("token_id_claim_failed", error=str(exc) or "timeout")
+        except Exception:
+            log.exception("token_id_claim_failed")
+        return True
 
     def _render(
         self, platform: Platform, decision: Decision, base: str, call: Call | None = None
     ) -> Answer:
         protocol = self.router.protocols.current.get(decision.mmg) if decision.mmg else None
-        urls = hook_urls(base, platform, decision.mmg, call.call_id if call else None)
+        urls = hook_urls(
+            base,
+            platform,
+            decision.mmg,
+            call.call_id if call else None,
+            self._url_keys[platform],
+        )
         if not has_whisper(protocol):
             urls = dataclasses.replace(urls, whisper="")
         ctx = RenderContext(
@@ -208,6 +272,11 @@ class Hooks:
         key = (platform.value, call.call_id, call.stage.value, call.digits or "")
         if failure is None:
             cached = self.answers.get(key)
+            if cached is None:  # another replica, or before a restart: the store knows
+                stored = await self.router.first_answer(*key[:2], call.stage, key[3])
+                if stored is not None:
+                    cached = Answer(stored.body, stored.content_type)
+                    self.answers.put(key, cached)
             if cached is not None:
                 out.cached = True
                 return cached
@@ -221,6 +290,9 @@ class Hooks:
         answer = self._render(platform, decision, base, call)
         if failure is None:
             self.answers.put(key, answer)
+            self.router.keep_answer(
+                key[0], key[1], call.stage, key[3], answer.body, answer.content_type
+            )
         return answer
 
     async def _dial_failed(

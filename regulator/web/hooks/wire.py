@@ -3,6 +3,9 @@ our own callback URLs and the canonical log line's fields."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -11,7 +14,14 @@ from urllib.parse import quote_plus, unquote
 from aiohttp import web
 
 from regulator.core.models import Decision, Platform
-from regulator.platforms.base import Answer, HookRequest, HookUrls
+from regulator.platforms.base import (
+    CALLBACK_PARAMS,
+    Answer,
+    HookRequest,
+    HookUrls,
+    callback_signed,
+    sign_callback,
+)
 from regulator.settings import Settings
 
 
@@ -79,24 +89,69 @@ def public_base(request: web.Request, settings: Settings) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def hook_urls(base: str, platform: Platform, mmg: str | None, call_id: str | None) -> HookUrls:
+def hook_urls(
+    base: str, platform: Platform, mmg: str | None, call_id: str | None, key: bytes = b""
+) -> HookUrls:
+    """Our callback URLs for one answer. With ``key`` (:func:`callback_key`), each URL
+    with a query carries its HMAC (``sig``), and so does every URL an adapter derives
+    from them with :meth:`HookUrls.with_query`: on the way back, the query's ``mmg``,
+    ``call_id`` and ``target`` are trusted only if it checks (:func:`trusted_query`)."""
     root = f"{base}/hooks/{platform.value}"
     # Dial callbacks name the MMG and the call: Vonage reports a failed leg with the
     # dialled number as ``to`` and the leg's own uuid, not the MMG's number and call.
     # What urlencode({"mmg": …, "call_id": …}) gives, without its generic machinery.
     query = "&".join(f"{k}={quote_plus(v)}" for k, v in (("mmg", mmg), ("call_id", call_id)) if v)
     suffix = f"?{query}" if query else ""
+
+    def url(path: str) -> str:
+        return sign_callback(path, key) if key else path
+
     return HookUrls(
-        gather=f"{root}/gather",
-        dial_status=f"{root}/dial-status{suffix}",
-        status=f"{root}/status",
-        event=f"{root}/event{suffix}",
-        input=f"{root}/input",
-        leg=f"{root}/leg{suffix}",
-        whisper=f"{root}/whisper{suffix}",
+        gather=url(f"{root}/gather"),
+        dial_status=url(f"{root}/dial-status{suffix}"),
+        status=url(f"{root}/status"),
+        event=url(f"{root}/event{suffix}"),
+        input=url(f"{root}/input"),
+        leg=url(f"{root}/leg{suffix}"),
+        whisper=url(f"{root}/whisper{suffix}"),
         # jambonz: a dial target's confirmHook (the leg answered; the whisper).
-        extra={"confirm": f"{root}/confirm{suffix}"} if platform is Platform.JAMBONZ else {},
+        extra=({"confirm": url(f"{root}/confirm{suffix}")} if platform is Platform.JAMBONZ else {}),
     )
+
+
+#: Platforms whose callbacks are URLs we render (TwiML action, NCCO eventUrl, httapi,
+#: jambonz actionHook, TeXML): their ``CALLBACK_PARAMS`` must carry our HMAC. Not the
+#: generic PBX (its v2 signature covers the query, written by the PBX), nor Asterisk
+#: (its dialplan writes the query), nor Kamailio (no callbacks).
+SIGNED_CALLBACKS: frozenset[Platform] = frozenset(
+    {Platform.TWILIO, Platform.VONAGE, Platform.FREESWITCH, Platform.JAMBONZ, Platform.TELNYX}
+)
+#: Platforms whose configured "secret" is public (Telnyx: an Ed25519 public key): no
+#: URL key can be derived from it, so their callback queries are never trusted.
+_PUBLIC_SECRETS: frozenset[Platform] = frozenset({Platform.TELNYX})
+
+
+def callback_key(platform: Platform, secret: str | None) -> bytes:
+    """The key of ``platform``'s callback-URL HMAC, derived from its webhook secret
+    (b"" when it has none usable: URLs unsigned, their queries untrusted)."""
+    if not secret or platform not in SIGNED_CALLBACKS or platform in _PUBLIC_SECRETS:
+        return b""
+    return hmac.new(secret.encode("utf-8"), b"regulator callback url v1", hashlib.sha256).digest()
+
+
+def trusted_query(req: HookRequest, key: bytes) -> HookRequest:
+    """``req`` as far as its query can be trusted: our ``CALLBACK_PARAMS`` stay only if
+    the URL's HMAC checks. Missing or wrong, the request is kept (it is authentic, the
+    platform signed it) but untargeted: a failed dial is then decided from the call's
+    stored route history, the call id and MMG come from the platform's own fields —
+    never from a query anyone could have written."""
+    named = CALLBACK_PARAMS.intersection(req.query)
+    if not named and "sig" not in req.query:
+        return req
+    if key and callback_signed(req.url, key):
+        return req
+    query = {k: v for k, v in req.query.items() if k not in CALLBACK_PARAMS and k != "sig"}
+    return dataclasses.replace(req, query=query)
 
 
 def parse_form(text: str) -> dict[str, str]:

@@ -1,0 +1,80 @@
+"""Our own callback URLs carry an HMAC over their path and trusted parameters
+(issue 18, point 4): HookUrls.with_query keeps it, tampering breaks it."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from regulator.core.models import Platform
+from regulator.platforms.base import HookRequest, HookUrls, callback_signed
+from regulator.web.hooks.wire import callback_key, hook_urls, trusted_query
+
+BASE = "https://regulator.example"
+KEY = callback_key(Platform.TWILIO, "twilio-token")
+
+
+def _req(url: str) -> HookRequest:
+    from urllib.parse import parse_qsl, urlsplit
+
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return HookRequest("POST", url, {}, query, b"", {}, 0.0)
+
+
+def test_hook_urls_and_with_query_are_signed_and_check() -> None:
+    urls = hook_urls(BASE, Platform.TWILIO, "nimes", "CA1", KEY)
+    action = HookUrls.with_query(urls.dial_status, target="regulation")
+    assert action.count("sig=") == 1 and action.endswith(action.rsplit("&", 1)[1])
+    assert "target=regulation" in action and "mmg=nimes" in action
+    assert callback_signed(action, KEY)
+    # A second with_query re-signs over the whole query.
+    twice = HookUrls.with_query(action, target="pharmacy")
+    assert twice.count("sig=") == 1 and callback_signed(twice, KEY)
+    gather = HookUrls.with_query(urls.gather, mmg="nimes")
+    assert callback_signed(gather, KEY)
+
+
+def test_tampered_moved_or_unsigned_queries_do_not_check() -> None:
+    action = HookUrls.with_query(
+        hook_urls(BASE, Platform.TWILIO, "nimes", "CA1", KEY).dial_status, target="regulation"
+    )
+    tampered = {
+        "target changed": action.replace("target=regulation", "target=pharmacy"),
+        "mmg changed": action.replace("mmg=nimes", "mmg=metz"),
+        "moved to another path": action.replace("/dial-status", "/status"),
+        "sig removed": action.rsplit("&sig=", 1)[0],
+        "two sigs": action + "&sig=00",
+        "another key": HookUrls.with_query(
+            hook_urls(BASE, Platform.TWILIO, "nimes", "CA1", b"other").dial_status,
+            target="regulation",
+        ),
+    }
+    checked = {name: callback_signed(url, KEY) for name, url in tampered.items()}
+    print(f"tampered callback URLs that still check: {[n for n, ok in checked.items() if ok]}")
+    assert not any(checked.values())
+    # Trusted parameters dropped, the others kept: authentic but untargeted.
+    req = trusted_query(_req(tampered["target changed"] + "&Foo=1"), KEY)
+    assert dict(req.query) == {"Foo": "1"}
+
+
+def test_reordered_requoted_or_extended_queries_still_check() -> None:
+    action = HookUrls.with_query(
+        hook_urls(BASE, Platform.TWILIO, "nîmes ville", "CA 1", KEY).dial_status,
+        target="regulation",
+    )
+    head, query = action.split("?", 1)
+    pairs = query.split("&")
+    sig = pairs.pop()
+    reordered = f"{head}?{'&'.join(reversed(pairs))}&{sig}"
+    assert callback_signed(reordered, KEY)
+    requoted = reordered.replace("+", "%20")
+    assert callback_signed(requoted, KEY)
+    extended = f"{action}&variable_uuid={quote('x y')}"  # httapi's GET profile adds fields
+    assert callback_signed(extended, KEY)
+    req = _req(action)
+    assert trusted_query(req, KEY) is req
+
+
+def test_no_key_no_signature_and_nothing_trusted() -> None:
+    urls = hook_urls(BASE, Platform.TELNYX, "nimes", "CA1", callback_key(Platform.TELNYX, "pk"))
+    assert "sig=" not in urls.dial_status
+    assert dict(trusted_query(_req(urls.dial_status), b"").query) == {}
