@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     #: Telnyx account public key (base64, Mission Control → Keys & Credentials): it
     #: verifies ``telnyx-signature-ed25519``. Not secret, kept as one for uniformity.
     telnyx_public_key: SecretStr | None = None
+    #: Key of the HMAC on our own Telnyx callback URLs (``sig``): Telnyx signs with a
+    #: key pair, so no shared secret exists to derive it from. Unset: the ``mmg``,
+    #: ``call_id`` and ``target`` of Telnyx callbacks are not trusted (its dial legs
+    #: are not attributed; failed dials are decided from the stored route history).
+    telnyx_callback_secret: SecretStr | None = None
     failsafe_number: str | None = None
     #: Host (``host[:port]``) of the SIP trunk through which Kamailio dials numbers
     #: (``sip:<E.164>@<sip_gateway>``). Unset: destinations known only by number get

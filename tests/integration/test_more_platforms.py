@@ -21,6 +21,7 @@ from tests.support.app import (
     PROFESSIONAL_NIMES,
     REGULATION_NIMES,
     AppClient,
+    callback,
 )
 
 #: The Telnyx test key pair whose public half is TELNYX_PUBLIC_KEY in tests/support/app.py.
@@ -171,7 +172,7 @@ async def test_freeswitch_answered_bridge_that_ends_is_not_taken_for_a_failed_di
         "variable_bridge_hangup_cause": "NORMAL_CLEARING",
     }
     resp = await client.post(
-        "/hooks/freeswitch/dial-status?mmg=nimes&call_id=fs-done&target=direct_access",
+        callback("/hooks/freeswitch/dial-status?mmg=nimes&call_id=fs-done&target=direct_access"),
         data=urlencode(after),
         headers=freeswitch_headers(),
     )

@@ -37,6 +37,7 @@ from tests.support.app import (
     PROFESSIONAL_NIMES,
     REGULATION_NIMES,
     AppClient,
+    callback,
 )
 
 #: When each leg is dialled: the evening of the app's fixed clock (tests/integration).
@@ -307,7 +308,7 @@ async def test_freeswitch_stamps_of_an_earlier_dial_are_not_this_legs(client: Ap
     }
     await fs_post(
         client,
-        "/hooks/freeswitch/dial-status?mmg=nimes&call_id=fs-second&target=direct_access",
+        callback("/hooks/freeswitch/dial-status?mmg=nimes&call_id=fs-second&target=direct_access"),
         fields,
     )
     leg = (await stored_legs(client))["fs-second"]

@@ -79,6 +79,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "freeswitch_secret": SecretStr(FREESWITCH_SECRET),
         "jambonz_secret": SecretStr(JAMBONZ_SECRET),
         "telnyx_public_key": SecretStr(TELNYX_PUBLIC_KEY),
+        "telnyx_callback_secret": SecretStr("telnyx-callback-test-secret"),
         "failsafe_number": "+33466000099",
         "tokens_file": write_tokens(tmp_path / "tokens.yaml"),
         "watch_protocols": False,

@@ -68,6 +68,7 @@ from regulator.web.hooks.wire import (
     AnswerCache,
     Outcome,
     callback_key,
+    derived_key,
     hook_urls,
     public_base,
     read_hook,
@@ -92,6 +93,9 @@ class Hooks:
         self.answers = AnswerCache()
         # The callback-URL HMAC key of each platform (b"": URLs unsigned, see wire.py).
         self._url_keys = {p: callback_key(p, settings.secret(n)) for p, n in SECRETS.items()}
+        # Telnyx's webhook "secret" is a public key: its URLs take a key of their own.
+        telnyx_key = settings.secret("telnyx_callback_secret")
+        self._url_keys[Platform.TELNYX] = derived_key(telnyx_key) if telnyx_key else b""
         # Vonage token ids seen here → until when (insertion order ≈ expiry order).
         self._seen_jti: OrderedDict[str, float] = OrderedDict()
         # Labelled histogram children, created on first use (labels() costs per call).

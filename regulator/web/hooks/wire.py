@@ -136,6 +136,12 @@ def callback_key(platform: Platform, secret: str | None) -> bytes:
     (b"" when it has none usable: URLs unsigned, their queries untrusted)."""
     if not secret or platform not in SIGNED_CALLBACKS or platform in _PUBLIC_SECRETS:
         return b""
+    return derived_key(secret)
+
+
+def derived_key(secret: str) -> bytes:
+    """A callback-URL key from a secret (never the secret itself: the key signs URLs
+    anyone on the call path can read)."""
     return hmac.new(secret.encode("utf-8"), b"regulator callback url v1", hashlib.sha256).digest()
 
 
