@@ -50,7 +50,7 @@ WORKER_ENV = "REGULATOR_WORKER_INDEX"
 #: :mod:`regulator.interconnect.feed` name them: (journal prefix, spool file).
 LOCAL_FILES = (("journal", "spool.jsonl"), ("outbox-journal", "outbox-spool.jsonl"))
 #: A first start that ends with an exit status this soon is a configuration error.
-STARTUP_S = 10.0
+STARTUP_S = 30.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: A worker that lived this long restarts after the initial backoff again.

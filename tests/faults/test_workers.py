@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from regulator.settings import parse_workers
 from regulator.web.workers import adopt_orphans, worker_dir
 from tests.faults.conftest import (
     FaultCounts,
@@ -216,3 +217,27 @@ def test_bad_worker_counts_are_refused_naming_the_value(tmp_path: Any) -> None:
         assert done.returncode == 1, (argv, done.stderr[-500:])
         assert expected in done.stderr, done.stderr[-500:]
         assert "Traceback" not in done.stderr
+
+
+def test_auto_is_one_worker_per_core_of_the_affinity_set() -> None:
+    assert parse_workers("auto") == len(os.sched_getaffinity(0))
+    assert parse_workers(" 3 ") == 3
+
+
+def test_a_worker_that_cannot_start_stops_the_service_with_its_status(
+    service_factory: ServiceFactory,
+) -> None:
+    """A configuration error every worker meets (here a broken tokens file) is not
+    restarted for ever: the supervisor stops the others and exits with that status."""
+    service = service_factory(TWO, "broken")
+    service.tokens_file.write_text("- {name: [\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "regulator", "serve"],
+        env=service.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "erreur : fichier des jetons invalide" in done.stderr
+    assert '"event":"worker_failed_at_start"' in done.stderr
