@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -241,3 +242,21 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_status(
     assert done.returncode == 1, done.stderr[-2000:]
     assert "erreur : fichier des jetons invalide" in done.stderr
     assert '"event":"worker_failed_at_start"' in done.stderr
+
+
+async def test_a_killed_supervisor_leaves_no_worker_holding_the_port(
+    service_factory: ServiceFactory,
+) -> None:
+    """``kill -9`` of the supervisor: the kernel tells each worker (PR_SET_PDEATHSIG),
+    which stops gracefully; nothing answers on the port afterwards."""
+    service = service_factory(TWO, "orphans")
+    start_workers(service)
+    pids = list(worker_pids(service).values())
+    service.kill()
+
+    def all_gone() -> bool:
+        return all(not Path(f"/proc/{pid}").exists() for pid in pids)
+
+    await wait_for(all_gone, timeout_s=20, what="both workers gone")
+    assert len(events(service, "stopped")) == 2  # each worker's own graceful stop
+    assert service.get_status("/healthz") is None
