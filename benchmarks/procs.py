@@ -31,6 +31,24 @@ def pinned(core: int, argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
+def pinned_set(cores: Sequence[int], argv: Sequence[str]) -> list[str]:
+    """``argv`` under ``taskset -c <cores>`` (those of them that exist)."""
+    present = [c for c in cores if (os.cpu_count() or 1) > c]
+    if shutil.which("taskset") and present:
+        return ["taskset", "-c", ",".join(map(str, present)), *argv]
+    return list(argv)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (``serve --workers N``: its workers)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(found)
+
+
 def pin_self(core: int) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
         with contextlib.suppress(OSError):

@@ -42,13 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
-from benchmarks import fanout, procs, workload
+from benchmarks import fanout, procs, scaling, workload
 from regulator.auth import hash_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,7 @@ TARGETS = {
     "rss_mb": 150.0,
     "report_s": 1.0,
     "sse_s": 1.0,
+    "workers_ratio": 1.70,
 }
 
 
@@ -108,7 +110,19 @@ def open_protocols(src: Path, dst: Path, now: dt.datetime) -> Path:
 class Service:
     """``regulator serve`` on the Redis store, as in production, pinned to core 0."""
 
-    def __init__(self, workdir: Path, redis_url: str, protocols_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        redis_url: str,
+        protocols_dir: Path,
+        log_path: Path,
+        *,
+        workers: int | None = None,
+        cores: Sequence[int] = (procs.SERVICE_CORE,),
+    ) -> None:
+        """``workers``: run ``serve --workers N`` (benchmarks/scaling.py) on ``cores``."""
+        self.workers = workers
+        self.cores = tuple(cores)
         self.port = procs.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -134,8 +148,11 @@ class Service:
     def start(self) -> None:
         self._log = self.log_path.open("wb") if str(self.log_path) != os.devnull else None
         out = self._log if self._log is not None else subprocess.DEVNULL
+        argv = [*procs.regulator_exe(), "serve"]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(
-            procs.pinned(procs.SERVICE_CORE, [*procs.regulator_exe(), "serve"]),
+            procs.pinned_set(self.cores, argv),
             env=self.env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -377,6 +394,35 @@ def _ok(flag: bool | None) -> str:
     return "—" if flag is None else ("pass" if flag else "**FAIL**")
 
 
+def scaling_rows(w: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """The rows of the 1 → 2 workers phase (benchmarks/scaling.py)."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    one, two = w.get("1", {}), w.get("2", {})
+    if "ratio" in w:
+        rows.append(
+            (
+                "Saturated throughput, `serve --workers 2` / `--workers 1` (both on cores 0-1; "
+                "wrk and Redis on core 1)",
+                f"≥ {TARGETS['workers_ratio']:.2f}",
+                f"{w['ratio']:.2f} ({two['rate']:,.0f} / {one['rate']:,.0f} calls/s; service "
+                f"CPU {two['service_cpu_cores']:.2f} / {one['service_cpu_cores']:.2f} cores; "
+                f"per CPU-second {w['efficiency']:.2f})",
+                w["ratio"] >= TARGETS["workers_ratio"],
+            )
+        )
+    if two.get("rss_mb"):
+        worst = max(two["rss_mb"])
+        rows.append(
+            (
+                f"RSS per worker, `--workers 2`, after {two['calls']:,.0f} calls in all",
+                f"≤ {TARGETS['rss_mb']:.0f} MB",
+                " / ".join(f"{mb:.0f} MB" for mb in two["rss_mb"]),
+                worst <= TARGETS["rss_mb"],
+            )
+        )
+    return rows
+
+
 def render(results: dict[str, Any], info: dict[str, str], args: argparse.Namespace) -> str:
     r = results
     bare = r.get("bare_saturated", {})
@@ -450,13 +496,14 @@ def render(results: dict[str, Any], info: dict[str, str], args: argparse.Namespa
         rss = r["rss"]
         rows.append(
             (
-                f"Service RSS after {rss['calls']:,.0f} calls",
+                f"Service RSS (one worker) after {rss['calls']:,.0f} calls",
                 f"≤ {TARGETS['rss_mb']:.0f} MB",
                 f"{rss['rss_mb']:.0f} MB (peak {rss['hwm_mb']:.0f} MB; "
                 f"at start {rss['start_mb']:.0f} MB)",
                 rss["rss_mb"] <= TARGETS["rss_mb"],
             )
         )
+    rows += scaling_rows(r.get("workers", {}))
     if "report" in r:
         rep = r["report"]
         rows.append(
@@ -566,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    parser.add_argument("--skip", default="", help="comma list: decide,bare,fill,month,sse")
+    parser.add_argument("--skip", default="", help="comma list: decide,bare,fill,month,sse,workers")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.month_calls = 60_000, 50_000
@@ -741,6 +788,18 @@ def main(argv: list[str] | None = None) -> int:
         if log_path.exists():
             with log_path.open("rb") as fh:
                 results["log_lines"] = sum(1 for line in fh if b'"event":"webhook"' in line)
+
+        if "workers" not in skip:
+            log("scaling: --workers 1 then --workers 2, saturated, on both cores")
+            results["workers"] = scaling.measure(
+                workdir,
+                redis.url,
+                protocols_dir,
+                entries_file,
+                sat_seconds=args.sat_seconds,
+                conns=args.conns,
+            )
+            log(f"  {results['workers']}")
     finally:
         for child in children:
             if child.poll() is None:

@@ -314,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--protocols", help="protocols directory (default: settings)")
+    p.add_argument(
+        "--workers",
+        help="worker processes on one port, or 'auto' (one per core; default: settings, 1)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-protocols", help="validate every protocol file")

@@ -102,14 +102,17 @@ def _dumps_bytes(obj: Any, default: Any = None) -> bytes:
     return orjson.dumps(obj, default=default or str)
 
 
-def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
-    """Configure structlog and the standard library root logger once at start-up."""
+def configure_logging(fmt: str = "json", level: str = "INFO", *, worker: int | None = None) -> None:
+    """Configure structlog and the standard library root logger once at start-up.
+    ``worker``: every line of a ``serve --workers N`` worker says which one it is."""
     log_level = getattr(logging, level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if worker is not None:
+        shared.append(_add_worker(worker))
     renderer: Any
     factory: Any
     binary = getattr(sys.stderr, "buffer", None)
@@ -136,6 +139,14 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=log_level, handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _add_worker(index: int) -> Any:
+    def add_worker(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("worker", index)
+        return event
+
+    return add_worker
 
 
 def get_logger(name: str = "regulator") -> FilteringBoundLogger:

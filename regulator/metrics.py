@@ -2,14 +2,23 @@
 
 Names and labels are a contract (DESIGN.md §3). Labels are bounded: MMG id,
 platform, route, ground, status, reason, target — never a phone number.
+
+Several workers (``serve --workers N``): the supervisor sets ``PROMETHEUS_MULTIPROC_DIR``
+in each worker's environment before ``prometheus_client`` is imported, so every value
+lives in a per-process file there and one scrape of any worker returns the sum over
+all of them (the client's multiprocess mode). Gauges say how they combine
+(``multiprocess_mode``); a gauge read from a function (:meth:`Metrics.track`) is
+refreshed every second and at each scrape instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from regulator.core.legs import LegChange, settled
 
@@ -31,12 +40,22 @@ _DECISION_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.
 #: Answer delays (s): the SUdF threshold is 60 s, QRAARM's short abandon 15 s.
 ANSWER_DELAY_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0)
 
+#: The environment variable of prometheus_client's multiprocess mode.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory this process writes its values to, or None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
 
 class Metrics:
     """Every metric of the service, registered on ``registry`` (not the global one)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir()
+        self._tracked: list[tuple[Gauge, Callable[[], float]]] = []
         r = self.registry
         self.calls = Counter(
             "regulator_calls", "Calls routed", ["mmg", "platform", "route", "ground"], registry=r
@@ -64,12 +83,16 @@ class Metrics:
             "regulator_referrals", "Referral events", ["mmg", "event"], registry=r
         )
         self.outbox_pending = Gauge(
-            "regulator_outbox_pending", "Outbox events not yet delivered", registry=r
+            "regulator_outbox_pending",
+            "Outbox events not yet delivered",
+            registry=r,
+            multiprocess_mode="livemostrecent",  # the store's figure: any worker's last read
         )
         self.outbox_local_pending = Gauge(
             "regulator_outbox_local_pending",
             "Centre 15 events kept on local disk (journal, spool), not yet in the outbox store",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.outbox_deliveries = Counter(
             "regulator_outbox_deliveries",
@@ -81,13 +104,20 @@ class Metrics:
             "regulator_storage_errors", "Store operations that failed", ["op"], registry=r
         )
         self.spool_pending = Gauge(
-            "regulator_spool_pending", "Call records waiting in the local spool", registry=r
+            "regulator_spool_pending",
+            "Call records waiting in the local spool",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.protocol_reloads = Counter(
             "regulator_protocol_reloads", "Protocol reloads", ["result"], registry=r
         )
         self.mmg_open = Gauge(
-            "regulator_mmg_open", "1 if the MMG is open now, else 0", ["mmg"], registry=r
+            "regulator_mmg_open",
+            "1 if the MMG is open now, else 0",
+            ["mmg"],
+            registry=r,
+            multiprocess_mode="livemax",  # every worker computes the same value
         )
         # Dial legs (core/legs.py), counted once per leg in the write path (LegChange):
         # QS60 = increase(..._bucket{le="60"}) / increase(regulator_legs_offered_total).
@@ -114,9 +144,30 @@ class Metrics:
         for reason in FAILSAFE_REASONS:
             self.failsafe.labels(reason=reason)
 
+    def track(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """Make ``gauge`` report ``read()``: at scrape time in a single process; in
+        multiprocess mode (where a function cannot be read from another worker) set
+        by :meth:`refresh`, every second and at each scrape."""
+        if self.multiprocess_dir is None:
+            gauge.set_function(read)
+        else:
+            self._tracked.append((gauge, read))
+            gauge.set(read())
+
+    def refresh(self) -> None:
+        """Set every tracked gauge from its reader (multiprocess mode)."""
+        for gauge, read in self._tracked:
+            gauge.set(read())
+
     def exposition(self) -> tuple[bytes, str]:
-        """The text exposition and its content type, for ``GET /metrics``."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The text exposition and its content type, for ``GET /metrics``: this
+        registry, or in multiprocess mode the sum over every worker's files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.refresh()
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined), CONTENT_TYPE_LATEST
 
 
 def count_legs(metrics: Metrics, changes: Sequence[LegChange], short_abandon_s: float) -> None:

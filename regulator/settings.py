@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     #: closes, so a load balancer stops sending new calls first (set it to about the
     #: readiness probe period behind Kubernetes or a load balancer).
     shutdown_grace_s: float = Field(default=0.0, ge=0, le=60)
+    #: Worker processes of ``regulator serve`` on one port (``SO_REUSEPORT``), or
+    #: ``auto``: one per core this process may run on. 1: a single process, as before.
+    workers: int = 1
+    #: Set by the supervisor of ``serve --workers N`` in each worker's environment
+    #: (0…N-1): never set it by hand. Unset: not a worker.
+    worker_index: int | None = Field(default=None, ge=0)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> int:
+        return parse_workers(value)
 
     @field_validator("sip_gateway")
     @classmethod
@@ -169,6 +180,50 @@ class Settings(BaseSettings):
         """The reverse proxies whose ``X-Forwarded-For`` is believed (empty: none)."""
         return parse_allowlist(self.trusted_proxies)
 
+    @property
+    def local_dir(self) -> Path:
+        """This process's own journals and spools: ``data_dir`` for a single process,
+        ``data_dir/worker-<i>`` for worker ``i`` (the store stays in ``data_dir``)."""
+        if self.worker_index is None:
+            return self.data_dir
+        return self.data_dir / f"worker-{self.worker_index}"
+
+    @property
+    def runs_singletons(self) -> bool:
+        """Whether this process runs the once-per-service background tasks (retention
+        purge, exports, no-show sweeper, protocol history): a single process, or worker 0."""
+        return self.worker_index in (None, 0)
+
     def secret(self, name: str) -> str | None:
         value: Any = getattr(self, name)
         return value.get_secret_value() if value is not None else None
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity set, e.g. under ``taskset`` or
+    a container's cpuset), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def parse_workers(value: object) -> int:
+    """``REGULATOR_WORKERS`` / ``--workers``: a count of 1 or more, or ``auto``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} : attendu un nombre de processus (1 ou plus) ou « auto »")
+    if isinstance(value, int):
+        count = value
+    else:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return available_cores()
+        try:
+            count = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{str(value)!r} : attendu un nombre de processus (1 ou plus) ou « auto »"
+            ) from None
+    if count < 1:
+        raise ValueError(f"{count} : il faut au moins 1 processus (ou « auto »)")
+    return count

@@ -95,7 +95,8 @@ async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
             task.add_done_callback(cleanups.discard)
 
         tokens.on_removed = on_removed
-    tasks.append(asyncio.create_task(registry.keep_history(app[keys.STORE])))
+    if settings.runs_singletons:  # one record per version, not one per worker
+        tasks.append(asyncio.create_task(registry.keep_history(app[keys.STORE])))
     yield
     for task in tasks:
         task.cancel()
@@ -184,6 +185,28 @@ async def _exports_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+#: How often a worker copies its function-read gauges to the multiprocess files.
+TRACKED_GAUGES_S = 1.0
+
+
+async def _tracked_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Multiprocess metrics: refresh the gauges read from functions (Metrics.track)
+    every second, so a scrape answered by another worker sees this one's values."""
+    metrics = app[keys.METRICS]
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(TRACKED_GAUGES_S)
+            with contextlib.suppress(Exception):  # a metric never stops the service
+                metrics.refresh()
+
+    task = asyncio.create_task(refresh_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _on_shutdown(app: web.Application) -> None:
     # Readiness turns false first so load balancers stop sending new work.
     app[keys.LIFECYCLE].shutting_down = True
@@ -211,8 +234,9 @@ def create_app(
         registry.reload()
     else:
         warm_up(protocols)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    spool = Spool(settings.data_dir / "spool.jsonl")
+    # This process's own journals and spools (a worker's: data_dir/worker-<i>).
+    settings.local_dir.mkdir(parents=True, exist_ok=True)
+    spool = Spool(settings.local_dir / "spool.jsonl")
     events = Events()
 
     def on_legs(changes: Sequence[LegChange]) -> None:
@@ -229,7 +253,7 @@ def create_app(
         on_error=lambda op: metrics.storage_errors.labels(op=op).inc(),
         on_spool_change=metrics.spool_pending.set,
         # Write-ahead journal: an answered call survives a kill -9 of the process.
-        journal=settings.data_dir / "journal",
+        journal=settings.local_dir / "journal",
         on_legs=on_legs,
     )
     tokens: TokenBook | None = None
@@ -268,10 +292,19 @@ def create_app(
     app[FEED].subscribe(events)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_protocols_ctx)
-    app.cleanup_ctx.append(_retention_ctx)
-    app.cleanup_ctx.append(no_show_sweeper)
+    # Once per service, not once per worker (serve --workers N: worker 0 only). They
+    # would be safe on every worker (idempotent, optimistic versions, files written
+    # through a rename) but would only repeat the same store scans N times.
+    if settings.runs_singletons:
+        app.cleanup_ctx.append(_retention_ctx)
+        app.cleanup_ctx.append(no_show_sweeper)
+    # Every worker: its own outbox journal and spool; deliveries are leased in the
+    # outbox store, so several workers (like several replicas) never send one twice.
     app.cleanup_ctx.append(interconnect_ctx)
-    app.cleanup_ctx.append(_exports_ctx)
+    if settings.runs_singletons:
+        app.cleanup_ctx.append(_exports_ctx)
+    if metrics.multiprocess_dir is not None:
+        app.cleanup_ctx.append(_tracked_gauges_ctx)
     app.on_shutdown.append(_on_shutdown)
     routes.mount(app)
     return app
@@ -295,14 +328,27 @@ def serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if getattr(args, "protocols", None):
         overrides["protocols_dir"] = args.protocols
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:  # which setting, which value, why: no traceback
         first = exc.errors(include_url=False)[0]
         name = "REGULATOR_" + "_".join(str(p) for p in first["loc"]).upper()
+        if name == "REGULATOR_WORKERS" and "workers" in overrides:
+            name = "--workers"
         why = str(first["msg"]).removeprefix("Value error, ")
         raise SystemExit(f"erreur : réglage {name} invalide : {why}") from None
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, worker=settings.worker_index)
+    from regulator.web import workers
+
+    if settings.worker_index is None:
+        if settings.workers > 1:
+            return workers.supervise(settings)
+        # One process after a run with several: their journals and spools come here.
+        workers.adopt_orphans(settings.data_dir, None)
+    else:
+        workers.die_with_parent()
     # Even at DEBUG: aiosqlite logs every statement with its parameters (phone numbers).
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     from regulator.storage import open_store
@@ -377,7 +423,14 @@ async def _run(app: web.Application, settings: Settings) -> None:
         else:
             setup.result()  # a start-up error is raised here, after the cleanup below
         if not stop.is_set():
-            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+            # Workers share the port: the kernel spreads connections over them.
+            site = web.TCPSite(
+                runner,
+                settings.host,
+                settings.port,
+                reuse_address=True,
+                reuse_port=settings.worker_index is not None,
+            )
             await site.start()
             await stop.wait()
     finally:

@@ -109,10 +109,10 @@ async def interconnect_ctx(app: web.Application) -> AsyncIterator[None]:
                 opened = True
             await interconnect.enqueue(events)
 
-        events = EventFeed(sink, settings.data_dir)
+        events = EventFeed(sink, settings.local_dir)
         if events.recovered:
             log.warning("outbox_journal_recovered", events=events.recovered)
-        app[keys.METRICS].outbox_local_pending.set_function(lambda: feed.backlog)
+        app[keys.METRICS].track(app[keys.METRICS].outbox_local_pending, lambda: feed.backlog)
         await interconnect.start()
         feed.interconnect = interconnect
         feed.events = events
