@@ -214,6 +214,76 @@ def measure(
     }
 
 
+async def _lookup_cost(redis_url: str, calls: int, concurrency: int) -> dict[str, Any]:
+    """CPU per pending-referral look-up of this process, the store's (one EXISTS, batched
+    per event-loop turn as under load) against the index's, for callers without a
+    referral (nearly all); ``concurrency`` look-ups at a time, like that many webhooks
+    in flight."""
+    store = RedisStore(redis_url, prefix="bench-lookups")
+    await store.open()
+    index = PendingIndex()
+    task = asyncio.create_task(store.follow_pending(index))
+    *numbers, holder = callers(concurrency + 1)
+    try:
+        # One caller with a referral, not among those calling: direct access is rare.
+        await store.create_referral(_referral_for(holder), None)
+        loaded = index.loads
+        await store.load_pending(index)  # the referral's notification may still be on its way
+        assert index.loads > loaded
+        assert index.lookup(MMG, holder) is True
+
+        async def nothing(_mmg: str, _caller: str) -> bool:
+            return False
+
+        out: dict[str, Any] = {"calls": calls, "concurrency": concurrency}
+        for name, ask in (
+            ("baseline_us", nothing),
+            ("store_us", store.has_pending_referral),
+            ("index_us", lambda mmg, caller: index.answer(mmg, caller, store.has_pending_referral)),
+        ):
+            for _ in range(2):  # the first round warms up
+                started = time.process_time()
+                for _ in range(calls // concurrency):
+                    await asyncio.gather(*(ask(MMG, n) for n in numbers))
+                spent = time.process_time() - started
+            out[name] = round(spent / calls * 1e6, 2)
+        # The task/gather overhead every variant pays, left out.
+        out["store_net_us"] = round(out["store_us"] - out["baseline_us"], 2)
+        out["index_net_us"] = round(out["index_us"] - out["baseline_us"], 2)
+        return out
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+def _referral_for(number: str) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from regulator.core.models import Referral, ReferralEvent, ReferralStatus
+
+    now = datetime.now(UTC)
+    return Referral(
+        id=f"bench-{number}",
+        mmg=MMG,
+        case_id="DRFR15030LOOKUP",
+        patient_display_name="M. P.",
+        status=ReferralStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+        created_by="bench",
+        patient_age_band="18-64",
+        callback_number=number,
+        reason="fièvre",
+        urgency="P2",
+        expected_at=now + timedelta(minutes=45),
+        tiers_payant=True,
+        note="",
+        history=(ReferralEvent(status=ReferralStatus.PENDING, at=now, by="bench"),),
+    )
+
+
 def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """The results table's row (benchmarks/run.py renders it)."""
     p = results.get("propagation")
@@ -240,7 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     follow.add_argument("--prefix", default="regulator")
     follow.add_argument("--callers", type=Path, required=True)
     follow.add_argument("--out", type=Path, required=True)
+    lookups = sub.add_parser("lookups", help="CPU per look-up: store against index")
+    lookups.add_argument("--calls", type=int, default=100_000)
+    lookups.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args(argv)
+    if args.command == "lookups":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="regulator-lookups-") as tmp:
+            redis = procs.Redis(Path(tmp))
+            redis.start()
+            try:
+                print(
+                    json.dumps(asyncio.run(_lookup_cost(redis.url, args.calls, args.concurrency)))
+                )
+            finally:
+                redis.stop()
+        return 0
     numbers = args.callers.read_text("utf-8").split()
     try:
         import uvloop
