@@ -35,6 +35,12 @@ the front desk wrongly — is kept by how the answer is used, not by timing:
   another replica (or its lost notification) therefore never grants direct access on
   this one, not even for a millisecond.
 
+A rolling upgrade from a version without the index: old replicas change pending sets
+without notifying or keeping ``P:pending_index``. Their creations are missed by the
+new replicas' indexes (callers go to regulation: safe) until ``DEL
+P:pending_index_built`` makes the next load rebuild the index from the pending sets;
+their removals are caught by the confirmation anyway.
+
 The other way — making removals reach every replica before the change is acknowledged —
 was rejected: it needs a membership of live replicas, acknowledgements and leases whose
 safety rests on clocks and on a hung replica noticing its own lease ran out; a replica
