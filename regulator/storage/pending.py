@@ -170,6 +170,10 @@ class PendingIndex:
         self.generation += 1
         return True
 
+    def stop(self) -> None:
+        """The follower stopped (shutdown): untrusted from now on, without a warning."""
+        self._synced = False
+
     def lose(self, reason: str) -> None:
         """Stop trusting the index until the next successful load."""
         if self._synced:

@@ -1189,7 +1189,7 @@ class RedisStore(RedisFigures, RedisSessions):
             try:
                 await self._follow_pending_once(index, ping_s=ping_s, resync_s=resync_s)
             except asyncio.CancelledError:
-                index.lose("stopped")
+                index.stop()
                 raise
             except Exception as exc:  # any failure: out of sync, start again
                 index.lose(type(exc).__name__)

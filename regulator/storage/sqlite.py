@@ -832,7 +832,7 @@ class SqliteStore(SqliteFigures, SqliteSessions):
                 await asyncio.sleep(resync_s)
         finally:
             self.track_pending(None)
-            index.lose("stopped")
+            index.stop()
 
     async def has_pending_referral(self, mmg: str, caller: str) -> bool:
         self.pending_lookups += 1
