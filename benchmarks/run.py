@@ -16,7 +16,9 @@ One run, on this machine, in under ten minutes:
 5. more calls at saturation up to 1,000,000 in all, then the service's RSS;
 6. one month of one MMG seeded with 1,000,000 calls through the store, and the
    time of ``GET /api/v1/reports/{mmg}/{month}``;
-7. 200 SSE clients on ``/api/v1/events``: time until all see a new referral.
+7. 200 SSE clients on ``/api/v1/events``: time until all see a new referral;
+8. (after 4) a referral POSTed to the service until a second replica's in-memory
+   index lists it (:mod:`benchmarks.propagation`).
 
 Results go to ``benchmarks/results.md`` (table: metric, target, measured, pass/fail).
 By default the MMGs are forced open for the run (a dated override in a copy of
@@ -49,7 +51,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from benchmarks import fanout, procs, scaling, workload
+from benchmarks import fanout, procs, propagation, scaling, workload
 from regulator.auth import hash_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -528,6 +530,7 @@ def render(results: dict[str, Any], info: dict[str, str], args: argparse.Namespa
                 and s["missing"] == 0,
             )
         )
+    rows += propagation.rows(r)
     lines = [
         "| metric | target | measured | result |",
         "| --- | --- | --- | --- |",
@@ -535,7 +538,7 @@ def render(results: dict[str, Any], info: dict[str, str], args: argparse.Namespa
     ]
     when = r["date"]
     state = (
-        "forced open for the run (voice menu + pending-referral look-up in Redis)"
+        "forced open for the run (voice menu + pending-referral look-up, from the in-memory index)"
         if args.state == "open"
         else "in their real opening state"
     )
@@ -613,7 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    parser.add_argument("--skip", default="", help="comma list: decide,bare,fill,month,sse,workers")
+    parser.add_argument(
+        "--skip", default="", help="comma list: decide,bare,fill,month,sse,workers,propagation"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.month_calls = 60_000, 50_000
@@ -728,6 +733,13 @@ def main(argv: list[str] | None = None) -> int:
         after = service.metrics()
         results["failsafe_fixed_rate"] = after.get("failsafe", 0) - before.get("failsafe", 0)
         log(f"  {results['fixed_rate']['latency_ms']} failsafes {results['failsafe_fixed_rate']}")
+
+        if "propagation" not in skip:  # benchmarks/propagation.py
+            log("referral propagation to a second replica's index")
+            results["propagation"] = propagation.measure(
+                service.base, redis.url, TOKENS["regulator"], workdir
+            )
+            log(f"  {results['propagation']}")
 
         month = "2026-10"
         seeder: subprocess.Popen[bytes] | None = None

@@ -50,6 +50,7 @@ from regulator.ports import Clock, Store, StoreError
 from regulator.reload import ProtocolRegistry
 from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
+from regulator.storage.pending import PendingIndex
 
 log = get_logger("regulator.calls")
 
@@ -91,8 +92,10 @@ class CallRouter:
         metrics: Metrics,
         settings: Settings,
         events: Events | None = None,
+        pending_index: PendingIndex | None = None,
     ) -> None:
         self.protocols = protocols
+        self.pending_index = pending_index
         self.store = store
         self.writer = writer
         self.clock = clock
@@ -183,7 +186,13 @@ class CallRouter:
         if caller is None or not protocol.routing.direct_access.pending_referral:
             return False
         async with asyncio.timeout(self.store_budget_s):
-            return await self.store.has_pending_referral(protocol.id, caller)
+            if self.pending_index is None:
+                return await self.store.has_pending_referral(protocol.id, caller)
+            # No round trip when the index (in sync) lacks the caller; "pending" is
+            # always the store's answer: a stale index errs to regulation only.
+            return await self.pending_index.answer(
+                protocol.id, caller, self.store.has_pending_referral
+            )
 
     async def route(
         self,

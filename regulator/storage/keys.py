@@ -29,6 +29,20 @@ Layout (``P`` is the prefix; types in brackets):
   by creation time (µs), for newest-first listings with or without a status filter.
 - ``P:pending:{mmg}:{caller}`` [set] ids of pending/acknowledged referrals calling back
   from ``caller`` (E.164): ``has_pending_referral`` is one ``EXISTS`` on the hot path.
+- ``P:pending_index`` [set] ``{mmg}:{digest}`` of every non-empty ``P:pending`` set,
+  kept by the same referral scripts: each replica's in-memory index of pending callers
+  (:mod:`regulator.storage.pending`) loads it in one atomic read with ``P:pending_seq``,
+  where a ``SCAN`` of the pending sets would be neither atomic nor cheap beside millions
+  of call keys.
+- ``P:pending_seq`` [string] counter bumped by every script that changes a pending set:
+  the order of the notifications, so a replica that misses one (a reconnect) sees the
+  gap and reloads, and one that just loaded knows which notifications it already has.
+- ``P:pending_changes`` [pub/sub channel] ``{seq} {1|0} {mmg}:{digest}`` published by
+  the same script as the change (one script: a change and its notification can't
+  diverge); ``1`` = the caller is now pending for the MMG, ``0`` = no longer.
+- ``P:pending_index_built`` [string] set once ``P:pending_index`` holds every pending set
+  (sets written before the index existed are added by one ``SCAN``, once); while it is
+  absent no replica trusts the index.
 - ``P:idem:{scope}:{key}`` [string] the id created with an ``Idempotency-Key``.
 - ``P:visits:{mmg}:{month}`` [hash] visit id → visit JSON.
 - ``P:visit:{id}`` [string] the ``visits`` hash that holds the visit (so an upsert that
@@ -78,6 +92,17 @@ from regulator.core.models import ReferralStatus
 ALL_MMGS = "*"
 
 
+def caller_digest(caller: str) -> str:
+    """What stands for a caller's number in key names and in memory (SHA-256, 128 bits)."""
+    return hashlib.sha256(caller.encode()).hexdigest()[:32]
+
+
+def pending_member(mmg: str, caller: str) -> str:
+    """``{mmg}:{digest}``: a pending caller in ``P:pending:…``, ``P:pending_index`` and
+    the in-memory index (the same string everywhere, so a snapshot needs no parsing)."""
+    return f"{mmg}:{caller_digest(caller)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names under one prefix (no trailing colon)."""
@@ -113,8 +138,21 @@ class Keys:
 
     def pending(self, mmg: str, caller: str) -> str:
         # Hashed: phone numbers must not show up in key scans, MONITOR or memory reports.
-        digest = hashlib.sha256(caller.encode()).hexdigest()[:32]
-        return f"{self.prefix}:pending:{mmg}:{digest}"
+        return f"{self.prefix}:pending:{pending_member(mmg, caller)}"
+
+    def pending_index(self) -> str:
+        # An underscore, never in "pending:": no clash with pending(mmg, caller).
+        return f"{self.prefix}:pending_index"
+
+    def pending_seq(self) -> str:
+        return f"{self.prefix}:pending_seq"
+
+    def pending_changes(self) -> str:
+        """The pub/sub channel of pending-caller changes (a channel, not a key)."""
+        return f"{self.prefix}:pending_changes"
+
+    def pending_index_built(self) -> str:
+        return f"{self.prefix}:pending_index_built"
 
     def idempotency(self, scope: str, key: str) -> str:
         return f"{self.prefix}:idem:{scope}:{key}"
@@ -175,4 +213,4 @@ class Keys:
         return f"{self.prefix}:*"
 
 
-__all__ = ["ALL_MMGS", "Keys"]
+__all__ = ["ALL_MMGS", "Keys", "caller_digest", "pending_member"]

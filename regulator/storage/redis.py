@@ -55,6 +55,7 @@ through :meth:`RedisStore.purge_calls`, which the service must run periodically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,7 +90,14 @@ from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.figures import RedisFigures
-from regulator.storage.keys import Keys
+from regulator.storage.keys import Keys, pending_member
+from regulator.storage.pending import (
+    REDIS_PING_S,
+    REDIS_RESYNC_S,
+    RETRY_FIRST_S,
+    RETRY_MAX_S,
+    PendingIndex,
+)
 from regulator.storage.sessions import RedisSessions
 
 log = get_logger(__name__)
@@ -182,34 +190,65 @@ end
 return {1, dropped}
 """
 
+# The pending-callers notification (storage/pending.py), appended to each referral
+# script that changes a pending set, last (after every write that could fail), so a
+# change and its notification cannot diverge: the member joins or leaves the index set,
+# the sequence moves on by one and the change is published with its number.
+# Expects locals idx (index set key), seq (sequence key), chan (channel name).
+_NOTIFY_LUA = """
+local function notify(member, present)
+  if present then redis.call('SADD', idx, member) else redis.call('SREM', idx, member) end
+  local n = redis.call('INCR', seq)
+  redis.call('PUBLISH', chan, n .. (present and ' 1 ' or ' 0 ') .. member)
+end
+"""
+
 # KEYS: 1 referral, 2 idempotency key (or KEYS[1]), 3 index all, 4 index all+status,
-#       5 index mmg, 6 index mmg+status, 7 pending set (or KEYS[1])
+#       5 index mmg, 6 index mmg+status, 7 pending set (or KEYS[1]), 8 pending index
+#       set, 9 pending sequence
 # ARGV: 1 has idem, 2 id, 3 json, 4 version, 5 status, 6 mmg, 7 created µs,
-#       8 pending key name or '', 9 idem ttl, 10 request fingerprint
+#       8 pending key name or '', 9 idem ttl, 10 request fingerprint,
+#       11 pending member ('{mmg}:{digest}'), 12 pending-changes channel
 # Returns {1, id} if created, {0, existing id} otherwise; the idempotency key's value
 # is "<id>\n<fingerprint>" (just "<id>" when written by an older version).
-_CREATE_REFERRAL_LUA = """
+_CREATE_REFERRAL_LUA = (
+    """
+local idx, seq, chan = KEYS[8], KEYS[9], ARGV[12]
+"""
+    + _NOTIFY_LUA
+    + """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[2])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[2]} end
-if ARGV[8] ~= '' then redis.call('SADD', KEYS[7], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', ARGV[5], 'm', ARGV[6], 'c', ARGV[7],
            'p', ARGV[8], 'd', ARGV[3])
 for k = 3, 6 do redis.call('ZADD', KEYS[k], ARGV[7], ARGV[2]) end
 if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[10], 'EX', ARGV[9]) end
+if ARGV[8] ~= '' then
+  redis.call('SADD', KEYS[7], ARGV[2])
+  notify(ARGV[11], true)
+end
 return {1, ARGV[2]}
 """
+)
 
 # KEYS: 1 referral, 2 old mmg+status index, 3 old all+status index, 4 new mmg+status
 #       index, 5 new all+status index, 6 old pending set, 7 new pending set,
-#       8 visits hash, 9 visit location  (unused slots repeat KEYS[1])
+#       8 visits hash, 9 visit location  (unused slots repeat KEYS[1]), 10 pending
+#       index set, 11 pending sequence
 # ARGV: 1 expected version, 2 old status, 3 old pending key name, 4 new version,
 #       5 new status, 6 new pending key name, 7 json, 8 id, 9 created µs,
-#       10 visit id ('' = no visit), 11 visit json
+#       10 visit id ('' = no visit), 11 visit json, 12 old pending member,
+#       13 new pending member, 14 pending-changes channel
 # Returns 1 saved, 0 version mismatch (or unknown id), -1 stale read (retry).
-_SAVE_REFERRAL_LUA = """
+_SAVE_REFERRAL_LUA = (
+    """
+local idx, seq, chan = KEYS[10], KEYS[11], ARGV[14]
+"""
+    + _NOTIFY_LUA
+    + """
 local cur = redis.call('HMGET', KEYS[1], 'v', 's', 'p')
 if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[1]) then return 0 end
 if cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return -1 end
@@ -220,10 +259,6 @@ if ARGV[2] ~= ARGV[5] then
   redis.call('ZADD', KEYS[4], ARGV[9], id)
   redis.call('ZADD', KEYS[5], ARGV[9], id)
 end
-if ARGV[3] ~= ARGV[6] then
-  if ARGV[3] ~= '' then redis.call('SREM', KEYS[6], id) end
-  if ARGV[6] ~= '' then redis.call('SADD', KEYS[7], id) end
-end
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 's', ARGV[5], 'p', ARGV[6], 'd', ARGV[7])
 if ARGV[10] ~= '' then
   local old = redis.call('GET', KEYS[9])
@@ -231,7 +266,41 @@ if ARGV[10] ~= '' then
   redis.call('SET', KEYS[9], KEYS[8])
   redis.call('HSET', KEYS[8], ARGV[10], ARGV[11])
 end
+if ARGV[3] ~= ARGV[6] then
+  -- Another referral of the same caller may keep the old set non-empty: still pending.
+  if ARGV[3] ~= '' then
+    redis.call('SREM', KEYS[6], id)
+    if redis.call('EXISTS', KEYS[6]) == 0 then notify(ARGV[12], false) end
+  end
+  if ARGV[6] ~= '' then
+    redis.call('SADD', KEYS[7], id)
+    notify(ARGV[13], true)
+  end
+end
 return 1
+"""
+)
+
+# KEYS: 1 pending index set, 2 pending sequence, 3 index-built marker.
+# Returns {sequence, members} (one atomic read), or {-1} while the index is not built.
+_PENDING_SNAPSHOT_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('SMEMBERS', KEYS[1])}
+"""
+
+# KEYS: pending sets found by SCAN, then the pending index set; ARGV: their members.
+# Each member's presence follows its set's, read in the same atomic step (a set a
+# referral script empties meanwhile is never added back).
+_PENDING_BACKFILL_LUA = """
+local idx = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('SADD', idx, ARGV[i])
+  else
+    redis.call('SREM', idx, ARGV[i])
+  end
+end
+return #KEYS - 1
 """
 
 # KEYS: the keys to test. Returns EXISTS of each, in order (coalesced look-ups).
@@ -257,6 +326,13 @@ return {1, ARGV[2]}
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def _apply_change(index: PendingIndex, data: Any) -> bool:
+    """Apply one ``{seq} {1|0} {member}`` notification; False on a gap (reload)."""
+    seq, present, member = _s(data).split(" ", 2)
+    return index.apply(member, present == "1", int(seq))
+
 
 #: Fields of a call hash that an update may change, in the order they are written.
 _UPDATE_FIELDS = ("route", "ground", "rule", "status", "duration_s", "routes")
@@ -471,6 +547,8 @@ class RedisStore(RedisFigures, RedisSessions):
         # Pending-referral look-ups waiting for this event-loop turn's round trip.
         self._lookups: list[tuple[str, asyncio.Future[bool]]] = []
         self._lookup_tasks: set[asyncio.Task[None]] = set()
+        #: Pending-referral look-ups asked of Redis (the index spares most of them).
+        self.pending_lookups = 0
 
     @classmethod
     def from_client(
@@ -523,6 +601,8 @@ class RedisStore(RedisFigures, RedisSessions):
             "save_referral": client.register_script(_SAVE_REFERRAL_LUA),
             "add_visit": client.register_script(_ADD_VISIT_LUA),
             "exists_each": client.register_script(_EXISTS_EACH_LUA),
+            "pending_snapshot": client.register_script(_PENDING_SNAPSHOT_LUA),
+            "pending_backfill": client.register_script(_PENDING_BACKFILL_LUA),
         }
 
     async def open(self) -> None:
@@ -983,6 +1063,8 @@ class RedisStore(RedisFigures, RedisSessions):
             k.referrals(referral.mmg),
             k.referrals(referral.mmg, referral.status),
             pending or ref_key,
+            k.pending_index(),
+            k.pending_seq(),
         ]
         args = [
             "1" if idempotency_key is not None else "0",
@@ -995,6 +1077,8 @@ class RedisStore(RedisFigures, RedisSessions):
             pending,
             self._idem_ttl,
             fingerprint,
+            pending_member(referral.mmg, referral.callback_number or "") if pending else "",
+            k.pending_changes(),
         ]
         with self._errors("create_referral"):
             created, ref_id = await self._script("create_referral", keys, args)
@@ -1074,6 +1158,7 @@ class RedisStore(RedisFigures, RedisSessions):
             if codec.is_pending(referral)
             else ""
         )
+        pending_prefix = f"{k.prefix}:pending:"
         with self._errors("save_referral"):
             for _ in range(_CAS_ATTEMPTS):
                 version, old_status_raw, old_pending_raw, mmg_raw, created = await cast(
@@ -1085,6 +1170,8 @@ class RedisStore(RedisFigures, RedisSessions):
                 old_status = _s(old_status_raw)
                 old_pending = _s(old_pending_raw) if old_pending_raw is not None else ""
                 mmg = _s(mmg_raw)
+                # The member is the key's tail (P:pending:{mmg}:{digest}): no number to hash.
+                old_member = old_pending.removeprefix(pending_prefix)
                 keys = [
                     ref_key,
                     k.referrals(mmg, old_status),
@@ -1095,6 +1182,8 @@ class RedisStore(RedisFigures, RedisSessions):
                     new_pending or ref_key,
                     k.visits(visit.mmg, visit.month) if visit is not None else ref_key,
                     k.visit(visit.id) if visit is not None else ref_key,
+                    k.pending_index(),
+                    k.pending_seq(),
                 ]
                 args = [
                     expected_version,
@@ -1108,16 +1197,122 @@ class RedisStore(RedisFigures, RedisSessions):
                     _s(created),
                     visit.id if visit is not None else "",
                     codec.visit_to_json(visit) if visit is not None else "",
+                    old_member,
+                    new_pending.removeprefix(pending_prefix),
+                    k.pending_changes(),
                 ]
                 result = int(await self._script("save_referral", keys, args))
                 if result != -1:
                     return result == 1
             raise StoreError("Redis save_referral: too many concurrent changes, giving up")
 
+    # ------------------------------------------------------- pending-callers index
+    async def follow_pending(
+        self,
+        index: PendingIndex,
+        *,
+        ping_s: float = REDIS_PING_S,
+        resync_s: float = REDIS_RESYNC_S,
+    ) -> None:
+        """Keep ``index`` current until cancelled (storage/pending.py): subscribe, load,
+        apply the notifications in sequence; on any trouble the index is out of sync
+        and this starts again (subscribe first, so no change falls between the load and
+        the first notification)."""
+        wait = RETRY_FIRST_S
+        while True:
+            loads = index.loads
+            try:
+                await self._follow_pending_once(index, ping_s=ping_s, resync_s=resync_s)
+            except asyncio.CancelledError:
+                index.stop()
+                raise
+            except Exception as exc:  # any failure: out of sync, start again
+                index.lose(type(exc).__name__)
+                log.warning("pending_index_follow_failed", error=str(exc) or type(exc).__name__)
+            if index.loads > loads:  # it worked for a while: a fresh outage
+                wait = RETRY_FIRST_S
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY_MAX_S)
+
+    async def _follow_pending_once(
+        self, index: PendingIndex, *, ping_s: float, resync_s: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        pubsub = self._db().pubsub()
+        try:
+            await pubsub.subscribe(self.keys.pending_changes())
+            subscribed = False
+            heard = loop.time()
+            next_ping = heard + ping_s
+            next_load = heard
+            while True:
+                message = await pubsub.get_message(timeout=ping_s / 4)
+                now = loop.time()
+                if message is not None:
+                    heard = now
+                    kind = message["type"]
+                    if kind == "subscribe":
+                        # The first confirms our subscription; a later one is redis-py
+                        # re-subscribing after a reconnect: notifications were lost.
+                        if subscribed:
+                            index.lose("resubscribed")
+                        subscribed = True
+                        next_load = now
+                    elif kind == "message" and not _apply_change(index, message["data"]):
+                        next_load = now  # a gap: reload at once
+                    if index.in_sync:
+                        index.alive()
+                if now - heard > 3 * ping_s:
+                    raise StoreError("Redis pending-changes subscription: no reply to PING")
+                if subscribed and now >= next_load:
+                    await self.load_pending(index)
+                    next_load = loop.time() + resync_s
+                if now >= next_ping:
+                    await pubsub.ping()
+                    next_ping = now + ping_s
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def load_pending(self, index: PendingIndex) -> None:
+        """Load ``index`` from ``P:pending_index`` (building it first if needed)."""
+        k = self.keys
+        keys = [k.pending_index(), k.pending_seq(), k.pending_index_built()]
+        with self._errors("pending_snapshot"):
+            result = await self._script("pending_snapshot", keys, [])
+            if int(result[0]) == -1:
+                await self._build_pending_index()
+                result = await self._script("pending_snapshot", keys, [])
+        if int(result[0]) == -1:
+            raise StoreError("Redis pending index: not built")
+        index.load((_s(m) for m in result[1]), int(result[0]))
+
+    async def _build_pending_index(self) -> None:
+        """Add the pending sets written before ``P:pending_index`` existed (one SCAN,
+        once per prefix; several replicas doing it at once only repeat the work)."""
+        client = self._db()
+        head = f"{self.keys.prefix}:pending:"
+        batch: list[str] = []
+
+        async def flush() -> None:
+            if batch:
+                members = [key.removeprefix(head) for key in batch]
+                await self._script("pending_backfill", [*batch, self.keys.pending_index()], members)
+                batch.clear()
+
+        async for key in client.scan_iter(match=f"{head}*", count=1000):
+            batch.append(_s(key))
+            if len(batch) >= 500:
+                await flush()
+        await flush()
+        await client.set(self.keys.pending_index_built(), "1")
+        log.info("pending_index_built")
+
     async def has_pending_referral(self, mmg: str, caller: str) -> bool:
         # On the hot path of every incoming call while the MMG is open. Look-ups made
         # in the same event-loop turn (concurrent webhooks) share one round trip: one
         # EXISTS alone, several in one read-only script — far less client CPU per call.
+        self.pending_lookups += 1
         loop = asyncio.get_running_loop()
         found: asyncio.Future[bool] = loop.create_future()
         if not self._lookups:

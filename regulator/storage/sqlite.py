@@ -22,10 +22,11 @@ keeps the number of commits per second low.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence, Sized
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,8 @@ from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
 from regulator.storage.figures import FIGURES_SCHEMA, SqliteFigures
+from regulator.storage.keys import pending_member
+from regulator.storage.pending import SQLITE_RESYNC_S, PendingIndex
 from regulator.storage.sessions import SESSIONS_SCHEMA, SqliteSessions
 from regulator.storage.spool import make_private, open_private
 
@@ -327,6 +330,12 @@ class SqliteStore(SqliteFigures, SqliteSessions):
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] | None = None
         self._clock = clock or SystemClock()
+        # Run after the current write transaction commits (under the writer's lock).
+        self._on_commit: list[Callable[[], object]] = []
+        # The in-memory pending-callers index this store keeps current (follow_pending).
+        self._pending_index: PendingIndex | None = None
+        #: Pending-referral look-ups asked of SQLite (the index spares most of them).
+        self.pending_lookups = 0
 
     # ------------------------------------------------------------------ plumbing
     async def open(self) -> None:
@@ -443,9 +452,13 @@ class SqliteStore(SqliteFigures, SqliteSessions):
                 await conn.execute("BEGIN IMMEDIATE")
             except (sqlite3.Error, OSError, ValueError) as exc:
                 raise StoreError(f"SQLite write failed: {exc}") from exc
+            self._on_commit.clear()
             try:
                 yield conn
                 await conn.execute("COMMIT")
+                # Still under the lock: in-memory followers see commits in their order.
+                for apply in self._on_commit:
+                    apply()
             except BaseException as exc:
                 with suppress(sqlite3.Error, OSError, ValueError):
                     await conn.execute("ROLLBACK")
@@ -691,6 +704,8 @@ class SqliteStore(SqliteFigures, SqliteSessions):
                     codec.referral_to_json(referral).decode(),
                 ),
             )
+            if codec.is_pending(referral):
+                await self._pending_after_commit(conn, (referral.mmg, referral.callback_number))
             if idempotency_key is not None:
                 await conn.execute(
                     _INSERT_IDEMPOTENCY,
@@ -750,6 +765,10 @@ class SqliteStore(SqliteFigures, SqliteSessions):
         self, referral: Referral, expected_version: int, visit: Visit | None = None
     ) -> bool:
         async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT mmg, callback_number FROM referrals WHERE id = ?", (referral.id,)
+            ) as found:
+                before = await found.fetchone()
             cur = await conn.execute(
                 "UPDATE referrals SET mmg = ?, status = ?, callback_number = ?, version = ?,"
                 " created_us = ?, data = ? WHERE id = ? AND version = ?",
@@ -768,11 +787,78 @@ class SqliteStore(SqliteFigures, SqliteSessions):
             await cur.close()
             if changed != 1:
                 return False
+            if before is not None:
+                await self._pending_after_commit(
+                    conn, (before[0], before[1]), (referral.mmg, referral.callback_number)
+                )
             if visit is not None:
                 await conn.execute(_UPSERT_VISIT, _visit_row(visit))
         return True
 
+    async def _pending_after_commit(
+        self, conn: aiosqlite.Connection, *pairs: tuple[str, str | None]
+    ) -> None:
+        """Tell the in-memory index, once this transaction commits, whether each
+        (MMG, callback number) is still pending — read inside the transaction, so the
+        answer is the committed state (another referral may keep a caller pending)."""
+        index = self._pending_index
+        if index is None:
+            return
+        for mmg, caller in dict.fromkeys(pairs):
+            if not caller:
+                continue
+            sql = (
+                "SELECT 1 FROM referrals WHERE mmg = ? AND callback_number = ?"  # noqa: S608
+                f" AND status IN ({_marks(_PENDING)}) LIMIT 1"
+            )
+            async with conn.execute(sql, (mmg, caller, *_PENDING)) as cur:
+                present = await cur.fetchone() is not None
+            member = pending_member(mmg, caller)
+            self._on_commit.append(functools.partial(index.apply, member, present))
+
+    def track_pending(self, index: PendingIndex | None) -> None:
+        """Apply this store's own referral changes to ``index`` as they commit."""
+        self._pending_index = index
+
+    async def load_pending(self, index: PendingIndex) -> None:
+        """Load ``index`` with every pending caller in the file (StoreError if it can't).
+
+        A change of ours applied during the read makes it read again (twice at most;
+        either way a stale load can only err to the safe side)."""
+        sql = (
+            "SELECT DISTINCT mmg, callback_number FROM referrals"  # noqa: S608
+            " WHERE callback_number IS NOT NULL AND callback_number != ''"
+            f" AND status IN ({_marks(_PENDING)})"
+        )
+        for attempt in range(3):
+            generation = index.generation
+            async with self._read() as conn, conn.execute(sql, _PENDING) as cur:
+                rows = await cur.fetchall()
+            if index.generation == generation or attempt == 2:
+                index.load(pending_member(mmg, caller) for mmg, caller in rows)
+                return
+
+    async def follow_pending(
+        self, index: PendingIndex, *, resync_s: float = SQLITE_RESYNC_S
+    ) -> None:
+        """Keep ``index`` current until cancelled (storage/pending.py): this store's own
+        changes as they commit, the file's full contents every ``resync_s`` (another
+        process's changes). A failed read puts the index out of sync until one works."""
+        self.track_pending(index)
+        try:
+            while True:
+                try:
+                    await self.load_pending(index)
+                except Exception as exc:  # out of sync until a read works
+                    index.lose(type(exc).__name__)
+                    log.warning("pending_index_load_failed", error=str(exc))
+                await asyncio.sleep(resync_s)
+        finally:
+            self.track_pending(None)
+            index.stop()
+
     async def has_pending_referral(self, mmg: str, caller: str) -> bool:
+        self.pending_lookups += 1
         sql = (
             "SELECT 1 FROM referrals WHERE mmg = ? AND callback_number = ?"  # noqa: S608
             f" AND status IN ({_marks(_PENDING)}) LIMIT 1"

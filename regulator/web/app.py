@@ -3,8 +3,9 @@
 ``create_app(settings, store, clock)`` builds everything from its arguments (no
 module-level state) on the root app's keys; the routes, the three sub-apps and their
 middlewares come from the route table (:mod:`regulator.web.routes`). Resources are
-opened and closed in ``cleanup_ctx`` in a fixed order: store → call writer → protocol
-watcher → retention → no-show sweeper → (outbox) → SSE bus.
+opened and closed in ``cleanup_ctx`` in a fixed order: store → call writer →
+pending-callers index → protocol watcher → retention → no-show sweeper → (outbox) →
+SSE bus.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from regulator.ports import Clock, Store, SystemClock
 from regulator.reload import ProtocolRegistry, warm_up
 from regulator.settings import Settings
 from regulator.storage.batch import CallWriter
+from regulator.storage.pending import PendingIndex, PendingSource
 from regulator.storage.spool import Spool
 from regulator.web import keys, routes
 from regulator.web.console.quality import setup_live_quality
@@ -65,6 +67,21 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await writer.stop()
     with contextlib.suppress(Exception):
         await store.close()
+
+
+async def _pending_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep the router's in-memory index of pending callers current from the store
+    (storage/pending.py); until it is in sync, calls ask the store as before."""
+    index = app[keys.ROUTER].pending_index
+    store = app[keys.STORE]
+    if index is None or not isinstance(store, PendingSource):
+        yield
+        return
+    task = asyncio.create_task(store.follow_pending(index))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _protocols_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -270,6 +287,7 @@ def create_app(
         metrics=metrics,
         settings=settings,
         events=events,
+        pending_index=PendingIndex() if isinstance(store, PendingSource) else None,
     )
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
@@ -291,6 +309,7 @@ def create_app(
     setup_live_quality(app)
     app[FEED].subscribe(events)
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_pending_ctx)
     app.cleanup_ctx.append(_protocols_ctx)
     # Once per service, not once per worker (serve --workers N: worker 0 only). They
     # would be safe on every worker (idempotent, optimistic versions, files written
