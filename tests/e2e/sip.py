@@ -283,36 +283,51 @@ class Destination:
             scenario.write_text(
                 template.replace("SIP/2.0 CODE ", f"SIP/2.0 {self.refuse} "), encoding="ascii"
             )
-        self.process = subprocess.Popen(
-            [
-                sipp_binary(),
-                "-sf",
-                str(scenario),
-                "-i",
-                LOCALHOST,
-                "-p",
-                str(self.port),
-                "-m",
-                "1",
-                "-nostdin",
-                "-timeout",
-                "60s",
-                "-trace_msg",
-                "-message_file",
-                str(self.trace),
-                *self.args,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 5
-        while not _udp_port_taken(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sipp UAS {self.name} did not start on port {self.port}")
-            time.sleep(0.02)
+        command = [
+            sipp_binary(),
+            "-sf",
+            str(scenario),
+            "-i",
+            LOCALHOST,
+            "-p",
+            str(self.port),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-trace_msg",
+            "-message_file",
+            str(self.trace),
+            *self.args,
+        ]
+        errors = self.workdir / f"uas-{self.name}.stderr"
+        # sipp may fail to bind on a loaded machine (its media port raced by another
+        # sipp starting at the same instant): start it again, and say why if it never
+        # comes up.
+        for attempt in range(3):
+            with errors.open("wb") as stderr:
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    cwd=self.workdir,
+                    start_new_session=True,
+                )
+            deadline = time.monotonic() + 10
+            while not _udp_port_taken(self.port):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            else:
+                return
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            time.sleep(0.2 * (attempt + 1))
+        said = errors.read_text(errors="replace")[-500:]
+        raise RuntimeError(f"sipp UAS {self.name} did not start on port {self.port}: {said}")
 
     def answered(self) -> bool:
         """The call was answered and completed here (sipp exits 0 after one call)."""
