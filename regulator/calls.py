@@ -19,9 +19,10 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from prometheus_client import Counter
 
@@ -53,6 +54,8 @@ from regulator.storage.batch import CallWriter
 from regulator.storage.pending import PendingIndex
 
 log = get_logger("regulator.calls")
+
+T = TypeVar("T")
 
 #: Calls whose offered destinations one replica remembers (a few bytes each; calls
 #: last minutes, so this covers far more calls than are ever in progress at once).
@@ -155,15 +158,7 @@ class CallRouter:
         unknown, and only what this replica remembers is known to have been offered.
         """
         remembered = self._offered.get(call_id)
-        stored = None
-        try:
-            async with asyncio.timeout(self.store_budget_s):
-                stored = await self.store.route_history(call_id)
-        except (StoreError, TimeoutError) as exc:
-            self.metrics.storage_errors.labels(op="route_history").inc()
-            log.warning("route_history_lookup_failed", error=str(exc) or "timeout")
-        except Exception:  # a failed dial must be answered whatever the store does
-            log.exception("route_history_lookup_failed")
+        stored = await self._read("route_history", self.store.route_history(call_id))
         # Every view is a prefix of the call's one history (no route is offered twice
         # and each replica starts from the stored one): the merge is the longest.
         history = _merge(stored.routes if stored else (), remembered[1] if remembered else ())
@@ -178,6 +173,22 @@ class CallRouter:
         offered = frozenset(history) | ({failed} if failed is not None else frozenset())
         caller = stored.caller if stored else ""
         return DialFailure(failed=failed, offered=offered, mmg=mmg, caller=caller)
+
+    async def _read(self, op: str, read: Awaitable[T], what: str | None = None) -> T | None:
+        """``read`` within the store budget, None if the store fails or is too slow:
+        every read after the answer's decision is best effort (the webhook is answered
+        whatever the store does). Counted in ``regulator_storage_errors_total{op}``,
+        logged as ``<what>_lookup_failed`` (``what`` defaults to ``op``)."""
+        event = f"{what or op}_lookup_failed"
+        try:
+            async with asyncio.timeout(self.store_budget_s):
+                return await read
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.storage_errors.labels(op=op).inc()
+            log.warning(event, error=str(exc) or "timeout")
+        except Exception:
+            log.exception(event)
+        return None
 
     def protocol_for(self, called: str | None) -> Protocol | None:
         return self.protocols.current.for_called(called)
@@ -385,15 +396,7 @@ class CallRouter:
     async def _ended_call(self, ev: CallEvent) -> CallRecord | None:
         """The call ``ev`` ends, as recorded (store first: any replica may have routed
         it), with the final status and duration; None if nobody knows the call."""
-        record: CallRecord | None = None
-        try:
-            async with asyncio.timeout(self.store_budget_s):
-                record = await self.store.get_call(ev.call_id)
-        except (StoreError, TimeoutError) as exc:
-            self.metrics.storage_errors.labels(op="get_call").inc()
-            log.warning("ended_call_lookup_failed", error=str(exc) or "timeout")
-        except Exception:  # the status callback is answered whatever the store does
-            log.exception("ended_call_lookup_failed")
+        record = await self._read("get_call", self.store.get_call(ev.call_id), "ended_call")
         if record is None:
             record = self._recent.get(ev.call_id)
         if record is None:
@@ -442,16 +445,7 @@ class CallRouter:
         known = self._recent.get(call_id)
         if known is not None:
             return known.caller or None
-        try:
-            async with asyncio.timeout(self.store_budget_s):
-                record = await self.store.get_call(call_id)
-        except (StoreError, TimeoutError) as exc:
-            self.metrics.storage_errors.labels(op="get_call").inc()
-            log.warning("caller_lookup_failed", error=str(exc) or "timeout")
-            return None
-        except Exception:
-            log.exception("caller_lookup_failed")
-            return None
+        record = await self._read("get_call", self.store.get_call(call_id), "caller")
         if record is None:
             return None
         return record.caller or None
@@ -469,15 +463,9 @@ class CallRouter:
         write path, :meth:`records_settled`)."""
         if stage is Stage.INCOMING:
             return None
-        try:
-            async with asyncio.timeout(self.store_budget_s):
-                return await self.store.hook_answer(platform, call_id, stage.value, digits)
-        except (StoreError, TimeoutError) as exc:
-            self.metrics.storage_errors.labels(op="hook_answer").inc()
-            log.warning("hook_answer_lookup_failed", error=str(exc) or "timeout")
-        except Exception:  # the webhook is answered whatever the store does
-            log.exception("hook_answer_lookup_failed")
-        return None
+        return await self._read(
+            "hook_answer", self.store.hook_answer(platform, call_id, stage.value, digits)
+        )
 
     def keep_answer(
         self, platform: str, call_id: str, stage: Stage, digits: str, body: bytes, ctype: str
@@ -493,13 +481,7 @@ class CallRouter:
         remembered = self._offered.get(call_id)
         if remembered is not None and remembered[0]:
             return remembered[0]
-        try:
-            async with asyncio.timeout(self.store_budget_s):
-                stored = await self.store.route_history(call_id)
-        except (StoreError, TimeoutError) as exc:
-            self.metrics.storage_errors.labels(op="route_history").inc()
-            log.warning("route_history_lookup_failed", error=str(exc) or "timeout")
-            return None
+        stored = await self._read("route_history", self.store.route_history(call_id))
         return stored.mmg if stored is not None else None
 
     def _submit_status(self, ev: CallEvent) -> None:
