@@ -24,10 +24,9 @@ against it (``regulator.web.hooks`` holds them as ``PlatformAdapter``).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -107,6 +106,14 @@ class HookUrls:
         every platform's callback URLs carry the HMAC without the adapter knowing."""
         if not params:
             return url
+        if isinstance(url, CallbackUrl) and url.key and "sig" not in params:
+            # Its parts are known: what sign_callback would parse back out of the
+            # joined URL, without urlsplit/parse_qsl (two of these per dial answer).
+            sep = "&" if "?" in url.unsigned else "?"
+            added = tuple(params.items())
+            return signed_url(
+                f"{url.unsigned}{sep}{urlencode(added)}", url.path, url.pairs + added, url.key
+            )
         key = url.key if isinstance(url, CallbackUrl) else b""
         bare = _SIG.sub("", url)
         sep = "&" if "?" in bare else "?"
@@ -127,20 +134,35 @@ class CallbackUrl(str):
     :meth:`HookUrls.with_query`). Still a plain ``str`` to every renderer."""
 
     key: bytes
+    #: The URL without its ``sig``, its path and its query's pairs (``sig`` excluded):
+    #: what :meth:`HookUrls.with_query` extends without parsing the URL again.
+    unsigned: str
+    path: str
+    pairs: tuple[tuple[str, str], ...]
 
-    def __new__(cls, url: str, key: bytes) -> CallbackUrl:
+    def __new__(
+        cls,
+        url: str,
+        key: bytes,
+        unsigned: str | None = None,
+        path: str = "",
+        pairs: tuple[tuple[str, str], ...] = (),
+    ) -> CallbackUrl:
         obj = super().__new__(cls, url)
         obj.key = key
+        obj.unsigned = url if unsigned is None else unsigned
+        obj.path = path
+        obj.pairs = pairs
         return obj
 
 
-def _callback_mac(path: str, pairs: list[tuple[str, str]], key: bytes) -> str:
+def _callback_mac(path: str, pairs: Sequence[tuple[str, str]], key: bytes) -> str:
     # Over the CALLBACK_PARAMS only, sorted and re-encoded: a platform may re-order or
     # re-quote the query, or add its own fields to it (httapi's GET profile); the path
     # is included so a signed query can't be moved to another of our callbacks.
     signed = sorted((k, v) for k, v in pairs if k in CALLBACK_PARAMS)
     canonical = path.encode() + b"\n" + urlencode(signed).encode()
-    return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:_SIG_CHARS]
+    return hmac.digest(key, canonical, "sha256").hex()[:_SIG_CHARS]  # OpenSSL one-shot
 
 
 def sign_callback(url: str, key: bytes) -> str:
@@ -148,11 +170,19 @@ def sign_callback(url: str, key: bytes) -> str:
     appended last (a :class:`CallbackUrl`); a URL without any of those is returned as
     it is. A parameter the service is to trust must be one of :data:`CALLBACK_PARAMS`."""
     parts = urlsplit(_SIG.sub("", url))
-    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig"]
+    pairs = tuple((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig")
+    return signed_url(parts.geturl(), parts.path, pairs, key)
+
+
+def signed_url(
+    unsigned: str, path: str, pairs: tuple[tuple[str, str], ...], key: bytes
+) -> CallbackUrl:
+    """What :func:`sign_callback` gives for ``unsigned`` when its parts are already
+    known: ``path`` its path and ``pairs`` its query's (decoded, ``sig`` excluded)."""
     if not any(k in CALLBACK_PARAMS for k, _ in pairs):
-        return CallbackUrl(parts.geturl(), key)
-    signed = f"{parts.geturl()}&sig={_callback_mac(parts.path, pairs, key)}"
-    return CallbackUrl(signed, key)
+        return CallbackUrl(unsigned, key, unsigned, path, pairs)
+    signed = f"{unsigned}&sig={_callback_mac(path, pairs, key)}"
+    return CallbackUrl(signed, key, unsigned, path, pairs)
 
 
 def callback_signed(url: str, key: bytes) -> bool:
