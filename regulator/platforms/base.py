@@ -28,8 +28,9 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
 from regulator.core.legs import LegEvent
@@ -106,14 +107,18 @@ class HookUrls:
         every platform's callback URLs carry the HMAC without the adapter knowing."""
         if not params:
             return url
-        if isinstance(url, CallbackUrl) and url.key and "sig" not in params:
+        if (
+            isinstance(url, CallbackUrl)
+            and url.key
+            and "sig" not in params
+            and all(type(v) is str for v in params.values())
+        ):
             # Its parts are known: what sign_callback would parse back out of the
             # joined URL, without urlsplit/parse_qsl (two of these per dial answer).
             sep = "&" if "?" in url.unsigned else "?"
             added = tuple(params.items())
-            return signed_url(
-                f"{url.unsigned}{sep}{urlencode(added)}", url.path, url.pairs + added, url.key
-            )
+            query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in added)  # urlencode
+            return signed_url(f"{url.unsigned}{sep}{query}", url.path, url.pairs + added, url.key)
         key = url.key if isinstance(url, CallbackUrl) else b""
         bare = _SIG.sub("", url)
         sep = "&" if "?" in bare else "?"
@@ -161,8 +166,31 @@ def _callback_mac(path: str, pairs: Sequence[tuple[str, str]], key: bytes) -> st
     # re-quote the query, or add its own fields to it (httapi's GET profile); the path
     # is included so a signed query can't be moved to another of our callbacks.
     signed = sorted((k, v) for k, v in pairs if k in CALLBACK_PARAMS)
-    canonical = path.encode() + b"\n" + urlencode(signed).encode()
-    return hmac.digest(key, canonical, "sha256").hex()[:_SIG_CHARS]  # OpenSSL one-shot
+    # urlencode(signed), without its generic machinery (the same quote_plus per name
+    # and value, memoised: names are three, values repeat over a call's URLs).
+    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in signed)
+    canonical = path.encode() + b"\n" + query.encode()
+    mac = keyed_hmac(key, "sha256").copy()
+    mac.update(canonical)
+    return mac.hexdigest()[:_SIG_CHARS]
+
+
+#: quote_plus, memoised (a call's id, its MMG and the route names recur in every URL).
+_quote = lru_cache(maxsize=4096)(quote_plus)
+
+_KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
+
+
+def keyed_hmac(key: bytes, digest: str) -> hmac.HMAC:
+    """An HMAC already keyed with ``key``, to ``copy()`` then update: keying (OpenSSL's
+    digest fetch and key pads) is most of an HMAC of a short message, and our keys are
+    a handful (one per platform secret), fixed for the process."""
+    mac = _KEYED.get((key, digest))
+    if mac is None:
+        if len(_KEYED) >= 64:  # keys are few; never let a caller grow this
+            _KEYED.clear()
+        mac = _KEYED[(key, digest)] = hmac.new(key, digestmod=digest)
+    return mac
 
 
 def sign_callback(url: str, key: bytes) -> str:
