@@ -41,6 +41,10 @@ _PHONE = re.compile(
 )
 _SEPARATORS = re.compile(r"[ .()-]")
 _SECRET_KEYS = frozenset({"token", "authorization", "secret", "password", "cookie"})
+#: Every alternative of _PHONE needs at least 7 digits: a shorter string has no number.
+_MIN_MATCH = 7
+#: Written by the processors that run before the scrubber (add_log_level, TimeStamper).
+_OWN_FIELDS = frozenset({"level", "timestamp"})
 
 
 def _mask_match(match: re.Match[str]) -> str:
@@ -78,11 +82,16 @@ def scrub_numbers(
 
     Runs after ``format_exc_info``: the formatted traceback is a value like any other."""
     # Runs on every line (one per webhook): values are replaced in place — no new
-    # keys, so iterating while assigning is safe.
+    # keys, so iterating while assigning is safe. Strings, most values, are scrubbed
+    # inline; one shorter than the shortest number the pattern matches (7 digits)
+    # holds none, and the level and timestamp are the processors' own, never a number.
     for key, value in event_dict.items():
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "•••"
-        elif isinstance(value, str | list | tuple | dict):
+        elif isinstance(value, str):
+            if len(value) >= _MIN_MATCH and key not in _OWN_FIELDS:
+                event_dict[key] = _PHONE.sub(_mask_match, value)
+        elif isinstance(value, list | tuple | dict):
             event_dict[key] = _scrub(value)
     return event_dict
 

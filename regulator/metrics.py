@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -141,6 +142,9 @@ class Metrics:
             ["mmg", "target"],
             registry=r,
         )
+        # The leg metrics' children per (mmg, target), created on first use: labels()
+        # costs a few microseconds, three per settled leg in the write path.
+        self.leg_children: dict[tuple[int, str, str], Counter | Histogram] = {}
         for reason in FAILSAFE_REASONS:
             self.failsafe.labels(reason=reason)
 
@@ -178,10 +182,23 @@ def count_legs(metrics: Metrics, changes: Sequence[LegChange], short_abandon_s: 
         if not (done.offered or done.abandoned or done.answer_delay_s is not None):
             continue
         leg = change.after
-        labels = {"mmg": leg.mmg or "unknown", "target": leg.line}
+        mmg, target = leg.mmg or "unknown", leg.line
         if done.offered:
-            metrics.legs_offered.labels(**labels).inc()
+            _leg_child(metrics, metrics.legs_offered, mmg, target).inc()
         if done.abandoned:
-            metrics.legs_abandoned.labels(**labels).inc()
+            _leg_child(metrics, metrics.legs_abandoned, mmg, target).inc()
         if done.answer_delay_s is not None:
-            metrics.answer_delay.labels(**labels).observe(done.answer_delay_s)
+            _leg_child(metrics, metrics.answer_delay, mmg, target).observe(done.answer_delay_s)
+
+
+_Family = TypeVar("_Family", Counter, Histogram)
+
+
+def _leg_child(metrics: Metrics, family: _Family, mmg: str, target: str) -> _Family:
+    """``family.labels(mmg=…, target=…)``, looked up once per label set (each child is
+    still created only when first counted: no zero series appear that did not before)."""
+    key = (id(family), mmg, target)  # the families live as long as ``metrics``
+    child = metrics.leg_children.get(key)
+    if child is None:
+        child = metrics.leg_children[key] = family.labels(mmg=mmg, target=target)
+    return cast(_Family, child)

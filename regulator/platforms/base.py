@@ -24,13 +24,13 @@ against it (``regulator.web.hooks`` holds them as ``PlatformAdapter``).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 # Re-exported: a status callback is a domain fact (core.models), adapters produce it.
 from regulator.core.legs import LegEvent
@@ -107,6 +107,18 @@ class HookUrls:
         every platform's callback URLs carry the HMAC without the adapter knowing."""
         if not params:
             return url
+        if (
+            isinstance(url, CallbackUrl)
+            and url.key
+            and "sig" not in params
+            and all(type(v) is str for v in params.values())
+        ):
+            # Its parts are known: what sign_callback would parse back out of the
+            # joined URL, without urlsplit/parse_qsl (two of these per dial answer).
+            sep = "&" if "?" in url.unsigned else "?"
+            added = tuple(params.items())
+            query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in added)  # urlencode
+            return signed_url(f"{url.unsigned}{sep}{query}", url.path, url.pairs + added, url.key)
         key = url.key if isinstance(url, CallbackUrl) else b""
         bare = _SIG.sub("", url)
         sep = "&" if "?" in bare else "?"
@@ -127,20 +139,58 @@ class CallbackUrl(str):
     :meth:`HookUrls.with_query`). Still a plain ``str`` to every renderer."""
 
     key: bytes
+    #: The URL without its ``sig``, its path and its query's pairs (``sig`` excluded):
+    #: what :meth:`HookUrls.with_query` extends without parsing the URL again.
+    unsigned: str
+    path: str
+    pairs: tuple[tuple[str, str], ...]
 
-    def __new__(cls, url: str, key: bytes) -> CallbackUrl:
+    def __new__(
+        cls,
+        url: str,
+        key: bytes,
+        unsigned: str | None = None,
+        path: str = "",
+        pairs: tuple[tuple[str, str], ...] = (),
+    ) -> CallbackUrl:
         obj = super().__new__(cls, url)
         obj.key = key
+        obj.unsigned = url if unsigned is None else unsigned
+        obj.path = path
+        obj.pairs = pairs
         return obj
 
 
-def _callback_mac(path: str, pairs: list[tuple[str, str]], key: bytes) -> str:
+def _callback_mac(path: str, pairs: Sequence[tuple[str, str]], key: bytes) -> str:
     # Over the CALLBACK_PARAMS only, sorted and re-encoded: a platform may re-order or
     # re-quote the query, or add its own fields to it (httapi's GET profile); the path
     # is included so a signed query can't be moved to another of our callbacks.
     signed = sorted((k, v) for k, v in pairs if k in CALLBACK_PARAMS)
-    canonical = path.encode() + b"\n" + urlencode(signed).encode()
-    return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:_SIG_CHARS]
+    # urlencode(signed), without its generic machinery (the same quote_plus per name
+    # and value, memoised: names are three, values repeat over a call's URLs).
+    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in signed)
+    canonical = path.encode() + b"\n" + query.encode()
+    mac = keyed_hmac(key, "sha256").copy()
+    mac.update(canonical)
+    return mac.hexdigest()[:_SIG_CHARS]
+
+
+#: quote_plus, memoised (a call's id, its MMG and the route names recur in every URL).
+_quote = lru_cache(maxsize=4096)(quote_plus)
+
+_KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
+
+
+def keyed_hmac(key: bytes, digest: str) -> hmac.HMAC:
+    """An HMAC already keyed with ``key``, to ``copy()`` then update: keying (OpenSSL's
+    digest fetch and key pads) is most of an HMAC of a short message, and our keys are
+    a handful (one per platform secret), fixed for the process."""
+    mac = _KEYED.get((key, digest))
+    if mac is None:
+        if len(_KEYED) >= 64:  # keys are few; never let a caller grow this
+            _KEYED.clear()
+        mac = _KEYED[(key, digest)] = hmac.new(key, digestmod=digest)
+    return mac
 
 
 def sign_callback(url: str, key: bytes) -> str:
@@ -148,11 +198,19 @@ def sign_callback(url: str, key: bytes) -> str:
     appended last (a :class:`CallbackUrl`); a URL without any of those is returned as
     it is. A parameter the service is to trust must be one of :data:`CALLBACK_PARAMS`."""
     parts = urlsplit(_SIG.sub("", url))
-    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig"]
+    pairs = tuple((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sig")
+    return signed_url(parts.geturl(), parts.path, pairs, key)
+
+
+def signed_url(
+    unsigned: str, path: str, pairs: tuple[tuple[str, str], ...], key: bytes
+) -> CallbackUrl:
+    """What :func:`sign_callback` gives for ``unsigned`` when its parts are already
+    known: ``path`` its path and ``pairs`` its query's (decoded, ``sig`` excluded)."""
     if not any(k in CALLBACK_PARAMS for k, _ in pairs):
-        return CallbackUrl(parts.geturl(), key)
-    signed = f"{parts.geturl()}&sig={_callback_mac(parts.path, pairs, key)}"
-    return CallbackUrl(signed, key)
+        return CallbackUrl(unsigned, key, unsigned, path, pairs)
+    signed = f"{unsigned}&sig={_callback_mac(path, pairs, key)}"
+    return CallbackUrl(signed, key, unsigned, path, pairs)
 
 
 def callback_signed(url: str, key: bytes) -> bool:

@@ -33,6 +33,7 @@ from regulator.platforms.base import (
     HookUrls,
     RenderContext,
     SignatureError,
+    keyed_hmac,
 )
 
 CONTENT_TYPE = "application/xml"
@@ -41,7 +42,7 @@ SIGNATURE_HEADER = "x-twilio-signature"
 # Present when the webhook is signed with a Twilio "SharedKey" instead of the auth
 # token: ``key=<id>,algorithm=HMAC_SHA256``. Absent means HMAC-SHA1.
 SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
-_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+_ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
 
 #: Seconds Twilio rings a <Dial> target when the decision sets no timeout.
@@ -112,9 +113,10 @@ def compute_signature(
     """Twilio's signature of ``url`` and POST ``params`` (base64 of the HMAC)."""
     digest = _ALGORITHMS[algorithm]
     payload = url + "".join(name + params[name] for name in sorted(params))
-    # hmac.digest: OpenSSL's one-shot HMAC, no HMAC object per webhook.
-    mac = hmac.digest(auth_token.encode("utf-8"), payload.encode("utf-8"), digest)
-    return base64.b64encode(mac).decode("ascii")
+    # A copy of the HMAC keyed once with the token: no keying per webhook.
+    mac = keyed_hmac(auth_token.encode("utf-8"), digest).copy()
+    mac.update(payload.encode("utf-8"))
+    return base64.b64encode(mac.digest()).decode("ascii")
 
 
 def _algorithm(settings: str | None) -> str:

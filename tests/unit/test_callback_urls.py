@@ -78,3 +78,36 @@ def test_no_key_no_signature_and_nothing_trusted() -> None:
     urls = hook_urls(BASE, Platform.TELNYX, "nimes", "CA1", callback_key(Platform.TELNYX, "pk"))
     assert "sig=" not in urls.dial_status
     assert dict(trusted_query(_req(urls.dial_status), b"").query) == {}
+
+
+def test_fast_signing_gives_what_sign_callback_gives() -> None:
+    """hook_urls and with_query sign from the parts they know (no re-parsing): byte for
+    byte what sign_callback gives for the same URL, odd values and bases included."""
+    from urllib.parse import urlencode
+
+    from regulator.platforms.base import sign_callback
+
+    bases = (BASE, "http://127.0.0.1:8080/prefix", "HTTPS://Regulator.example", "https://h/?x=1")
+    ids = (("nimes", "CA1"), ("a b&c=d/é", "id+1%#"), (None, "CA2"), ("m", None))
+    for base in bases:
+        for mmg, call_id in ids:
+            urls = hook_urls(base, Platform.TWILIO, mmg, call_id, KEY)
+            query = urlencode([(k, v) for k, v in (("mmg", mmg), ("call_id", call_id)) if v])
+            suffix = f"?{query}" if query else ""
+            root = f"{base}/hooks/twilio"
+            expected = {
+                urls.gather: f"{root}/gather",
+                urls.status: f"{root}/status",
+                urls.dial_status: f"{root}/dial-status{suffix}",
+                urls.leg: f"{root}/leg{suffix}",
+                urls.whisper: f"{root}/whisper{suffix}",
+            }
+            for url, raw in expected.items():
+                assert url == sign_callback(raw, KEY), (base, mmg, call_id, url)
+                for params in ({"target": "regulation"}, {"target": "a&b c", "x": "ü"}):
+                    joined = HookUrls.with_query(url, **params)
+                    reference = sign_callback(
+                        f"{raw}{'&' if '?' in raw else '?'}{urlencode(params)}", KEY
+                    )
+                    assert joined == reference, (url, params)
+                    assert callback_signed(joined, KEY)

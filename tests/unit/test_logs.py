@@ -120,3 +120,16 @@ def test_a_number_in_a_standard_library_traceback_is_masked() -> None:
     print(f"aiohttp-style log line:\n{text}")
     assert "Traceback" in text and "ValueError: bad caller" in text
     assert "11223344" not in text.replace(".", "")
+
+
+def test_scrub_numbers_fast_paths_change_nothing() -> None:
+    """The scrubber's shortcuts (short strings, its own level/timestamp fields) give
+    what scrubbing every value gives: every prefix of numbers in many notations."""
+    from regulator.logs import scrub_numbers, scrub_text
+
+    texts = ["+33611223344", "0611223344", "06 11 22 33 44", "+262262901234", "0033611223344"]
+    for text in texts:
+        for end in range(len(text) + 1):
+            value = f"x {text[:end]}"[2:] if end else ""
+            line = scrub_numbers(None, "info", {"field": value, "event": value})
+            assert line == {"field": scrub_text(value), "event": scrub_text(value)}
