@@ -376,9 +376,11 @@ async def twilio_calls(
     concurrency: int = 8,
     timeout_s: float = 20.0,
     pace_s: float = 0.0,
+    answered: list[int] | None = None,
 ) -> list[Answer]:
     """POST one signed voice webhook per call id (a bounded load; each worker waits
-    ``pace_s`` between its requests); returns every answer in call-id order."""
+    ``pace_s`` between its requests); returns every answer in call-id order.
+    ``answered[0]``, if given, counts the 200 answers as they come (a test's trigger)."""
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for index, call_id in enumerate(call_ids):
         queue.put_nowait((index, call_id))
@@ -401,6 +403,8 @@ async def twilio_calls(
                     answers[call_id] = Answer(
                         call_id, resp.status, text, time.monotonic() - started
                     )
+                    if answered is not None and resp.status == 200:
+                        answered[0] += 1
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 answers[call_id] = Answer(
                     call_id, None, "", time.monotonic() - started, type(exc).__name__
