@@ -41,6 +41,7 @@ from regulator.web import keys
 from regulator.web.app import create_app
 from regulator.web.responses import ReportOut
 from tests.support.app import PROTOCOLS, AppClient, ClientFactory, bearer, make_settings, paris
+from tests.support.figures import ISSUE_BLOCK
 
 S, A, R, AB, BU, NA, C = (
     LegStatus.OFFERED,
@@ -67,21 +68,6 @@ LEGS: list[tuple[str, str, Route, str, list[tuple[LegStatus, float]]]] = [
     ("CJAN", "nimes", Route.REGULATION, "2027-01-01T00:30", [(S, 0), (R, 40)]),
     ("CMTZ", "metz", Route.REGULATION, "2026-12-05T20:00", [(S, 0), (R, 5)]),
 ]
-
-#: The issue's figures for its six recorded cases.
-ISSUE_BLOCK = {
-    "offered": 5,
-    "answered": 2,
-    "answer_rate": 0.4,
-    "answered_within_60s": 1,
-    "qs60": 0.2,
-    "qs60_of_answered": 0.5,
-    "qs30": 0.2,
-    "abandoned": 1,
-    "short_abandons": 1,
-    "wait_median_s": 25.0,
-    "wait_p90_s": 75.0,
-}
 
 
 def one(offered: int, answered: int, within_60: int, within_30: int, **rest: Any) -> Any:
