@@ -333,14 +333,19 @@ def epoch(value: object, field: str, *, per_second: int = 1) -> datetime | None:
 def received(req: HookRequest) -> datetime:
     """When the request arrived (``req.now``): a leg's instant when the platform sends
     none of its own."""
-    return datetime.fromtimestamp(req.now, UTC)
+    return received_at(req.now)
+
+
+#: The dialled lines by their wire name, in the order error messages list them.
+_DIALLED: dict[str, Route] = {r.value: r for r in sorted(DESTINATION_ROUTES, key=lambda r: r.value)}
 
 
 def leg_target(value: object, field: str = "target") -> Route:
     """The line a leg report is about (our own ``target=``): a destination route."""
-    route = target(value, field)
-    if route is None:
+    raw = text(value, field)
+    if raw is None:
         raise BadHookRequest(field, "missing (the line the leg is on)")
-    if route not in DESTINATION_ROUTES:
-        raise BadHookRequest(field, "not a dialled line")
+    route = _DIALLED.get(raw)
+    if route is None:
+        raise BadHookRequest(field, f"expected one of {', '.join(_DIALLED)} (a dialled line)")
     return route

@@ -280,9 +280,7 @@ def parse_leg(req: HookRequest) -> LegEvent | None:
     raw_target = data.get("target")
     if raw_target is None:
         return None
-    target = _TARGETS.get(raw_target) if isinstance(raw_target, str) else None
-    if target is None:
-        raise BadHookRequest("target", "expected regulation, direct_access or pharmacy")
+    target = f.leg_target(raw_target)
     raw = f.required(data.get("status"), "status").lower()
     status = LEG_STATUSES.get(raw)
     if status is None:

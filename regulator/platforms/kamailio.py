@@ -35,7 +35,6 @@ import orjson
 from regulator.core import phone
 from regulator.core.legs import LegEvent, LegStatus
 from regulator.core.models import (
-    DESTINATION_ROUTES,
     Call,
     Decision,
     Destination,
@@ -334,11 +333,7 @@ def parse_leg(req: HookRequest) -> LegEvent | None:
     """
     data = f.json_object(req.body)
     call_id = f.required(data.get("call_id"), "call_id")
-    target = f.target(data.get("target"))
-    if target is None:
-        raise BadHookRequest("target", "missing")
-    if target not in DESTINATION_ROUTES:
-        raise BadHookRequest("target", "not a dialled destination")
+    target = f.leg_target(data.get("target"))
     event = f.required(data.get("event"), "event").lower()
     status = EVENTS.get(event)
     if status is None:
