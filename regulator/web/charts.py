@@ -76,8 +76,9 @@ class LegendItem:
 
 
 @dataclass(frozen=True, slots=True)
-class HoursChart:
-    """Calls (or persons seen) per local hour, stacked by day type."""
+class ChartFrame:
+    """What every per-hour chart shares: what it is and where its plot area lies in
+    the SVG (``left``/``top`` margins, ``plot_w`` × ``plot_h``)."""
 
     chart_id: str
     title: str
@@ -89,6 +90,45 @@ class HoursChart:
     top: int
     plot_w: int
     plot_h: int
+
+
+def chart_frame(
+    chart_id: str,
+    title: str,
+    empty_text: str,
+    size: tuple[int, int],
+    margins: tuple[int, int, int, int],
+) -> dict[str, Any]:
+    """A ``ChartFrame``'s fields, to build a chart with: ``size`` (width, height),
+    ``margins`` (left, right, top, bottom)."""
+    (width, height), (left, right, top, bottom) = size, margins
+    return {
+        "chart_id": chart_id,
+        "title": title,
+        "empty_text": empty_text,
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": right,
+        "top": top,
+        "plot_w": width - left - right,
+        "plot_h": height - top - bottom,
+    }
+
+
+def hour_columns(frame: Mapping[str, Any]) -> tuple[list[float], float, tuple[Tick, ...]]:
+    """The 24 hour columns of a frame: each bar's left x, the bar width, and the axis
+    ticks (centred under the bars, labelled 0–23)."""
+    slot = frame["plot_w"] / 24
+    bar_w = slot * 0.72
+    xs = [frame["left"] + hour * slot + (slot - bar_w) / 2 for hour in range(24)]
+    return xs, bar_w, tuple(Tick(x + bar_w / 2, str(hour)) for hour, x in enumerate(xs))
+
+
+@dataclass(frozen=True, slots=True)
+class HoursChart(ChartFrame):
+    """Calls (or persons seen) per local hour, stacked by day type."""
+
     unit: str
     total: int
     axis_top: int
@@ -128,9 +168,8 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], kind: str = "calls") -> Hour
     ``kind`` is the report's ``peaks`` key: ``calls`` or ``visits`` (patient flow,
     the circular's "pics d'activité" for the safety of the reception)."""
     unit, plural_unit, chart_title, empty_text = HOURS_KINDS[kind]
-    width, height = 760, 320
-    left, right, top, bottom = 48, 12, 16, 84
-    plot_w, plot_h = width - left - right, height - top - bottom
+    frame = chart_frame(kind, chart_title, empty_text, (760, 320), (48, 12, 16, 84))
+    top, plot_h = frame["top"], frame["plot_h"]
     order = list(DayType)
     totals = [sum(peaks[d][h] for d in order) for h in range(24)]
     axis_top, step = nice_scale(max(totals))
@@ -138,12 +177,9 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], kind: str = "calls") -> Hour
         GridLine(value, top + plot_h - value / axis_top * plot_h)
         for value in range(0, axis_top + 1, step)
     )
-    slot = plot_w / 24
-    bar_w = slot * 0.72
+    xs, bar_w, ticks = hour_columns(frame)
     bars: list[Bar] = []
-    ticks: list[Tick] = []
-    for hour in range(24):
-        x = left + hour * slot + (slot - bar_w) / 2
+    for hour, x in enumerate(xs):
         base = float(top + plot_h)
         for day_type in order:
             count = peaks[day_type][hour]
@@ -156,9 +192,8 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], kind: str = "calls") -> Hour
                 f"{french_number(count)} {plural_unit if count > 1 else unit}"
             )
             bars.append(Bar(day_type.value, x, base, bar_w, h, title))
-        ticks.append(Tick(x + bar_w / 2, str(hour)))
     legend: list[LegendItem] = []
-    legend_x = float(left)
+    legend_x = float(frame["left"])
     for day_type in order:
         label = DAY_TYPE_PLURALS[day_type]
         legend.append(LegendItem(day_type.value, legend_x, label))
@@ -168,25 +203,16 @@ def hours_chart(peaks: Mapping[str, Sequence[int]], kind: str = "calls") -> Hour
         tuple((f"{h:02d} h", (*(peaks[d][h] for d in order), totals[h])) for h in range(24)),
     )
     return HoursChart(
-        chart_id=kind,
-        title=chart_title,
-        empty_text=empty_text,
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        top=top,
-        plot_w=plot_w,
-        plot_h=plot_h,
+        **frame,
         unit=unit,
         total=sum(totals),
         axis_top=axis_top,
         step=step,
         grid=grid,
         bars=tuple(bars),
-        ticks=tuple(ticks),
+        ticks=ticks,
         legend=tuple(legend),
-        legend_y=height - 18,
+        legend_y=frame["height"] - 18,
         table=table,
     )
 
@@ -262,19 +288,9 @@ QS60_TARGET = 0.99
 
 
 @dataclass(frozen=True, slots=True)
-class SharesChart:
+class SharesChart(ChartFrame):
     """QS60 of one line per local hour, 0–100 %, with the SUdF target as a line."""
 
-    chart_id: str
-    title: str
-    empty_text: str
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    plot_w: int
-    plot_h: int
     offered: int
     grid: tuple[tuple[str, float], ...]  # (axis label, y)
     target_y: float
@@ -293,19 +309,21 @@ def qs60_chart(line: Mapping[str, Any], line_label: str) -> SharesChart:
     day type together, from a line's ``by_hour`` (``core.answer_quality``). An hour
     without a call offered has no bar (nothing to measure), and "—" in the table; an
     hour at 0 % has a 2-unit stub, so that it reads as measured, not as empty."""
-    width, height = 760, 312
-    left, right, top, bottom = 56, 12, 28, 64
-    plot_w, plot_h = width - left - right, height - top - bottom
+    frame = chart_frame(
+        "qs60",
+        f"QS60 par heure de la journée — {line_label}",
+        "Aucun appel présenté ce mois-ci",
+        (760, 312),
+        (56, 12, 28, 64),
+    )
+    top, plot_h = frame["top"], frame["plot_h"]
     hours = hourly_qs60(line)
     grid = tuple((f"{p}\u00a0%", top + plot_h - p / 100 * plot_h) for p in (0, 25, 50, 75, 100))
-    slot = plot_w / 24
-    bar_w = slot * 0.72
+    xs, bar_w, ticks = hour_columns(frame)
     bars: list[Bar] = []
-    ticks: list[Tick] = []
     rows: list[tuple[str, tuple[int | str, ...]]] = []
     for hour, (offered, within, qs60) in enumerate(hours):
-        x = left + hour * slot + (slot - bar_w) / 2
-        ticks.append(Tick(x + bar_w / 2, str(hour)))
+        x = xs[hour]
         rows.append((f"{hour:02d} h", (offered, within, share_text(qs60, "—"))))
         if qs60 is None:
             continue
@@ -321,21 +339,12 @@ def qs60_chart(line: Mapping[str, Any], line_label: str) -> SharesChart:
         tuple(rows),
     )
     return SharesChart(
-        chart_id="qs60",
-        title=f"QS60 par heure de la journée — {line_label}",
-        empty_text="Aucun appel présenté ce mois-ci",
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        top=top,
-        plot_w=plot_w,
-        plot_h=plot_h,
+        **frame,
         offered=sum(offered for offered, _, _ in hours),
         grid=grid,
         target_y=top + plot_h - QS60_TARGET * plot_h,
         target_label=f"objectif SUdF {share_text(QS60_TARGET)}",
         bars=tuple(bars),
-        ticks=tuple(ticks),
+        ticks=ticks,
         table=table,
     )
