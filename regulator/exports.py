@@ -17,12 +17,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from regulator.core import answer_quality as aq
 from regulator.core.figures import (
@@ -42,6 +38,15 @@ from regulator.core.indicators import (
 from regulator.core.labels import DAY_TYPE_PLURALS, month_label
 from regulator.core.models import DayType
 
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.worksheet.worksheet import Worksheet
+
+# openpyxl (~6 MB resident) is imported by the functions that write a workbook, not
+# with this module: the webhook path imports it (the API's media types), and every
+# worker would otherwise carry it whether anyone ever downloads a spreadsheet.
+
 BOM = "\ufeff"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: Shown for a share when nobody was seen (never 0: 0 would say "nobody regulated").
@@ -52,7 +57,13 @@ _SECONDS_FORMAT = "0.0"
 _EUROS_FORMAT = '#,##0.00 "€"'
 #: Row key of the ED passages' source in the monthly files.
 _ED_SOURCE = "entered.ed_passages.source"
-_BOLD = Font(bold=True)
+
+
+@cache
+def _bold() -> Font:
+    from openpyxl.styles import Font
+
+    return Font(bold=True)
 
 
 def percent_text(value: float | None) -> str:
@@ -151,11 +162,15 @@ def report_csv(report: Mapping[str, Any]) -> str:
 
 
 def _title(sheet: Worksheet, text: str) -> None:
+    from openpyxl.styles import Font
+
     sheet["A1"] = text
     sheet["A1"].font = Font(bold=True, size=13)
 
 
 def _share_cell(sheet: Worksheet, row: int, column: int, value: float | None) -> None:
+    from openpyxl.styles import Alignment
+
     cell = sheet.cell(row=row, column=column, value=NOT_COMPUTABLE if value is None else value)
     if value is not None:
         cell.number_format = _PERCENT_FORMAT
@@ -163,6 +178,8 @@ def _share_cell(sheet: Worksheet, row: int, column: int, value: float | None) ->
 
 
 def _widths(sheet: Worksheet, first: int, others: int, count: int) -> None:
+    from openpyxl.utils import get_column_letter
+
     sheet.column_dimensions["A"].width = first
     for column in range(2, count + 1):
         sheet.column_dimensions[get_column_letter(column)].width = others
@@ -171,6 +188,8 @@ def _widths(sheet: Worksheet, first: int, others: int, count: int) -> None:
 def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
     """The monthly report as a workbook: sheet "Indicateurs" (the circular's sections,
     then the call breakdowns) and sheet "Pics d'activité" (per hour × day type)."""
+    from openpyxl import Workbook
+
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -180,11 +199,11 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
     sheet.append([])
     sheet.append(["Indicateur", "Valeur", "Clé"])
     for cell in sheet[3]:
-        cell.font = _BOLD
+        cell.font = _bold()
     values = {key: value for key, _, value in report_rows(report)}
     for section in (*CIRCULAR_SECTIONS, OTHER_OUTCOMES):
         sheet.append([section.title])
-        sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+        sheet.cell(row=sheet.max_row, column=1).font = _bold()
         for indicator in section.indicators:
             sheet.append([indicator.label, values[indicator.key], indicator.key])
             if indicator.key == "persons_seen.other":
@@ -192,13 +211,13 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
                 _share_cell(sheet, sheet.max_row, 2, report["share_regulated"])
     entered = report.get("entered", {})
     sheet.append([ED_SECTION.title])
-    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    sheet.cell(row=sheet.max_row, column=1).font = _bold()
     for key, label, figure in entered_rows(entered):
         sheet.append([label, NOT_ENTERED if figure is None else figure, key])
     ed = entered.get(FigureKind.ED_PASSAGES.value)
     sheet.append(["Source", NOT_ENTERED if ed is None else ed["source"], _ED_SOURCE])
     sheet.append(["Appels (hors tableau de la circulaire)"])
-    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    sheet.cell(row=sheet.max_row, column=1).font = _bold()
     for key, label, value in report_rows(report)[len(INDICATORS) :]:
         sheet.append([label, value, key])
     _widths(sheet, 90, 14, 3)
@@ -213,6 +232,8 @@ def report_xlsx(report: Mapping[str, Any], name: str | None = None) -> bytes:
 
 def _quality_value(sheet: Worksheet, row: int, column: int, field: str, value: Any) -> None:
     """An answer-quality cell: shares as percentages, waits in seconds, null said so."""
+    from openpyxl.styles import Alignment
+
     if field in aq.SHARES:
         _share_cell(sheet, row, column, value)
         return
@@ -226,12 +247,14 @@ def _quality_value(sheet: Worksheet, row: int, column: int, field: str, value: A
 def _quality_sheet(sheet: Worksheet, quality: Mapping[str, Any], heading: str) -> None:
     """The lines' figures side by side (one row per figure, its key last), then one
     row per line × day type × hour that had a leg, one column per figure."""
+    from openpyxl.styles import Alignment
+
     _title(sheet, heading)
     short = aq.seconds_text(quality["short_abandon_s"])
     sheet.append([f"Abandons courts : raccroché moins de {short} après la présentation (exclus)"])
     sheet.append(["Indicateur", *(aq.LINE_LABELS[line] for line in aq.LINES), "Clé"])
     for cell in sheet[3]:
-        cell.font = _BOLD
+        cell.font = _bold()
     for field in aq.FIELDS:
         sheet.append([aq.LABELS[field]])
         row = sheet.max_row
@@ -240,10 +263,10 @@ def _quality_sheet(sheet: Worksheet, quality: Mapping[str, Any], heading: str) -
         sheet.cell(row=row, column=2 + len(aq.LINES), value=field)
     sheet.append([])
     sheet.append(["Par heure et type de jour (heure locale de présentation de l'appel)"])
-    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    sheet.cell(row=sheet.max_row, column=1).font = _bold()
     sheet.append(["Ligne", "Type de jour", "Heure", *(aq.LABELS[f] for f in aq.FIELDS)])
     for cell in sheet[sheet.max_row]:
-        cell.font = _BOLD
+        cell.font = _bold()
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     for line, day_type, hour, block in aq.hour_cells(quality):
         sheet.append([aq.LINE_LABELS[line], DAY_TYPE_PLURALS[day_type], f"{hour} h"])
@@ -258,10 +281,10 @@ def _peaks_sheet(sheet: Worksheet, report: Mapping[str, Any]) -> None:
     row = 1
     for kind, title in (("calls", "Appels reçus"), ("visits", "Personnes vues")):
         peaks = report["peaks"][kind]
-        sheet.cell(row=row, column=1, value=f"{title} par heure et type de jour").font = _BOLD
+        sheet.cell(row=row, column=1, value=f"{title} par heure et type de jour").font = _bold()
         header = ["Heure", *(DAY_TYPE_PLURALS[d] for d in DayType)]
         for column, text in enumerate(header, start=1):
-            sheet.cell(row=row + 1, column=column, value=text).font = _BOLD
+            sheet.cell(row=row + 1, column=column, value=text).font = _bold()
         for hour in range(24):
             sheet.cell(row=row + 2 + hour, column=1, value=f"{hour:02d} h")
             for column, day_type in enumerate(DayType, start=2):
@@ -310,6 +333,8 @@ def _sheet_name(mmg: str, taken: set[str]) -> str:
 
 def _figure_cell(sheet: Worksheet, row: int, column: int, key: str, value: Any) -> None:
     """A figure's cell: shares as percentages, euros as such, "non renseigné" if None."""
+    from openpyxl.styles import Alignment
+
     if key == SHARE_REGULATED.key:
         _share_cell(sheet, row, column, value)
         return
@@ -327,6 +352,9 @@ def _figure_cell(sheet: Worksheet, row: int, column: int, key: str, value: Any) 
 def export_xlsx(export: Mapping[str, Any]) -> bytes:
     """The annual export as a workbook: a "Synthèse" sheet (one row per MMG, the year's
     totals) then one sheet per MMG (one row per figure, 12 months and the year's total)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment
+
     year = export["year"]
     book = Workbook()
     summary = book.active
@@ -337,7 +365,7 @@ def export_xlsx(export: Mapping[str, Any]) -> bytes:
     summary.append([])
     summary.append(["MMG", "Nom", "Feuille", *(label for _, label in columns)])
     for cell in summary[3]:
-        cell.font = _BOLD
+        cell.font = _bold()
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     taken = {"synthèse"}
     for mmg, data in export["mmgs"].items():
@@ -358,12 +386,14 @@ def _mmg_sheet(
 ) -> None:
     """Rows: figures; columns: the 12 months, the year's total, the key. A cost row has
     its months empty (the table is the year's) and the year's figure as total."""
+    from openpyxl.utils import get_column_letter
+
     _title(sheet, f"{data['name']} — indicateurs {year}")
     sheet.append([])
     months = data["months"]
     sheet.append(["Indicateur", *(month_label(r["month"]) for r in months), f"Total {year}", "Clé"])
     for cell in sheet[3]:
-        cell.font = _BOLD
+        cell.font = _bold()
     values = [_month_values(r) for r in months]
     for key, label in columns:
         sheet.append([label])

@@ -80,7 +80,8 @@ def reroute_deltas(
 def local_facts(instant: datetime, tz: ZoneInfo) -> tuple[str, int]:
     """(YYYY-MM, hour of day) of an instant in the MMG's time zone."""
     local = instant.astimezone(tz)
-    return local.strftime("%Y-%m"), local.hour
+    # Not strftime: this runs for every call record, and strftime was 1.5 % of a call.
+    return f"{local.year:04d}-{local.month:02d}", local.hour
 
 
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
