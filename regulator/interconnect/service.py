@@ -33,7 +33,6 @@ from regulator.interconnect.events import (
     WebhookTarget,
     load_targets,
 )
-from regulator.interconnect.hubsante import HubSanteLink
 from regulator.interconnect.outbox import (
     DeadLetter,
     DeliveryReport,
@@ -50,6 +49,7 @@ from regulator.ports import Clock
 from regulator.storage import outbox_store_for
 
 if TYPE_CHECKING:
+    from regulator.interconnect.hubsante import HubSanteLink
     from regulator.metrics import Metrics
     from regulator.settings import Settings
 
@@ -80,6 +80,10 @@ class Interconnect:
             if isinstance(target, WebhookTarget):
                 senders[target.name] = WebhookSender(target, target.secret(env), session, clock)
             elif isinstance(target, HubSanteTarget):
+                # Imported for a Hub Santé target only: aio-pika (~2 MB resident)
+                # stays out of every worker that has none.
+                from regulator.interconnect.hubsante import HubSanteLink
+
                 link = HubSanteLink(target, store, clock, environ=env, on_result=self._count)
                 self.links.append(link)
                 senders[target.name] = link.sender

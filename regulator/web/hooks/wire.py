@@ -27,6 +27,14 @@ from regulator.platforms.base import (
 from regulator.settings import Settings
 
 
+#: Answers kept per process. A platform retries a webhook within seconds (Twilio's
+#: 15 s timeout, a dropped connection); replays later, on another replica or after a
+#: restart, are the store's (``Store.hook_answer``, replay-proof counting). 10,000
+#: covers the 10-minute TTL up to 16 calls/s per replica, far beyond a region's
+#: epidemic peak; 50,000 held ~40 MB resident for nothing (benchmarks, issue 21).
+ANSWER_CACHE_SIZE = 10_000
+
+
 class AnswerCache:
     """Answers already given, so a retried webhook gets the same one (bounded LRU + TTL).
 
@@ -35,7 +43,7 @@ class AnswerCache:
     the full collections that would otherwise pause webhooks.
     """
 
-    def __init__(self, size: int = 50_000, ttl_s: float = 600.0) -> None:
+    def __init__(self, size: int = ANSWER_CACHE_SIZE, ttl_s: float = 600.0) -> None:
         self._items: OrderedDict[tuple[str, ...], tuple[float, bytes, str]] = OrderedDict()
         # Identical answers (the voice menu of an MMG, a closed message) share one body.
         self._bodies: dict[bytes, bytes] = {}
