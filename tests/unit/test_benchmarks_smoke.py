@@ -133,3 +133,15 @@ def test_open_loop_generator_parses_responses_and_percentiles() -> None:
     assert percentile(values, 50) == 500
     assert percentile(values, 99.9) == 999
     assert percentile([], 99) == 0.0
+
+
+def test_the_rss_row_is_judged_only_after_the_calls_it_targets() -> None:
+    from benchmarks.run import TARGETS, rss_row
+
+    done = {"calls": 1_000_049.0, "rss_mb": 141.2, "hwm_mb": 141.9, "start_mb": 95.0}
+    label, target, measured, ok = rss_row(done, 1_000_000, 570)
+    assert ok is (TARGETS["rss_mb"] >= 141.2) and "1,000,049 calls" in label
+    assert target == f"≤ {TARGETS['rss_mb']:.0f} MB after 1,000,000"
+    short = {**done, "calls": 640_000.0}
+    _, _, measured, ok = rss_row(short, 1_000_000, 570)
+    assert ok is None and measured.endswith("the 570 s budget stopped the fill")
