@@ -31,6 +31,13 @@ _OVERSEAS_PREFIXES = {
     "0508": "PM",
 }
 _STRIP = re.compile(r"[\s.\-()/\u00a0]")
+#: Country codes of France and the overseas departments and collectivities (262
+#: Réunion and Mayotte, 590 Guadeloupe, 594 Guyane, 596 Martinique, 508 Saint-Pierre,
+#: 681 Wallis, 687 Nouvelle-Calédonie, 689 Polynésie): their national prefix is 0 or
+#: none, so under one of them an E.164 number whose national part does not start with
+#: 0 is read by ``phonenumbers.parse`` as it stands (nothing stripped; tested).
+_FRENCH_CODES = {c: int(c) for c in ("33", "262", "508", "590", "594", "596", "681", "687", "689")}
+_DIGITS = re.compile(r"\+?\d{2,20}")
 
 
 class InvalidNumber(ValueError):
@@ -71,8 +78,12 @@ def _normalize(raw: str, region: str) -> tuple[str, int | None, int | None]:
     elif value[0].isdigit() and not value.startswith("0") and len(value) >= 10:
         # Vonage and some PBXs send international numbers without the leading +.
         value = "+" + value
-    if not re.fullmatch(r"\+?\d{2,20}", value):
+    if not _DIGITS.fullmatch(value):
         raise InvalidNumber(f"not a phone number: {raw!r}")
+    if value[0] == "+":
+        known = french_e164(value)
+        if known is not None:
+            return known
     if value.startswith("0") and value[:4] in _OVERSEAS_PREFIXES:
         # National notation of an overseas line: phonenumbers would read some of
         # these (0269…, 0596…) as metropolitan +33 numbers that match no caller id.
@@ -89,6 +100,26 @@ def _normalize(raw: str, region: str) -> tuple[str, int | None, int | None]:
         if value.startswith("+"):
             break  # an explicit country code is not re-read in another region
     raise InvalidNumber(f"not a valid phone number: {raw!r}")
+
+
+def french_e164(value: str) -> tuple[str, int, int] | None:
+    """``value`` (``+`` and digits) as :func:`_normalize` gives it, when it is a valid
+    E.164 number of a French country code with a national part not starting with 0 —
+    what every platform sends for a French caller — else None (the full parse decides).
+
+    ``phonenumbers.parse`` is half of a new caller's cost (~10 µs) and would read the
+    same two values; validity is still ``phonenumbers.is_valid_number``'s."""
+    for length in (2, 3):
+        code = _FRENCH_CODES.get(value[1 : 1 + length])
+        if code is None:
+            continue
+        national = value[1 + length :]
+        if not national or national[0] == "0":
+            return None
+        nsn = int(national)
+        number = phonenumbers.PhoneNumber(country_code=code, national_number=nsn)
+        return (value, code, nsn) if phonenumbers.is_valid_number(number) else None
+    return None
 
 
 def try_normalize(raw: str | None, region: str = "FR") -> str | None:

@@ -148,3 +148,65 @@ def test_normalize_returns_e164_or_short_code_or_raises_invalid_number(raw: str)
 
 def _strip(raw: str) -> str:
     return re.sub(r"[\s.\-()/\u00a0]", "", raw)
+
+
+FRENCH_CODES = ("33", "262", "508", "590", "594", "596", "681", "687", "689")
+
+
+def _parsed(value: str) -> tuple[str, int, int] | None:
+    """What phonenumbers' own parser reads from an E.164 string (None: not valid)."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, "FR")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    assert number.country_code is not None and number.national_number is not None
+    return e164, number.country_code, number.national_number
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(FRENCH_CODES),
+    st.from_regex(r"[0-9]{1,14}", fullmatch=True),
+)
+def test_the_french_e164_shortcut_reads_what_phonenumbers_parse_reads(
+    code: str, national: str
+) -> None:
+    from regulator.core.phone import french_e164
+
+    value = f"+{code}{national}"
+    fast = french_e164(value)
+    # The shortcut may decline (None: the full parse decides), never disagree.
+    if fast is not None:
+        assert fast == _parsed(value)
+    elif not national.startswith("0"):
+        assert _parsed(value) is None, f"{value}: valid, but the shortcut declined"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+33612345678",  # mobile
+        "+33466123456",  # Nîmes
+        "+262692123456",  # Réunion mobile
+        "+262269612345",  # Mayotte
+        "+590690123456",  # Guadeloupe mobile
+        "+596696123456",  # Martinique mobile
+        "+594694123456",  # Guyane mobile
+        "+508551234",  # Saint-Pierre-et-Miquelon
+        "+687751234",  # Nouvelle-Calédonie
+        "+68987123456",  # Polynésie
+        "+681721234",  # Wallis-et-Futuna
+    ],
+)
+def test_real_french_and_overseas_lines_take_the_shortcut(value: str) -> None:
+    from regulator.core.phone import french_e164
+
+    fast = french_e164(value)
+    assert fast is not None and fast[0] == value
+    assert fast == _parsed(value)
+    assert normalize(value) == value
