@@ -26,6 +26,15 @@ def test_parse_form_is_parse_qsl_with_blank_values(text: str) -> None:
     assert parse_form(text) == dict(parse_qsl(text, keep_blank_values=True))
 
 
+_FORM_TOKENS = st.sampled_from(["%2B", "%2b", "%2", "%", "33", "6", "=", "&", "+", "%C3%A9", "a"])
+
+
+@given(st.lists(_FORM_TOKENS, max_size=30).map("".join))
+def test_parse_form_escaped_numbers_are_parse_qsl_too(text: str) -> None:
+    # Values starting %2B take a shortcut when that is their only escape.
+    assert parse_form(text) == dict(parse_qsl(text, keep_blank_values=True))
+
+
 def test_parse_form_on_a_twilio_body() -> None:
     body = (
         "AccountSid=AC123&CallSid=CAabc&Called=%2B33466123456&CallerCity=&"

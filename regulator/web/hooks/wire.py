@@ -26,7 +26,6 @@ from regulator.platforms.base import (
 )
 from regulator.settings import Settings
 
-
 #: Answers kept per process. A platform retries a webhook within seconds (Twilio's
 #: 15 s timeout, a dropped connection); replays later, on another replica or after a
 #: restart, are the store's (``Store.hook_answer``, replay-proof counting). 10,000
@@ -205,7 +204,12 @@ def parse_form(text: str) -> dict[str, str]:
         if "+" in value:
             value = value.replace("+", " ")
         if "%" in value:
-            value = _unquote(value) if len(value) <= _CACHED_VALUE_CHARS else unquote(value)
+            if value[:3] in _PLUS and value.find("%", 3) < 0:
+                value = "+" + value[3:]  # a number (``%2B33…``), the only escape: no cache
+            elif len(value) <= _CACHED_VALUE_CHARS:
+                value = _unquote(value)
+            else:
+                value = unquote(value)
         form[name] = value
     return form
 
@@ -213,6 +217,7 @@ def parse_form(text: str) -> dict[str, str]:
 #: Escaped values up to this length go through the cache (numbers, SIP URIs): a
 #: Twilio webhook escapes four numbers (``%2B33…``), the MMG's on every call.
 _CACHED_VALUE_CHARS = 64
+_PLUS = ("%2B", "%2b")
 _unquote = lru_cache(maxsize=8192)(unquote)
 
 
