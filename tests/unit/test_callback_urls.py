@@ -111,3 +111,18 @@ def test_fast_signing_gives_what_sign_callback_gives() -> None:
                     )
                     assert joined == reference, (url, params)
                     assert callback_signed(joined, KEY)
+
+
+def test_urls_are_signed_when_first_read_and_whisper_can_be_left_out() -> None:
+    from regulator.platforms.base import sign_callback
+
+    root = f"{BASE}/hooks/jambonz"
+    urls = hook_urls(BASE, Platform.JAMBONZ, "nimes", "CA1", KEY, whisper=False)
+    assert not set(vars(urls)) & {"gather", "dial_status", "leg"}  # nothing signed yet
+    assert urls.event == sign_callback(f"{root}/event?mmg=nimes&call_id=CA1", KEY)
+    assert urls.input == sign_callback(f"{root}/input", KEY)
+    assert urls.extra == {"confirm": sign_callback(f"{root}/confirm?mmg=nimes&call_id=CA1", KEY)}
+    assert urls.whisper == ""
+    assert "gather" not in vars(urls)  # only what was read was built
+    twin = hook_urls(BASE, Platform.JAMBONZ, "nimes", "CA1", KEY, whisper=False)
+    assert urls == twin and hook_urls(BASE, Platform.TWILIO, "nimes", "CA1", KEY).extra == {}

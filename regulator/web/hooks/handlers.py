@@ -167,9 +167,8 @@ class Hooks:
             decision.mmg,
             call.call_id if call else None,
             self._url_keys[platform],
+            whisper=has_whisper(protocol),
         )
-        if not has_whisper(protocol):
-            urls = dataclasses.replace(urls, whisper="")
         ctx = RenderContext(
             urls=urls,
             caller=call.caller if call else None,

@@ -8,8 +8,9 @@ import hashlib
 import hmac
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import quote_plus, unquote, urlsplit
 
 from aiohttp import web
@@ -99,42 +100,104 @@ def public_base(request: web.Request, settings: Settings) -> str:
 
 
 def hook_urls(
-    base: str, platform: Platform, mmg: str | None, call_id: str | None, key: bytes = b""
+    base: str,
+    platform: Platform,
+    mmg: str | None,
+    call_id: str | None,
+    key: bytes = b"",
+    *,
+    whisper: bool = True,
 ) -> HookUrls:
     """Our callback URLs for one answer. With ``key`` (:func:`callback_key`), each URL
     with a query carries its HMAC (``sig``), and so does every URL an adapter derives
     from them with :meth:`HookUrls.with_query`: on the way back, the query's ``mmg``,
-    ``call_id`` and ``target`` are trusted only if it checks (:func:`trusted_query`)."""
-    root = f"{base}/hooks/{platform.value}"
-    # Dial callbacks name the MMG and the call: Vonage reports a failed leg with the
-    # dialled number as ``to`` and the leg's own uuid, not the MMG's number and call.
-    # What urlencode({"mmg": …, "call_id": …}) gives, without its generic machinery.
-    pairs = tuple((k, v) for k, v in (("mmg", mmg), ("call_id", call_id)) if v)
-    query = "&".join(f"{k}={quote_plus(v)}" for k, v in pairs)
-    suffix = f"?{query}" if query else ""
-    # The root's parts, parsed once per base: each URL is then signed from the pairs
-    # above (what sign_callback would parse back), not parsed again — 7 URLs a call.
-    root_path = _root_path(root) if key else None
+    ``call_id`` and ``target`` are trusted only if it checks (:func:`trusted_query`).
+    ``whisper=False``: no whisper URL (the protocol plays none).
 
-    def url(path: str) -> str:
+    Each URL is built and signed when the renderer first reads it: an answer uses
+    one to three of the eight (a voice menu its ``gather``, a dial its action, leg
+    and whisper URLs), and signing all eight was 6 % of a webhook's CPU (py-spy)."""
+    return _LazyUrls(base, platform, mmg, call_id, key, whisper)
+
+
+class _LazyUrls(HookUrls):
+    """:class:`HookUrls` whose fields are computed on first read (``cached_property``
+    shadows the frozen dataclass's slots; ``__eq__``/``repr`` read them all)."""
+
+    def __init__(
+        self,
+        base: str,
+        platform: Platform,
+        mmg: str | None,
+        call_id: str | None,
+        key: bytes,
+        whisper: bool,
+    ) -> None:
+        # No dataclass __init__: every field is a cached_property below.
+        root = f"{base}/hooks/{platform.value}"
+        # Dial callbacks name the MMG and the call: Vonage reports a failed leg with the
+        # dialled number as ``to`` and the leg's own uuid, not the MMG's number and call.
+        # What urlencode({"mmg": …, "call_id": …}) gives, without its generic machinery.
+        pairs = tuple((k, v) for k, v in (("mmg", mmg), ("call_id", call_id)) if v)
+        query = "&".join(f"{k}={quote_plus(v)}" for k, v in pairs)
+        own = self.__dict__
+        own["_root"] = root
+        own["_pairs"] = pairs
+        own["_suffix"] = f"?{query}" if query else ""
+        own["_key"] = key
+        # The root's parts, parsed once per base: each URL is then signed from the
+        # pairs above (what sign_callback would parse back), not parsed again.
+        own["_root_path"] = _root_path(root) if key else None
+        own["_platform"] = platform
+        own["_whisper"] = whisper
+
+    def _url(self, name: str, with_call: bool) -> str:
+        root: str = self.__dict__["_root"]
+        path = f"{root}/{name}{self.__dict__['_suffix'] if with_call else ''}"
+        key: bytes = self.__dict__["_key"]
         if not key:
             return path
+        root_path: str | None = self.__dict__["_root_path"]
         if root_path is None:
             return sign_callback(path, key)
         unsigned, _, q = path.partition("?")
-        return signed_url(path, root_path + unsigned[len(root) :], pairs if q else (), key)
+        pairs = self.__dict__["_pairs"] if q else ()
+        return signed_url(path, root_path + unsigned[len(root) :], pairs, key)
 
-    return HookUrls(
-        gather=url(f"{root}/gather"),
-        dial_status=url(f"{root}/dial-status{suffix}"),
-        status=url(f"{root}/status"),
-        event=url(f"{root}/event{suffix}"),
-        input=url(f"{root}/input"),
-        leg=url(f"{root}/leg{suffix}"),
-        whisper=url(f"{root}/whisper{suffix}"),
+    @cached_property
+    def gather(self) -> str:
+        return self._url("gather", False)
+
+    @cached_property
+    def dial_status(self) -> str:
+        return self._url("dial-status", True)
+
+    @cached_property
+    def status(self) -> str:
+        return self._url("status", False)
+
+    @cached_property
+    def event(self) -> str:
+        return self._url("event", True)
+
+    @cached_property
+    def input(self) -> str:
+        return self._url("input", False)
+
+    @cached_property
+    def leg(self) -> str:
+        return self._url("leg", True)
+
+    @cached_property
+    def whisper(self) -> str:
+        return self._url("whisper", True) if self.__dict__["_whisper"] else ""
+
+    @cached_property
+    def extra(self) -> Mapping[str, str]:
         # jambonz: a dial target's confirmHook (the leg answered; the whisper).
-        extra=({"confirm": url(f"{root}/confirm{suffix}")} if platform is Platform.JAMBONZ else {}),
-    )
+        if self.__dict__["_platform"] is Platform.JAMBONZ:
+            return {"confirm": self._url("confirm", True)}
+        return {}
 
 
 @lru_cache(maxsize=64)
