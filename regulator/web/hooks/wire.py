@@ -120,6 +120,16 @@ def hook_urls(
     return _LazyUrls(base, platform, mmg, call_id, key, whisper)
 
 
+def _lazy_url(name: str, *, with_call: bool) -> cached_property[str]:
+    """One of :class:`_LazyUrls`' URLs: ``/hooks/{platform}/{name}``, with the call's
+    ``mmg``/``call_id`` query when ``with_call``; built and signed on first read."""
+
+    def build(self: _LazyUrls) -> str:
+        return self._url(name, with_call)
+
+    return cached_property(build)
+
+
 class _LazyUrls(HookUrls):
     """:class:`HookUrls` whose fields are computed on first read (``cached_property``
     shadows the frozen dataclass's slots; ``__eq__``/``repr`` read them all)."""
@@ -164,29 +174,12 @@ class _LazyUrls(HookUrls):
         pairs = self.__dict__["_pairs"] if q else ()
         return signed_url(path, root_path + unsigned[len(root) :], pairs, key)
 
-    @cached_property
-    def gather(self) -> str:
-        return self._url("gather", False)
-
-    @cached_property
-    def dial_status(self) -> str:
-        return self._url("dial-status", True)
-
-    @cached_property
-    def status(self) -> str:
-        return self._url("status", False)
-
-    @cached_property
-    def event(self) -> str:
-        return self._url("event", True)
-
-    @cached_property
-    def input(self) -> str:
-        return self._url("input", False)
-
-    @cached_property
-    def leg(self) -> str:
-        return self._url("leg", True)
+    gather = _lazy_url("gather", with_call=False)
+    dial_status = _lazy_url("dial-status", with_call=True)
+    status = _lazy_url("status", with_call=False)
+    event = _lazy_url("event", with_call=True)
+    input = _lazy_url("input", with_call=False)
+    leg = _lazy_url("leg", with_call=True)
 
     @cached_property
     def whisper(self) -> str:
