@@ -9,9 +9,9 @@ entry it replaced: the audit "previous value" can never be another writer's.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 import orjson
@@ -98,7 +98,7 @@ class SqliteFigures:
 
 #: KEYS[1] current entry, KEYS[2] history list; ARGV[1] the new entry's JSON.
 #: Answers the entry replaced (or false).
-_PUT_FIGURES_LUA = """
+PUT_FIGURES_LUA = """
 local previous = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -114,13 +114,13 @@ class RedisFigures:
 
         def _db(self) -> Redis: ...
         def _errors(self, op: str) -> AbstractContextManager[None]: ...
+        async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
 
     async def put_figures(self, entry: FigureEntry) -> FigureEntry | None:
         where = (entry.mmg, entry.kind.value, entry.period)
         keys = [self.keys.figures(*where), self.keys.figures_history(*where)]
         with self._errors("put_figures"):
-            script = self._db().register_script(_PUT_FIGURES_LUA)
-            previous = await script(keys=keys, args=[_body(entry)])
+            previous = await self._script("put_figures", keys, [_body(entry)])
         return _entry(previous) if previous else None
 
     async def get_figures(self, mmg: str, kind: FigureKind, period: str) -> FigureEntry | None:

@@ -89,7 +89,7 @@ from regulator.core.models import (
 from regulator.logs import get_logger
 from regulator.ports import Clock, IdempotencyMismatch, RouteHistory, StoreError, SystemClock
 from regulator.storage import codec
-from regulator.storage.figures import RedisFigures
+from regulator.storage.figures import PUT_FIGURES_LUA, RedisFigures
 from regulator.storage.keys import Keys, pending_member
 from regulator.storage.pending import (
     REDIS_PING_S,
@@ -98,7 +98,7 @@ from regulator.storage.pending import (
     RETRY_MAX_S,
     PendingIndex,
 )
-from regulator.storage.sessions import RedisSessions
+from regulator.storage.sessions import DELETE_SESSIONS_OF_LUA, RedisSessions
 
 log = get_logger(__name__)
 
@@ -603,6 +603,9 @@ class RedisStore(RedisFigures, RedisSessions):
             "exists_each": client.register_script(_EXISTS_EACH_LUA),
             "pending_snapshot": client.register_script(_PENDING_SNAPSHOT_LUA),
             "pending_backfill": client.register_script(_PENDING_BACKFILL_LUA),
+            # The mixins' scripts, registered once with the others (not on every call).
+            "put_figures": client.register_script(PUT_FIGURES_LUA),
+            "delete_sessions_of": client.register_script(DELETE_SESSIONS_OF_LUA),
         }
 
     async def open(self) -> None:

@@ -10,10 +10,10 @@ written back, so Redis forgets it by itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 import orjson
@@ -116,7 +116,7 @@ class SqliteSessions:
 #: deleted or in a fresh set). Answers how many sessions were live. The session keys
 #: are not in KEYS: on Redis Cluster this needs the hash-tagged prefix (storage/keys.py)
 #: that puts every key in one slot.
-_DELETE_SESSIONS_OF_LUA = """
+DELETE_SESSIONS_OF_LUA = """
 local n = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     n = n + redis.call('DEL', ARGV[1] .. key)
@@ -134,6 +134,7 @@ class RedisSessions:
 
         def _db(self) -> Redis: ...
         def _errors(self, op: str) -> AbstractContextManager[None]: ...
+        async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
 
     async def create_session(self, session: ConsoleSession) -> None:
         of = self.keys.sessions_of(session.token_name)
@@ -171,9 +172,8 @@ class RedisSessions:
 
     async def delete_sessions_of(self, token_name: str) -> int:
         with self._errors("delete_sessions_of"):
-            script = self._db().register_script(_DELETE_SESSIONS_OF_LUA)
-            deleted = await script(
-                keys=[self.keys.sessions_of(token_name)], args=[self.keys.session("")]
+            deleted = await self._script(
+                "delete_sessions_of", [self.keys.sessions_of(token_name)], [self.keys.session("")]
             )
         return int(deleted)
 
