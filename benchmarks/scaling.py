@@ -76,7 +76,7 @@ def measure(
             out[str(count)] = {
                 "rate": result["rate"],
                 "p99_ms": result["latency_us"]["p99"] / 1000,
-                "errors": sum(result["errors"].values()) + result["bad_status"],
+                "errors": sum(result["errors"].values()),  # bad statuses included
                 "service_cpu_cores": round(cpu / wall, 2) if wall else 0.0,
                 "wrk_cpu_share": result["wrk_cpu_share"],
                 "calls": calls,
