@@ -29,14 +29,7 @@ from regulator.core.indicators import (
 )
 from regulator.core.legs import Leg
 from regulator.core.protocol import Protocol, ProtocolLoadError, ProtocolSet
-from regulator.exports import (
-    annual_rows,
-    export_csv,
-    export_labels,
-    export_xlsx,
-    report_csv,
-    report_xlsx,
-)
+from regulator.exports import annual_rows, export_csv, export_labels, report_csv
 from regulator.ports import Store, StoreError
 from regulator.protocols import load_protocols
 from regulator.settings import Settings
@@ -145,6 +138,8 @@ async def annual_export(
 def export_file(export: dict[str, Any], fmt: str) -> bytes:
     """The annual export encoded as ``json``, ``csv`` (French conventions) or ``xlsx``."""
     if fmt == "xlsx":
+        from regulator.workbooks import export_xlsx  # openpyxl: only for a workbook
+
         return export_xlsx(export)
     if fmt == "csv":
         return export_csv(export).encode("utf-8")
@@ -154,6 +149,8 @@ def export_file(export: dict[str, Any], fmt: str) -> bytes:
 def report_file(report: dict[str, Any], fmt: str, name: str | None = None) -> bytes:
     """The monthly report encoded as ``json``, ``csv``, ``md`` or ``xlsx``."""
     if fmt == "xlsx":
+        from regulator.workbooks import report_xlsx  # openpyxl: only for a workbook
+
         return report_xlsx(report, name)
     if fmt == "csv":
         return report_csv(report).encode("utf-8")
