@@ -134,6 +134,15 @@ class _LazyUrls(HookUrls):
     """:class:`HookUrls` whose fields are computed on first read (``cached_property``
     shadows the frozen dataclass's slots; ``__eq__``/``repr`` read them all)."""
 
+    # Set once in __init__ through __dict__ (the frozen base refuses setattr).
+    _root: str
+    _pairs: tuple[tuple[str, str], ...]
+    _suffix: str
+    _key: bytes
+    _root_path: str | None
+    _platform: Platform
+    _whisper: bool
+
     def __init__(
         self,
         base: str,
@@ -162,17 +171,14 @@ class _LazyUrls(HookUrls):
         own["_whisper"] = whisper
 
     def _url(self, name: str, with_call: bool) -> str:
-        root: str = self.__dict__["_root"]
-        path = f"{root}/{name}{self.__dict__['_suffix'] if with_call else ''}"
-        key: bytes = self.__dict__["_key"]
-        if not key:
+        path = f"{self._root}/{name}{self._suffix if with_call else ''}"
+        if not self._key:
             return path
-        root_path: str | None = self.__dict__["_root_path"]
-        if root_path is None:
-            return sign_callback(path, key)
+        if self._root_path is None:
+            return sign_callback(path, self._key)
         unsigned, _, q = path.partition("?")
-        pairs = self.__dict__["_pairs"] if q else ()
-        return signed_url(path, root_path + unsigned[len(root) :], pairs, key)
+        pairs = self._pairs if q else ()
+        return signed_url(path, self._root_path + unsigned[len(self._root) :], pairs, self._key)
 
     gather = _lazy_url("gather", with_call=False)
     dial_status = _lazy_url("dial-status", with_call=True)
@@ -183,12 +189,12 @@ class _LazyUrls(HookUrls):
 
     @cached_property
     def whisper(self) -> str:
-        return self._url("whisper", True) if self.__dict__["_whisper"] else ""
+        return self._url("whisper", True) if self._whisper else ""
 
     @cached_property
     def extra(self) -> Mapping[str, str]:
         # jambonz: a dial target's confirmHook (the leg answered; the whisper).
-        if self.__dict__["_platform"] is Platform.JAMBONZ:
+        if self._platform is Platform.JAMBONZ:
             return {"confirm": self._url("confirm", True)}
         return {}
 
