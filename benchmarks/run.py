@@ -413,6 +413,24 @@ def rss_row(rss: dict[str, Any], calls: int, budget_s: float) -> tuple[str, str,
     )
 
 
+def _rounds(one: dict[str, Any], two: dict[str, Any]) -> str:
+    """Each alternating round's rates, 2 workers over 1 (benchmarks/scaling.py)."""
+    pairs = list(zip(two.get("rounds", []), one.get("rounds", []), strict=False))
+    if len(pairs) < 2:
+        return ""
+    return ", rounds " + ", ".join(f"{a:,} / {b:,}" for a, b in pairs)
+
+
+def _others(one: dict[str, Any], two: dict[str, Any]) -> str:
+    """What else took the two cores in each run: Redis and wrk, in cores."""
+    if one.get("redis_cpu_cores") is None or two.get("redis_cpu_cores") is None:
+        return ""
+    return (
+        f"; Redis {two['redis_cpu_cores']:.2f} / {one['redis_cpu_cores']:.2f}, "
+        f"wrk {two['wrk_cpu_share']:.2f} / {one['wrk_cpu_share']:.2f} cores"
+    )
+
+
 def scaling_rows(w: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """The rows of the 1 → 2 workers phase (benchmarks/scaling.py)."""
     rows: list[tuple[str, str, str, bool | None]] = []
@@ -423,9 +441,10 @@ def scaling_rows(w: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 "Saturated throughput, `serve --workers 2` / `--workers 1` (both on cores 0-1; "
                 "wrk and Redis on core 1)",
                 f"≥ {TARGETS['workers_ratio']:.2f}",
-                f"{w['ratio']:.2f} ({two['rate']:,.0f} / {one['rate']:,.0f} calls/s; service "
+                f"{w['ratio']:.2f} ({two['rate']:,.0f} / {one['rate']:,.0f} calls/s"
+                f"{_rounds(one, two)}; service "
                 f"CPU {two['service_cpu_cores']:.2f} / {one['service_cpu_cores']:.2f} cores; "
-                f"per CPU-second {w['efficiency']:.2f})",
+                f"per CPU-second {w['efficiency']:.2f}{_others(one, two)})",
                 w["ratio"] >= TARGETS["workers_ratio"],
             )
         )
@@ -834,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
                 entries_file,
                 sat_seconds=args.sat_seconds,
                 conns=args.conns,
+                redis_pid=redis.proc.pid if redis.proc else None,
             )
             log(f"  {results['workers']}")
     finally:

@@ -1,13 +1,14 @@
-"""Scaling from 1 to 2 workers: ``regulator serve --workers 1`` then ``--workers 2``,
-each saturated by wrk on the full Twilio path (Redis store), on both cores.
+"""Scaling from 1 to 2 workers: ``regulator serve --workers 1`` and ``--workers 2``,
+each saturated by wrk on the full Twilio path (Redis store), on both cores, in
+alternating rounds.
 
 Both runs get the same cores (``taskset -c 0,1``), the same Redis (on core 1, a key
 prefix of their own so every call is new) and the same pre-signed requests; wrk
 stays on core 1 as in the other phases. With two cores and the load generator and
 Redis on one of them, two workers compete with wrk and Redis for core 1: the CPU
-shares reported next to the rates say how much each worker got. After each run the
-RSS of every worker is read (``VmRSS``; one process per worker, the supervisor
-excluded).
+shares reported next to the rates say how much each worker got, and Redis's and
+wrk's what they took. After the last round the RSS of every worker is read
+(``VmRSS``; one process per worker, the supervisor excluded).
 """
 
 from __future__ import annotations
@@ -43,46 +44,105 @@ def measure(
     sat_seconds: float,
     conns: int,
     counts: tuple[int, ...] = (1, 2),
+    redis_pid: int | None = None,
+    rounds: int = 2,
 ) -> dict[str, Any]:
-    """One saturated run per worker count; the rates, CPU shares, RSS and the ratio."""
+    """Saturated runs of each worker count; the rates, CPU shares, RSS and the ratio.
+
+    Both services run side by side (idle when not loaded, each on a key prefix and a
+    data dir of its own), and their runs alternate: ``rounds`` rounds of
+    ``sat_seconds / rounds`` each (1, 2, 1, 2 workers), so that a slow patch of the
+    shared machine weighs on both counts alike instead of on one. Each count's rate is
+    its requests over its seconds, all rounds together; ``rounds`` keeps each round's.
+    ``redis_pid``: the store's redis-server, whose CPU share is reported beside the
+    service's and wrk's (the three share the two cores)."""
     from benchmarks.run import Service, run_wrk
 
     out: dict[str, Any] = {}
-    for count in counts:
-        service = Service(
-            workdir,
-            redis_url,
-            protocols_dir,
-            workdir / f"service-workers-{count}.log",
-            workers=count,
-            cores=CORES,
-        )
-        service.env["REGULATOR_REDIS_PREFIX"] = f"scaling{count}"
-        service.env["REGULATOR_DATA_DIR"] = str(workdir / f"var-workers-{count}")
-        try:
-            service.start()
-            pids = _wait_workers(service, count)
-            url = f"{service.base}/hooks/twilio/voice"
-            warm = run_wrk(url, entries_file, start=0, duration_s=3, conns=conns)
-            cpu0 = sum(procs.cpu_seconds(pid) for pid in pids)
-            started = time.monotonic()
-            result = run_wrk(
-                url, entries_file, start=warm["sent"], duration_s=sat_seconds, conns=conns
+    services: dict[int, Service] = {}
+    pids: dict[int, list[int]] = {}
+    sums: dict[int, dict[str, float]] = {}
+    sent = 0
+    try:
+        for count in counts:
+            service = Service(
+                workdir,
+                redis_url,
+                protocols_dir,
+                workdir / f"service-workers-{count}.log",
+                workers=count,
+                cores=CORES,
             )
-            wall = time.monotonic() - started
-            cpu = sum(procs.cpu_seconds(pid) for pid in pids) - cpu0
-            time.sleep(1.0)  # the writers drain
-            calls = service.metrics().get("webhooks", 0.0)
-            out[str(count)] = {
-                "rate": result["rate"],
-                "p99_ms": result["latency_us"]["p99"] / 1000,
-                "errors": sum(result["errors"].values()),  # bad statuses included
-                "service_cpu_cores": round(cpu / wall, 2) if wall else 0.0,
-                "wrk_cpu_share": result["wrk_cpu_share"],
-                "calls": calls,
-                "rss_mb": [round(procs.memory_kb(pid).get("VmRSS", 0) / 1024, 1) for pid in pids],
-            }
-        finally:
+            service.env["REGULATOR_REDIS_PREFIX"] = f"scaling{count}"
+            service.env["REGULATOR_DATA_DIR"] = str(workdir / f"var-workers-{count}")
+            services[count] = service
+            service.start()
+            pids[count] = _wait_workers(service, count)
+            warm = run_wrk(
+                f"{service.base}/hooks/twilio/voice",
+                entries_file,
+                start=sent,
+                duration_s=3,
+                conns=conns,
+            )
+            sent += warm["sent"]
+            sums[count] = dict.fromkeys(
+                ("requests", "seconds", "wall", "cpu", "redis", "wrk", "errors", "p99"), 0.0
+            )
+        per_round = max(1.0, sat_seconds / rounds)
+        for _ in range(rounds):
+            for count in counts:
+                acc = sums[count]
+                cpu0 = sum(procs.cpu_seconds(pid) for pid in pids[count])
+                idle = [pid for other in counts if other != count for pid in pids[other]]
+                idle0 = sum(procs.cpu_seconds(pid) for pid in idle)
+                redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
+                started = time.monotonic()
+                result = run_wrk(
+                    f"{services[count].base}/hooks/twilio/voice",
+                    entries_file,
+                    start=sent,
+                    duration_s=per_round,
+                    conns=conns,
+                )
+                wall = time.monotonic() - started
+                sent += result["sent"]
+                acc["requests"] += result["requests"]
+                acc["seconds"] += result["duration_us"] / 1e6
+                acc["wall"] += wall
+                acc["cpu"] += sum(procs.cpu_seconds(pid) for pid in pids[count]) - cpu0
+                # What the services not under load took meanwhile (their timers).
+                idle_share = (sum(procs.cpu_seconds(pid) for pid in idle) - idle0) / wall
+                out["idle_cpu_cores"] = max(out.get("idle_cpu_cores", 0.0), round(idle_share, 3))
+                if redis_pid:
+                    acc["redis"] += procs.cpu_seconds(redis_pid) - redis0
+                acc["wrk"] += result["wrk_cpu_share"] * wall
+                acc["errors"] += sum(result["errors"].values())  # bad statuses included
+                acc["p99"] = max(acc["p99"], result["latency_us"]["p99"] / 1000)
+                out.setdefault(str(count), {}).setdefault("rounds", []).append(
+                    round(result["rate"])
+                )
+        time.sleep(1.0)  # the writers drain
+        for count in counts:
+            acc, wall = sums[count], sums[count]["wall"]
+            out[str(count)].update(
+                {
+                    "rate": acc["requests"] / acc["seconds"] if acc["seconds"] else 0.0,
+                    "p99_ms": acc["p99"],
+                    "errors": int(acc["errors"]),
+                    "service_cpu_cores": round(acc["cpu"] / wall, 2) if wall else 0.0,
+                    "wrk_cpu_share": round(acc["wrk"] / wall, 2) if wall else 0.0,
+                    "redis_cpu_cores": round(acc["redis"] / wall, 2)
+                    if wall and redis_pid
+                    else None,
+                    "calls": services[count].metrics().get("webhooks", 0.0),
+                    "rss_mb": [
+                        round(procs.memory_kb(pid).get("VmRSS", 0) / 1024, 1) for pid in pids[count]
+                    ],
+                }
+            )
+    finally:
+        for count, service in services.items():
             out.setdefault(str(count), {})["exit"] = service.stop()
     one, two = out.get("1", {}).get("rate"), out.get("2", {}).get("rate")
     if one and two:

@@ -145,3 +145,37 @@ def test_the_rss_row_is_judged_only_after_the_calls_it_targets() -> None:
     short = {**done, "calls": 640_000.0}
     _, _, measured, ok = rss_row(short, 1_000_000, 570)
     assert ok is None and measured.endswith("the 570 s budget stopped the fill")
+
+
+def test_the_scaling_row_names_each_round_and_what_else_took_the_cores() -> None:
+    from benchmarks.run import TARGETS, scaling_rows
+
+    one = {
+        "rate": 2600.0,
+        "service_cpu_cores": 0.97,
+        "rounds": [2597, 2615],
+        "calls": 9.0,
+        "redis_cpu_cores": 0.05,
+        "wrk_cpu_share": 0.14,
+    }
+    two = {
+        **one,
+        "rate": 4472.0,
+        "service_cpu_cores": 1.66,
+        "rounds": [4450, 4494],
+        "redis_cpu_cores": 0.09,
+        "wrk_cpu_share": 0.2,
+        "rss_mb": [117.0, 118.0],
+    }
+    rows = scaling_rows({"1": one, "2": two, "ratio": 4472 / 2600, "efficiency": 0.99})
+    _, target, measured, ok = rows[0]
+    assert target == f"≥ {TARGETS['workers_ratio']:.2f}" and ok is (
+        TARGETS["workers_ratio"] <= 1.72
+    )
+    assert measured.startswith("1.72 (4,472 / 2,600 calls/s, rounds 4,450 / 2,597, 4,494 / 2,615;")
+    assert measured.endswith("per CPU-second 0.99; Redis 0.09 / 0.05, wrk 0.20 / 0.14 cores)")
+    assert rows[1][2] == "117 MB / 118 MB" and rows[1][3] is True
+    # A single round and no Redis reading (an older results file): neither is made up.
+    del one["rounds"], one["redis_cpu_cores"]
+    (_, _, measured, _), *_ = scaling_rows({"1": one, "2": two, "ratio": 1.7, "efficiency": 1.0})
+    assert "rounds" not in measured and "Redis" not in measured
