@@ -3,7 +3,8 @@
 Each step is one piece of what a first Twilio voice webhook costs, fed with the
 benchmark's own workload (a signed 25-field webhook of a new call): the signature
 check, form parsing, number normalisation (a caller never seen before), our callback
-URLs (each signed, ``hook_urls``), TwiML rendering (the voice menu and a dial), the
+URLs (``hook_urls``, built lazily), TwiML rendering (the voice menu and a dial, each
+with fresh URLs signed as it reads them, as in a webhook), the
 journal append of the call record, the canonical log line (JSON, to /dev/null) and
 the webhook histogram.
 
@@ -103,7 +104,7 @@ def steps(protocols_dir: Path) -> dict[str, Callable[[], Callable[[], object]]]:
     def urls() -> Callable[[], object]:
         return lambda: hook_urls(_BASE, Platform.TWILIO, _MMG, "CA" + "0" * 32, key)
 
-    def _decision(stage: Stage, digits: str | None) -> tuple[object, RenderContext]:
+    def _decision(stage: Stage, digits: str | None) -> tuple[object, Callable[[], RenderContext]]:
         from regulator.protocols import load_protocols
 
         proto = next(p for p in load_protocols(protocols_dir) if p.id == _MMG)
@@ -112,23 +113,27 @@ def steps(protocols_dir: Path) -> dict[str, Callable[[], Callable[[], object]]]:
         if digits:
             call = Call(call.call_id, call.caller, call.called, call.platform, stage, digits)
         decision = decide(proto, call, now, DecisionContext())
-        ctx = RenderContext(
-            urls=hook_urls(_BASE, Platform.TWILIO, _MMG, call.call_id, key),
-            caller=call.caller,
-            own_number=proto.numbers[0],
-            regulation=None,
-            sip_gateway=None,
-            mmg_name=proto.name,
-        )
+
+        def ctx() -> RenderContext:
+            # Fresh URLs, as each webhook builds them (their signing is part of rendering).
+            return RenderContext(
+                urls=hook_urls(_BASE, Platform.TWILIO, _MMG, call.call_id, key),
+                caller=call.caller,
+                own_number=proto.numbers[0],
+                regulation=None,
+                sip_gateway=None,
+                mmg_name=proto.name,
+            )
+
         return decision, ctx
 
     def render_menu() -> Callable[[], object]:
         decision, ctx = _decision(Stage.INCOMING, None)
-        return lambda: twilio.render(decision, ctx)  # type: ignore[arg-type]
+        return lambda: twilio.render(decision, ctx())  # type: ignore[arg-type]
 
     def render_dial() -> Callable[[], object]:
         decision, ctx = _decision(Stage.DIGITS, "1")
-        return lambda: twilio.render(decision, ctx)  # type: ignore[arg-type]
+        return lambda: twilio.render(decision, ctx())  # type: ignore[arg-type]
 
     def journal() -> Callable[[], object]:
         from regulator.storage.batch import Journal

@@ -47,7 +47,6 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
     LegReport,
     RenderContext,
     SignatureError,
@@ -273,7 +272,7 @@ def render(
         if target is None:
             tags.append("<break/>")  # nothing safe to bridge: the dialplan's fallback
         else:
-            action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
+            action = urls.targeted("dial_status", decision.route.value)
             tags.append(_DIAL.format(action=_attr(action), target=_text(target)))
             tags.append(_CONTINUE.format(action=_attr(action)))
     elif decision.failsafe:

@@ -189,7 +189,7 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
         dial: dict[str, object] = {
             "verb": "dial",
             "target": [target],
-            "actionHook": HookUrls.with_query(urls.dial_status, target=route),
+            "actionHook": urls.targeted("dial_status", route),
             "timeout": f.clamp(timeout, 5, 600),
             "answerOnBridge": True,
             # The dialled (child) call's customerData: its call status webhooks

@@ -30,7 +30,6 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
     RenderContext,
     SignatureError,
     keyed_hmac,
@@ -288,7 +287,7 @@ def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 
     elif destination is not None and destination.dialable:
         attrs = ""
         if urls.leg:
-            leg = HookUrls.with_query(urls.leg, target=decision.route.value)
+            leg = urls.targeted("leg", decision.route.value)
             attrs = _LEG_CALLBACK.format(_attr(leg))
         if urls.whisper and decision.route is Route.REGULATION:
             attrs += _WHISPER_URL.format(_attr(urls.whisper))
@@ -296,7 +295,7 @@ def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 
             target = _NUMBER.format(attrs=attrs, target=_text(destination.number))
         else:
             target = _SIP.format(attrs=attrs, target=_text(destination.sip or ""))
-        action = HookUrls.with_query(urls.dial_status, target=decision.route.value)
+        action = urls.targeted("dial_status", decision.route.value)
         timeout = decision.dial_timeout_s or DEFAULT_DIAL_TIMEOUT_S
         presented = caller_id(caller, own_number)
         verbs = says + _DIAL.format(

@@ -37,7 +37,6 @@ from regulator.platforms.base import (
     BadHookRequest,
     CallEvent,
     HookRequest,
-    HookUrls,
     RenderContext,
     SignatureError,
 )
@@ -311,7 +310,7 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
             "eventType": "synchronous",
         }
         if urls.event:
-            connect["eventUrl"] = [HookUrls.with_query(urls.event, target=decision.route.value)]
+            connect["eventUrl"] = [urls.targeted("event", decision.route.value)]
         own = _msisdn(from_number)
         if own is not None:
             connect["from"] = own

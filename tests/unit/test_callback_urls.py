@@ -126,3 +126,27 @@ def test_urls_are_signed_when_first_read_and_whisper_can_be_left_out() -> None:
     assert "gather" not in vars(urls)  # only what was read was built
     twin = hook_urls(BASE, Platform.JAMBONZ, "nimes", "CA1", KEY, whisper=False)
     assert urls == twin and hook_urls(BASE, Platform.TWILIO, "nimes", "CA1", KEY).extra == {}
+
+
+def test_targeted_signs_once_what_with_query_gives() -> None:
+    """HookUrls.targeted: the dial's target URL signed once, byte for byte what
+    with_query of the (signed) URL gives — before or after that URL was read, on odd
+    bases and values, without a key, and on a plain HookUrls."""
+    bases = (BASE, "http://127.0.0.1:8080/prefix", "HTTPS://Regulator.example", "https://h/?x=1")
+    ids = (("nimes", "CA1"), ("a b&c=d/é", "id+1%#"), (None, "CA2"), ("m", None), (None, None))
+    for base in bases:
+        for mmg, call_id in ids:
+            for key in (KEY, b""):
+                for name in ("leg", "dial_status", "event"):
+                    for target in ("regulation", "desk", "a&b c/é"):
+                        fresh = hook_urls(base, Platform.TWILIO, mmg, call_id, key)
+                        first = fresh.targeted(name, target)
+                        if key and base in bases[:2]:  # bases urlsplit gives back as they are
+                            assert name not in vars(fresh)  # the bare URL was not signed
+                        expected = HookUrls.with_query(getattr(fresh, name), target=target)
+                        assert first == expected, (base, mmg, call_id, name, target)
+                        assert fresh.targeted(name, target) == expected
+                        if key and (mmg or call_id or target):
+                            assert callback_signed(first, key)
+    plain = HookUrls(leg="https://h/hooks/twilio/leg?mmg=m")
+    assert plain.targeted("leg", "desk") == "https://h/hooks/twilio/leg?mmg=m&target=desk"

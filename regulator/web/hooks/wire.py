@@ -170,7 +170,7 @@ class _LazyUrls(HookUrls):
         own["_platform"] = platform
         own["_whisper"] = whisper
 
-    def _url(self, name: str, with_call: bool) -> str:
+    def _url(self, name: str, with_call: bool, target: str | None = None) -> str:
         path = f"{self._root}/{name}{self._suffix if with_call else ''}"
         if not self._key:
             return path
@@ -178,7 +178,17 @@ class _LazyUrls(HookUrls):
             return sign_callback(path, self._key)
         unsigned, _, q = path.partition("?")
         pairs = self._pairs if q else ()
+        if target is not None:  # what HookUrls.with_query(<path signed>, target=…) gives
+            path = f"{path}{'&' if q else '?'}target={quote_plus(target)}"
+            pairs += (("target", target),)
         return signed_url(path, self._root_path + unsigned[len(self._root) :], pairs, self._key)
+
+    def targeted(self, name: str, target: str) -> str:
+        # Built and signed once with its target, not read (signed) then signed again.
+        spec = _TARGETED.get(name)
+        if spec is None or not self._key or self._root_path is None:
+            return super().targeted(name, target)
+        return self._url(spec, True, target)
 
     gather = _lazy_url("gather", with_call=False)
     dial_status = _lazy_url("dial-status", with_call=True)
@@ -197,6 +207,11 @@ class _LazyUrls(HookUrls):
         if self._platform is Platform.JAMBONZ:
             return {"confirm": self._url("confirm", True)}
         return {}
+
+
+#: The URLs a dial names its target in (HookUrls.targeted): attribute → path segment.
+#: Each carries the call's query (``with_call``), as its _lazy_url above says.
+_TARGETED = {"leg": "leg", "dial_status": "dial-status", "event": "event"}
 
 
 @lru_cache(maxsize=64)
