@@ -13,9 +13,12 @@ masked too; the standard library's log lines (aiohttp's own) go through it as we
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
+import time
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -75,6 +78,21 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+#: Field name → whether it holds a secret (``key.lower()`` once per name, not per line).
+_SECRET_KEY: dict[str, bool] = {}
+#: A scrubbed value by value, cleared when full; 4,096 entries of at most a few
+#: hundred bytes each.
+_SCRUBBED: dict[str, str] = {}
+_SCRUBBED_MAX = 4096
+
+
+def _is_secret(key: str) -> bool:
+    secret = key.lower() in _SECRET_KEYS
+    if len(_SECRET_KEY) < 1024:  # field names are the code's own: a few hundred
+        _SECRET_KEY[key] = secret
+    return secret
+
+
 def scrub_numbers(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -86,11 +104,22 @@ def scrub_numbers(
     # inline; one shorter than the shortest number the pattern matches (7 digits)
     # holds none, and the level and timestamp are the processors' own, never a number.
     for key, value in event_dict.items():
-        if key.lower() in _SECRET_KEYS:
+        secret = _SECRET_KEY.get(key)
+        if secret is None:
+            secret = _is_secret(key)
+        if secret:
             event_dict[key] = "•••"
         elif isinstance(value, str):
             if len(value) >= _MIN_MATCH and key not in _OWN_FIELDS:
-                event_dict[key] = _PHONE.sub(_mask_match, value)
+                # The same values recur line after line (event names, paths, rules):
+                # each is scrubbed once, then looked up (the pattern costs 0.2–1 µs).
+                clean = _SCRUBBED.get(value)
+                if clean is None:
+                    clean = _PHONE.sub(_mask_match, value)
+                    if len(_SCRUBBED) >= _SCRUBBED_MAX:
+                        _SCRUBBED.clear()  # unique values (call ids) must not grow it
+                    _SCRUBBED[value] = clean
+                event_dict[key] = clean
         elif isinstance(value, list | tuple | dict):
             event_dict[key] = _scrub(value)
     return event_dict
@@ -111,17 +140,50 @@ def _dumps_bytes(obj: Any, default: Any = None) -> bytes:
     return orjson.dumps(obj, default=default or str)
 
 
+#: structlog's add_log_level: a method name is its level, but for these two.
+_LEVEL_OF = {"warn": "warning", "exception": "error"}
+
+
+class _LevelAndTime:
+    """``add_log_level``, ``TimeStamper(fmt="iso", utc=True)`` and the worker index in
+    one processor, the same fields and text (``2026-12-01T15:00:00.123456Z``).
+
+    Every webhook writes a line: the date and time part is formatted once per second,
+    not per line (TimeStamper builds a datetime and its isoformat each time: 1.7 µs,
+    this 0.4 µs), and one step replaces two or three of the chain."""
+
+    __slots__ = ("_prefix", "_second", "_worker")
+
+    def __init__(self, worker: int | None = None) -> None:
+        self._second = -1
+        self._prefix = ""
+        self._worker = worker
+
+    def __call__(
+        self, _logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event["level"] = _LEVEL_OF.get(method, method)
+        # Rounded as datetime.fromtimestamp rounds (half to even, carrying a second).
+        fraction, whole = math.modf(time.time())
+        micros = round(fraction * 1_000_000)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # As datetime.isoformat: no fraction when the microseconds are 0.
+        event["timestamp"] = f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+        if self._worker is not None:
+            event.setdefault("worker", self._worker)
+        return event
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO", *, worker: int | None = None) -> None:
     """Configure structlog and the standard library root logger once at start-up.
     ``worker``: every line of a ``serve --workers N`` worker says which one it is."""
     log_level = getattr(logging, level.upper(), logging.INFO)
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    if worker is not None:
-        shared.append(_add_worker(worker))
+    shared: list[Any] = [structlog.contextvars.merge_contextvars, _LevelAndTime(worker)]
     renderer: Any
     factory: Any
     binary = getattr(sys.stderr, "buffer", None)
@@ -148,14 +210,6 @@ def configure_logging(fmt: str = "json", level: str = "INFO", *, worker: int | N
     handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=log_level, handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def _add_worker(index: int) -> Any:
-    def add_worker(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-        event.setdefault("worker", index)
-        return event
-
-    return add_worker
 
 
 def get_logger(name: str = "regulator") -> FilteringBoundLogger:

@@ -133,3 +133,50 @@ def test_scrub_numbers_fast_paths_change_nothing() -> None:
             value = f"x {text[:end]}"[2:] if end else ""
             line = scrub_numbers(None, "info", {"field": value, "event": value})
             assert line == {"field": scrub_text(value), "event": scrub_text(value)}
+
+
+def test_level_and_time_step_writes_what_structlogs_processors_wrote() -> None:
+    """_LevelAndTime replaces add_log_level + TimeStamper(iso, utc) + the worker step:
+    the same level names and the same timestamp text, to the microsecond, for any
+    instant (datetime's rounding, half to even, a second carried), edges included."""
+    import random
+    from datetime import UTC, datetime
+    from unittest import mock
+
+    from regulator import logs
+
+    step = logs._LevelAndTime(worker=3)
+    rng = random.Random(7)
+    instants = [rng.uniform(1.7e9, 1.9e9) for _ in range(20_000)]
+    instants += [1764601200.0, 1764601200.9999996, 1764601200.0000004, 1764601200.5]
+    wrong = []
+    for instant in instants:
+        with mock.patch("time.time", return_value=instant):
+            line = step(None, "info", {})
+        expected = datetime.fromtimestamp(instant, UTC).isoformat().replace("+00:00", "Z")
+        if line["timestamp"] != expected:
+            wrong.append((instant, line["timestamp"], expected))
+    assert wrong == []
+    for method, level in (("warn", "warning"), ("exception", "error"), ("debug", "debug")):
+        assert step(None, method, {})["level"] == level
+    assert (
+        step(None, "info", {})["worker"] == 3 and step(None, "info", {"worker": 0})["worker"] == 0
+    )
+    assert "worker" not in logs._LevelAndTime()(None, "info", {})
+
+
+def test_scrubbed_values_are_remembered_but_still_masked() -> None:
+    """The scrubber's memo of values: a number in a repeated value is masked on every
+    line, a full memo starts again (unique call ids do not grow it), and secret field
+    names are found in any case."""
+    from regulator import logs
+
+    logs._SCRUBBED.clear()
+    for _ in range(3):
+        line = scrub_numbers(None, "info", {"note": "rappel au 06 11 22 33 44", "Token": "t"})
+        assert "11 22 33" not in line["note"] and line["Token"] == "•••"
+    for i in range(logs._SCRUBBED_MAX + 10):
+        scrub_numbers(None, "info", {"call_id": f"CA{i:032d}"})
+    assert len(logs._SCRUBBED) <= logs._SCRUBBED_MAX
+    line = scrub_numbers(None, "info", {"note": "rappel au 06 11 22 33 44", "PASSWORD": "x"})
+    assert "11 22 33" not in line["note"] and line["PASSWORD"] == "•••"
