@@ -339,15 +339,17 @@ def _add(
 
 
 def mount(root: web.Application) -> None:
-    """Register every route of the table on ``root`` and its three sub-apps."""
+    """Register every route of the table: the root's and the webhooks on ``root``, the
+    API's and the consoles' on a sub-app each (their own middlewares)."""
     settings = root[keys.SETTINGS]
     _add(root, "", ROOT)
 
     hooks = Hooks(root[keys.ROUTER], settings, root[keys.METRICS])
     root[keys.HOOKS] = hooks
-    hooks_app = web.Application()
-    _add(hooks_app, HOOKS_PREFIX, hook_endpoints(hooks))
-    root.add_subapp(HOOKS_PREFIX, hooks_app)
+    # On the root itself, not a sub-app as the API and the consoles (the webhooks have
+    # no middleware of their own): one route look-up per call instead of two, and no
+    # sub-app wrapping of the root's middlewares (about 4 % of a webhook's CPU).
+    _add(root, "", hook_endpoints(hooks))
 
     # One set of budgets across the API and the consoles (web/limits.py); the caller
     # (token, console session or nobody) is found first, for the limiter and the auth.
