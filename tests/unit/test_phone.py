@@ -210,3 +210,43 @@ def test_real_french_and_overseas_lines_take_the_shortcut(value: str) -> None:
     assert fast is not None and fast[0] == value
     assert fast == _parsed(value)
     assert normalize(value) == value
+
+
+def test_the_compiled_validity_check_agrees_with_phonenumbers_is_valid_number() -> None:
+    """phone._validity (a single-region French code's patterns, compiled once) against
+    ``phonenumbers.is_valid_number``: every national number of one to twelve digits with
+    each leading pair of digits, many random ones of each length the region's metadata
+    allows, and the real lines above. The shared codes (+262, +590) have no such check."""
+    import random
+
+    import phonenumbers
+
+    from regulator.core.phone import _validity
+
+    rng = random.Random(33)
+    assert _validity(262) is None and _validity(590) is None
+    disagree: list[str] = []
+    checked = valid = 0
+    for code in (33, 508, 594, 596, 681, 687, 689):
+        check = _validity(code)
+        assert check is not None
+        region = phonenumbers.region_code_for_country_code(code)
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        assert meta is not None and meta.general_desc is not None
+        allowed = set(meta.general_desc.possible_length or ())
+        lengths = allowed | set(range(1, 13))
+        samples = [
+            f"{lead:02d}"[:length] + "".join(rng.choice("0123456789") for _ in range(length - 2))
+            for length in sorted(lengths)
+            for lead in range(10, 100)
+            for _ in range(30 if length in allowed else 2)
+        ]
+        for national in samples:
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+            expected = phonenumbers.is_valid_number(number)
+            checked += 1
+            valid += expected
+            if check(national) != expected:
+                disagree.append(f"+{code} {national}: phonenumbers says {expected}")
+    print(f"{checked:,} numbers checked, {valid:,} valid, {len(disagree)} disagreements")
+    assert valid > 1000 and disagree == []
