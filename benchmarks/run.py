@@ -413,12 +413,19 @@ def rss_row(rss: dict[str, Any], calls: int, budget_s: float) -> tuple[str, str,
     )
 
 
-def _rounds(one: dict[str, Any], two: dict[str, Any]) -> str:
-    """Each alternating round's rates, 2 workers over 1 (benchmarks/scaling.py)."""
+def _rounds(w: dict[str, Any]) -> str:
+    """How the ratio was read: the median of the alternating rounds' ratios, each
+    round's rates (2 workers / 1), and the two rates pooled (benchmarks/scaling.py)."""
+    one, two = w["1"], w["2"]
     pairs = list(zip(two.get("rounds", []), one.get("rounds", []), strict=False))
-    if len(pairs) < 2:
-        return ""
-    return ", rounds " + ", ".join(f"{a:,} / {b:,}" for a, b in pairs)
+    pooled = f"{two['rate']:,.0f} / {one['rate']:,.0f} calls/s"
+    if len(pairs) < 2 or "pooled_ratio" not in w:
+        return pooled
+    rounds = ", ".join(f"{a:,} / {b:,}" for a, b in pairs)
+    return (
+        f"median of {len(pairs)} alternating rounds: {rounds} calls/s; "
+        f"pooled {pooled} = {w['pooled_ratio']:.2f}"
+    )
 
 
 def _others(one: dict[str, Any], two: dict[str, Any]) -> str:
@@ -441,8 +448,7 @@ def scaling_rows(w: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 "Saturated throughput, `serve --workers 2` / `--workers 1` (both on cores 0-1; "
                 "wrk and Redis on core 1)",
                 f"≥ {TARGETS['workers_ratio']:.2f}",
-                f"{w['ratio']:.2f} ({two['rate']:,.0f} / {one['rate']:,.0f} calls/s"
-                f"{_rounds(one, two)}; service "
+                f"{w['ratio']:.2f} ({_rounds(w)}; service "
                 f"CPU {two['service_cpu_cores']:.2f} / {one['service_cpu_cores']:.2f} cores; "
                 f"per CPU-second {w['efficiency']:.2f}{_others(one, two)})",
                 w["ratio"] >= TARGETS["workers_ratio"],

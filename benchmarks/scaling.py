@@ -13,6 +13,7 @@ wrk's what they took. After the last round the RSS of every worker is read
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -45,15 +46,18 @@ def measure(
     conns: int,
     counts: tuple[int, ...] = (1, 2),
     redis_pid: int | None = None,
-    rounds: int = 2,
+    rounds: int = 4,
 ) -> dict[str, Any]:
     """Saturated runs of each worker count; the rates, CPU shares, RSS and the ratio.
 
     Both services run side by side (idle when not loaded, each on a key prefix and a
     data dir of its own), and their runs alternate: ``rounds`` rounds of
-    ``sat_seconds / rounds`` each (1, 2, 1, 2 workers), so that a slow patch of the
+    ``sat_seconds / rounds`` each (1, 2, 1, 2… workers), so that a slow patch of the
     shared machine weighs on both counts alike instead of on one. Each count's rate is
     its requests over its seconds, all rounds together; ``rounds`` keeps each round's.
+    The ratio is the median of the rounds' ratios (two workers over the one worker of
+    the same round): a slow patch that hits one run moves one round's ratio, not the
+    result; ``pooled_ratio`` is the ratio of the two rates.
     ``redis_pid``: the store's redis-server, whose CPU share is reported beside the
     service's and wrk's (the three share the two cores)."""
     from benchmarks.run import Service, run_wrk
@@ -146,9 +150,23 @@ def measure(
             out.setdefault(str(count), {})["exit"] = service.stop()
     one, two = out.get("1", {}).get("rate"), out.get("2", {}).get("rate")
     if one and two:
-        out["ratio"] = two / one
+        out.update(read_rounds(out["1"], out["2"]))
         cores_1 = out["1"]["service_cpu_cores"] or 1.0
         cores_2 = out["2"]["service_cpu_cores"] or 1.0
         # calls per CPU-second of the service: 1.0 means the workers cost nothing extra
         out["efficiency"] = (two / cores_2) / (one / cores_1)
     return out
+
+
+def read_rounds(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+    """The ratio of two workers to one from their runs (``rate``: all rounds pooled;
+    ``rounds``: each round's rate): the median of the rounds' ratios, each round's
+    two-worker rate over its one-worker rate, with the pooled ratio beside it."""
+    pairs = zip(two.get("rounds", []), one.get("rounds", []), strict=False)
+    ratios = [round(b / a, 3) for b, a in pairs if a]
+    pooled = two["rate"] / one["rate"]
+    return {
+        "round_ratios": ratios,
+        "pooled_ratio": pooled,
+        "ratio": statistics.median(ratios) if ratios else pooled,
+    }
