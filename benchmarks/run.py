@@ -209,9 +209,14 @@ def run_wrk(
     server_pid: int | None = None,
     marker: Path | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (1 thread, core 1); returns its WRK_JSON plus CPU use."""
+    """One wrk run (1 thread, core 1); returns its WRK_JSON plus CPU use.
+
+    CPU shares are over the run itself (``wall_s``): from the moment the script's
+    ``init()`` has read its entries and built its requests (it writes a ready file;
+    ``init_s`` is how long that took, the service idle meanwhile) to wrk's end."""
     if marker is not None:
         marker.unlink(missing_ok=True)
+    ready = entries_file.with_name(f".wrk-ready-{os.getpid()}-{time.monotonic_ns()}")
     argv = procs.pinned(
         procs.LOAD_CORE,
         [
@@ -230,13 +235,21 @@ def run_wrk(
             str(budget),
             str(marker or ""),
             "1",
+            str(ready),
+            # Requests to build before the clock starts: what the run can send (the
+            # bare endpoint does ~14,000 a second), the script's cap beyond.
+            str(budget or int(duration_s * 16_000) + 1_000),
         ],
     )
-    server_cpu0 = procs.cpu_seconds(server_pid) if server_pid else 0.0
-    started = time.monotonic()
+    spawned = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wrk_cpu = 0.0
+    wrk_cpu = wrk_cpu0 = 0.0
     try:
+        while proc.poll() is None and not ready.exists() and time.monotonic() - spawned < 120:
+            time.sleep(0.01)
+        loaded = time.monotonic()
+        wrk_cpu0 = procs.cpu_seconds(proc.pid) if proc.poll() is None else 0.0
+        server_cpu0 = procs.cpu_seconds(server_pid) if server_pid else 0.0
         if marker is not None:
             while proc.poll() is None:
                 if marker.exists():
@@ -246,7 +259,7 @@ def run_wrk(
                 time.sleep(0.05)
         else:
             # Sample wrk's CPU just before it ends (its /proc entry goes with it).
-            while proc.poll() is None and time.monotonic() - started < duration_s - 0.5:
+            while proc.poll() is None and time.monotonic() - loaded < duration_s - 0.5:
                 wrk_cpu = procs.cpu_seconds(proc.pid)
                 time.sleep(0.25)
         out, err = proc.communicate(timeout=duration_s + 120)
@@ -254,7 +267,8 @@ def run_wrk(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    wall = time.monotonic() - started
+        ready.unlink(missing_ok=True)
+    wall = time.monotonic() - loaded
     text = out.decode()
     match = re.search(r"^WRK_JSON (.*)$", text, re.M)
     if match is None:
@@ -262,7 +276,9 @@ def run_wrk(
     result: dict[str, Any] = json.loads(match.group(1))
     seconds = result["duration_us"] / 1e6
     result["rate"] = result["requests"] / seconds if seconds else 0.0
-    result["wrk_cpu_share"] = round(wrk_cpu / wall, 2) if wall else 0.0
+    result["init_s"] = round(loaded - spawned, 3)
+    result["wall_s"] = wall
+    result["wrk_cpu_share"] = round(max(0.0, wrk_cpu - wrk_cpu0) / wall, 2) if wall else 0.0
     if server_pid:
         result["server_cpu_share"] = round((procs.cpu_seconds(server_pid) - server_cpu0) / wall, 2)
     return result

@@ -101,7 +101,6 @@ def measure(
                 idle = [pid for other in counts if other != count for pid in pids[other]]
                 idle0 = sum(procs.cpu_seconds(pid) for pid in idle)
                 redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
-                started = time.monotonic()
                 result = run_wrk(
                     f"{services[count].base}/hooks/twilio/voice",
                     entries_file,
@@ -109,7 +108,9 @@ def measure(
                     duration_s=per_round,
                     conns=conns,
                 )
-                wall = time.monotonic() - started
+                # The run itself: not wrk's start-up (reading and building its
+                # requests), during which the service is idle.
+                wall = result["wall_s"]
                 sent += result["sent"]
                 acc["requests"] += result["requests"]
                 acc["seconds"] += result["duration_us"] / 1e6
