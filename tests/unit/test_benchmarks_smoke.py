@@ -203,3 +203,11 @@ def test_the_scaling_ratio_is_the_median_of_the_rounds() -> None:
     assert read["pooled_ratio"] == pytest.approx(4568.25 / 2738.5)
     # Runs without rounds (one run each): the ratio of the two rates.
     assert read_rounds({"rate": 2000.0}, {"rate": 3500.0})["ratio"] == 1.75
+
+
+def test_a_ratio_short_of_its_target_never_prints_as_the_target() -> None:
+    from benchmarks.run import judged
+
+    assert judged(1.698, 1.7) == "1.698" and judged(1.7, 1.7) == "1.70"
+    assert judged(1.72, 1.7) == "1.72" and judged(1.64, 1.7) == "1.64"
+    assert judged(0.4999, 0.5) == "0.4999" and judged(0.22, 0.5) == "0.22"
