@@ -13,7 +13,6 @@ masked too; the standard library's log lines (aiohttp's own) go through it as we
 from __future__ import annotations
 
 import logging
-import math
 import re
 import sys
 import time
@@ -80,10 +79,12 @@ def _scrub(value: Any) -> Any:
 
 #: Field name → whether it holds a secret (``key.lower()`` once per name, not per line).
 _SECRET_KEY: dict[str, bool] = {}
-#: A scrubbed value by value, cleared when full; 4,096 entries of at most a few
-#: hundred bytes each.
+#: A scrubbed value by value, cleared when full: 4,096 values of at most 256
+#: characters (ids, names, paths; not messages or tracebacks). In memory only, like
+#: the numbers the process handles anyway.
 _SCRUBBED: dict[str, str] = {}
 _SCRUBBED_MAX = 4096
+_SCRUBBED_CHARS = 256
 
 
 def _is_secret(key: str) -> bool:
@@ -116,9 +117,10 @@ def scrub_numbers(
                 clean = _SCRUBBED.get(value)
                 if clean is None:
                     clean = _PHONE.sub(_mask_match, value)
-                    if len(_SCRUBBED) >= _SCRUBBED_MAX:
-                        _SCRUBBED.clear()  # unique values (call ids) must not grow it
-                    _SCRUBBED[value] = clean
+                    if len(value) <= _SCRUBBED_CHARS:
+                        if len(_SCRUBBED) >= _SCRUBBED_MAX:
+                            _SCRUBBED.clear()  # unique values (call ids) must not grow it
+                        _SCRUBBED[value] = clean
                 event_dict[key] = clean
         elif isinstance(value, list | tuple | dict):
             event_dict[key] = _scrub(value)
@@ -150,30 +152,29 @@ class _LevelAndTime:
 
     Every webhook writes a line: the date and time part is formatted once per second,
     not per line (TimeStamper builds a datetime and its isoformat each time), and one
-    step replaces two or three of the chain: 1.0 µs a line instead of 1.9."""
+    step replaces two or three of the chain: 1.0 µs a line instead of 1.9. The clock
+    is read as ``datetime.now`` reads it: the system time cut down to whole
+    microseconds, never rounded up into the next second."""
 
-    __slots__ = ("_prefix", "_second", "_worker")
+    __slots__ = ("_second", "_worker")
 
     def __init__(self, worker: int | None = None) -> None:
-        self._second = -1
-        self._prefix = ""
+        # (second, its "YYYY-MM-DDTHH:MM:SS"): one pair, replaced whole.
+        self._second: tuple[int, str] = (-1, "")
         self._worker = worker
 
     def __call__(
         self, _logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         event["level"] = _LEVEL_OF.get(method, method)
-        # Rounded as datetime.fromtimestamp rounds (half to even, carrying a second).
-        fraction, whole = math.modf(time.time())
-        micros = round(fraction * 1_000_000)
-        second = int(whole)
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        micros = nanos // 1000
+        cached, prefix = self._second
+        if second != cached:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, prefix)
         # As datetime.isoformat: no fraction when the microseconds are 0.
-        event["timestamp"] = f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+        event["timestamp"] = f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
         if self._worker is not None:
             event.setdefault("worker", self._worker)
         return event

@@ -109,7 +109,11 @@ def french_e164(value: str) -> tuple[str, int, int] | None:
     what every platform sends for a French caller — else None (the full parse decides).
 
     ``phonenumbers.parse`` is half of a new caller's cost (~10 µs) and would read the
-    same two values; validity is still ``phonenumbers.is_valid_number``'s."""
+    same two values; validity is the region metadata's, as ``is_valid_number`` reads
+    it (:func:`_validity`). Digits other than ASCII (``\\d`` matches ``٦``) are left to
+    the full parse, which reads them as ASCII."""
+    if not value.isascii():
+        return None
     for length in (2, 3):
         code = _FRENCH_CODES.get(value[1 : 1 + length])
         if code is None:

@@ -102,8 +102,10 @@ class HookUrls:
         """The URL ``name`` (``leg``, ``dial_status``, ``event``) of a dial naming its
         ``target`` route: ``with_query(self.<name>, target=target)``. The URLs the
         service builds (web/hooks/wire.py) sign it once, not once bare and once with
-        the target (an HMAC is about 3 µs; a dial answer names its target twice)."""
-        return self.with_query(getattr(self, name), target=target)
+        the target (an HMAC is about 3 µs; a dial answer names its target twice).
+        An empty URL (the platform has none) stays empty."""
+        url: str = getattr(self, name)
+        return self.with_query(url, target=target) if url else ""
 
     @staticmethod
     def with_query(url: str, **params: str) -> str:

@@ -286,8 +286,8 @@ def render(decision: Decision, ctx: RenderContext, *, max_dial_timeout_s: int = 
         )
     elif destination is not None and destination.dialable:
         attrs = ""
-        if urls.leg:
-            leg = urls.targeted("leg", decision.route.value)
+        leg = urls.targeted("leg", decision.route.value)  # not urls.leg: signed once
+        if leg:
             attrs = _LEG_CALLBACK.format(_attr(leg))
         if urls.whisper and decision.route is Route.REGULATION:
             attrs += _WHISPER_URL.format(_attr(urls.whisper))

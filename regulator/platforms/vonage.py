@@ -309,8 +309,9 @@ def render(decision: Decision, ctx: RenderContext) -> Answer:
             # (a new NCCO) replaces the rest of this one: that is the overflow path.
             "eventType": "synchronous",
         }
-        if urls.event:
-            connect["eventUrl"] = [urls.targeted("event", decision.route.value)]
+        event_url = urls.targeted("event", decision.route.value)  # not urls.event: signed once
+        if event_url:
+            connect["eventUrl"] = [event_url]
         own = _msisdn(from_number)
         if own is not None:
             connect["from"] = own

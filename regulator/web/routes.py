@@ -1,7 +1,8 @@
 """The whole URL map: every path, method and handler of the service, in one table.
 
-Paths are a contract (DESIGN.md §3). The table decides which sub-app serves a path,
-and so which middlewares apply, never the middlewares looking at ``request.path``:
+Paths are a contract (DESIGN.md §3). The table decides which app serves a path (the
+root or a sub-app), and so which middlewares apply, never the middlewares looking at
+``request.path``:
 
 - the root app: ``/healthz``, ``/readyz``, ``/metrics`` (never throttled);
 - ``/hooks``: signatures, no rate limit, always a valid platform answer (fail-safe);

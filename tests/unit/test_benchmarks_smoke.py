@@ -169,8 +169,8 @@ def test_the_scaling_row_names_each_round_and_what_else_took_the_cores() -> None
         "wrk_cpu_share": 0.2,
         "rss_mb": [117.0, 118.0],
     }
-    # The ratio is the median of the rounds' (1.71, 1.72, 2.24): the round whose one
-    # worker ran in a slow patch does not carry the result.
+    # The row prints the ratio it is given (scaling.read_rounds computes it: the median
+    # of the rounds', here 1.71, 1.72, 2.24) and says how it was read.
     w = {"1": one, "2": two, "ratio": 1.72, "pooled_ratio": 4472 / 2600, "efficiency": 0.99}
     rows = scaling_rows(w)
     _, target, measured, ok = rows[0]

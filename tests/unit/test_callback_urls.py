@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
+
 from regulator.core.models import Platform
 from regulator.platforms.base import HookRequest, HookUrls, callback_signed
 from regulator.web.hooks.wire import callback_key, hook_urls, trusted_query
@@ -150,3 +152,32 @@ def test_targeted_signs_once_what_with_query_gives() -> None:
                             assert callback_signed(first, key)
     plain = HookUrls(leg="https://h/hooks/twilio/leg?mmg=m")
     assert plain.targeted("leg", "desk") == "https://h/hooks/twilio/leg?mmg=m&target=desk"
+
+
+def test_a_dial_answer_signs_each_of_its_urls_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twilio's dial (leg callbacks, whisper, dial action) and Vonage's connect (event
+    URL): as many HMACs as signed URLs in the answer, not one more for a bare URL read
+    to see whether it is there."""
+    from regulator.core.models import Destination, Route
+    from regulator.platforms import base, twilio, vonage
+    from regulator.platforms.base import RenderContext
+    from tests.unit.helpers import decision
+
+    macs: list[str] = []
+    real = base._callback_mac
+
+    def counting(path: str, pairs: object, key: bytes) -> str:
+        macs.append(path)
+        return real(path, pairs, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "_callback_mac", counting)
+    for platform, adapter in ((Platform.TWILIO, twilio), (Platform.VONAGE, vonage)):
+        macs.clear()
+        key = callback_key(platform, "secret")
+        urls = hook_urls(BASE, platform, "nimes", "CA1", key)
+        ctx = RenderContext(urls, "+33612345678", "+33466000001", None, None, "MMG")
+        dial = decision(Route.REGULATION, Destination(number="+33466000015"), say=("Bonjour",))
+        body = adapter.render(dial, ctx).body.decode()
+        signed = body.count("sig=")
+        print(f"{platform.value}: {len(macs)} HMACs for {signed} signed URLs")
+        assert signed >= 2 and len(macs) == signed, macs

@@ -137,26 +137,31 @@ def test_scrub_numbers_fast_paths_change_nothing() -> None:
 
 def test_level_and_time_step_writes_what_structlogs_processors_wrote() -> None:
     """_LevelAndTime replaces add_log_level + TimeStamper(iso, utc) + the worker step:
-    the same level names and the same timestamp text, to the microsecond, for any
-    instant (datetime's rounding, half to even, a second carried), edges included."""
+    the same level names, and the timestamp ``datetime.now(UTC).isoformat()`` gives for
+    the same system time (cut down to whole microseconds, never rounded into the next
+    second), edges included."""
     import random
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
     from unittest import mock
 
     from regulator import logs
 
     step = logs._LevelAndTime(worker=3)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     rng = random.Random(7)
-    instants = [rng.uniform(1.7e9, 1.9e9) for _ in range(20_000)]
-    instants += [1764601200.0, 1764601200.9999996, 1764601200.0000004, 1764601200.5]
+    instants = [rng.randrange(1_700_000_000 * 10**9, 1_900_000_000 * 10**9) for _ in range(20_000)]
+    edge = 1_767_225_599 * 10**9  # 2025-12-31T23:59:59 UTC
+    instants += [edge, edge + 999_999_999, edge + 999_999_500, edge + 1_000_000_000, edge + 999]
     wrong = []
-    for instant in instants:
-        with mock.patch("time.time", return_value=instant):
+    for ns in instants:
+        with mock.patch("time.time_ns", return_value=ns):
             line = step(None, "info", {})
-        expected = datetime.fromtimestamp(instant, UTC).isoformat().replace("+00:00", "Z")
+        expected = (epoch + timedelta(microseconds=ns // 1000)).isoformat().replace("+00:00", "Z")
         if line["timestamp"] != expected:
-            wrong.append((instant, line["timestamp"], expected))
+            wrong.append((ns, line["timestamp"], expected))
     assert wrong == []
+    with mock.patch("time.time_ns", return_value=edge + 999_999_999):
+        assert step(None, "info", {})["timestamp"] == "2025-12-31T23:59:59.999999Z"
     for method, level in (("warn", "warning"), ("exception", "error"), ("debug", "debug")):
         assert step(None, method, {})["level"] == level
     assert (
@@ -180,3 +185,6 @@ def test_scrubbed_values_are_remembered_but_still_masked() -> None:
     assert len(logs._SCRUBBED) <= logs._SCRUBBED_MAX
     line = scrub_numbers(None, "info", {"note": "rappel au 06 11 22 33 44", "PASSWORD": "x"})
     assert "11 22 33" not in line["note"] and line["PASSWORD"] == "•••"
+    long = "x" * 300 + " 06 11 22 33 44"  # masked, but not remembered (too long)
+    assert "11 22 33" not in scrub_numbers(None, "info", {"message": long})["message"]
+    assert long not in logs._SCRUBBED

@@ -214,9 +214,9 @@ def test_real_french_and_overseas_lines_take_the_shortcut(value: str) -> None:
 
 def test_the_compiled_validity_check_agrees_with_phonenumbers_is_valid_number() -> None:
     """phone._validity (a single-region French code's patterns, compiled once) against
-    ``phonenumbers.is_valid_number``: every national number of one to twelve digits with
-    each leading pair of digits, many random ones of each length the region's metadata
-    allows, and the real lines above. The shared codes (+262, +590) have no such check."""
+    ``phonenumbers.is_valid_number``: for each leading pair of digits, 30 random national
+    numbers of each length the region's metadata allows and 2 of every other length from
+    1 to 12. The shared codes (+262, +590) have no such check."""
     import random
 
     import phonenumbers
@@ -250,3 +250,13 @@ def test_the_compiled_validity_check_agrees_with_phonenumbers_is_valid_number() 
                 disagree.append(f"+{code} {national}: phonenumbers says {expected}")
     print(f"{checked:,} numbers checked, {valid:,} valid, {len(disagree)} disagreements")
     assert valid > 1000 and disagree == []
+
+
+@pytest.mark.parametrize("value", ["+33٦١١٢٢٣٣٤٤", "+3361١٢٢٣٣٤٤", "+33６１１２２３３４４"])
+def test_digits_other_than_ascii_come_out_as_ascii_e164(value: str) -> None:
+    """``\\d`` matches Arabic-Indic and full-width digits: the shortcut leaves them to the
+    full parse, which reads them, so what is stored and compared is ASCII E.164."""
+    from regulator.core.phone import french_e164
+
+    assert french_e164(value) is None
+    assert normalize(value) == "+33611223344"
