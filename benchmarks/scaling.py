@@ -97,9 +97,9 @@ def measure(
         for _ in range(rounds):
             for count in counts:
                 acc = sums[count]
-                cpu0 = sum(procs.cpu_seconds(pid) for pid in pids[count])
+                cpu0 = _cpu(pids[count])
                 idle = [pid for other in counts if other != count for pid in pids[other]]
-                idle0 = sum(procs.cpu_seconds(pid) for pid in idle)
+                idle0 = _cpu(idle)
                 redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
                 result = run_wrk(
                     f"{services[count].base}/hooks/twilio/voice",
@@ -115,9 +115,9 @@ def measure(
                 acc["requests"] += result["requests"]
                 acc["seconds"] += result["duration_us"] / 1e6
                 acc["wall"] += wall
-                acc["cpu"] += sum(procs.cpu_seconds(pid) for pid in pids[count]) - cpu0
+                acc["cpu"] += _cpu(pids[count]) - cpu0
                 # What the services not under load took meanwhile (their timers).
-                idle_share = (sum(procs.cpu_seconds(pid) for pid in idle) - idle0) / wall
+                idle_share = (_cpu(idle) - idle0) / wall
                 out["idle_cpu_cores"] = max(out.get("idle_cpu_cores", 0.0), round(idle_share, 3))
                 if redis_pid:
                     acc["redis"] += procs.cpu_seconds(redis_pid) - redis0
@@ -157,6 +157,11 @@ def measure(
         # calls per CPU-second of the service: 1.0 means the workers cost nothing extra
         out["efficiency"] = (two / cores_2) / (one / cores_1)
     return out
+
+
+def _cpu(pids: list[int]) -> float:
+    """The CPU seconds the processes ``pids`` have used so far, together."""
+    return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
 def read_rounds(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def test_targeted_signs_once_what_with_query_gives() -> None:
     for base in bases:
         for mmg, call_id in ids:
             for key in (KEY, b""):
-                for name in ("leg", "dial_status", "event"):
+                for name in ("leg", "dial_status", "event", "gather", "status", "input"):
                     for target in ("regulation", "desk", "a&b c/é"):
                         fresh = hook_urls(base, Platform.TWILIO, mmg, call_id, key)
                         first = fresh.targeted(name, target)

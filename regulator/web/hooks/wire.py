@@ -120,12 +120,25 @@ def hook_urls(
     return _LazyUrls(base, platform, mmg, call_id, key, whisper)
 
 
-def _lazy_url(name: str, *, with_call: bool) -> cached_property[str]:
-    """One of :class:`_LazyUrls`' URLs: ``/hooks/{platform}/{name}``, with the call's
-    ``mmg``/``call_id`` query when ``with_call``; built and signed on first read."""
+#: :class:`_LazyUrls`' URLs: attribute → (path segment, whether it carries the call's
+#: ``mmg``/``call_id`` query). Read by the properties and by ``targeted`` alike.
+_URLS: dict[str, tuple[str, bool]] = {
+    "gather": ("gather", False),
+    "dial_status": ("dial-status", True),
+    "status": ("status", False),
+    "event": ("event", True),
+    "input": ("input", False),
+    "leg": ("leg", True),
+}
+
+
+def _lazy_url(attribute: str) -> cached_property[str]:
+    """One of :class:`_LazyUrls`' URLs (:data:`_URLS`): ``/hooks/{platform}/{segment}``,
+    with the call's query when it carries one; built and signed on first read."""
+    segment, with_call = _URLS[attribute]
 
     def build(self: _LazyUrls) -> str:
-        return self._url(name, with_call)
+        return self._url(segment, with_call)
 
     return cached_property(build)
 
@@ -185,17 +198,18 @@ class _LazyUrls(HookUrls):
 
     def targeted(self, name: str, target: str) -> str:
         # Built and signed once with its target, not read (signed) then signed again.
-        spec = _TARGETED.get(name)
+        spec = _URLS.get(name)
         if spec is None or not self._key or self._root_path is None:
             return super().targeted(name, target)
-        return self._url(spec, True, target)
+        segment, with_call = spec
+        return self._url(segment, with_call, target)
 
-    gather = _lazy_url("gather", with_call=False)
-    dial_status = _lazy_url("dial-status", with_call=True)
-    status = _lazy_url("status", with_call=False)
-    event = _lazy_url("event", with_call=True)
-    input = _lazy_url("input", with_call=False)
-    leg = _lazy_url("leg", with_call=True)
+    gather = _lazy_url("gather")
+    dial_status = _lazy_url("dial_status")
+    status = _lazy_url("status")
+    event = _lazy_url("event")
+    input = _lazy_url("input")
+    leg = _lazy_url("leg")
 
     @cached_property
     def whisper(self) -> str:
@@ -207,11 +221,6 @@ class _LazyUrls(HookUrls):
         if self._platform is Platform.JAMBONZ:
             return {"confirm": self._url("confirm", True)}
         return {}
-
-
-#: The URLs a dial names its target in (HookUrls.targeted): attribute → path segment.
-#: Each carries the call's query (``with_call``), as its _lazy_url above says.
-_TARGETED = {"leg": "leg", "dial_status": "dial-status", "event": "event"}
 
 
 @lru_cache(maxsize=64)
