@@ -89,6 +89,36 @@ async def test_counters_match_call_counter_deltas(store: Store) -> None:
     assert await store.call_counters(MMG, MONTH) == expected_counters(records)
 
 
+async def test_one_large_batch_counts_each_new_call_once_per_mmg_and_month(
+    store: Store,
+) -> None:
+    """Redis sums a batch's counter moves per counters hash before writing them: a
+    batch of many calls over two MMGs and two months, with repeats inside it and of an
+    earlier batch, must count exactly what the new calls' deltas say."""
+    routes = (Route.REGULATION, Route.MENU, Route.PHARMACY, Route.CLOSED)
+    records = [
+        call(
+            f"CA{n}",
+            mmg=(MMG, OTHER_MMG)[n % 2],
+            month=(MONTH, "2026-12")[n % 3 == 0],
+            at=T0 + timedelta(days=10 * (n % 3 == 0)),
+            route=routes[n % 4],
+            hour=n % 24,
+            failsafe=n % 7 == 0,
+            day_type=(DayType.WEEKDAY, DayType.SUNDAY)[n % 5 == 0],
+        )
+        for n in range(240)
+    ]
+    assert await store.record_calls(records[:40]) == [True] * 40
+    batch = records[20:] + records[100:110]  # 20 of the earlier batch, 10 twice here
+    flags = await store.record_calls(batch)
+    assert flags == [False] * 20 + [True] * 200 + [False] * 10
+    for mmg in (MMG, OTHER_MMG):
+        for month in (MONTH, "2026-12"):
+            mine = [r for r in records if r.mmg == mmg and r.month == month]
+            assert await store.call_counters(mmg, month) == expected_counters(mine)
+
+
 async def test_counters_are_kept_per_mmg_and_month(store: Store) -> None:
     records = [
         call("CA1"),
