@@ -136,6 +136,10 @@ class Redis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:

@@ -207,9 +207,11 @@ def run_wrk(
     conns: int,
     budget: int = 0,
     server_pid: int | None = None,
+    store_pid: int | None = None,
     marker: Path | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (1 thread, core 1); returns its WRK_JSON plus CPU use.
+    """One wrk run (1 thread, core 1); returns its WRK_JSON plus CPU use (wrk's, and the
+    service's and its redis-server's when their pids are given).
 
     CPU shares are over the run itself (``wall_s``): from the moment the script's
     ``init()`` has read its entries and built its requests (it writes a ready file;
@@ -250,6 +252,7 @@ def run_wrk(
         loaded = time.monotonic()
         wrk_cpu0 = procs.cpu_seconds(proc.pid) if proc.poll() is None else 0.0
         server_cpu0 = procs.cpu_seconds(server_pid) if server_pid else 0.0
+        store_cpu0 = procs.cpu_seconds(store_pid) if store_pid else 0.0
         if marker is not None:
             while proc.poll() is None:
                 if marker.exists():
@@ -281,6 +284,8 @@ def run_wrk(
     result["wrk_cpu_share"] = round(max(0.0, wrk_cpu - wrk_cpu0) / wall, 2) if wall else 0.0
     if server_pid:
         result["server_cpu_share"] = round((procs.cpu_seconds(server_pid) - server_cpu0) / wall, 2)
+    if store_pid and wall:
+        result["store_cpu_share"] = round((procs.cpu_seconds(store_pid) - store_cpu0) / wall, 3)
     return result
 
 
@@ -429,6 +434,21 @@ def rss_row(rss: dict[str, Any], calls: int, budget_s: float) -> tuple[str, str,
     )
 
 
+def store_cpu_row(full: dict[str, Any]) -> tuple[str, str, str, bool | None] | None:
+    """Redis's CPU per call at saturation: what sizes the one Redis of a region."""
+    share, rate = full.get("store_cpu_share"), full.get("rate")
+    if not share or not rate:
+        return None
+    per_call_us = share / rate * 1e6
+    return (
+        "Redis CPU per call, full path at saturation (one Redis serves every replica of a region)",
+        "—",
+        f"{per_call_us:.1f} µs ({share:.2f} core at {rate:,.0f} calls/s: one Redis core "
+        f"would take about {1e6 / per_call_us:,.0f} calls/s)",
+        None,
+    )
+
+
 def judged(value: float, target: float) -> str:
     """``value`` to two decimals, or more when two would print the target for a value
     short of it (1.698 against 1.70: it fails, and must not read as 1.70)."""
@@ -518,6 +538,9 @@ def render(results: dict[str, Any], info: dict[str, str], args: argparse.Namespa
                 None,
             )
         )
+        store_row = store_cpu_row(full)
+        if store_row is not None:
+            rows.append(store_row)
     if ol:
         lat = ol["latency_ms"]
         rate = f"{args.rate:,.0f} calls/s"
@@ -786,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=args.sat_seconds,
             conns=args.conns,
             server_pid=service.pid,
+            store_pid=redis.pid,
         )
         offset += full["sent"]
         results["full_saturated"] = full
@@ -885,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
                 entries_file,
                 sat_seconds=args.sat_seconds,
                 conns=args.conns,
-                redis_pid=redis.proc.pid if redis.proc else None,
+                redis_pid=redis.pid,
             )
             log(f"  {results['workers']}")
     finally:

@@ -149,6 +149,18 @@ def test_the_rss_row_is_judged_only_after_the_calls_it_targets() -> None:
     assert ok is None and measured.endswith("the 570 s budget stopped the fill")
 
 
+def test_the_redis_row_gives_its_cpu_per_call_and_what_one_core_would_take() -> None:
+    from benchmarks.run import store_cpu_row
+
+    row = store_cpu_row({"rate": 5000.0, "store_cpu_share": 0.06})
+    assert row is not None
+    assert (
+        row[2]
+        == "12.0 µs (0.06 core at 5,000 calls/s: one Redis core would take about 83,333 calls/s)"
+    )
+    assert store_cpu_row({"rate": 5000.0}) is None  # an old run, without the figure
+
+
 def test_the_scaling_row_names_each_round_and_what_else_took_the_cores() -> None:
     from benchmarks.run import TARGETS, scaling_rows
 
