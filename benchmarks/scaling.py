@@ -100,13 +100,13 @@ def measure(
                 cpu0 = _cpu(pids[count])
                 idle = [pid for other in counts if other != count for pid in pids[other]]
                 idle0 = _cpu(idle)
-                redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
                 result = run_wrk(
                     f"{services[count].base}/hooks/twilio/voice",
                     entries_file,
                     start=sent,
                     duration_s=per_round,
                     conns=conns,
+                    store_pid=redis_pid,
                 )
                 # The run itself: not wrk's start-up (reading and building its
                 # requests), during which the service is idle.
@@ -119,8 +119,7 @@ def measure(
                 # What the services not under load took meanwhile (their timers).
                 idle_share = (_cpu(idle) - idle0) / wall
                 out["idle_cpu_cores"] = max(out.get("idle_cpu_cores", 0.0), round(idle_share, 3))
-                if redis_pid:
-                    acc["redis"] += procs.cpu_seconds(redis_pid) - redis0
+                acc["redis"] += result.get("store_cpu_share", 0.0) * wall
                 acc["wrk"] += result["wrk_cpu_share"] * wall
                 acc["errors"] += sum(result["errors"].values())  # bad statuses included
                 acc["p99"] = max(acc["p99"], result["latency_us"]["p99"] / 1000)
