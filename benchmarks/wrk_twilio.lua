@@ -56,13 +56,15 @@ function init(args)
    marker = args[4]
    local n = tonumber(args[5] or "1")
    local k = id or 0
-   local i = 0
+   local all = {}
    for line in io.lines(path) do
-      if i >= start and (i - start) % n == k then
-         count = count + 1
-         lines[count] = line
-      end
-      i = i + 1
+      all[#all + 1] = line
+   end
+   -- A START past the file's end cycles too (a --quick run's few entries).
+   if #all > 0 then start = start % #all end
+   for i = start + k + 1, #all, n do
+      count = count + 1
+      lines[count] = all[i]
    end
    if total_budget > 0 then
       budget = math.ceil(total_budget / n)
