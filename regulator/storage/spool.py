@@ -103,7 +103,10 @@ def make_private(path: Path) -> None:
 def encode(item: Item) -> bytes:
     """One spool line (with its newline)."""
     if isinstance(item, CallRecord):
-        return orjson.dumps({"r": codec.record_to_dict(item)}) + b"\n"
+        # orjson writes the dataclass itself, the same bytes as ``record_to_dict`` gives
+        # (its fields in order, enums as values, ``at`` as isoformat; tested): one per
+        # webhook, in the journal before the answer, 2.4 → 1.2 µs.
+        return orjson.dumps({"r": item}) + b"\n"
     if isinstance(item, CallUpdate):
         return orjson.dumps({"u": codec.update_to_dict(item)}) + b"\n"
     if isinstance(item, LegEvent):
