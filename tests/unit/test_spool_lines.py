@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from regulator.core.models import HISTORY_ROUTES, CallRecord, DayType, Ground, Route
 from regulator.storage.codec import record_to_dict
 from regulator.storage.spool import decode, encode
+from tests.support.store import call
 
 PROPERTY_SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -65,19 +66,7 @@ def test_a_record_line_reads_back_as_the_same_record(record: CallRecord) -> None
 def test_an_instant_with_another_offset_keeps_it() -> None:
     """``at`` is UTC by contract; a record built elsewhere with an offset keeps it."""
     paris = timezone(timedelta(hours=1))
-    record = CallRecord(
-        call_id="CA1",
-        mmg="nimes",
-        platform="twilio",
-        caller="+33611223344",
-        at=datetime(2026, 12, 1, 20, 0, 0, 5, tzinfo=paris),
-        month="2026-12",
-        day_type=DayType.WEEKDAY,
-        hour=20,
-        route=Route.REGULATION,
-        ground=None,
-        rule="r",
-    )
+    record = call("CA1", at=datetime(2026, 12, 1, 20, 0, 0, 5, tzinfo=paris))
     line = encode(record)
     assert b'"at":"2026-12-01T20:00:00.000005+01:00"' in line
     assert line == orjson.dumps({"r": record_to_dict(record)}) + b"\n"
