@@ -172,9 +172,9 @@ def _validity(code: int) -> Callable[[str], bool] | None:
         return frozenset(d.possible_length or ()), re.compile(d.national_number_pattern)
 
     general = desc(meta.general_desc)
-    types = [t for t in (desc(getattr(meta, name)) for name in _NUMBER_TYPES) if t]
     if general is None:
         return None
+    types = [t for t in (desc(getattr(meta, name)) for name in _NUMBER_TYPES) if t]
 
     def matches(d: _Desc, national: str) -> bool:
         lengths, pattern = d

@@ -105,6 +105,9 @@ def history_of(route: Route, routes: tuple[Route, ...]) -> tuple[Route, ...]:
 
 
 def record_to_dict(record: CallRecord) -> dict[str, Any]:
+    """A record's fields as a line holds them. ``spool.encode`` lets orjson write the
+    dataclass itself, one per webhook; its bytes must stay this mapping's
+    (tests/unit/test_spool_lines.py)."""
     return {
         "call_id": record.call_id,
         "mmg": record.mmg,
